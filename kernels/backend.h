@@ -1,0 +1,45 @@
+// KernelBackend: one device's table of kernels (ggml-backend style); the model calls kernels only through it.
+#pragma once
+
+#include "kernels/adamw.h"
+#include "kernels/bias.h"
+#include "kernels/cast.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/gelu.h"
+#include "kernels/gemm.h"
+#include "kernels/grad_norm.h"
+#include "kernels/layernorm.h"
+#include "kernels/residual.h"
+#include "kernels/softmax.h"
+#include "runtime/device.h"
+
+namespace weft::kernels {
+
+struct KernelBackend {
+  Gemm* gemm;
+  GemmStridedBatched* gemm_strided_batched;
+  EmbeddingForward* embedding_forward;
+  EmbeddingBackward* embedding_backward;
+  LayerNormForward* layernorm_forward;
+  LayerNormBackward* layernorm_backward;
+  GeluForward* gelu_forward;
+  GeluBackward* gelu_backward;
+  BiasBroadcast* bias_broadcast;
+  BiasBackward* bias_backward;
+  Add* add;
+  Scale* scale;
+  CausalSoftmaxForward* causal_softmax_forward;
+  CausalSoftmaxBackward* causal_softmax_backward;
+  SoftmaxCrossEntropy* softmax_cross_entropy;
+  AdamW* adamw;
+  SumSquares* sum_squares;
+  Cast* cast;
+};
+
+// The kernels for `type`; throws Error(kUsage) for CUDA in a build without it.
+const KernelBackend& kernels_for(DeviceType type);
+// The context (stream, BLAS handle) for running kernels on `device`'s compute stream.
+KernelContext context_for(Device& device);
+
+}  // namespace weft::kernels

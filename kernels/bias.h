@@ -1,0 +1,22 @@
+// Bias of a linear layer: broadcast a row vector over rows (forward) and sum a gradient over rows (backward).
+#pragma once
+
+#include "kernels/context.h"
+
+namespace weft::kernels {
+
+// out[r, c] = bias[c]: run before a GEMM with beta = 1 so the bias add costs no extra pass.
+using BiasBroadcast = void(const KernelContext& ctx, float* out, const float* bias, int rows, int cols);
+// dbias[c] += sum_r dout[r, c], in a fixed order (deterministic).
+using BiasBackward = void(const KernelContext& ctx, float* dbias, const float* dout, int rows, int cols);
+
+namespace cpu {
+BiasBroadcast bias_broadcast;
+BiasBackward bias_backward;
+}  // namespace cpu
+namespace cuda {
+BiasBroadcast bias_broadcast;
+BiasBackward bias_backward;
+}  // namespace cuda
+
+}  // namespace weft::kernels

@@ -1,0 +1,20 @@
+// Sum of squares over a buffer: the building block of global-norm gradient clipping (summed across shards by the caller).
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/context.h"
+
+namespace weft::kernels {
+
+// Returns sum_i x[i]^2 accumulated in double, in a fixed order (deterministic); on CUDA it waits for the result.
+using SumSquares = double(const KernelContext& ctx, const float* x, std::size_t n);
+
+namespace cpu {
+SumSquares sum_squares;
+}  // namespace cpu
+namespace cuda {
+SumSquares sum_squares;
+}  // namespace cuda
+
+}  // namespace weft::kernels

@@ -1,0 +1,30 @@
+// The one place that knows whether the CUDA kernels were compiled in.
+#include "kernels/backend.h"
+#include "runtime/error.h"
+
+namespace weft::kernels {
+// Lists every kernel in KernelBackend's field order, from one namespace (cpu or cuda).
+#define WEFT_KERNEL_TABLE(ns)                                                                                      \
+  KernelBackend {                                                                                                  \
+    ns::gemm, ns::gemm_strided_batched, ns::embedding_forward, ns::embedding_backward, ns::layernorm_forward,      \
+        ns::layernorm_backward, ns::gelu_forward, ns::gelu_backward, ns::bias_broadcast, ns::bias_backward,        \
+        ns::add, ns::scale, ns::causal_softmax_forward, ns::causal_softmax_backward, ns::softmax_cross_entropy,    \
+        ns::adamw, ns::sum_squares, ns::cast                                                                       \
+  }
+
+const KernelBackend& kernels_for(DeviceType type) {
+  static const KernelBackend cpu_kernels = WEFT_KERNEL_TABLE(cpu);
+  if (type == DeviceType::kCpu) return cpu_kernels;
+#if defined(WEFT_HAVE_CUDA)
+  static const KernelBackend cuda_kernels = WEFT_KERNEL_TABLE(cuda);
+  return cuda_kernels;
+#else
+  fail_usage("device: cuda was asked for, but this weft was built without CUDA (rebuild with -DWEFT_CUDA=ON)");
+#endif
+}
+
+KernelContext context_for(Device& device) {
+  return KernelContext{device.compute_stream().native_handle(), device.blas_handle()};
+}
+
+}  // namespace weft::kernels

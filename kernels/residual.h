@@ -1,0 +1,24 @@
+// Residual add and the other whole-buffer element-wise operations (add, scale).
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/context.h"
+
+namespace weft::kernels {
+
+// out = a + b; out may alias a or b.
+using Add = void(const KernelContext& ctx, float* out, const float* a, const float* b, std::size_t n);
+// x *= factor.
+using Scale = void(const KernelContext& ctx, float* x, float factor, std::size_t n);
+
+namespace cpu {
+Add add;
+Scale scale;
+}  // namespace cpu
+namespace cuda {
+Add add;
+Scale scale;
+}  // namespace cuda
+
+}  // namespace weft::kernels

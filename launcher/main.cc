@@ -1,0 +1,53 @@
+// weft: the command-line entry point. Parses the subcommand and maps every failure to the contract's exit codes.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "launcher/commands.h"
+#include "runtime/error.h"
+
+int main(int argc, char** argv) {
+  using namespace weft;
+  CLI::App app{"weft: distributed deep-learning training"};
+  app.set_version_flag("--version", "weft 0.1.0");
+  app.require_subcommand(1);
+
+  TrainOptions train;
+  CLI::App* train_cmd = app.add_subcommand("train", "Run as one rank of a training job");
+  train_cmd->add_option("config", train.config_path, "YAML config")->required();
+  train_cmd->add_option("--set", train.overrides, "Override a config key: --set parallel.zero=3")->take_all();
+  train_cmd->add_option("--metrics", train.metrics_path, "Write per-step metrics as JSON Lines (rank 0)");
+
+  std::string data_input, data_output;
+  CLI::App* data_cmd = app.add_subcommand("data", "Prepare training data");
+  data_cmd->require_subcommand(1);
+  CLI::App* prepare_cmd = data_cmd->add_subcommand("prepare", "Text file -> token file (byte-level tokens)");
+  prepare_cmd->add_option("--input", data_input, "UTF-8 text file")->required();
+  prepare_cmd->add_option("--output", data_output, "Token file to write")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
+    return static_cast<int>(ErrorKind::kUsage);
+  }
+
+  try {
+    if (train_cmd->parsed()) return run_train(train);
+    if (prepare_cmd->parsed()) return run_data_prepare(data_input, data_output);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "weft: %s\n", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weft: unexpected error: %s\n", e.what());
+    return static_cast<int>(ErrorKind::kInternal);
+  }
+  return static_cast<int>(ErrorKind::kInternal);
+}

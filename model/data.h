@@ -1,0 +1,66 @@
+// Training data: token corpora (built-in, UTF-8 text as bytes, memory-mapped token files) and the
+// layout-independent sample order every rank slices.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/config.h"
+
+namespace weft {
+
+// A read-only sequence of token ids.
+class TokenCorpus {
+ public:
+  virtual ~TokenCorpus() = default;
+  virtual std::int64_t size() const = 0;
+  // Writes tokens [start, start + count) as int32.
+  virtual void read(std::int64_t start, int count, std::int32_t* out) const = 0;
+  // Largest token id, for checking against model.vocab_size.
+  virtual std::int32_t max_token() const = 0;
+};
+
+// Bytes as tokens 0..255.
+std::unique_ptr<TokenCorpus> make_byte_corpus(std::vector<std::uint8_t> bytes);
+// The built-in corpus: generated English-like sentences as bytes (license-clean, learnable).
+std::unique_ptr<TokenCorpus> make_builtin_corpus();
+// A UTF-8 (or any) file's bytes as tokens 0..255.
+std::unique_ptr<TokenCorpus> make_text_corpus(const std::string& path);
+// A token file written by `weft data prepare` (see write_token_file), memory-mapped.
+std::unique_ptr<TokenCorpus> open_token_file(const std::string& path);
+// The corpus a config names; throws Error(kUsage) naming the file and problem when it cannot be used.
+std::unique_ptr<TokenCorpus> open_corpus(const Config& config);
+
+// Token file format: a 32-byte header ("WEFTTOK1", u32 version = 1, u32 bytes per token (2 or 4),
+// u64 token count, u32 vocab size, u32 reserved), then the tokens, little-endian.
+inline constexpr std::uint32_t kTokenFileVersion = 1;
+void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int32_t vocab_size);
+// Text file -> token file (byte-level tokens); returns the token count.
+std::int64_t prepare_token_file(const std::string& text_path, const std::string& out_path);
+
+// The global sample order: sample i of the run is a window of seq_len + 1 tokens starting at a position drawn
+// from a counter-based RNG keyed by (seed, i), so any rank can produce any sample without coordination.
+class SampleSource {
+ public:
+  SampleSource(const TokenCorpus& corpus, std::uint64_t seed, int seq_len);
+  // inputs = window[0, seq_len), targets = window[1, seq_len + 1).
+  void sample(std::int64_t index, std::int32_t* inputs, std::int32_t* targets) const;
+
+ private:
+  const TokenCorpus& corpus_;
+  std::uint64_t key_;
+  int seq_len_;
+  std::int64_t positions_;
+};
+
+// Which global samples one micro-batch holds: step s (1-based) uses samples [(s-1) B, s B) of the global
+// order; data-parallel rank r takes the r-th contiguous B/dp of them, micro-batch m the m-th micro_batch.
+inline std::int64_t first_sample_of_micro_batch(int step, int dp_rank, int micro_index, int global_batch, int dp,
+                                                int micro_batch) {
+  return static_cast<std::int64_t>(step - 1) * global_batch + static_cast<std::int64_t>(dp_rank) * (global_batch / dp) +
+         static_cast<std::int64_t>(micro_index) * micro_batch;
+}
+
+}  // namespace weft

@@ -1,0 +1,78 @@
+// GptModel: forward and backward of a GPT-2 (pre-LayerNorm, learned positions, tied embedding, GELU MLP) on one device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/backend.h"
+#include "model/gpt_params.h"
+#include "runtime/tensor.h"
+
+namespace weft {
+
+// Works on flat parameter and gradient buffers laid out by GptParams; keeps the activations of one
+// micro-batch of `micro_batch` sequences for the backward pass. The stages (embedding, each block, the
+// head and loss) are separate calls so pipeline schedules can run any range of them.
+class GptModel {
+ public:
+  GptModel(const ModelConfig& model, Device& device, int micro_batch);
+
+  const GptParams& params() const { return params_; }
+  const ModelConfig& config() const { return model_; }
+  int micro_batch() const { return micro_batch_; }
+  std::int64_t tokens_per_micro_batch() const { return rows_; }
+
+  // One micro-batch: forward, loss, backward. Gradients accumulate into `grads` scaled by `grad_scale`
+  // (1 / tokens in the global batch, so summing over micro-batches and ranks gives the mean's gradient).
+  // Returns the sum of the per-token losses. Tokens are host arrays of micro_batch * seq_len ids.
+  double forward_backward(const float* params, float* grads, const std::int32_t* inputs, const std::int32_t* targets,
+                          float grad_scale);
+  // Forward and loss only; returns the sum of per-token losses.
+  double forward_loss(const float* params, const std::int32_t* inputs, const std::int32_t* targets);
+
+  // The stages, for schedules that split the model.
+  void load_batch(const std::int32_t* inputs, const std::int32_t* targets);
+  void embed_forward(const float* params);
+  void block_forward(const float* params, int layer);
+  double head_forward_loss(const float* params, float grad_scale);  // also leaves d(loss)/d(logits)
+  void head_backward(const float* params, float* grads);
+  void block_backward(const float* params, float* grads, int layer);
+  void embed_backward(float* grads);
+
+  // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
+  double flops_per_token() const;
+
+ private:
+  struct BlockActivations {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *residual_mid, *ln2, *ln2_mean, *ln2_rstd, *fc, *fc_gelu;
+  };
+  // y[rows, out] = x[rows, in] W^T + b, with W stored [out, in].
+  void linear_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
+  // dx (=, or += when accumulate) dy W; dW += dy^T x; db += column sums of dy.
+  void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
+                       int out);
+
+  ModelConfig model_;
+  GptParams params_;
+  Device& device_;
+  const kernels::KernelBackend& kernels_;
+  kernels::KernelContext ctx_;
+  int micro_batch_;
+  int rows_;  // micro_batch * seq_len
+  kernels::AttentionShape attention_shape_;
+
+  Tensor activation_memory_;
+  std::unique_ptr<Buffer> token_memory_;  // inputs then targets, int32 on the device
+  std::int32_t* inputs_ = nullptr;
+  std::int32_t* targets_ = nullptr;
+  std::vector<float*> residual_;  // layers + 1 residual-stream tensors: the embedding, then each block's output
+  std::vector<BlockActivations> blocks_;
+  float *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr;
+  // Backward scratch, shared by all blocks.
+  float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
+  std::vector<float> host_losses_;
+};
+
+}  // namespace weft

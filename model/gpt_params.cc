@@ -1,0 +1,77 @@
+#include "model/gpt_params.h"
+
+#include <cmath>
+
+#include "runtime/error.h"
+#include "runtime/rng.h"
+
+namespace weft {
+
+GptParams::GptParams(const ModelConfig& model) {
+  const std::int64_t d = model.d_model, v = model.vocab_size, t = model.seq_len;
+  constexpr float kStd = 0.02f;
+  // GPT-2 scales the residual projections by 1/sqrt(2 * layers) so the residual stream's variance stays flat.
+  const float residual_std = kStd / std::sqrt(2.0f * static_cast<float>(model.layers));
+  wte_ = add("wte.weight", {v, d}, InitKind::kNormal, kStd, true, -1);
+  wpe_ = add("wpe.weight", {t, d}, InitKind::kNormal, kStd, true, -1);
+  for (int l = 0; l < model.layers; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    BlockParams b{};
+    b.ln1_w = add(p + "ln_1.weight", {d}, InitKind::kOnes, 0, false, l);
+    b.ln1_b = add(p + "ln_1.bias", {d}, InitKind::kZeros, 0, false, l);
+    b.qkv_w = add(p + "attn.c_attn.weight", {3 * d, d}, InitKind::kNormal, kStd, true, l);
+    b.qkv_b = add(p + "attn.c_attn.bias", {3 * d}, InitKind::kZeros, 0, false, l);
+    b.attn_proj_w = add(p + "attn.c_proj.weight", {d, d}, InitKind::kNormal, residual_std, true, l);
+    b.attn_proj_b = add(p + "attn.c_proj.bias", {d}, InitKind::kZeros, 0, false, l);
+    b.ln2_w = add(p + "ln_2.weight", {d}, InitKind::kOnes, 0, false, l);
+    b.ln2_b = add(p + "ln_2.bias", {d}, InitKind::kZeros, 0, false, l);
+    b.fc_w = add(p + "mlp.c_fc.weight", {4 * d, d}, InitKind::kNormal, kStd, true, l);
+    b.fc_b = add(p + "mlp.c_fc.bias", {4 * d}, InitKind::kZeros, 0, false, l);
+    b.mlp_proj_w = add(p + "mlp.c_proj.weight", {d, 4 * d}, InitKind::kNormal, residual_std, true, l);
+    b.mlp_proj_b = add(p + "mlp.c_proj.bias", {d}, InitKind::kZeros, 0, false, l);
+    blocks_.push_back(b);
+  }
+  lnf_w_ = add("ln_f.weight", {d}, InitKind::kOnes, 0, false, -1);
+  lnf_b_ = add("ln_f.bias", {d}, InitKind::kZeros, 0, false, -1);
+}
+
+std::int64_t GptParams::add(std::string name, std::vector<std::int64_t> shape, InitKind init, float std, bool decay,
+                            int layer) {
+  ParamSpec spec;
+  spec.name = std::move(name);
+  spec.numel = 1;
+  for (auto extent : shape) spec.numel *= extent;
+  spec.shape = std::move(shape);
+  spec.offset = total_;
+  spec.init = init;
+  spec.init_std = std;
+  spec.weight_decay = decay;
+  spec.layer = layer;
+  total_ += spec.numel;
+  specs_.push_back(std::move(spec));
+  return specs_.back().offset;
+}
+
+const ParamSpec& GptParams::find(const std::string& name) const {
+  for (const auto& spec : specs_)
+    if (spec.name == name) return spec;
+  WEFT_CHECK(false, "no parameter named {}", name);
+  return specs_.front();
+}
+
+float GptParams::initial_value(const ParamSpec& spec, std::uint64_t seed, std::int64_t index) {
+  switch (spec.init) {
+    case InitKind::kZeros: return 0.0f;
+    case InitKind::kOnes: return 1.0f;
+    case InitKind::kNormal:
+      return spec.init_std * random_normal(rng_key(seed, spec.name), static_cast<std::uint64_t>(index));
+  }
+  return 0.0f;
+}
+
+void GptParams::initialise(std::uint64_t seed, float* flat) const {
+  for (const auto& spec : specs_)
+    for (std::int64_t i = 0; i < spec.numel; ++i) flat[spec.offset + i] = initial_value(spec, seed, i);
+}
+
+}  // namespace weft

@@ -1,0 +1,60 @@
+#include "model/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+namespace weft {
+
+double learning_rate(const TrainConfig& train, int step) {
+  if (train.warmup_steps > 0 && step <= train.warmup_steps)
+    return train.lr * static_cast<double>(step) / train.warmup_steps;
+  const double min_lr = train.lr * train.min_lr_ratio;
+  const int decay_steps = train.steps - train.warmup_steps;
+  if (decay_steps <= 0) return train.lr;
+  const double progress = std::clamp(static_cast<double>(step - train.warmup_steps) / decay_steps, 0.0, 1.0);
+  return min_lr + 0.5 * (1.0 + std::cos(std::numbers::pi * progress)) * (train.lr - min_lr);
+}
+
+float clip_factor(double norm, double max_norm) {
+  if (max_norm <= 0.0 || !(norm > max_norm)) return 1.0f;
+  return static_cast<float>(max_norm / (norm + 1e-6));
+}
+
+AdamWOptimizer::AdamWOptimizer(const GptParams& params, const TrainConfig& train, Device& device, std::int64_t begin,
+                               std::int64_t end)
+    : train_(train),
+      kernels_(kernels::kernels_for(device.type())),
+      ctx_(kernels::context_for(device)),
+      begin_(begin),
+      end_(end),
+      m_(device, {std::max<std::int64_t>(end - begin, 0)}, DType::kF32, MemoryCategory::kOptimizer),
+      v_(device, {std::max<std::int64_t>(end - begin, 0)}, DType::kF32, MemoryCategory::kOptimizer) {
+  for (const auto& spec : params.specs()) {
+    const std::int64_t lo = std::max(spec.offset, begin), hi = std::min(spec.offset + spec.numel, end);
+    if (lo >= hi) continue;
+    if (!segments_.empty() && segments_.back().decay == spec.weight_decay &&
+        segments_.back().start + segments_.back().count == lo - begin) {
+      segments_.back().count += hi - lo;
+    } else {
+      segments_.push_back({lo - begin, hi - lo, spec.weight_decay});
+    }
+  }
+}
+
+void AdamWOptimizer::step(float* params, const float* grads, int step, float lr, float grad_scale) {
+  kernels::AdamWHyper hyper{lr,
+                            static_cast<float>(train_.beta1),
+                            static_cast<float>(train_.beta2),
+                            static_cast<float>(train_.eps),
+                            0.0f,
+                            grad_scale,
+                            step};
+  for (const Segment& s : segments_) {
+    hyper.weight_decay = s.decay ? static_cast<float>(train_.weight_decay) : 0.0f;
+    kernels_.adamw(ctx_, params + s.start, grads + s.start, m_.f32() + s.start, v_.f32() + s.start,
+                   static_cast<std::size_t>(s.count), hyper);
+  }
+}
+
+}  // namespace weft

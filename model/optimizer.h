@@ -1,0 +1,48 @@
+// AdamW over a contiguous range of the flat parameter buffer (all of it, or one ZeRO shard), the LR schedule,
+// and the gradient-clipping factor.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "model/gpt_params.h"
+#include "runtime/tensor.h"
+
+namespace weft {
+
+// Linear warmup to train.lr over warmup_steps, then cosine decay to lr * min_lr_ratio at train.steps.
+double learning_rate(const TrainConfig& train, int step);
+
+// The factor that scales gradients whose global L2 norm is `norm` down to `max_norm` (1 when within it or disabled).
+float clip_factor(double norm, double max_norm);
+
+class AdamWOptimizer {
+ public:
+  // Owns Adam's m and v for elements [begin, end) of the flat buffer (category optimizer).
+  AdamWOptimizer(const GptParams& params, const TrainConfig& train, Device& device, std::int64_t begin,
+                 std::int64_t end);
+
+  // One step. `params` and `grads` point at element `begin` of their flat buffers.
+  void step(float* params, const float* grads, int step, float lr, float grad_scale);
+
+  std::int64_t begin() const { return begin_; }
+  std::int64_t end() const { return end_; }
+  Tensor& m() { return m_; }
+  Tensor& v() { return v_; }
+
+ private:
+  // A run of elements sharing one weight-decay setting, relative to begin_.
+  struct Segment {
+    std::int64_t start, count;
+    bool decay;
+  };
+  TrainConfig train_;
+  const kernels::KernelBackend& kernels_;
+  kernels::KernelContext ctx_;
+  std::int64_t begin_, end_;
+  std::vector<Segment> segments_;
+  Tensor m_, v_;
+};
+
+}  // namespace weft

@@ -1,0 +1,108 @@
+// Config: the typed, validated contents of a weft YAML config (contract.md, "Config"), with --set overrides.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/dtype.h"
+
+namespace weft {
+
+struct ModelConfig {
+  int layers = 2;
+  int d_model = 64;
+  int heads = 4;
+  int vocab_size = 256;
+  int seq_len = 64;
+};
+
+enum class Recompute { kNone, kBlock };
+
+struct TrainConfig {
+  int steps = 100;
+  int global_batch = 16;
+  int micro_batch = 4;
+  double lr = 3.0e-4;
+  int warmup_steps = 10;
+  double min_lr_ratio = 0.1;  // cosine decay ends at lr * min_lr_ratio
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;      // 0 disables clipping
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1.0e-8;
+  std::uint64_t seed = 1234;
+  int log_every = 10;
+  Recompute recompute = Recompute::kNone;
+};
+
+enum class DataSource { kBuiltin, kText, kTokens };
+
+struct DataConfig {
+  DataSource source = DataSource::kBuiltin;
+  std::string path;  // for text and tokens
+};
+
+enum class PipelineSchedule { kGpipe, k1F1B, kInterleaved };
+
+struct ParallelConfig {
+  int dp = 0;            // 0 = auto: world size / (tp * pp)
+  int tp = 1;
+  int pp = 1;
+  int zero = 0;
+  PipelineSchedule schedule = PipelineSchedule::k1F1B;
+  int microbatches = 0;  // 0 = auto
+  int virtual_stages = 1;
+  bool sequence_parallel = false;
+};
+
+struct PrecisionConfig {
+  DType compute = DType::kF32;
+};
+
+struct CommConfig {
+  double bucket_mb = 25.0;
+  bool overlap = true;
+  double timeout_s = 300.0;
+};
+
+enum class DeviceChoice { kAuto, kCpu, kCuda };
+
+struct CheckpointConfig {
+  std::string dir;
+  int every = 0;
+  int keep = 2;
+  std::string resume = "auto";  // auto | never | a checkpoint directory
+};
+
+struct Config {
+  std::string source_path;  // the YAML file it came from (for messages)
+  ModelConfig model;
+  TrainConfig train;
+  DataConfig data;
+  ParallelConfig parallel;
+  PrecisionConfig precision;
+  CommConfig comm;
+  DeviceChoice device = DeviceChoice::kAuto;
+  CheckpointConfig checkpoint;
+
+  // Micro-batches per optimizer step on each data-parallel rank.
+  int accumulation_steps() const { return train.global_batch / (train.micro_batch * parallel.dp); }
+};
+
+// One `--set key.path=value` override, applied after the file is read.
+struct ConfigOverride {
+  std::string key;
+  std::string value;
+};
+
+// Reads, overrides and validates a config; throws Error(kUsage) with file:line:column, the key path, the
+// value and what was expected. `world_size` resolves dp: auto and checks dp * tp * pp == world_size.
+Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides, int world_size);
+Config parse_config_text(const std::string& yaml_text, const std::string& source_name,
+                         const std::vector<ConfigOverride>& overrides, int world_size);
+// Parses "key.path=value" as given on the command line.
+ConfigOverride parse_override(const std::string& assignment);
+
+}  // namespace weft

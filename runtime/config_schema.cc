@@ -1,0 +1,512 @@
+// What a valid config is (contract.md, "Config"): the key table, scalar conversion, cross-key invariants
+// and the did-you-mean suggestions that go into their messages.
+#include "runtime/config_schema.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <climits>
+#include <cstring>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <limits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace weft::config_internal {
+namespace {
+
+// Builds the store callback for `config.*section.*field`, whatever the field's type.
+template <typename Section, typename Field>
+std::function<void(Config&, const Converted&)> member(Section Config::*section, Field Section::*field) {
+  return [section, field](Config& config, const Converted& value) {
+    Field& target = config.*section.*field;
+    if constexpr (std::is_enum_v<Field>) {
+      target = static_cast<Field>(value.choice);
+    } else if constexpr (std::is_same_v<Field, bool>) {
+      target = value.flag;
+    } else if constexpr (std::is_same_v<Field, int>) {
+      target = static_cast<int>(value.integer);
+    } else if constexpr (std::is_same_v<Field, std::uint64_t>) {
+      target = value.unsigned_integer;
+    } else if constexpr (std::is_same_v<Field, double>) {
+      target = value.number;
+    } else {
+      target = value.text;
+    }
+  };
+}
+
+std::vector<KeySpec> build_schema() {
+  using C = Config;
+  using K = ValueKind;
+  return {
+      {.section = "model", .name = "layers", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::layers)},
+      {.section = "model", .name = "d_model", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::d_model)},
+      {.section = "model", .name = "heads", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::heads)},
+      {.section = "model", .name = "vocab_size", .kind = K::kInt, .low = 2,
+       .store = member(&C::model, &ModelConfig::vocab_size)},
+      {.section = "model", .name = "seq_len", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::seq_len)},
+
+      {.section = "train", .name = "steps", .kind = K::kInt, .low = 1, .store = member(&C::train, &TrainConfig::steps)},
+      {.section = "train", .name = "global_batch", .kind = K::kInt, .low = 1,
+       .store = member(&C::train, &TrainConfig::global_batch)},
+      {.section = "train", .name = "micro_batch", .kind = K::kInt, .low = 1,
+       .store = member(&C::train, &TrainConfig::micro_batch)},
+      {.section = "train", .name = "lr", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::train, &TrainConfig::lr)},
+      {.section = "train", .name = "warmup_steps", .kind = K::kInt, .low = 0,
+       .store = member(&C::train, &TrainConfig::warmup_steps)},
+      {.section = "train", .name = "min_lr_ratio", .kind = K::kNumber, .low = 0, .high = 1, .has_high = true,
+       .store = member(&C::train, &TrainConfig::min_lr_ratio)},
+      {.section = "train", .name = "weight_decay", .kind = K::kNumber, .low = 0,
+       .store = member(&C::train, &TrainConfig::weight_decay)},
+      {.section = "train", .name = "grad_clip", .kind = K::kNumber, .low = 0,
+       .store = member(&C::train, &TrainConfig::grad_clip)},
+      {.section = "train", .name = "beta1", .kind = K::kNumber, .low = 0, .high = 1, .has_high = true,
+       .high_open = true, .store = member(&C::train, &TrainConfig::beta1)},
+      {.section = "train", .name = "beta2", .kind = K::kNumber, .low = 0, .high = 1, .has_high = true,
+       .high_open = true, .store = member(&C::train, &TrainConfig::beta2)},
+      {.section = "train", .name = "eps", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::train, &TrainConfig::eps)},
+      {.section = "train", .name = "seed", .kind = K::kUint64, .store = member(&C::train, &TrainConfig::seed)},
+      {.section = "train", .name = "log_every", .kind = K::kInt, .low = 1,
+       .store = member(&C::train, &TrainConfig::log_every)},
+      {.section = "train", .name = "recompute", .kind = K::kChoice, .choices = {"none", "block"},
+       .store = member(&C::train, &TrainConfig::recompute)},
+
+      {.section = "data", .name = "source", .kind = K::kChoice, .choices = {"builtin", "text", "tokens"},
+       .store = member(&C::data, &DataConfig::source)},
+      {.section = "data", .name = "path", .kind = K::kString, .store = member(&C::data, &DataConfig::path)},
+
+      {.section = "parallel", .name = "dp", .kind = K::kIntOrAuto, .low = 1,
+       .store = member(&C::parallel, &ParallelConfig::dp)},
+      {.section = "parallel", .name = "tp", .kind = K::kInt, .low = 1, .store = member(&C::parallel, &ParallelConfig::tp)},
+      {.section = "parallel", .name = "pp", .kind = K::kInt, .low = 1, .store = member(&C::parallel, &ParallelConfig::pp)},
+      {.section = "parallel", .name = "zero", .kind = K::kInt, .low = 0, .high = 3, .has_high = true,
+       .store = member(&C::parallel, &ParallelConfig::zero)},
+      {.section = "parallel", .name = "schedule", .kind = K::kChoice, .choices = {"gpipe", "1f1b", "interleaved"},
+       .store = member(&C::parallel, &ParallelConfig::schedule)},
+      {.section = "parallel", .name = "microbatches", .kind = K::kIntOrAuto, .low = 1,
+       .store = member(&C::parallel, &ParallelConfig::microbatches)},
+      {.section = "parallel", .name = "virtual_stages", .kind = K::kInt, .low = 1,
+       .store = member(&C::parallel, &ParallelConfig::virtual_stages)},
+      {.section = "parallel", .name = "sequence_parallel", .kind = K::kBool,
+       .store = member(&C::parallel, &ParallelConfig::sequence_parallel)},
+
+      {.section = "precision", .name = "compute", .kind = K::kChoice, .choices = {"fp32", "bf16", "fp16"},
+       .store = member(&C::precision, &PrecisionConfig::compute)},
+
+      {.section = "comm", .name = "bucket_mb", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::comm, &CommConfig::bucket_mb)},
+      {.section = "comm", .name = "overlap", .kind = K::kBool, .store = member(&C::comm, &CommConfig::overlap)},
+      {.section = "comm", .name = "timeout_s", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::comm, &CommConfig::timeout_s)},
+
+      {.section = "", .name = "device", .kind = K::kChoice, .choices = {"auto", "cpu", "cuda"},
+       .store = [](Config& config, const Converted& value) { config.device = static_cast<DeviceChoice>(value.choice); }},
+
+      {.section = "checkpoint", .name = "dir", .kind = K::kString, .store = member(&C::checkpoint, &CheckpointConfig::dir)},
+      {.section = "checkpoint", .name = "every", .kind = K::kInt, .low = 0,
+       .store = member(&C::checkpoint, &CheckpointConfig::every)},
+      {.section = "checkpoint", .name = "keep", .kind = K::kInt, .low = 1,
+       .store = member(&C::checkpoint, &CheckpointConfig::keep)},
+      {.section = "checkpoint", .name = "resume", .kind = K::kString, .allow_empty = false,
+       .store = member(&C::checkpoint, &CheckpointConfig::resume)},
+  };
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// How far a typo may be from a name and still be suggested: one edit for short names, more for long.
+int typo_budget(std::string_view typed) { return typed.size() <= 3 ? 1 : typed.size() <= 8 ? 2 : 3; }
+
+// YAML 1.1 spellings of booleans that yaml-cpp also accepts.
+std::optional<bool> parse_bool(std::string_view text) {
+  std::string word = lower(text);
+  if (word == "true" || word == "yes" || word == "on") return true;
+  if (word == "false" || word == "no" || word == "off") return false;
+  return std::nullopt;
+}
+
+// Whole-string integer in decimal with an optional sign; nullopt when it is not one or overflows int64.
+std::optional<std::int64_t> parse_int(std::string_view text) {
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  std::int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::optional<double> parse_number(std::string_view text) {
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  double value = 0.0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::string join_or(const std::vector<std::string_view>& words) {
+  std::string out;
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    out += i == 0 ? "" : (i + 1 == words.size() ? " or " : ", ");
+    out += words[i];
+  }
+  return out;
+}
+
+std::string keys_of(std::string_view section) {
+  std::string out;
+  for (const KeySpec& spec : config_schema()) {
+    if (spec.section != section) continue;
+    out += out.empty() ? "" : ", ";
+    out += spec.name;
+  }
+  return out;
+}
+
+template <typename Value>
+Violation violation(std::string_view path, const Value& value, std::string what) {
+  return Violation{std::string(path), fmt::format("{}", value), std::move(what)};
+}
+
+// Divisors of `n` nearest to `wanted` from below and above, e.g. "4 or 8"; the scan is bounded so that
+// absurd values cannot stall the message.
+std::string nearest_divisors(std::int64_t n, std::int64_t wanted) {
+  constexpr std::int64_t kScan = 1 << 20;
+  std::vector<std::int64_t> found;
+  for (std::int64_t d = std::min(wanted - 1, n), steps = 0; d >= 1 && steps < kScan; --d, ++steps) {
+    if (n % d == 0) {
+      found.push_back(d);
+      break;
+    }
+  }
+  for (std::int64_t d = wanted + 1, steps = 0; d <= n && steps < kScan; ++d, ++steps) {
+    if (n % d == 0) {
+      found.push_back(d);
+      break;
+    }
+  }
+  return fmt::format("{}", fmt::join(found, " or "));
+}
+
+// The divisors of `n` above 1 as "2, 4 or 8" when there are a few, else the ones nearest `wanted`.
+std::string divisor_choices(std::int64_t n, std::int64_t wanted) {
+  std::vector<std::int64_t> divisors;
+  for (std::int64_t d = 2; d <= n && divisors.size() <= 6; ++d) {
+    if (n % d == 0) divisors.push_back(d);
+  }
+  if (divisors.empty()) return "1";
+  if (divisors.size() > 6) return nearest_divisors(n, wanted);
+  std::string out;
+  for (std::size_t i = 0; i < divisors.size(); ++i) {
+    out += fmt::format("{}{}", i == 0 ? "" : (i + 1 == divisors.size() ? " or " : ", "), divisors[i]);
+  }
+  return out;
+}
+
+std::string_view schedule_name(PipelineSchedule schedule) {
+  return schedule == PipelineSchedule::kGpipe ? "gpipe" : schedule == PipelineSchedule::k1F1B ? "1f1b" : "interleaved";
+}
+
+}  // namespace
+
+std::string KeySpec::path() const { return section.empty() ? std::string(name) : fmt::format("{}.{}", section, name); }
+
+const std::vector<KeySpec>& config_schema() {
+  static const std::vector<KeySpec> schema = build_schema();
+  return schema;
+}
+
+const std::vector<std::string_view>& config_sections() {
+  static const std::vector<std::string_view> sections = {"model",     "train", "data",      "parallel",
+                                                         "precision", "comm",  "checkpoint"};
+  return sections;
+}
+
+const KeySpec* find_key(std::string_view section, std::string_view name) {
+  for (const KeySpec& spec : config_schema()) {
+    if (spec.section == section && spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+bool is_section(std::string_view name) {
+  const auto& sections = config_sections();
+  return std::find(sections.begin(), sections.end(), name) != sections.end();
+}
+
+std::string expectation(const KeySpec& spec) {
+  switch (spec.kind) {
+    case ValueKind::kInt:
+      if (spec.has_high) return fmt::format("an integer in {}..{}", spec.low, spec.high);
+      return fmt::format("an integer >= {}", spec.low);
+    case ValueKind::kIntOrAuto:
+      return fmt::format("an integer >= {} or auto", spec.low);
+    case ValueKind::kUint64:
+      return fmt::format("an integer in 0..{}", std::numeric_limits<std::uint64_t>::max());
+    case ValueKind::kNumber:
+      if (spec.has_high) {
+        return fmt::format("a number in {}{}, {}{}", spec.low_open ? '(' : '[', spec.low, spec.high,
+                           spec.high_open ? ')' : ']');
+      }
+      return fmt::format("a number {} {}", spec.low_open ? ">" : ">=", spec.low);
+    case ValueKind::kBool:
+      return "true or false";
+    case ValueKind::kChoice:
+      return "one of " + join_or(spec.choices);
+    case ValueKind::kString:
+      return spec.name == "resume" ? "auto, never or a checkpoint directory"
+                                   : (spec.allow_empty ? "a string" : "a non-empty string");
+  }
+  return "a value";
+}
+
+std::optional<std::string> store_value(const KeySpec& spec, const Scalar& value, Config& config) {
+  std::string expected = "expected " + expectation(spec);
+  Converted converted;
+  if (value.is_null && spec.kind != ValueKind::kString) return expected;
+  switch (spec.kind) {
+    case ValueKind::kIntOrAuto:
+      if (value.text == "auto") break;  // integer 0 means auto
+      [[fallthrough]];
+    case ValueKind::kInt: {
+      std::optional<std::int64_t> parsed = parse_int(value.text);
+      if (!parsed) return expected;
+      bool too_big = *parsed > INT_MAX;
+      if (too_big || *parsed < spec.low || (spec.has_high && *parsed > spec.high)) {
+        if (too_big && !spec.has_high) return fmt::format("expected an integer in {}..{}", spec.low, INT_MAX);
+        return expected;
+      }
+      converted.integer = *parsed;
+      break;
+    }
+    case ValueKind::kUint64: {
+      std::string_view text = value.text;
+      if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+      auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), converted.unsigned_integer);
+      if (text.empty() || error != std::errc() || end != text.data() + text.size()) return expected;
+      break;
+    }
+    case ValueKind::kNumber: {
+      std::optional<double> parsed = parse_number(value.text);
+      if (!parsed) return expected;
+      double x = *parsed;
+      bool low_ok = spec.low_open ? x > spec.low : x >= spec.low;
+      bool high_ok = !spec.has_high || (spec.high_open ? x < spec.high : x <= spec.high);
+      if (!low_ok || !high_ok) return expected;
+      converted.number = x;
+      break;
+    }
+    case ValueKind::kBool: {
+      std::optional<bool> parsed = parse_bool(value.text);
+      if (!parsed) return expected;
+      converted.flag = *parsed;
+      break;
+    }
+    case ValueKind::kChoice: {
+      auto found = std::find(spec.choices.begin(), spec.choices.end(), value.text);
+      if (found == spec.choices.end()) {
+        for (std::string_view choice : spec.choices) {
+          if (edit_distance(value.text, choice) <= typo_budget(value.text)) {
+            return fmt::format("{}; did you mean {}?", expected, choice);
+          }
+        }
+        return expected;
+      }
+      converted.choice = static_cast<int>(found - spec.choices.begin());
+      break;
+    }
+    case ValueKind::kString:
+      if (!spec.allow_empty && (value.is_null || value.text.empty())) return expected;
+      converted.text = value.is_null ? std::string() : value.text;
+      break;
+  }
+  spec.store(config, converted);
+  return std::nullopt;
+}
+
+int edit_distance(std::string_view a_view, std::string_view b_view) {
+  std::string a = lower(a_view), b = lower(b_view);
+  // Keys are short; anything long is not a typo of one, so skip the quadratic table.
+  if (a.size() > 64 || b.size() > 64) return INT_MAX / 2;
+  std::vector<std::vector<int>> d(a.size() + 1, std::vector<int>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = static_cast<int>(i);
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = static_cast<int>(j);
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+std::string unknown_key_message(std::string_view section, std::string_view name, NameContext context) {
+  std::string typed = section.empty() ? std::string(name) : fmt::format("{}.{}", section, name);
+  bool known_section = section.empty() || is_section(section);
+  const std::vector<KeySpec>& schema = config_schema();
+  std::string best;
+  int best_distance = INT_MAX;
+  auto consider = [&](const std::string& candidate, int distance, int budget) {
+    if (distance <= budget && distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  };
+  if (section.empty()) {
+    // A misspelt section or top-level key ("trian"), else a key written outside its section ("steps").
+    for (std::string_view s : config_sections()) consider(std::string(s), edit_distance(name, s), typo_budget(name));
+    consider("device", edit_distance(name, "device"), typo_budget(name));
+  } else if (known_section) {
+    for (const KeySpec& spec : schema) {
+      if (spec.section == section) consider(spec.path(), edit_distance(name, spec.name), typo_budget(name));
+    }
+  } else {
+    // Only --set can name an unknown section here ("trian.steps"): match the whole dotted path.
+    for (const KeySpec& spec : schema) consider(spec.path(), edit_distance(typed, spec.path()), typo_budget(typed));
+  }
+  if (best.empty()) {
+    // The right key in the wrong section ("train.tp" -> parallel.tp), then a close key anywhere.
+    for (const KeySpec& spec : schema) {
+      if (lower(spec.name) == lower(name)) consider(spec.path(), 0, 0);
+    }
+    for (const KeySpec& spec : schema) consider(spec.path(), edit_distance(name, spec.name), typo_budget(name) - 1);
+  }
+  std::string what = section.empty() && context == NameContext::kFile ? "unknown section" : "unknown key";
+  if (!best.empty()) return fmt::format("{}: {}; did you mean {}?", shown(typed), what, best);
+  if (section.empty()) {
+    std::vector<std::string_view> names = config_sections();
+    names.push_back("device");
+    return fmt::format("{}: {}; expected one of {}", shown(typed), what, join_or(names));
+  }
+  if (known_section) return fmt::format("{}: {}; {} takes {}", shown(typed), what, section, keys_of(section));
+  return fmt::format("{}: {}; sections are {}", shown(typed), what, join_or(config_sections()));
+}
+
+std::string shown(std::string_view text) {
+  constexpr std::size_t kMax = 48;
+  std::string out;
+  for (char c : text.substr(0, kMax)) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  if (text.size() > kMax) out += "...";
+  return out;
+}
+
+std::optional<Violation> check_invariants(Config& config, int world_size) {
+  const ModelConfig& model = config.model;
+  ParallelConfig& parallel = config.parallel;
+
+  if (model.d_model % model.heads != 0) {
+    return violation("model.heads", model.heads,
+                     fmt::format("d_model ({}) must be divisible by heads; try heads = {}", model.d_model,
+                                 nearest_divisors(model.d_model, model.heads)));
+  }
+  bool interleaved = parallel.schedule == PipelineSchedule::kInterleaved;
+  if (interleaved && parallel.virtual_stages <= 1) {
+    return violation("parallel.schedule", "interleaved",
+                     fmt::format("the interleaved schedule needs parallel.virtual_stages > 1 (it is {}); try "
+                                 "virtual_stages = 2",
+                                 parallel.virtual_stages));
+  }
+  if (!interleaved && parallel.virtual_stages > 1) {
+    return violation("parallel.virtual_stages", parallel.virtual_stages,
+                     fmt::format("virtual_stages > 1 needs parallel.schedule = interleaved (it is {})",
+                                 schedule_name(parallel.schedule)));
+  }
+  if (model.heads % parallel.tp != 0 || model.d_model % parallel.tp != 0) {
+    return violation("parallel.tp", parallel.tp,
+                     fmt::format("d_model ({}) and heads ({}) must be divisible by tp; try tp = {}", model.d_model,
+                                 model.heads, divisor_choices(std::gcd(model.d_model, model.heads), parallel.tp)));
+  }
+  std::int64_t stages = std::int64_t{model.layers} * parallel.virtual_stages;
+  if (stages % parallel.pp != 0) {
+    return violation("parallel.pp", parallel.pp,
+                     fmt::format("layers ({}) * virtual_stages ({}) = {} must be divisible by pp; try pp = {}",
+                                 model.layers, parallel.virtual_stages, stages, nearest_divisors(stages, parallel.pp)));
+  }
+
+  std::int64_t tp_pp = std::int64_t{parallel.tp} * parallel.pp;
+  if (parallel.dp == 0) {
+    if (world_size % tp_pp != 0) {
+      return violation("parallel.dp", "auto",
+                       fmt::format("dp = world size / (tp * pp) needs the world size ({}) to be divisible by tp ({}) "
+                                   "* pp ({}) = {}; change tp or pp, or run a multiple of {} ranks",
+                                   world_size, parallel.tp, parallel.pp, tp_pp, tp_pp));
+    }
+    parallel.dp = static_cast<int>(world_size / tp_pp);
+  } else if (world_size % tp_pp != 0 || world_size / tp_pp != parallel.dp) {
+    std::string fix = world_size % tp_pp == 0 ? fmt::format("try dp = {} or dp = auto", world_size / tp_pp)
+                                              : fmt::format("change tp or pp, or run {} ranks", tp_pp * parallel.dp);
+    return violation("parallel.dp", parallel.dp,
+                     fmt::format("dp ({}) * tp ({}) * pp ({}) = {} must equal the world size ({}); {}", parallel.dp,
+                                 parallel.tp, parallel.pp, tp_pp * parallel.dp, world_size, fix));
+  }
+
+  const TrainConfig& train = config.train;
+  std::int64_t unit = std::int64_t{train.micro_batch} * parallel.dp;
+  if (train.global_batch % unit != 0) {
+    std::int64_t below = train.global_batch / unit * unit;
+    std::int64_t above = below + unit;
+    std::int64_t suggestion = below > 0 && train.global_batch - below <= above - train.global_batch ? below : above;
+    std::string micro;
+    if (train.global_batch % parallel.dp == 0) {
+      micro = fmt::format(", or micro_batch = {}", nearest_divisors(train.global_batch / parallel.dp, train.micro_batch));
+    }
+    return violation("train.global_batch", train.global_batch,
+                     fmt::format("global_batch = micro_batch * accumulation * dp must be a multiple of micro_batch "
+                                 "({}) * dp ({}) = {}; try global_batch = {}{}",
+                                 train.micro_batch, parallel.dp, unit, suggestion, micro));
+  }
+
+  const DataConfig& data = config.data;
+  std::string_view source = data.source == DataSource::kBuiltin ? "builtin"
+                            : data.source == DataSource::kText  ? "text"
+                                                                : "tokens";
+  if (data.source == DataSource::kBuiltin && !data.path.empty()) {
+    return violation("data.path", shown(data.path),
+                     "data.source builtin generates its own text and takes no path; set data.source to text or "
+                     "tokens to read this file");
+  }
+  if (data.source != DataSource::kBuiltin) {
+    if (data.path.empty()) {
+      return violation("data.source", source, "needs data.path, the file to read");
+    }
+    std::error_code error;
+    std::filesystem::file_status status = std::filesystem::status(data.path, error);
+    if (!std::filesystem::exists(status)) {
+      return violation("data.path", shown(data.path),
+                       fmt::format("cannot read it: {} (relative paths start at the working directory)",
+                                   error ? error.message() : std::strerror(ENOENT)));
+    }
+    if (std::filesystem::is_directory(status)) {
+      return violation("data.path", shown(data.path), "is a directory; expected a file");
+    }
+  }
+  if (data.source != DataSource::kTokens && model.vocab_size < 256) {
+    return violation("model.vocab_size", model.vocab_size,
+                     fmt::format("data.source {} uses byte-level tokens (0..255), so vocab_size must be >= 256",
+                                 source));
+  }
+  return std::nullopt;
+}
+
+}  // namespace weft::config_internal

@@ -1,0 +1,14 @@
+#include "runtime/dtype.h"
+
+namespace weft {
+
+std::string_view dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return "fp32";
+    case DType::kBF16: return "bf16";
+    case DType::kF16: return "fp16";
+  }
+  return "?";
+}
+
+}  // namespace weft

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what weft builds and tests with (Debian 12 packages), then configures and builds build/ in Release.
+# Safe to re-run: packages already present are skipped. Set WEFT_SKIP_BUILD=1 to install only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libopenmpi-dev openmpi-bin
+  libprotobuf-dev protobuf-compiler
+  libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev libcli11-dev
+  libopenblas-dev
+  python3 python3-numpy python3-torch
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ "${WEFT_SKIP_BUILD:-0}" = 1 ] && exit 0
+# nvcc lives outside PATH in a default CUDA install; the CUDA engine is built whenever it is found.
+[ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${WEFT_CMAKE_ARGS:-}
+cmake --build build --parallel "$(nproc)"

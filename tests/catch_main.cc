@@ -1,0 +1,3 @@
+// The Catch2 main shared by every CPU test executable.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>

@@ -1,0 +1,107 @@
+// Corpora, token files and the global sample order that every layout slices the same way.
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+#include "model/data.h"
+#include "runtime/error.h"
+#include "tests/test_util.h"
+
+using namespace weft;
+
+namespace {
+
+std::string temp_path(const std::string& name) { return "/tmp/weft_test_data_" + name; }
+
+}  // namespace
+
+TEST_CASE("a sample's targets are its inputs shifted by one token, and samples are reproducible") {
+  auto corpus = make_builtin_corpus();
+  SampleSource a(*corpus, 11, 32), b(*corpus, 11, 32), c(*corpus, 12, 32);
+  std::vector<std::int32_t> in1(32), t1(32), in2(32), t2(32), in3(32), t3(32);
+  a.sample(1234, in1.data(), t1.data());
+  b.sample(1234, in2.data(), t2.data());
+  c.sample(1234, in3.data(), t3.data());
+  CHECK(in1 == in2);
+  CHECK(t1 == t2);
+  CHECK(in1 != in3);  // another seed, another order
+  for (int i = 0; i + 1 < 32; ++i) CHECK(t1[static_cast<std::size_t>(i)] == in1[static_cast<std::size_t>(i) + 1]);
+}
+
+TEST_CASE("every data-parallel split of a step covers the same global samples exactly once") {
+  const int global_batch = 24;
+  for (int dp : {1, 2, 3, 4, 6}) {
+    for (int micro : {1, 2, 4}) {
+      if (global_batch % (dp * micro) != 0) continue;
+      std::multiset<std::int64_t> seen;
+      for (int rank = 0; rank < dp; ++rank)
+        for (int m = 0; m < global_batch / (dp * micro); ++m)
+          for (int row = 0; row < micro; ++row)
+            seen.insert(first_sample_of_micro_batch(3, rank, m, global_batch, dp, micro) + row);
+      REQUIRE(seen.size() == static_cast<std::size_t>(global_batch));
+      CHECK(*seen.begin() == 2 * global_batch);
+      CHECK(*seen.rbegin() == 3 * global_batch - 1);
+      CHECK(std::set<std::int64_t>(seen.begin(), seen.end()).size() == seen.size());
+    }
+  }
+}
+
+TEST_CASE("the built-in corpus is learnable English-like text") {
+  auto corpus = make_builtin_corpus();
+  CHECK(corpus->size() >= (1 << 20));
+  CHECK(corpus->max_token() < 128);
+  std::vector<std::int32_t> head(200);
+  corpus->read(0, 200, head.data());
+  std::string text(head.begin(), head.end());
+  CHECK(text.find("the ") != std::string::npos);
+}
+
+TEST_CASE("a prepared token file reads back the text's bytes") {
+  const std::string text_path = temp_path("input.txt"), token_path = temp_path("tokens.tok");
+  std::ofstream(text_path) << "héllo, weft\n";
+  CHECK(prepare_token_file(text_path, token_path) == 13);  // é is two bytes in UTF-8
+  auto corpus = open_token_file(token_path);
+  std::vector<std::int32_t> tokens(13);
+  corpus->read(0, 13, tokens.data());
+  CHECK(tokens[0] == 'h');
+  CHECK(tokens[1] == 0xc3);
+  CHECK(corpus->max_token() == 0xc3);
+  std::remove(text_path.c_str());
+  std::remove(token_path.c_str());
+}
+
+TEST_CASE("damaged token files are refused with the file named") {
+  const std::string path = temp_path("bad.tok");
+  write_token_file(path, {1, 2, 3, 4, 5}, 256);
+  std::string good;
+  {
+    std::ifstream in(path, std::ios::binary);
+    good.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  auto write = [&](const std::string& bytes) { std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes; };
+  auto expect_refused = [&](const std::string& fragment) {
+    try {
+      open_token_file(path);
+      FAIL("expected an error mentioning " << fragment);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK_THAT(e.what(), Catch::Contains(path) && Catch::Contains(fragment));
+    }
+  };
+  write(good.substr(0, good.size() - 1));
+  expect_refused("header says 5 tokens");
+  std::string bad_magic = good;
+  bad_magic[0] = 'X';
+  write(bad_magic);
+  expect_refused("bad magic");
+  std::string new_version = good;
+  new_version[8] = 9;
+  write(new_version);
+  expect_refused("format version 9");
+  write("short");
+  expect_refused("header");
+  std::remove(path.c_str());
+  CHECK_THROWS_AS(open_token_file(path), Error);
+}
