@@ -12,11 +12,14 @@ namespace weft::kernels {
 // not vectorize without -ffast-math). Range reduction x = n ln2 + r with ln2 split in two for exactness, then
 // a degree-6 minimax polynomial for e^r on |r| <= ln2/2 (the Cephes expf coefficients).
 WEFT_HD float fast_exp(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  float scaled = x * 1.44269504088896341f;
-  int n = static_cast<int>(scaled + (scaled >= 0.0f ? 0.5f : -0.5f));
-  float nf = static_cast<float>(n);
-  float r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  // Adding 1.5 * 2^23 rounds x / ln2 to the nearest integer n, which then sits in the low mantissa bits.
+  constexpr float kRoundMagic = 12582912.0f;
+  const float shifted = x * 1.44269504088896341f + kRoundMagic;
+  const float nf = shifted - kRoundMagic;
+  const int n = static_cast<int>(float_bits(shifted) - float_bits(kRoundMagic));
+  const float r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;

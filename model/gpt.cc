@@ -6,11 +6,11 @@ namespace weft {
 
 using kernels::Transpose;
 
-GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch)
+GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, const kernels::KernelBackend* kernels)
     : model_(model),
       params_(model),
       device_(device),
-      kernels_(kernels::kernels_for(device.type())),
+      kernels_(kernels ? *kernels : kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       micro_batch_(micro_batch),
       rows_(micro_batch * model.seq_len),

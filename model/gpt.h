@@ -17,7 +17,8 @@ namespace weft {
 // head and loss) are separate calls so pipeline schedules can run any range of them.
 class GptModel {
  public:
-  GptModel(const ModelConfig& model, Device& device, int micro_batch);
+  // `kernels` overrides the device's kernel table (benchmarks record GEMM shapes through it).
+  GptModel(const ModelConfig& model, Device& device, int micro_batch, const kernels::KernelBackend* kernels = nullptr);
 
   const GptParams& params() const { return params_; }
   const ModelConfig& config() const { return model_; }

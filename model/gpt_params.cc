@@ -1,5 +1,6 @@
 #include "model/gpt_params.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "runtime/error.h"
@@ -60,18 +61,24 @@ const ParamSpec& GptParams::find(const std::string& name) const {
 }
 
 float GptParams::initial_value(const ParamSpec& spec, std::uint64_t seed, std::int64_t index) {
-  switch (spec.init) {
-    case InitKind::kZeros: return 0.0f;
-    case InitKind::kOnes: return 1.0f;
-    case InitKind::kNormal:
-      return spec.init_std * random_normal(rng_key(seed, spec.name), static_cast<std::uint64_t>(index));
+  float value;
+  initial_values(spec, seed, index, 1, &value);
+  return value;
+}
+
+void GptParams::initial_values(const ParamSpec& spec, std::uint64_t seed, std::int64_t start, std::int64_t count,
+                               float* out) {
+  if (spec.init != InitKind::kNormal) {
+    std::fill(out, out + count, spec.init == InitKind::kOnes ? 1.0f : 0.0f);
+    return;
   }
-  return 0.0f;
+  const std::uint64_t key = rng_key(seed, spec.name);
+  for (std::int64_t i = 0; i < count; ++i)
+    out[i] = spec.init_std * random_normal(key, static_cast<std::uint64_t>(start + i));
 }
 
 void GptParams::initialise(std::uint64_t seed, float* flat) const {
-  for (const auto& spec : specs_)
-    for (std::int64_t i = 0; i < spec.numel; ++i) flat[spec.offset + i] = initial_value(spec, seed, i);
+  for (const auto& spec : specs_) initial_values(spec, seed, 0, spec.numel, flat + spec.offset);
 }
 
 }  // namespace weft

@@ -46,6 +46,9 @@ class GptParams {
   // Value of element `index` (row-major within the full tensor) of `spec` at initialisation under `seed`.
   // Any slice of any parameter can be generated on its own and equals the same slice of the whole.
   static float initial_value(const ParamSpec& spec, std::uint64_t seed, std::int64_t index);
+  // Fills `count` values of `spec` starting at element `start` (a slice, for sharded layouts).
+  static void initial_values(const ParamSpec& spec, std::uint64_t seed, std::int64_t start, std::int64_t count,
+                             float* out);
   // Fills a host buffer of total() floats with the initial parameters.
   void initialise(std::uint64_t seed, float* flat) const;
 

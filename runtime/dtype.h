@@ -1,9 +1,9 @@
 // DType: the element types weft stores (fp32, bf16, fp16) and their bit-exact conversions to and from fp32.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string_view>
 
 #include "runtime/host_device.h"
@@ -19,9 +19,7 @@ WEFT_HD std::uint32_t float_bits(float value) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(value);
 #else
-  std::uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  return bits;
+  return std::bit_cast<std::uint32_t>(value);
 #endif
 }
 
@@ -29,9 +27,7 @@ WEFT_HD float bits_float(std::uint32_t bits) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(bits);
 #else
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
+  return std::bit_cast<float>(bits);
 #endif
 }
 
