@@ -35,7 +35,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
+    // CLI11 says "A subcommand is required" for a misspelt command; name the word the user typed instead.
+    if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
+      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, data prepare\nRun 'weft --help' for usage.\n",
+                   argv[1]);
+    } else {
+      std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
+    }
     return static_cast<int>(ErrorKind::kUsage);
   }
 

@@ -1,0 +1,111 @@
+// The weft binary as a user runs it: exit codes, messages and the metrics file.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace {
+
+struct Outcome {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+Outcome run_weft(const std::string& arguments) {
+  const std::string command = std::string(WEFT_BINARY) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  std::array<char, 4096> buffer{};
+  while (std::fgets(buffer.data(), buffer.size(), pipe)) output += buffer.data();
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+}
+
+std::string tiny() { return std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml"; }
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = "/tmp/weft_cli_" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("weft train writes one metrics line per step and a summary, with the contract's fields") {
+  const std::string metrics = "/tmp/weft_cli_metrics.jsonl";
+  const auto outcome = run_weft("train " + tiny() + " --set train.steps=3 --set train.log_every=1 --metrics " + metrics);
+  INFO(outcome.output);
+  REQUIRE(outcome.exit_code == 0);
+  CHECK_THAT(outcome.output, Catch::Contains("step 3/3") && Catch::Contains("done: 3 steps"));
+  std::ifstream in(metrics);
+  std::string line;
+  int steps = 0;
+  bool summary = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("{\"summary\"", 0) == 0) {
+      summary = true;
+      CHECK_THAT(line, Catch::Contains("\"median_step_ms\"") && Catch::Contains("\"final_loss\"") &&
+                           Catch::Contains("\"tokens_per_s\""));
+      continue;
+    }
+    ++steps;
+    CHECK_THAT(line, Catch::Contains("\"step\":" + std::to_string(steps)));
+    for (const char* field : {"\"loss\":", "\"lr\":", "\"step_ms\":", "\"tokens_per_s\":", "\"mfu\":", "\"mem\":{",
+                              "\"params\":", "\"grads\":", "\"optimizer\":", "\"activations\":", "\"peak\":",
+                              "\"comm_bytes\":{\"dp\":0,\"tp\":0,\"pp\":0}"})
+      CHECK_THAT(line, Catch::Contains(field));
+  }
+  CHECK(steps == 3);
+  CHECK(summary);
+}
+
+TEST_CASE("bad configs and flags exit with code 2 and name what is wrong") {
+  struct BadRun {
+    std::string arguments;
+    std::string expected;
+  };
+  const std::string unknown_key = write_temp("unknown.yaml", "model: {layers: 2}\ntrain: {stpes: 5}\n");
+  const std::string bad_type = write_temp("type.yaml", "train:\n  lr: fast\n");
+  const std::vector<BadRun> runs = {
+      {"train " + unknown_key, "train.stpes"},
+      {"train " + bad_type, "train.lr"},
+      {"train " + bad_type, ":2:"},  // the line of the bad value
+      {"train /nonexistent/run.yaml", "/nonexistent/run.yaml"},
+      {"train " + tiny() + " --set model.heads=3", "heads"},
+      {"train " + tiny() + " --set parallel.zero=7", "parallel.zero"},
+      {"train " + tiny() + " --set nonsense", "nonsense"},
+      {"train " + tiny() + " --no-such-flag", "--no-such-flag"},
+      {"train " + tiny() + " --set data.source=text --set data.path=/nonexistent.txt", "/nonexistent.txt"},
+      {"frobnicate", "frobnicate"},
+  };
+  for (const auto& run : runs) {
+    const auto outcome = run_weft(run.arguments);
+    INFO(run.arguments << "\n" << outcome.output);
+    CHECK(outcome.exit_code == 2);
+    CHECK_THAT(outcome.output, Catch::Contains(run.expected));
+  }
+}
+
+TEST_CASE("weft data prepare writes a token file that training reads, as does a text source") {
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "weft reads every byte of this line as one token. ";
+  const std::string text_path = write_temp("corpus.txt", text);
+  const std::string token_path = "/tmp/weft_cli_corpus.tok";
+  const auto prepared = run_weft("data prepare --input " + text_path + " --output " + token_path);
+  INFO(prepared.output);
+  REQUIRE(prepared.exit_code == 0);
+  CHECK_THAT(prepared.output, Catch::Contains(std::to_string(text.size()) + " tokens"));
+  const auto from_tokens =
+      run_weft("train " + tiny() + " --set train.steps=2 --set data.source=tokens --set data.path=" + token_path);
+  INFO(from_tokens.output);
+  CHECK(from_tokens.exit_code == 0);
+  const auto from_text =
+      run_weft("train " + tiny() + " --set train.steps=2 --set data.source=text --set data.path=" + text_path);
+  INFO(from_text.output);
+  CHECK(from_text.exit_code == 0);
+}
