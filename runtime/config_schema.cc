@@ -1,16 +1,17 @@
-// What a valid config is (contract.md, "Config"): the key table, scalar conversion, cross-key invariants
-// and the did-you-mean suggestions that go into their messages.
+// What a valid config is (contract.md, "Config"): the key table, scalar conversion, and the cross-key
+// invariants with the values their messages suggest instead.
 #include "runtime/config_schema.h"
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <climits>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
-#include <numeric>
 #include <limits>
+#include <numeric>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -39,16 +40,21 @@ std::function<void(Config&, const Converted&)> member(Section Config::*section, 
   };
 }
 
+// One key per entry reads better than one field per line.
+// clang-format off
 std::vector<KeySpec> build_schema() {
   using C = Config;
   using K = ValueKind;
   return {
-      {.section = "model", .name = "layers", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::layers)},
-      {.section = "model", .name = "d_model", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::d_model)},
+      {.section = "model", .name = "layers", .kind = K::kInt, .low = 1,
+       .store = member(&C::model, &ModelConfig::layers)},
+      {.section = "model", .name = "d_model", .kind = K::kInt, .low = 1,
+       .store = member(&C::model, &ModelConfig::d_model)},
       {.section = "model", .name = "heads", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::heads)},
       {.section = "model", .name = "vocab_size", .kind = K::kInt, .low = 2,
        .store = member(&C::model, &ModelConfig::vocab_size)},
-      {.section = "model", .name = "seq_len", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::seq_len)},
+      {.section = "model", .name = "seq_len", .kind = K::kInt, .low = 1,
+       .store = member(&C::model, &ModelConfig::seq_len)},
 
       {.section = "train", .name = "steps", .kind = K::kInt, .low = 1, .store = member(&C::train, &TrainConfig::steps)},
       {.section = "train", .name = "global_batch", .kind = K::kInt, .low = 1,
@@ -83,8 +89,10 @@ std::vector<KeySpec> build_schema() {
 
       {.section = "parallel", .name = "dp", .kind = K::kIntOrAuto, .low = 1,
        .store = member(&C::parallel, &ParallelConfig::dp)},
-      {.section = "parallel", .name = "tp", .kind = K::kInt, .low = 1, .store = member(&C::parallel, &ParallelConfig::tp)},
-      {.section = "parallel", .name = "pp", .kind = K::kInt, .low = 1, .store = member(&C::parallel, &ParallelConfig::pp)},
+      {.section = "parallel", .name = "tp", .kind = K::kInt, .low = 1,
+       .store = member(&C::parallel, &ParallelConfig::tp)},
+      {.section = "parallel", .name = "pp", .kind = K::kInt, .low = 1,
+       .store = member(&C::parallel, &ParallelConfig::pp)},
       {.section = "parallel", .name = "zero", .kind = K::kInt, .low = 0, .high = 3, .has_high = true,
        .store = member(&C::parallel, &ParallelConfig::zero)},
       {.section = "parallel", .name = "schedule", .kind = K::kChoice, .choices = {"gpipe", "1f1b", "interleaved"},
@@ -106,9 +114,12 @@ std::vector<KeySpec> build_schema() {
        .store = member(&C::comm, &CommConfig::timeout_s)},
 
       {.section = "", .name = "device", .kind = K::kChoice, .choices = {"auto", "cpu", "cuda"},
-       .store = [](Config& config, const Converted& value) { config.device = static_cast<DeviceChoice>(value.choice); }},
+       .store = [](Config& config, const Converted& value) {
+         config.device = static_cast<DeviceChoice>(value.choice);
+       }},
 
-      {.section = "checkpoint", .name = "dir", .kind = K::kString, .store = member(&C::checkpoint, &CheckpointConfig::dir)},
+      {.section = "checkpoint", .name = "dir", .kind = K::kString,
+       .store = member(&C::checkpoint, &CheckpointConfig::dir)},
       {.section = "checkpoint", .name = "every", .kind = K::kInt, .low = 0,
        .store = member(&C::checkpoint, &CheckpointConfig::every)},
       {.section = "checkpoint", .name = "keep", .kind = K::kInt, .low = 1,
@@ -117,15 +128,13 @@ std::vector<KeySpec> build_schema() {
        .store = member(&C::checkpoint, &CheckpointConfig::resume)},
   };
 }
+// clang-format on
 
 std::string lower(std::string_view text) {
   std::string out(text);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
-
-// How far a typo may be from a name and still be suggested: one edit for short names, more for long.
-int typo_budget(std::string_view typed) { return typed.size() <= 3 ? 1 : typed.size() <= 8 ? 2 : 3; }
 
 // YAML 1.1 spellings of booleans that yaml-cpp also accepts.
 std::optional<bool> parse_bool(std::string_view text) {
@@ -135,24 +144,57 @@ std::optional<bool> parse_bool(std::string_view text) {
   return std::nullopt;
 }
 
-// Whole-string integer in decimal with an optional sign; nullopt when it is not one or overflows int64.
-std::optional<std::int64_t> parse_int(std::string_view text) {
+// The whole text as a T (decimal integer or real), with an optional leading '+'; nullopt otherwise,
+// including on overflow.
+template <typename T>
+std::optional<T> parse_whole(std::string_view text) {
   if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  std::int64_t value = 0;
+  T value{};
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
   return value;
 }
 
-std::optional<double> parse_number(std::string_view text) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  double value = 0.0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) {
-    return std::nullopt;
-  }
-  return value;
+template <typename Value>
+Violation violation(std::string_view path, const Value& value, std::string what) {
+  return Violation{std::string(path), fmt::format("{}", value), std::move(what)};
 }
+
+// Divisors of `n` nearest to `wanted` from below and above, e.g. "4 or 8" (scans are bounded so that absurd
+// values cannot stall the message).
+std::string nearest_divisors(std::int64_t n, std::int64_t wanted) {
+  std::vector<std::int64_t> found;
+  std::int64_t d = std::min(wanted - 1, n);
+  while (d > 1 && n % d != 0 && wanted - d < (1 << 20)) --d;
+  if (d >= 1 && n % d == 0) found.push_back(d);
+  for (d = wanted + 1; d <= n && d - wanted < (1 << 20); ++d) {
+    if (n % d == 0) break;
+  }
+  if (d <= n && n % d == 0) found.push_back(d);
+  return fmt::format("{}", fmt::join(found, " or "));
+}
+
+// The divisors of `n` above 1 as "2, 4 or 8" when there are a few, else the ones nearest `wanted`.
+std::string divisor_choices(std::int64_t n, std::int64_t wanted) {
+  std::vector<std::string> divisors;
+  for (std::int64_t d = 2; d <= n && divisors.size() <= 6; ++d) {
+    if (n % d == 0) divisors.push_back(std::to_string(d));
+  }
+  if (divisors.empty()) return "1";
+  if (divisors.size() > 6) return nearest_divisors(n, wanted);
+  return join_or(std::vector<std::string_view>(divisors.begin(), divisors.end()));
+}
+
+// The name a choice key gives to `value`, e.g. "1f1b" for PipelineSchedule::k1F1B.
+template <typename Enum>
+std::string_view choice_name(std::string_view section, std::string_view name, Enum value) {
+  return find_key(section, name)->choices.at(static_cast<std::size_t>(value));
+}
+
+}  // namespace
+
+// How far a typo may be from a name and still be suggested: one edit for short names, more for long.
+int typo_budget(std::string_view typed) { return typed.size() <= 3 ? 1 : typed.size() <= 8 ? 2 : 3; }
 
 std::string join_or(const std::vector<std::string_view>& words) {
   std::string out;
@@ -162,62 +204,6 @@ std::string join_or(const std::vector<std::string_view>& words) {
   }
   return out;
 }
-
-std::string keys_of(std::string_view section) {
-  std::string out;
-  for (const KeySpec& spec : config_schema()) {
-    if (spec.section != section) continue;
-    out += out.empty() ? "" : ", ";
-    out += spec.name;
-  }
-  return out;
-}
-
-template <typename Value>
-Violation violation(std::string_view path, const Value& value, std::string what) {
-  return Violation{std::string(path), fmt::format("{}", value), std::move(what)};
-}
-
-// Divisors of `n` nearest to `wanted` from below and above, e.g. "4 or 8"; the scan is bounded so that
-// absurd values cannot stall the message.
-std::string nearest_divisors(std::int64_t n, std::int64_t wanted) {
-  constexpr std::int64_t kScan = 1 << 20;
-  std::vector<std::int64_t> found;
-  for (std::int64_t d = std::min(wanted - 1, n), steps = 0; d >= 1 && steps < kScan; --d, ++steps) {
-    if (n % d == 0) {
-      found.push_back(d);
-      break;
-    }
-  }
-  for (std::int64_t d = wanted + 1, steps = 0; d <= n && steps < kScan; ++d, ++steps) {
-    if (n % d == 0) {
-      found.push_back(d);
-      break;
-    }
-  }
-  return fmt::format("{}", fmt::join(found, " or "));
-}
-
-// The divisors of `n` above 1 as "2, 4 or 8" when there are a few, else the ones nearest `wanted`.
-std::string divisor_choices(std::int64_t n, std::int64_t wanted) {
-  std::vector<std::int64_t> divisors;
-  for (std::int64_t d = 2; d <= n && divisors.size() <= 6; ++d) {
-    if (n % d == 0) divisors.push_back(d);
-  }
-  if (divisors.empty()) return "1";
-  if (divisors.size() > 6) return nearest_divisors(n, wanted);
-  std::string out;
-  for (std::size_t i = 0; i < divisors.size(); ++i) {
-    out += fmt::format("{}{}", i == 0 ? "" : (i + 1 == divisors.size() ? " or " : ", "), divisors[i]);
-  }
-  return out;
-}
-
-std::string_view schedule_name(PipelineSchedule schedule) {
-  return schedule == PipelineSchedule::kGpipe ? "gpipe" : schedule == PipelineSchedule::k1F1B ? "1f1b" : "interleaved";
-}
-
-}  // namespace
 
 std::string KeySpec::path() const { return section.empty() ? std::string(name) : fmt::format("{}.{}", section, name); }
 
@@ -279,7 +265,7 @@ std::optional<std::string> store_value(const KeySpec& spec, const Scalar& value,
       if (value.text == "auto") break;  // integer 0 means auto
       [[fallthrough]];
     case ValueKind::kInt: {
-      std::optional<std::int64_t> parsed = parse_int(value.text);
+      std::optional<std::int64_t> parsed = parse_whole<std::int64_t>(value.text);
       if (!parsed) return expected;
       bool too_big = *parsed > INT_MAX;
       if (too_big || *parsed < spec.low || (spec.has_high && *parsed > spec.high)) {
@@ -290,15 +276,14 @@ std::optional<std::string> store_value(const KeySpec& spec, const Scalar& value,
       break;
     }
     case ValueKind::kUint64: {
-      std::string_view text = value.text;
-      if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-      auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), converted.unsigned_integer);
-      if (text.empty() || error != std::errc() || end != text.data() + text.size()) return expected;
+      std::optional<std::uint64_t> parsed = parse_whole<std::uint64_t>(value.text);
+      if (!parsed) return expected;
+      converted.unsigned_integer = *parsed;
       break;
     }
     case ValueKind::kNumber: {
-      std::optional<double> parsed = parse_number(value.text);
-      if (!parsed) return expected;
+      std::optional<double> parsed = parse_whole<double>(value.text);
+      if (!parsed || !std::isfinite(*parsed)) return expected;
       double x = *parsed;
       bool low_ok = spec.low_open ? x > spec.low : x >= spec.low;
       bool high_ok = !spec.has_high || (spec.high_open ? x < spec.high : x <= spec.high);
@@ -334,83 +319,6 @@ std::optional<std::string> store_value(const KeySpec& spec, const Scalar& value,
   return std::nullopt;
 }
 
-int edit_distance(std::string_view a_view, std::string_view b_view) {
-  std::string a = lower(a_view), b = lower(b_view);
-  // Keys are short; anything long is not a typo of one, so skip the quadratic table.
-  if (a.size() > 64 || b.size() > 64) return INT_MAX / 2;
-  std::vector<std::vector<int>> d(a.size() + 1, std::vector<int>(b.size() + 1));
-  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = static_cast<int>(i);
-  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = static_cast<int>(j);
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      int cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
-std::string unknown_key_message(std::string_view section, std::string_view name, NameContext context) {
-  std::string typed = section.empty() ? std::string(name) : fmt::format("{}.{}", section, name);
-  bool known_section = section.empty() || is_section(section);
-  const std::vector<KeySpec>& schema = config_schema();
-  std::string best;
-  int best_distance = INT_MAX;
-  auto consider = [&](const std::string& candidate, int distance, int budget) {
-    if (distance <= budget && distance < best_distance) {
-      best = candidate;
-      best_distance = distance;
-    }
-  };
-  if (section.empty()) {
-    // A misspelt section or top-level key ("trian"), else a key written outside its section ("steps").
-    for (std::string_view s : config_sections()) consider(std::string(s), edit_distance(name, s), typo_budget(name));
-    consider("device", edit_distance(name, "device"), typo_budget(name));
-  } else if (known_section) {
-    for (const KeySpec& spec : schema) {
-      if (spec.section == section) consider(spec.path(), edit_distance(name, spec.name), typo_budget(name));
-    }
-  } else {
-    // Only --set can name an unknown section here ("trian.steps"): match the whole dotted path.
-    for (const KeySpec& spec : schema) consider(spec.path(), edit_distance(typed, spec.path()), typo_budget(typed));
-  }
-  if (best.empty()) {
-    // The right key in the wrong section ("train.tp" -> parallel.tp), then a close key anywhere.
-    for (const KeySpec& spec : schema) {
-      if (lower(spec.name) == lower(name)) consider(spec.path(), 0, 0);
-    }
-    for (const KeySpec& spec : schema) consider(spec.path(), edit_distance(name, spec.name), typo_budget(name) - 1);
-  }
-  std::string what = section.empty() && context == NameContext::kFile ? "unknown section" : "unknown key";
-  if (!best.empty()) return fmt::format("{}: {}; did you mean {}?", shown(typed), what, best);
-  if (section.empty()) {
-    std::vector<std::string_view> names = config_sections();
-    names.push_back("device");
-    return fmt::format("{}: {}; expected one of {}", shown(typed), what, join_or(names));
-  }
-  if (known_section) return fmt::format("{}: {}; {} takes {}", shown(typed), what, section, keys_of(section));
-  return fmt::format("{}: {}; sections are {}", shown(typed), what, join_or(config_sections()));
-}
-
-std::string shown(std::string_view text) {
-  constexpr std::size_t kMax = 48;
-  std::string out;
-  for (char c : text.substr(0, kMax)) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  if (text.size() > kMax) out += "...";
-  return out;
-}
-
 std::optional<Violation> check_invariants(Config& config, int world_size) {
   const ModelConfig& model = config.model;
   ParallelConfig& parallel = config.parallel;
@@ -430,7 +338,7 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
   if (!interleaved && parallel.virtual_stages > 1) {
     return violation("parallel.virtual_stages", parallel.virtual_stages,
                      fmt::format("virtual_stages > 1 needs parallel.schedule = interleaved (it is {})",
-                                 schedule_name(parallel.schedule)));
+                                 choice_name("parallel", "schedule", parallel.schedule)));
   }
   if (model.heads % parallel.tp != 0 || model.d_model % parallel.tp != 0) {
     return violation("parallel.tp", parallel.tp,
@@ -445,6 +353,8 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
   }
 
   std::int64_t tp_pp = std::int64_t{parallel.tp} * parallel.pp;
+  std::int64_t ranks = 0;  // dp * tp * pp, saturated: absurd values must not overflow
+  if (__builtin_mul_overflow(tp_pp, std::int64_t{parallel.dp}, &ranks)) ranks = INT64_MAX;
   if (parallel.dp == 0) {
     if (world_size % tp_pp != 0) {
       return violation("parallel.dp", "auto",
@@ -455,10 +365,10 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
     parallel.dp = static_cast<int>(world_size / tp_pp);
   } else if (world_size % tp_pp != 0 || world_size / tp_pp != parallel.dp) {
     std::string fix = world_size % tp_pp == 0 ? fmt::format("try dp = {} or dp = auto", world_size / tp_pp)
-                                              : fmt::format("change tp or pp, or run {} ranks", tp_pp * parallel.dp);
+                                              : fmt::format("change tp or pp, or run {} ranks", ranks);
     return violation("parallel.dp", parallel.dp,
                      fmt::format("dp ({}) * tp ({}) * pp ({}) = {} must equal the world size ({}); {}", parallel.dp,
-                                 parallel.tp, parallel.pp, tp_pp * parallel.dp, world_size, fix));
+                                 parallel.tp, parallel.pp, ranks, world_size, fix));
   }
 
   const TrainConfig& train = config.train;
@@ -469,7 +379,8 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
     std::int64_t suggestion = below > 0 && train.global_batch - below <= above - train.global_batch ? below : above;
     std::string micro;
     if (train.global_batch % parallel.dp == 0) {
-      micro = fmt::format(", or micro_batch = {}", nearest_divisors(train.global_batch / parallel.dp, train.micro_batch));
+      micro =
+          fmt::format(", or micro_batch = {}", nearest_divisors(train.global_batch / parallel.dp, train.micro_batch));
     }
     return violation("train.global_batch", train.global_batch,
                      fmt::format("global_batch = micro_batch * accumulation * dp must be a multiple of micro_batch "
@@ -478,9 +389,7 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
   }
 
   const DataConfig& data = config.data;
-  std::string_view source = data.source == DataSource::kBuiltin ? "builtin"
-                            : data.source == DataSource::kText  ? "text"
-                                                                : "tokens";
+  std::string_view source = choice_name("data", "source", data.source);
   if (data.source == DataSource::kBuiltin && !data.path.empty()) {
     return violation("data.path", shown(data.path),
                      "data.source builtin generates its own text and takes no path; set data.source to text or "
@@ -502,9 +411,9 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
     }
   }
   if (data.source != DataSource::kTokens && model.vocab_size < 256) {
-    return violation("model.vocab_size", model.vocab_size,
-                     fmt::format("data.source {} uses byte-level tokens (0..255), so vocab_size must be >= 256",
-                                 source));
+    return violation(
+        "model.vocab_size", model.vocab_size,
+        fmt::format("data.source {} uses byte-level tokens (0..255), so vocab_size must be >= 256", source));
   }
   return std::nullopt;
 }

@@ -41,7 +41,7 @@ struct KeySpec {
   bool low_open = false;  // low < value instead of low <= value
   bool high_open = false;
   std::vector<std::string_view> choices = {};  // kChoice: names in enum order
-  bool allow_empty = true;                // kString: whether "" (or null) is a valid value
+  bool allow_empty = true;                     // kString: whether "" (or null) is a valid value
   std::function<void(Config&, const Converted&)> store;
 
   std::string path() const;
@@ -55,7 +55,7 @@ const std::vector<std::string_view>& config_sections();
 const KeySpec* find_key(std::string_view section, std::string_view name);
 bool is_section(std::string_view name);
 
-// What a key accepts, phrased to follow "expected": "an integer >= 1", "one of fp32, bf16, fp16".
+// What a key accepts, phrased to follow "expected": "an integer >= 1", "one of fp32, bf16 or fp16".
 std::string expectation(const KeySpec& spec);
 
 // Converts `value` for `spec` and stores it into `config`; on failure returns what was expected
@@ -80,8 +80,16 @@ struct Violation {
 // parallel.dp = auto (0) to world_size / (tp * pp). Returns the first invariant broken.
 std::optional<Violation> check_invariants(Config& config, int world_size);
 
+// Defined in config.cc, with the reader that needs them most.
+
 // A value or key as it appears in a one-line message: truncated and with control characters escaped.
 std::string shown(std::string_view text);
+
+// How far a typo may be from a name and still be suggested: one edit for short names, more for long.
+int typo_budget(std::string_view typed);
+
+// "a, b or c"
+std::string join_or(const std::vector<std::string_view>& words);
 
 // Optimal-string-alignment edit distance, case-insensitive (a transposition costs 1).
 int edit_distance(std::string_view a, std::string_view b);

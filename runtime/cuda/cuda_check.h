@@ -31,12 +31,12 @@ inline const char* cuda_hint(cudaError_t error) {
       return "bad kernel launch configuration (grid or block size); this is a weft bug";
     case cudaErrorNoKernelImageForDevice:
     case cudaErrorUnsupportedPtxVersion:
-      return "weft was not compiled for this GPU; rebuild with CMAKE_CUDA_ARCHITECTURES set to its compute capability";
+      return "weft was not compiled for this GPU; rebuild with CMAKE_CUDA_ARCHITECTURES set for it";
     case cudaErrorIllegalAddress:
     case cudaErrorLaunchFailure:
       return "a kernel faulted (possibly an earlier one, reported late); rerun with CUDA_LAUNCH_BLOCKING=1 to find it";
     default:
-      return "errors from asynchronous work may surface at a later call; rerun with CUDA_LAUNCH_BLOCKING=1 to locate it";
+      return "an error from earlier asynchronous work may surface here; rerun with CUDA_LAUNCH_BLOCKING=1 to locate it";
   }
 }
 
