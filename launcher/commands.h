@@ -15,7 +15,16 @@ struct TrainOptions {
   std::string trace_path;
 };
 
+struct LaunchOptions {
+  int ranks = 1;
+  std::string mpirun_args;  // extra mpirun flags, whitespace-separated
+  TrainOptions train;
+};
+
 int run_train(const TrainOptions& options);
+int run_launch(const LaunchOptions& options);
+// The mpirun command line `weft launch` runs (exposed for tests).
+std::vector<std::string> mpirun_command(const LaunchOptions& options, const std::string& weft_path);
 int run_data_prepare(const std::string& input, const std::string& output);
 
 }  // namespace weft

@@ -18,6 +18,16 @@ int main(int argc, char** argv) {
   train_cmd->add_option("config", train.config_path, "YAML config")->required();
   train_cmd->add_option("--set", train.overrides, "Override a config key: --set parallel.zero=3")->take_all();
   train_cmd->add_option("--metrics", train.metrics_path, "Write per-step metrics as JSON Lines (rank 0)");
+  train_cmd->add_option("--trace", train.trace_path, "Write a Chrome trace (with several ranks, FILE gets .rankN)");
+
+  LaunchOptions launch;
+  CLI::App* launch_cmd = app.add_subcommand("launch", "Start N ranks of `weft train` on this host through mpirun");
+  launch_cmd->add_option("-n,--ranks", launch.ranks, "Number of ranks")->required();
+  launch_cmd->add_option("--mpirun-args", launch.mpirun_args, "Extra mpirun flags, e.g. \"--mca btl self,tcp\"");
+  launch_cmd->add_option("config", launch.train.config_path, "YAML config")->required();
+  launch_cmd->add_option("--set", launch.train.overrides, "Override a config key")->take_all();
+  launch_cmd->add_option("--metrics", launch.train.metrics_path, "Per-step metrics file (rank 0)");
+  launch_cmd->add_option("--trace", launch.train.trace_path, "Chrome trace per rank (FILE gets .rankN)");
 
   std::string data_input, data_output;
   CLI::App* data_cmd = app.add_subcommand("data", "Prepare training data");
@@ -37,7 +47,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11 says "A subcommand is required" for a misspelt command; name the word the user typed instead.
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
-      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, data prepare\nRun 'weft --help' for usage.\n",
+      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, data prepare\nRun 'weft --help' for usage.\n",
                    argv[1]);
     } else {
       std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
@@ -47,6 +57,7 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return run_train(train);
+    if (launch_cmd->parsed()) return run_launch(launch);
     if (prepare_cmd->parsed()) return run_data_prepare(data_input, data_output);
   } catch (const Error& e) {
     std::fprintf(stderr, "weft: %s\n", e.what());

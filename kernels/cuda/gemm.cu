@@ -15,7 +15,7 @@ cublasOperation_t to_cublas(Transpose t) { return t == Transpose::kYes ? CUBLAS_
 cublasHandle_t handle_on_stream(const KernelContext& ctx) {
   auto handle = static_cast<cublasHandle_t>(ctx.blas);
   if (handle == nullptr)
-    throw Error(ErrorKind::kInternal, "CUDA GEMM called with a KernelContext that has no cuBLAS handle (use context_for)");
+    throw Error(ErrorKind::kInternal, "CUDA GEMM needs a KernelContext with a cuBLAS handle (use context_for)");
   cudaStream_t bound = nullptr;
   WEFT_CUBLAS_CHECK(cublasGetStream(handle, &bound));
   if (bound != cuda_impl::stream_of(ctx)) WEFT_CUBLAS_CHECK(cublasSetStream(handle, cuda_impl::stream_of(ctx)));

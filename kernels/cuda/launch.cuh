@@ -115,7 +115,8 @@ __global__ void column_finish(ColumnOutputs<kOutputs> outs, const float* partial
   if (c >= cols) return;
   for (int o = 0; o < kOutputs; ++o) {
     float acc = outs.out[o][c];
-    for (int chunk = 0; chunk < chunks; ++chunk) acc += partials[(static_cast<long long>(o) * chunks + chunk) * cols + c];
+    const float* column = partials + static_cast<long long>(o) * chunks * cols + c;
+    for (int chunk = 0; chunk < chunks; ++chunk) acc += column[static_cast<long long>(chunk) * cols];
     outs.out[o][c] = acc;
   }
 }

@@ -17,12 +17,14 @@ namespace {
 using gpu_test::Backends;
 using gpu_test::DeviceArray;
 using gpu_test::random_normal;
+using gpu_test::random_uniform;
 using gpu_test::require_close;
 using kernels::Transpose;
 
 // Element (row, col) of op(X) for a row-major X with row stride ld.
 float op_at(const std::vector<float>& x, Transpose t, int ld, int row, int col) {
-  return t == Transpose::kNo ? x[static_cast<std::size_t>(row) * ld + col] : x[static_cast<std::size_t>(col) * ld + row];
+  return t == Transpose::kNo ? x[static_cast<std::size_t>(row) * ld + col]
+                              : x[static_cast<std::size_t>(col) * ld + row];
 }
 
 // Checks C = alpha op(A) op(B) + beta C on both devices for one transpose pair. Tolerance: the standard bound for
@@ -82,8 +84,9 @@ TEST_CASE("cuda strided-batched gemm matches the CPU for every transpose pair") 
 }
 
 // GELU runs the same WEFT_HD formula on both devices; results differ only where one compiler fuses a
-// multiply-add the other does not (0.5 ulp each), and tanh = 1 - 2/(e^2u + 1) turns that into an absolute
-// error near ulp(1) around zero: hence 1e-6 absolute plus 1e-5 relative.
+// multiply-add the other does not (0.5 ulp each). tanh = 1 - 2/(e^2u + 1) and sech^2 = 1 - t^2 turn such
+// differences into absolute errors of order ulp(1), which gelu' then multiplies by up to ~7 (x (1 + 3 c x^2)
+// for |x| near 4.5) and dout by ~3: hence 1e-6 absolute forward, 1e-5 backward, plus 1e-5 relative.
 TEST_CASE("cuda gelu forward and backward match the CPU, in place included") {
   Backends d;
   const std::size_t n = 10007;
@@ -96,7 +99,7 @@ TEST_CASE("cuda gelu forward and backward match the CPU, in place included") {
   d.kg.gelu_forward(d.gc, gy.get(), gx.get(), n);
   d.kg.gelu_backward(d.gc, gdy.get(), gx.get(), gdy.get(), n);  // din aliases dout
   require_close(y, gy.download(), 1e-6, 1e-5, "gelu");
-  require_close(dx, gdy.download(), 1e-6, 1e-5, "gelu'");
+  require_close(dx, gdy.download(), 1e-5, 1e-5, "gelu'");
 }
 
 TEST_CASE("cuda bias broadcast, add and scale equal the CPU exactly") {
@@ -189,8 +192,11 @@ TEST_CASE("cuda sum_squares matches the CPU and is bit-reproducible") {
   CHECK(d.kg.sum_squares(d.gc, nullptr, 0) == 0.0);
 }
 
-// Attention composes batched GEMMs (k <= seq = 19) and the causal softmax; each stage adds at most
-// ~k eps relative, so outputs and gradients of order one agree to well under 1e-4.
+// Attention composes batched GEMMs and the causal softmax. Scores (k = head_dim = 12 products of N(0,1)
+// values) may differ by up to 2 k eps sum|q k| ~ 1e-5 between devices, which after the 1/sqrt(12) scale moves
+// probabilities by up to ~4e-6 relative; outputs and gradients (order one, sums of at most seq = 19 terms)
+// inherit errors of order 1e-5. Tolerances 1e-4 relative with small absolute floors; a wrong operand or
+// transpose gives errors of order one.
 TEST_CASE("cuda attention forward and backward match the CPU") {
   Backends d;
   const kernels::AttentionShape shape{2, 19, 3, 12};
@@ -207,9 +213,9 @@ TEST_CASE("cuda attention forward and backward match the CPU") {
   DeviceArray<float> gdqkv(*d.gpu, qkv_size), gdprobs(*d.gpu, probs_size);
   kernels::attention_forward(d.kg, d.gc, gout.get(), gprobs.get(), gqkv.get(), shape);
   kernels::attention_backward(d.kg, d.gc, gdqkv.get(), gdprobs.get(), gdout.get(), gqkv.get(), gprobs.get(), shape);
-  require_close(probs, gprobs.download(), 1e-6, 1e-5, "probs");
-  require_close(out, gout.download(), 1e-5, 1e-4, "out");
-  require_close(dqkv, gdqkv.download(), 1e-5, 1e-4, "dqkv");
+  require_close(probs, gprobs.download(), 1e-6, 1e-4, "probs");
+  require_close(out, gout.download(), 2e-5, 1e-4, "out");
+  require_close(dqkv, gdqkv.download(), 5e-5, 1e-4, "dqkv");
 }
 
 }  // namespace

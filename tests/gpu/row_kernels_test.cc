@@ -71,9 +71,10 @@ TEST_CASE("cuda embedding backward accumulates exactly as the CPU does, and repr
   CHECK(same_bits(start, runs[0]));
 }
 
-// LayerNorm statistics are length-dim sums in different orders (CPU: vectorized lanes; CUDA: 32 lanes then a
-// butterfly); the forward bound is about dim * eps relative (771 * 6e-8 = 5e-5 worst case, far less in
-// practice), so 1e-4 relative with a 1e-5 floor.
+// LayerNorm statistics are length-dim sums in different orders (CPU: vector lanes; CUDA: 32 lanes then a
+// butterfly). The worst-case bound, dim * eps/2 * mean|x| ~ 8e-5 for dim = 771 and |x| ~ 2, is met only by
+// adversarial inputs (random rounding errors partly cancel, ~sqrt(dim) eps), so 1e-4 relative and absolute;
+// a wrong epsilon or an N - 1 variance (1.3e-3 relative here) still fails.
 TEST_CASE("cuda layernorm forward matches the CPU for rows wider and narrower than a warp") {
   Backends d;
   for (int dim : {19, 771}) {
@@ -88,9 +89,9 @@ TEST_CASE("cuda layernorm forward matches the CPU for rows wider and narrower th
         grstd(*d.gpu, rows);
     d.kg.layernorm_forward(d.gc, gout.get(), gmean.get(), grstd.get(), gin.get(), gw.get(), gb.get(), rows, dim);
     INFO("dim " << dim);
-    require_close(out, gout.download(), 1e-5, 1e-4, "out");
-    require_close(mean, gmean.download(), 1e-5, 1e-4, "mean");
-    require_close(rstd, grstd.download(), 1e-5, 1e-4, "rstd");
+    require_close(out, gout.download(), 1e-4, 1e-4, "out");
+    require_close(mean, gmean.download(), 1e-4, 1e-4, "mean");
+    require_close(rstd, grstd.download(), 1e-4, 1e-4, "rstd");
   }
 }
 
@@ -150,8 +151,9 @@ TEST_CASE("cuda bias backward accumulates like the CPU, reproducibly, across man
 }
 
 // Softmax rows sum at most seq = 37 exponentials in different orders: relative error of the normalizer
-// below 37 eps ~ 2e-6, so 1e-5 relative with a 1e-7 floor on probabilities; the backward dot products are of the
-// same length.
+// below 37 eps ~ 2e-6 (plus an ulp or two where fast_exp's multiply-adds fuse differently), so 1e-5 relative
+// with a 1e-7 floor on probabilities. Backward: the dot product sum_k p dp (37 terms, sum|p dp| <= 3) may
+// differ by 37 eps * 3 ~ 7e-6, multiplied by scale * p <= 0.37: 1e-5 absolute plus 1e-5 relative.
 TEST_CASE("cuda causal softmax forward and backward match the CPU, in place included") {
   Backends d;
   const int matrices = 6, seq = 37;
@@ -167,7 +169,7 @@ TEST_CASE("cuda causal softmax forward and backward match the CPU, in place incl
   d.kg.causal_softmax_backward(d.gc, gdscores.get(), gprobs.get(), gdprobs.get(), scale, matrices, seq);
   auto first_probs = gprobs.download();
   require_close(probs, first_probs, 1e-7, 1e-5, "probs");
-  require_close(dscores, gdscores.download(), 1e-6, 1e-5, "dscores");
+  require_close(dscores, gdscores.download(), 1e-5, 1e-5, "dscores");
   // In place, as attention calls them: same bits as out of place.
   d.kg.causal_softmax_forward(d.gc, gscores.get(), gscores.get(), scale, matrices, seq);
   CHECK(same_bits(first_probs, gscores.download()));

@@ -1,0 +1,80 @@
+// `weft launch`: starts N ranks of `weft train` on this host through Open MPI's mpirun and returns their outcome.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <thread>
+
+#include "launcher/commands.h"
+#include "runtime/error.h"
+
+namespace weft {
+namespace {
+
+std::string own_executable() {
+  std::string path(4096, '\0');
+  const ssize_t length = readlink("/proc/self/exe", path.data(), path.size() - 1);
+  if (length <= 0) return "weft";
+  path.resize(static_cast<std::size_t>(length));
+  return path;
+}
+
+// Splits --mpirun-args on whitespace (no shell quoting: pass flags whose values have no spaces).
+std::vector<std::string> split_words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> words;
+  for (std::string word; in >> word;) words.push_back(word);
+  return words;
+}
+
+}  // namespace
+
+std::vector<std::string> mpirun_command(const LaunchOptions& options, const std::string& weft_path) {
+  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(options.ranks)};
+  if (geteuid() == 0) argv.push_back("--allow-run-as-root");
+  // Oversubscribe so N may exceed the cores, and bind nothing: ranks share cores as the OS schedules them.
+  for (const char* flag : {"--oversubscribe", "--bind-to", "none"}) argv.push_back(flag);
+  for (auto& word : split_words(options.mpirun_args)) argv.push_back(word);
+  argv.insert(argv.end(), {weft_path, "train", options.train.config_path});
+  for (const auto& assignment : options.train.overrides) argv.insert(argv.end(), {"--set", assignment});
+  if (!options.train.metrics_path.empty()) argv.insert(argv.end(), {"--metrics", options.train.metrics_path});
+  if (!options.train.trace_path.empty()) argv.insert(argv.end(), {"--trace", options.train.trace_path});
+  return argv;
+}
+
+int run_launch(const LaunchOptions& options) {
+  if (options.ranks < 1) fail_usage("weft launch -n {}: the number of ranks must be at least 1", options.ranks);
+  const std::vector<std::string> args = mpirun_command(options, own_executable());
+
+  // Without an explicit setting, split this host's cores between the ranks so BLAS threads do not fight.
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::string threads = std::to_string(std::max(1u, cores / static_cast<unsigned>(options.ranks)));
+  setenv("OMP_NUM_THREADS", threads.c_str(), 0);
+  setenv("OPENBLAS_NUM_THREADS", threads.c_str(), 0);
+
+  std::vector<char*> argv;
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  const pid_t child = fork();
+  if (child < 0) fail_usage("weft launch: cannot start mpirun: {}", std::strerror(errno));
+  if (child == 0) {
+    execvp(argv[0], argv.data());
+    std::fprintf(stderr, "weft launch: cannot run mpirun: %s (install Open MPI: apt-get install openmpi-bin)\n",
+                 std::strerror(errno));
+    std::_Exit(static_cast<int>(ErrorKind::kUsage));
+  }
+  // mpirun forwards Ctrl-C and termination to the ranks; this process only waits for it.
+  std::signal(SIGINT, SIG_IGN);
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+}  // namespace weft
