@@ -5,9 +5,14 @@
 #include <optional>
 #include <string>
 
-#include "parallel/engine.h"
-
 namespace weft {
+
+// Where this process sits in the job.
+struct RankInfo {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+};
 
 struct DetectedRank {
   RankInfo info;

@@ -1,32 +1,49 @@
-// `weft train`: one rank of a training job.
+// `weft train`: one rank of a training job. Joins the job's communicators (MPI when launched with several
+// ranks), builds the process groups, trains, and turns any failure after start-up into an end of the whole job.
 #include <memory>
 #include <optional>
 
+#include "collectives/mpi/mpi_runtime.h"
+#include "collectives/threads_backend.h"
 #include "launcher/commands.h"
 #include "launcher/environment.h"
 #include "parallel/engine.h"
 #include "runtime/log.h"
 
 namespace weft {
+namespace {
 
-int run_train(const TrainOptions& options) {
-  const DetectedRank detected = detect_rank();
-  init_logging(detected.info.rank, detected.info.world_size);
+// The world communicator: MPI across processes, or a 1-rank in-process group for a job of one.
+struct World {
+  std::optional<MpiRuntime> mpi;
+  std::unique_ptr<Communicator> comm;
 
-  std::vector<ConfigOverride> overrides;
-  for (const auto& text : options.overrides) overrides.push_back(parse_override(text));
-  const Config config = load_config(options.config_path, overrides, detected.info.world_size);
+  World(int world_size, const CommOptions& options) {
+    if (world_size > 1) {
+      mpi.emplace();
+      comm = mpi->world(options);
+    } else {
+      comm = std::move(make_thread_group(1, options).front());
+    }
+  }
+};
 
-  std::unique_ptr<Device> device = make_device_for(config, detected.info.local_rank);
-  const bool leader = detected.info.rank == 0;
+void train(const Config& config, const TrainOptions& options, const RankInfo& rank, Communicator& world) {
+  std::unique_ptr<Device> device = make_device_for(config, rank.local_rank);
+  ProcessGroups groups = make_process_groups(world, config.parallel);
+  const bool leader = rank.rank == 0;
   std::optional<MetricsFile> metrics;
   if (leader && !options.metrics_path.empty()) metrics.emplace(options.metrics_path);
+  std::optional<Tracer> tracer;
+  if (!options.trace_path.empty()) tracer.emplace(rank.rank);
 
-  Trainer trainer(config, detected.info, *device);
+  Trainer trainer(config, groups, *device, tracer ? &*tracer : nullptr);
   if (leader)
-    spdlog::info("training {} ({} parameters, {} layers, d_model {}) on {} for {} steps, {} tokens per step",
+    spdlog::info("training {} ({} parameters, {} layers, d_model {}) on {} rank(s), {} (dp {} x tp {} x pp {}), "
+                 "{} steps of {} tokens",
                  config.source_path, trainer.model().params().total(), config.model.layers, config.model.d_model,
-                 device->name(), config.train.steps, trainer.tokens_per_step());
+                 rank.world_size, device->name(), config.parallel.dp, config.parallel.tp, config.parallel.pp,
+                 config.train.steps, trainer.tokens_per_step());
 
   std::vector<StepRecord> records;
   for (int step = 1; step <= config.train.steps; ++step) {
@@ -39,6 +56,31 @@ int run_train(const TrainOptions& options) {
   const RunSummary summary = summarize(records, trainer.tokens_per_step());
   if (metrics) metrics->write_summary(summary);
   if (leader) spdlog::info("{}", summary_line(summary));
+  if (tracer)
+    tracer->write(rank.world_size > 1 ? options.trace_path + ".rank" + std::to_string(rank.rank) : options.trace_path);
+}
+
+}  // namespace
+
+int run_train(const TrainOptions& options) {
+  const DetectedRank detected = detect_rank();
+  init_logging(detected.info.rank, detected.info.world_size);
+
+  // Every rank validates the same config before any communicator exists, so a bad one stops them all alike.
+  std::vector<ConfigOverride> overrides;
+  for (const auto& text : options.overrides) overrides.push_back(parse_override(text));
+  const Config config = load_config(options.config_path, overrides, detected.info.world_size);
+
+  CommOptions comm_options;
+  comm_options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.comm.timeout_s * 1000.0));
+  World world(detected.info.world_size, comm_options);
+  try {
+    train(config, options, detected.info, *world.comm);
+  } catch (const Error& e) {
+    // A rank that failed alone would leave its peers waiting in their next collective: end the job.
+    if (world.mpi) abort_job(e.exit_code(), fmt::format("weft: rank {}: {}", detected.info.rank, e.what()));
+    throw;
+  }
   return 0;
 }
 

@@ -2,8 +2,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/rng.h"
 
 namespace weft {
 namespace {
@@ -34,6 +38,41 @@ double measure_peak_flops(Device& device) {
   return 2.0 * n * n * static_cast<double>(n) * kRepeats / seconds;
 }
 
+// Everything that must agree across ranks for them to train one model.
+std::uint64_t config_fingerprint(const Config& c) {
+  const std::string text = fmt::format(
+      "{} {} {} {} {} | {} {} {} {} {} {} {} {} {} {} {} {} | {} {} | {} {} {} {} {} {} {} | {} | {} {}",
+      c.model.layers, c.model.d_model, c.model.heads, c.model.vocab_size, c.model.seq_len, c.train.steps,
+      c.train.global_batch, c.train.micro_batch, c.train.lr, c.train.warmup_steps, c.train.min_lr_ratio,
+      c.train.weight_decay, c.train.grad_clip, c.train.beta1, c.train.beta2, c.train.eps, c.train.seed,
+      static_cast<int>(c.data.source), c.data.path, c.parallel.dp, c.parallel.tp, c.parallel.pp, c.parallel.zero,
+      static_cast<int>(c.parallel.schedule), c.parallel.microbatches, c.parallel.virtual_stages,
+      static_cast<int>(c.precision.compute), c.comm.bucket_mb, c.comm.overlap);
+  return rng_key(0, text);
+}
+
+// Moves raw 8-byte values through an fp32 all_gather (a gather only copies bytes).
+std::vector<std::uint64_t> all_gather_u64(Communicator& comm, std::uint64_t value) {
+  std::vector<std::uint64_t> gathered(static_cast<std::size_t>(comm.size()));
+  comm.all_gather(&value, gathered.data(), 2, DType::kF32)->wait();
+  return gathered;
+}
+
+// Settings the config schema accepts for features later issues build: refused, never silently ignored.
+void refuse_unbuilt_settings(const Config& c) {
+  auto refuse = [&c](const std::string& setting, const char* what) {
+    fail_usage("{}: {}: {} is not built yet in this weft", c.source_path, setting, what);
+  };
+  if (c.parallel.tp != 1) refuse(fmt::format("parallel.tp = {}", c.parallel.tp), "tensor parallelism");
+  if (c.parallel.pp != 1) refuse(fmt::format("parallel.pp = {}", c.parallel.pp), "pipeline parallelism");
+  if (c.parallel.sequence_parallel) refuse("parallel.sequence_parallel = true", "sequence parallelism");
+  if (c.parallel.zero != 0) refuse(fmt::format("parallel.zero = {}", c.parallel.zero), "ZeRO sharding (use 0)");
+  if (c.precision.compute != DType::kF32)
+    refuse(fmt::format("precision.compute = {}", dtype_name(c.precision.compute)), "mixed precision (use fp32)");
+  if (c.train.recompute != Recompute::kNone) refuse("train.recompute = block", "activation recomputation");
+  if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
+}
+
 }  // namespace
 
 std::unique_ptr<Device> make_device_for(const Config& config, int local_rank) {
@@ -47,10 +86,11 @@ std::unique_ptr<Device> make_device_for(const Config& config, int local_rank) {
   return make_cuda_device(local_rank % gpus);
 }
 
-Trainer::Trainer(const Config& config, const RankInfo& rank, Device& device)
+Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tracer* tracer)
     : config_(config),
-      rank_(rank),
+      groups_(groups),
       device_(device),
+      tracer_(tracer),
       kernels_(kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       corpus_(open_corpus(config)),
@@ -59,11 +99,16 @@ Trainer::Trainer(const Config& config, const RankInfo& rank, Device& device)
       params_(device, {model_.params().total()}, DType::kF32, MemoryCategory::kParams),
       grads_(device, {model_.params().total()}, DType::kF32, MemoryCategory::kGrads),
       optimizer_(model_.params(), config.train, device, 0, model_.params().total()),
+      buckets_(model_.params(), config.model.layers, config.comm.bucket_mb),
+      sync_(*groups.dp, buckets_, grads_.f32(), config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
       peak_flops_(measure_peak_flops(device)) {
-  if (rank.world_size != 1)
-    fail_usage("{}: this weft trains on one rank only (world size {} given); multi-rank layouts come with the "
-               "collectives layer",
-               config.source_path, rank.world_size);
+  refuse_unbuilt_settings(config);
+  if (groups.dp->memory_type() != device.type())
+    fail_usage("{}: the {} communicator moves {} memory but the model runs on {}; use device: cpu with MPI",
+               config.source_path, groups.dp->backend(), groups.dp->memory_type() == DeviceType::kCpu ? "host" : "GPU",
+               device.name());
+  check_same_config_everywhere();
+  // Every rank initialises the full model from the counter-based RNG, so no broadcast is needed.
   std::vector<float> initial(static_cast<std::size_t>(model_.params().total()));
   model_.params().initialise(config.train.seed, initial.data());
   params_.copy_from_host_f32(initial.data(), static_cast<std::int64_t>(initial.size()));
@@ -72,37 +117,105 @@ Trainer::Trainer(const Config& config, const RankInfo& rank, Device& device)
   targets_.resize(rows);
 }
 
+void Trainer::check_same_config_everywhere() {
+  Communicator& world = *groups_.world;
+  if (world.size() == 1) return;
+  const auto prints = all_gather_u64(world, config_fingerprint(config_));
+  for (int r = 1; r < world.size(); ++r)
+    if (prints[static_cast<std::size_t>(r)] != prints[0])
+      fail_usage("{}: rank {} was started with a different config (or --set values) than rank 0; every rank must "
+                 "train the same model",
+                 config_.source_path, r);
+}
+
+void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) {
+  const TrainConfig& train = config_.train;
+  const int seq = config_.model.seq_len;
+  const std::int64_t first = first_sample_of_micro_batch(step, groups_.coords.dp, micro, train.global_batch,
+                                                         config_.parallel.dp, train.micro_batch);
+  for (int row = 0; row < train.micro_batch; ++row)
+    samples_.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
+                    targets_.data() + static_cast<std::ptrdiff_t>(row) * seq);
+  const float* p = params_.f32();
+  float* g = grads_.f32();
+  const float grad_scale = 1.0f / static_cast<float>(tokens_per_step());
+  {
+    TraceScope scope(tracer_, fmt::format("forward mb{}", micro), "compute");
+    model_.load_batch(inputs_.data(), targets_.data());
+    model_.embed_forward(p);
+    for (int l = 0; l < config_.model.layers; ++l) model_.block_forward(p, l);
+    loss_sum += model_.head_forward_loss(p, grad_scale);
+  }
+  // In the last micro-batch each segment's gradient is final once its backward is done: hand it to the sync.
+  auto done = [&](int segment) {
+    if (last) sync_.segment_done(segment);
+  };
+  {
+    TraceScope scope(tracer_, fmt::format("backward head mb{}", micro), "compute");
+    model_.head_backward(p, g);
+  }
+  done(BucketPlan::head_segment());
+  for (int l = config_.model.layers - 1; l >= 0; --l) {
+    {
+      TraceScope scope(tracer_, fmt::format("backward h.{} mb{}", l, micro), "compute");
+      model_.block_backward(p, g, l);
+    }
+    done(buckets_.block_segment(l));
+  }
+  {
+    TraceScope scope(tracer_, fmt::format("backward embedding mb{}", micro), "compute");
+    model_.embed_backward(g);
+  }
+  done(buckets_.embedding_segment());
+}
+
+double Trainer::global_loss(double local_loss_sum) {
+  Communicator& dp = *groups_.dp;
+  if (dp.size() == 1) return local_loss_sum;
+  // Gather the exact doubles and add them in rank order, so every rank reports the same bits.
+  std::uint64_t bits;
+  std::memcpy(&bits, &local_loss_sum, sizeof bits);
+  double total = 0.0;
+  for (std::uint64_t gathered : all_gather_u64(dp, bits)) {
+    double value;
+    std::memcpy(&value, &gathered, sizeof value);
+    total += value;
+  }
+  return total;
+}
+
 StepRecord Trainer::train_step(int step) {
   const auto start = Clock::now();
   device_.memory().reset_peaks();
+  for (Communicator* group : {groups_.dp.get(), groups_.tp.get(), groups_.pp.get()}) group->reset_bytes_sent();
   const TrainConfig& train = config_.train;
-  const int seq = config_.model.seq_len, dp = config_.parallel.dp, dp_rank = 0;
-  const float grad_scale = 1.0f / static_cast<float>(tokens_per_step());
 
   grads_.zero();
   double loss_sum = 0.0;
-  for (int micro = 0; micro < config_.accumulation_steps(); ++micro) {
-    const std::int64_t first =
-        first_sample_of_micro_batch(step, dp_rank, micro, train.global_batch, dp, train.micro_batch);
-    for (int row = 0; row < train.micro_batch; ++row)
-      samples_.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
-                      targets_.data() + static_cast<std::ptrdiff_t>(row) * seq);
-    loss_sum += model_.forward_backward(params_.f32(), grads_.f32(), inputs_.data(), targets_.data(), grad_scale);
-  }
+  const int micro_batches = config_.accumulation_steps();
+  for (int micro = 0; micro < micro_batches; ++micro) run_micro_batch(step, micro, micro + 1 == micro_batches, loss_sum);
+  sync_.finish();
 
   const double norm = std::sqrt(kernels_.sum_squares(ctx_, grads_.f32(), static_cast<std::size_t>(grads_.numel())));
   const double lr = learning_rate(train, step);
-  optimizer_.step(params_.f32(), grads_.f32(), step, static_cast<float>(lr), clip_factor(norm, train.grad_clip));
+  {
+    TraceScope scope(tracer_, "optimizer", "compute");
+    optimizer_.step(params_.f32(), grads_.f32(), step, static_cast<float>(lr), clip_factor(norm, train.grad_clip));
+  }
   device_.synchronize();
 
   StepRecord record;
   record.step = step;
-  record.loss = loss_sum / static_cast<double>(tokens_per_step());
+  record.loss = global_loss(loss_sum) / static_cast<double>(tokens_per_step());
+  record.comm.dp = static_cast<std::int64_t>(groups_.dp->bytes_sent());
+  record.comm.tp = static_cast<std::int64_t>(groups_.tp->bytes_sent());
+  record.comm.pp = static_cast<std::int64_t>(groups_.pp->bytes_sent());
   record.lr = lr;
   record.grad_norm = norm;
   record.step_ms = elapsed_ms(start);
   record.tokens_per_s = static_cast<double>(tokens_per_step()) / (record.step_ms / 1000.0);
-  record.mfu = model_.flops_per_token() * record.tokens_per_s / peak_flops_;
+  // MFU per device: this rank's share of the step's model FLOPs over its measured GEMM peak.
+  record.mfu = model_.flops_per_token() * record.tokens_per_s / groups_.world->size() / peak_flops_;
   record.memory = device_.memory().snapshot();
   return record;
 }

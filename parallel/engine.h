@@ -1,4 +1,5 @@
-// Trainer: one rank's training step (micro-batches, gradient accumulation, clipping, AdamW) over its device.
+// Trainer: one rank's training step: micro-batches, gradient accumulation, data-parallel gradient sums
+// overlapped with backward, clipping by the global norm, and AdamW.
 #pragma once
 
 #include <cstdint>
@@ -8,24 +9,21 @@
 #include "model/data.h"
 #include "model/gpt.h"
 #include "model/optimizer.h"
+#include "parallel/data_parallel.h"
+#include "parallel/mesh.h"
 #include "parallel/metrics.h"
 #include "runtime/config.h"
 #include "runtime/tensor.h"
+#include "runtime/trace.h"
 
 namespace weft {
 
-// Where this process sits in the job (from mpirun, srun or PMI; see launcher/environment.h).
-struct RankInfo {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;
-};
-
 class Trainer {
  public:
-  Trainer(const Config& config, const RankInfo& rank, Device& device);
+  // `groups` and `tracer` (may be null) must outlive the trainer. Checks that every rank runs the same config.
+  Trainer(const Config& config, ProcessGroups& groups, Device& device, Tracer* tracer = nullptr);
 
-  // Runs optimizer step `step` (1-based): global_batch samples, in micro-batches, then one update.
+  // Runs optimizer step `step` (1-based): global_batch samples split over dp ranks and micro-batches, one update.
   StepRecord train_step(int step);
 
   const Config& config() const { return config_; }
@@ -36,9 +34,14 @@ class Trainer {
   std::vector<float> parameters() const { return params_.to_host_f32(); }
 
  private:
+  void run_micro_batch(int step, int micro, bool last, double& loss_sum);
+  double global_loss(double local_loss_sum);
+  void check_same_config_everywhere();
+
   Config config_;
-  RankInfo rank_;
+  ProcessGroups& groups_;
   Device& device_;
+  Tracer* tracer_;
   const kernels::KernelBackend& kernels_;
   kernels::KernelContext ctx_;
   std::unique_ptr<TokenCorpus> corpus_;
@@ -47,6 +50,8 @@ class Trainer {
   Tensor params_;
   Tensor grads_;
   AdamWOptimizer optimizer_;
+  BucketPlan buckets_;
+  GradientSync sync_;
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;
 };

@@ -1,6 +1,7 @@
 // The single-rank training step end to end: learning, determinism, accumulation and memory accounting.
 #include <catch2/catch.hpp>
 
+#include "collectives/threads_backend.h"
 #include "parallel/engine.h"
 #include "tests/test_util.h"
 
@@ -12,9 +13,16 @@ Config tiny_config(const std::vector<ConfigOverride>& overrides = {}) {
   return load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, 1);
 }
 
+// A 1-rank job's process groups, over the in-process backend.
+struct SingleRank {
+  std::vector<std::unique_ptr<Communicator>> world = make_thread_group(1);
+  ProcessGroups groups = make_process_groups(*world[0], ParallelConfig{1, 1, 1});
+};
+
 std::vector<double> train_losses(const Config& config, int steps) {
   auto device = make_cpu_device();
-  Trainer trainer(config, RankInfo{}, *device);
+  SingleRank single;
+  Trainer trainer(config, single.groups, *device);
   std::vector<double> losses;
   for (int step = 1; step <= steps; ++step) losses.push_back(trainer.train_step(step).loss);
   return losses;
@@ -40,7 +48,8 @@ TEST_CASE("configs/tiny.yaml lowers the built-in data's loss by at least 30% wit
 TEST_CASE("two runs with the same seed give bit-identical loss curves and parameters") {
   const Config config = tiny_config({{"train.steps", "6"}});
   auto device_a = make_cpu_device(), device_b = make_cpu_device();
-  Trainer a(config, RankInfo{}, *device_a), b(config, RankInfo{}, *device_b);
+  SingleRank single_a, single_b;
+  Trainer a(config, single_a.groups, *device_a), b(config, single_b.groups, *device_b);
   for (int step = 1; step <= 6; ++step) REQUIRE(a.train_step(step).loss == b.train_step(step).loss);
   CHECK(a.parameters() == b.parameters());
   const auto other_seed = train_losses(tiny_config({{"train.steps", "6"}, {"train.seed", "99"}}), 2);
@@ -57,7 +66,8 @@ TEST_CASE("accumulating four micro-batches trains the same model as one batch of
 TEST_CASE("metrics count model-state memory exactly as allocated") {
   const Config config = tiny_config();
   auto device = make_cpu_device();
-  Trainer trainer(config, RankInfo{}, *device);
+  SingleRank single;
+  Trainer trainer(config, single.groups, *device);
   const StepRecord record = trainer.train_step(1);
   const std::int64_t params = trainer.model().params().total();
   // fp32 training: 4 bytes of parameters, 4 of gradients and 8 of Adam state (m and v) per parameter.

@@ -1,0 +1,40 @@
+// The MPI backend's Communicator: nonblocking Open MPI calls on host memory, posted and polled by the MpiEngine thread.
+#pragma once
+
+#include <mpi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "collectives/communicator.h"
+#include "collectives/mpi/mpi_engine.h"
+
+namespace weft {
+
+// How the MPI backend computes, and what it guarantees:
+// - all_reduce = MPI_Ialltoallv of chunk r to rank r, a local reduction of the n copies of this rank's chunk in
+//   rank order (collectives/reduce.h), then MPI_Iallgatherv. That sends 2(n-1)/n x size per rank like a ring,
+//   and makes the result independent of Open MPI's algorithm choice: bit-identical on every rank, from run to
+//   run, and equal to the threads backend. reduce_scatter is the first half. bf16/fp16 travel as 16 bits and
+//   are summed in fp32 and rounded once. all_gather, broadcast, barrier, send and recv are plain MPI_I* calls.
+// - Mismatch check (CommOptions::mismatch_check, on by default): before its data, each collective exchanges
+//   a 48-byte CallSignature {op, #N, count, dtype, reduce op, root} with MPI_Iallgather; every rank sees every
+//   signature, so all ranks fail the same collective with the same message and the group stays usable. Cost:
+//   one small allgather (n x 48 bytes, a few microseconds on one host) per collective. A recv checks the
+//   received count with MPI_Get_count instead.
+// - Collectives of one communicator run one after another on the MPI thread (MPI requires the same order on
+//   every rank); send/recv are posted at once. Counts above 2^31-1 elements per call are rejected.
+// - Every wait has a deadline; a timeout or an MPI error leaves the ranks out of step, so the communicator
+//   fails every later operation at once. Errors are returned, not fatal (MPI_ERRORS_RETURN).
+std::unique_ptr<Communicator> make_mpi_communicator(std::shared_ptr<MpiEngine> engine, MPI_Comm comm,
+                                                    std::string name, int world_rank, CommOptions options);
+
+// Duplicates MPI_COMM_WORLD (MPI_Comm_idup, with the deadline of options.timeout) into the "world" communicator.
+std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, CommOptions options);
+
+// Runs fn(the MPI_Comm behind comm) on the MPI thread, for raw MPI calls such as the bench's baseline; false
+// when comm is not an MPI communicator. No operation of comm may be in flight.
+bool with_raw_mpi(Communicator& comm, const std::function<void(MPI_Comm)>& fn);
+
+}  // namespace weft

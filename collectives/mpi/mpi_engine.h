@@ -1,0 +1,55 @@
+// MpiEngine: the one thread per process that makes every MPI call after MPI_Init_thread and polls requests.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace weft {
+
+// Work the MPI thread advances by polling. Tasks run only on the MPI thread.
+class MpiTask {
+ public:
+  enum class Progress { kIdle, kAdvanced, kDone };
+  virtual ~MpiTask() = default;
+  // Called repeatedly until it returns kDone; never blocks on a peer (MPI_Test, not MPI_Wait).
+  virtual Progress progress() = 0;
+  // The engine is stopping with this task unfinished: fail its Work with `reason`.
+  virtual void cancel(const std::string& reason) = 0;
+};
+
+// Funnels all MPI calls of the process through one thread, so collectives overlap the caller's compute and
+// MPI needs only MPI_THREAD_SERIALIZED. Polls with MPI_Test while tasks are active, backing off from
+// yield to short sleeps when nothing moves so oversubscribed ranks leave the cores to compute.
+class MpiEngine {
+ public:
+  MpiEngine();
+  ~MpiEngine();
+  MpiEngine(const MpiEngine&) = delete;
+  MpiEngine& operator=(const MpiEngine&) = delete;
+
+  void submit(std::shared_ptr<MpiTask> task);
+  // Runs fn on the MPI thread and waits for it, rethrowing what it throws. Only for calls that cannot block
+  // on a peer (a blocking collective here could hang without a deadline).
+  void run(const std::function<void()>& fn);
+  // Cancels unfinished tasks and joins the thread; later submits fail their task at once.
+  void stop();
+  bool stopped() const;
+
+ private:
+  void loop();
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::shared_ptr<MpiTask>> incoming_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace weft

@@ -1,0 +1,46 @@
+// MpiRuntime (MPI init/finalize and the world communicator for `weft train`) and abort_job (end every rank, exit 3).
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "collectives/communicator.h"
+
+namespace weft {
+
+class MpiEngine;
+
+// One per process: MPI_Init_thread (requesting MPI_THREAD_MULTIPLE, needing at least MPI_THREAD_SERIALIZED
+// because the MPI thread is not the main thread), MPI_ERRORS_RETURN on MPI_COMM_WORLD, and the MPI thread.
+// The destructor stops the thread and calls MPI_Finalize (only if this object initialised MPI). Destroy every
+// communicator first. Works as a 1-rank singleton without mpirun.
+class MpiRuntime {
+ public:
+  MpiRuntime(int* argc = nullptr, char*** argv = nullptr);
+  ~MpiRuntime();
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+
+  int world_rank() const { return world_rank_; }
+  int world_size() const { return world_size_; }
+  int thread_level() const { return thread_level_; }  // MPI_THREAD_* that MPI provided
+
+  // The world group ("world"): a duplicate of MPI_COMM_WORLD, made with the deadline of options.timeout.
+  std::unique_ptr<Communicator> world(CommOptions options = {});
+
+ private:
+  std::shared_ptr<MpiEngine> engine_;
+  bool owns_mpi_ = false;
+  int world_rank_ = 0;
+  int world_size_ = 1;
+  int thread_level_ = 0;
+};
+
+// Ends the whole job: prints `message` (if any) to stderr, flushes the logs, then MPI_Abort(MPI_COMM_WORLD,
+// exit_code) so mpirun stops every rank and itself exits with `exit_code`; without MPI it exits the process.
+// Call it after a kPeer error from Work::wait (a rank that merely returned would leave its peers waiting).
+// Under mpirun pass `--mca orte_abort_on_non_zero_status 0` if survivors should report a dead rank
+// themselves (exit 3, with the operation named) instead of being killed by mpirun at once (exit of the dead rank).
+[[noreturn]] void abort_job(int exit_code = 3, std::string_view message = {});
+
+}  // namespace weft

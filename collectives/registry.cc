@@ -1,0 +1,63 @@
+// The one place that knows which backends this build has (the only #ifdef WEFT_HAVE_CUDA of collectives/).
+#include "collectives/registry.h"
+
+#include "runtime/error.h"
+
+#ifdef WEFT_HAVE_CUDA
+#include "collectives/nccl/nccl_backend.h"
+#endif
+
+namespace weft {
+
+std::string_view backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::kThreads: return "threads";
+    case Backend::kMpi: return "mpi";
+    case Backend::kNccl: return "nccl";
+  }
+  return "?";
+}
+
+Backend parse_backend(std::string_view name) {
+  for (Backend backend : {Backend::kThreads, Backend::kMpi, Backend::kNccl})
+    if (name == backend_name(backend)) return backend;
+  fail_usage("unknown communication backend '{}'; expected threads, mpi or nccl", name);
+}
+
+bool backend_available(Backend backend) {
+#ifdef WEFT_HAVE_CUDA
+  (void)backend;
+  return true;
+#else
+  return backend != Backend::kNccl;
+#endif
+}
+
+Backend default_backend(DeviceType device) {
+  return device == DeviceType::kCuda && backend_available(Backend::kNccl) ? Backend::kNccl : Backend::kMpi;
+}
+
+std::unique_ptr<Communicator> make_world_communicator(Backend backend, MpiRuntime& mpi, Device* device,
+                                                      CommOptions options) {
+  switch (backend) {
+    case Backend::kThreads:
+      fail_usage("the threads backend has no per-process world communicator; use make_thread_group(n)");
+    case Backend::kMpi:
+      return mpi.world(options);
+    case Backend::kNccl: {
+#ifdef WEFT_HAVE_CUDA
+      if (device == nullptr || device->type() != DeviceType::kCuda)
+        fail_usage("the nccl backend needs a CUDA device; set device: cuda or use the mpi backend");
+      auto bootstrap = mpi.world(options);
+      return make_nccl_world(*bootstrap, *device, options);
+#else
+      (void)device;
+      fail_usage("this weft was built without CUDA, so the nccl backend is unavailable; use mpi or rebuild with "
+                 "the CUDA toolkit and NCCL");
+#endif
+    }
+  }
+  fail_usage("unknown communication backend");
+}
+
+}  // namespace weft
