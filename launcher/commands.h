@@ -1,6 +1,7 @@
 // The weft subcommands, each a function that returns the process exit code.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -21,10 +22,22 @@ struct LaunchOptions {
   TrainOptions train;
 };
 
+struct CollectivesBenchOptions {
+  int ranks = 2;
+  std::string op = "all";
+  std::size_t min_bytes = std::size_t{1} << 10;
+  std::size_t max_bytes = std::size_t{64} << 20;
+  std::string mpirun_args;
+};
+
 int run_train(const TrainOptions& options);
 int run_launch(const LaunchOptions& options);
-// The mpirun command line `weft launch` runs (exposed for tests).
-std::vector<std::string> mpirun_command(const LaunchOptions& options, const std::string& weft_path);
+int run_bench_collectives(const CollectivesBenchOptions& options);
 int run_data_prepare(const std::string& input, const std::string& output);
 
+// Runs `weft WEFT_ARGS...` as `ranks` processes under mpirun on this host and returns mpirun's exit code.
+int run_under_mpirun(int ranks, const std::string& mpirun_args, const std::vector<std::string>& weft_args);
+// The mpirun command line for that (exposed for tests).
+std::vector<std::string> mpirun_command(int ranks, const std::string& mpirun_args,
+                                       const std::vector<std::string>& weft_args, const std::string& weft_path);
 }  // namespace weft

@@ -1,4 +1,4 @@
-// `weft launch`: starts N ranks of `weft train` on this host through Open MPI's mpirun and returns their outcome.
+// `weft launch`: starts N ranks of `weft train` (or another weft command) on this host through Open MPI's mpirun.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,26 +34,25 @@ std::vector<std::string> split_words(const std::string& text) {
 
 }  // namespace
 
-std::vector<std::string> mpirun_command(const LaunchOptions& options, const std::string& weft_path) {
-  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(options.ranks)};
+std::vector<std::string> mpirun_command(int ranks, const std::string& mpirun_args,
+                                       const std::vector<std::string>& weft_args, const std::string& weft_path) {
+  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(ranks)};
   if (geteuid() == 0) argv.push_back("--allow-run-as-root");
   // Oversubscribe so N may exceed the cores, and bind nothing: ranks share cores as the OS schedules them.
   for (const char* flag : {"--oversubscribe", "--bind-to", "none"}) argv.push_back(flag);
-  for (auto& word : split_words(options.mpirun_args)) argv.push_back(word);
-  argv.insert(argv.end(), {weft_path, "train", options.train.config_path});
-  for (const auto& assignment : options.train.overrides) argv.insert(argv.end(), {"--set", assignment});
-  if (!options.train.metrics_path.empty()) argv.insert(argv.end(), {"--metrics", options.train.metrics_path});
-  if (!options.train.trace_path.empty()) argv.insert(argv.end(), {"--trace", options.train.trace_path});
+  for (auto& word : split_words(mpirun_args)) argv.push_back(word);
+  argv.push_back(weft_path);
+  argv.insert(argv.end(), weft_args.begin(), weft_args.end());
   return argv;
 }
 
-int run_launch(const LaunchOptions& options) {
-  if (options.ranks < 1) fail_usage("weft launch -n {}: the number of ranks must be at least 1", options.ranks);
-  const std::vector<std::string> args = mpirun_command(options, own_executable());
+int run_under_mpirun(int ranks, const std::string& mpirun_args, const std::vector<std::string>& weft_args) {
+  if (ranks < 1) fail_usage("-n {}: the number of ranks must be at least 1", ranks);
+  const std::vector<std::string> args = mpirun_command(ranks, mpirun_args, weft_args, own_executable());
 
   // Without an explicit setting, split this host's cores between the ranks so BLAS threads do not fight.
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const std::string threads = std::to_string(std::max(1u, cores / static_cast<unsigned>(options.ranks)));
+  const std::string threads = std::to_string(std::max(1u, cores / static_cast<unsigned>(ranks)));
   setenv("OMP_NUM_THREADS", threads.c_str(), 0);
   setenv("OPENBLAS_NUM_THREADS", threads.c_str(), 0);
 
@@ -75,6 +74,14 @@ int run_launch(const LaunchOptions& options) {
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
+}
+
+int run_launch(const LaunchOptions& options) {
+  std::vector<std::string> args = {"train", options.train.config_path};
+  for (const auto& assignment : options.train.overrides) args.insert(args.end(), {"--set", assignment});
+  if (!options.train.metrics_path.empty()) args.insert(args.end(), {"--metrics", options.train.metrics_path});
+  if (!options.train.trace_path.empty()) args.insert(args.end(), {"--trace", options.train.trace_path});
+  return run_under_mpirun(options.ranks, options.mpirun_args, args);
 }
 
 }  // namespace weft

@@ -29,6 +29,16 @@ int main(int argc, char** argv) {
   launch_cmd->add_option("--metrics", launch.train.metrics_path, "Per-step metrics file (rank 0)");
   launch_cmd->add_option("--trace", launch.train.trace_path, "Chrome trace per rank (FILE gets .rankN)");
 
+  CollectivesBenchOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "Benchmarks");
+  bench_cmd->require_subcommand(1);
+  CLI::App* collectives_cmd = bench_cmd->add_subcommand("collectives", "Collectives table (nccl-tests style) beside raw MPI");
+  collectives_cmd->add_option("-n,--ranks", bench.ranks, "Number of local ranks (started through mpirun)");
+  collectives_cmd->add_option("--op", bench.op, "all_reduce, reduce_scatter, all_gather, broadcast or all");
+  collectives_cmd->add_option("--min-bytes", bench.min_bytes, "Smallest buffer, e.g. 1K")->transform(CLI::AsSizeValue(false));
+  collectives_cmd->add_option("--max-bytes", bench.max_bytes, "Largest buffer, e.g. 64M")->transform(CLI::AsSizeValue(false));
+  collectives_cmd->add_option("--mpirun-args", bench.mpirun_args, "Extra mpirun flags");
+
   std::string data_input, data_output;
   CLI::App* data_cmd = app.add_subcommand("data", "Prepare training data");
   data_cmd->require_subcommand(1);
@@ -47,7 +57,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11 says "A subcommand is required" for a misspelt command; name the word the user typed instead.
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
-      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, data prepare\nRun 'weft --help' for usage.\n",
+      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, bench collectives, data prepare\nRun 'weft --help' for usage.\n",
                    argv[1]);
     } else {
       std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
@@ -58,6 +68,7 @@ int main(int argc, char** argv) {
   try {
     if (train_cmd->parsed()) return run_train(train);
     if (launch_cmd->parsed()) return run_launch(launch);
+    if (collectives_cmd->parsed()) return run_bench_collectives(bench);
     if (prepare_cmd->parsed()) return run_data_prepare(data_input, data_output);
   } catch (const Error& e) {
     std::fprintf(stderr, "weft: %s\n", e.what());

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "collectives/mpi/mpi_runtime.h"
+#include "collectives/registry.h"
 #include "collectives/threads_backend.h"
 #include "launcher/commands.h"
 #include "launcher/environment.h"
@@ -13,23 +14,24 @@
 namespace weft {
 namespace {
 
-// The world communicator: MPI across processes, or a 1-rank in-process group for a job of one.
+// The world communicator: MPI (host memory) or NCCL (CUDA memory) across processes, or a 1-rank in-process
+// group for a job of one.
 struct World {
   std::optional<MpiRuntime> mpi;
   std::unique_ptr<Communicator> comm;
 
-  World(int world_size, const CommOptions& options) {
+  World(int world_size, Device& device, const CommOptions& options) {
     if (world_size > 1) {
       mpi.emplace();
-      comm = mpi->world(options);
+      comm = make_world_communicator(default_backend(device.type()), *mpi, &device, options);
     } else {
       comm = std::move(make_thread_group(1, options).front());
     }
   }
 };
 
-void train(const Config& config, const TrainOptions& options, const RankInfo& rank, Communicator& world) {
-  std::unique_ptr<Device> device = make_device_for(config, rank.local_rank);
+void train(const Config& config, const TrainOptions& options, const RankInfo& rank, Device& device,
+           Communicator& world) {
   ProcessGroups groups = make_process_groups(world, config.parallel);
   const bool leader = rank.rank == 0;
   std::optional<MetricsFile> metrics;
@@ -37,12 +39,12 @@ void train(const Config& config, const TrainOptions& options, const RankInfo& ra
   std::optional<Tracer> tracer;
   if (!options.trace_path.empty()) tracer.emplace(rank.rank);
 
-  Trainer trainer(config, groups, *device, tracer ? &*tracer : nullptr);
+  Trainer trainer(config, groups, device, tracer ? &*tracer : nullptr);
   if (leader)
     spdlog::info("training {} ({} parameters, {} layers, d_model {}) on {} rank(s), {} (dp {} x tp {} x pp {}), "
                  "{} steps of {} tokens",
                  config.source_path, trainer.model().params().total(), config.model.layers, config.model.d_model,
-                 rank.world_size, device->name(), config.parallel.dp, config.parallel.tp, config.parallel.pp,
+                 rank.world_size, device.name(), config.parallel.dp, config.parallel.tp, config.parallel.pp,
                  config.train.steps, trainer.tokens_per_step());
 
   std::vector<StepRecord> records;
@@ -73,9 +75,10 @@ int run_train(const TrainOptions& options) {
 
   CommOptions comm_options;
   comm_options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.comm.timeout_s * 1000.0));
-  World world(detected.info.world_size, comm_options);
+  std::unique_ptr<Device> device = make_device_for(config, detected.info.local_rank);
+  World world(detected.info.world_size, *device, comm_options);
   try {
-    train(config, options, detected.info, *world.comm);
+    train(config, options, detected.info, *device, *world.comm);
   } catch (const Error& e) {
     // A rank that failed alone would leave its peers waiting in their next collective: end the job.
     if (world.mpi) abort_job(e.exit_code(), fmt::format("weft: rank {}: {}", detected.info.rank, e.what()));

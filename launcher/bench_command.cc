@@ -1,0 +1,39 @@
+// `weft bench collectives`: the nccl-tests-style table of weft's collectives beside raw MPI, on N local ranks.
+#include <iostream>
+
+#include "collectives/bench.h"
+#include "collectives/mpi/mpi_runtime.h"
+#include "launcher/commands.h"
+#include "launcher/environment.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+namespace weft {
+
+int run_bench_collectives(const CollectivesBenchOptions& options) {
+  const DetectedRank detected = detect_rank();
+  // Started by hand: run itself again as `ranks` processes under mpirun.
+  if (detected.launcher == "none" && options.ranks > 1)
+    return run_under_mpirun(options.ranks, options.mpirun_args,
+                            {"bench", "collectives", "-n", std::to_string(options.ranks), "--op", options.op,
+                             "--min-bytes", std::to_string(options.min_bytes), "--max-bytes",
+                             std::to_string(options.max_bytes)});
+  init_logging(detected.info.rank, detected.info.world_size);
+  BenchOptions bench;
+  bench.ops = parse_bench_ops(options.op);
+  if (options.min_bytes == 0 || options.min_bytes > options.max_bytes)
+    fail_usage("--min-bytes {} --max-bytes {}: expected 0 < min-bytes <= max-bytes", options.min_bytes,
+               options.max_bytes);
+  bench.min_bytes = options.min_bytes;
+  bench.max_bytes = options.max_bytes;
+  MpiRuntime mpi;
+  std::unique_ptr<Communicator> world = mpi.world();
+  const long wrong = run_collectives_bench(bench, *world, std::cout);
+  if (wrong != 0) {
+    spdlog::error("{} elements came back wrong", wrong);
+    return static_cast<int>(ErrorKind::kInternal);
+  }
+  return 0;
+}
+
+}  // namespace weft
