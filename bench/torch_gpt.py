@@ -31,7 +31,8 @@ class Gpt(nn.Module):
         self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(seq, d)
         self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(d)
-        self.register_buffer("mask", ~torch.ones(seq, seq, dtype=torch.bool).tril())
+        # A plain attribute, not a buffer: DDP (gloo) cannot broadcast bool buffers.
+        self.mask = ~torch.ones(seq, seq, dtype=torch.bool).tril()
         for p in self.parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, std=0.02)

@@ -1,0 +1,95 @@
+#!/usr/bin/python3
+"""Data-parallel training, weft against PyTorch DistributedDataParallel (gloo), in one run.
+
+Both sides: the ~3.2M-parameter GPT-2 of configs/bench_3m.yaml, global batch 8 (4 per rank on 2 ranks),
+fp32, AdamW, clipping, 1 thread per rank (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1), on 1 and 2 ranks.
+Usage: bench/ddp_vs_pytorch.py [--build build] [--steps 20] [--json OUT]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_gpt import Gpt, make_optimizer, train_step  # noqa: E402
+
+LAYERS, D_MODEL, HEADS, VOCAB, SEQ, GLOBAL_BATCH = 4, 256, 8, 256, 128, 8
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_weft(build, ranks, steps, extra=()):
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = os.path.join(tmp, "metrics.jsonl")
+        command = [os.path.join(build, "weft"), "launch", "-n", str(ranks), os.path.join(ROOT, "configs/bench_3m.yaml"),
+                   "--set", f"train.steps={steps}", "--set", f"train.micro_batch={GLOBAL_BATCH // ranks}",
+                   "--metrics", metrics, *extra]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lines = [json.loads(line) for line in open(metrics) if '"step"' in line]
+    return statistics.median(line["step_ms"] for line in lines[3:]), lines[-1]
+
+
+def torch_worker(rank, ranks, steps, port, results):
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=ranks)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(Gpt(LAYERS, D_MODEL, HEADS, VOCAB, SEQ))
+    optimizer = make_optimizer(model, 3e-4, 0.1)
+    tokens = torch.randint(0, VOCAB, (GLOBAL_BATCH // ranks, SEQ + 1))
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        train_step(model, optimizer, tokens[:, :-1], tokens[:, 1:], 1.0)
+        times.append((time.perf_counter() - start) * 1000.0)
+    if rank == 0:
+        results.put(statistics.median(times[3:]))
+    dist.destroy_process_group()
+
+
+def run_torch(ranks, steps, port):
+    results = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(torch_worker, args=(ranks, steps, port, results), nprocs=ranks, join=True)
+    return results.get()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    tokens = GLOBAL_BATCH * SEQ
+    rows, result = [], {}
+    for ranks in (1, 2):
+        weft_ms, last = run_weft(args.build, ranks, args.steps)
+        torch_ms = run_torch(ranks, args.steps, 29500 + ranks)
+        result[f"{ranks}_ranks"] = {"weft_step_ms": weft_ms, "torch_step_ms": torch_ms,
+                                    "weft_tokens_per_s": tokens / weft_ms * 1e3, "torch_tokens_per_s": tokens / torch_ms * 1e3,
+                                    "weft_dp_bytes_per_step": last["comm_bytes"]["dp"]}
+        rows.append((ranks, weft_ms, torch_ms))
+    print(f"GPT-2 {LAYERS}x{D_MODEL}, seq {SEQ}, global batch {GLOBAL_BATCH}, 1 thread per rank, torch {torch.__version__}")
+    print(f"{'ranks':>5}{'weft ms':>10}{'weft tok/s':>12}{'torch ms':>10}{'torch tok/s':>13}{'weft/torch':>12}")
+    for ranks, weft_ms, torch_ms in rows:
+        print(f"{ranks:>5}{weft_ms:>10.1f}{tokens / weft_ms * 1e3:>12.0f}{torch_ms:>10.1f}{tokens / torch_ms * 1e3:>13.0f}"
+              f"{torch_ms / weft_ms:>11.2f}x")
+    w1, t1 = rows[0][1], rows[0][2]
+    w2, t2 = rows[1][1], rows[1][2]
+    print(f"scaling 1 -> 2 ranks: weft {w1 / w2:.2f}x, torch DDP {t1 / t2:.2f}x")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
