@@ -40,6 +40,9 @@ std::vector<std::string> mpirun_command(int ranks, const std::string& mpirun_arg
   if (geteuid() == 0) argv.push_back("--allow-run-as-root");
   // Oversubscribe so N may exceed the cores, and bind nothing: ranks share cores as the OS schedules them.
   for (const char* flag : {"--oversubscribe", "--bind-to", "none"}) argv.push_back(flag);
+  // Let the survivors of a dead rank report it themselves (exit 3 naming the rank and operation, within
+  // comm.timeout_s) instead of mpirun killing them at once without a word.
+  for (const char* flag : {"--mca", "orte_abort_on_non_zero_status", "0"}) argv.push_back(flag);
   for (auto& word : split_words(mpirun_args)) argv.push_back(word);
   argv.push_back(weft_path);
   argv.insert(argv.end(), weft_args.begin(), weft_args.end());

@@ -8,6 +8,7 @@
 #include "collectives/threads_backend.h"
 #include "launcher/commands.h"
 #include "launcher/environment.h"
+#include "launcher/peers.h"
 #include "parallel/engine.h"
 #include "runtime/log.h"
 
@@ -77,11 +78,21 @@ int run_train(const TrainOptions& options) {
   comm_options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.comm.timeout_s * 1000.0));
   std::unique_ptr<Device> device = make_device_for(config, detected.info.local_rank);
   World world(detected.info.world_size, *device, comm_options);
+  std::optional<PeerDirectory> peers;
+  if (world.mpi) peers.emplace(*world.comm);
   try {
     train(config, options, detected.info, *device, *world.comm);
   } catch (const Error& e) {
+    if (!world.mpi) throw;
     // A rank that failed alone would leave its peers waiting in their next collective: end the job.
-    if (world.mpi) abort_job(e.exit_code(), fmt::format("weft: rank {}: {}", detected.info.rank, e.what()));
+    std::string message = e.what();
+    if (e.kind() == ErrorKind::kPeer) {
+      const std::string dead = peers->describe_dead_peers();
+      if (!dead.empty()) message += fmt::format(" ({})", dead);
+    }
+    abort_job(e.exit_code(), message);
+  } catch (const std::exception& e) {
+    if (world.mpi) abort_job(static_cast<int>(ErrorKind::kInternal), fmt::format("weft: rank {}: {}", detected.info.rank, e.what()));
     throw;
   }
   return 0;

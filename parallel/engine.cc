@@ -103,7 +103,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       sync_(*groups.dp, buckets_, grads_.f32(), config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
       peak_flops_(measure_peak_flops(device)) {
   refuse_unbuilt_settings(config);
-  if (groups.dp->memory_type() != device.type())
+  if (groups.dp->size() > 1 && groups.dp->memory_type() != device.type())
     fail_usage("{}: the {} communicator moves {} memory but the model runs on {}; use device: cpu with MPI",
                config.source_path, groups.dp->backend(), groups.dp->memory_type() == DeviceType::kCpu ? "host" : "GPU",
                device.name());

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Starts a private one-node SLURM cluster (its own munged, slurmctld and slurmd, all state in a temp dir, ports
-# that are free), submits launcher/slurm/weft-single-node.sbatch with `sbatch --wait` and checks that its loss
-# curve equals the one `weft launch` produces for the same config and rank count, step by step and exactly.
-# The multi-node script is run the same way, squeezed onto the one node.
+# Starts a private one-node SLURM cluster (its own munged, slurmctld and slurmd; config, state, spool, logs and
+# sockets in one temp dir; free TCP ports), submits launcher/slurm/weft-single-node.sbatch with `sbatch --wait`
+# and checks that its loss curve equals the one `weft launch` gives for the same config and rank count, step by
+# step and exactly. launcher/slurm/weft-multi-node.sbatch is run the same way, squeezed onto the one node.
 #
 #   run_slurm_test.sh WEFT_BINARY PROJECT_SOURCE_DIR
 #
-# Exit 0 pass, 1 fail, 77 skipped (SLURM or munge not installed, no PMIx plugin for srun).
-# Everything it starts is stopped on exit, and the temp dir removed, whatever happens (trap on EXIT, every wait
-# bounded). Set WEFT_SLURM_TEST_RANKS (default 2) to compare another rank count, WEFT_SLURM_TEST_KEEP=1 to keep
-# the temp dir for inspection.
+# Exit 0 pass, 1 fail, 77 skipped (SLURM or munge not installed, or srun has no PMIx plugin).
+# It cannot hang and leaves nothing behind: every wait is bounded and the whole run fits in a budget
+# (WEFT_SLURM_TEST_BUDGET, default 220 s, plus at most ~45 s of cleanup: under ctest's 300 s); a trap on EXIT
+# stops everything it started and removes the temp dir, and a detached watchdog does the same if this script is
+# killed outright (SIGKILL). It only ever signals processes that use its own temp dir, so a munged or slurmd the
+# machine already runs is left alone.
+# WEFT_SLURM_TEST_RANKS (default 2) sets the rank count; WEFT_SLURM_TEST_KEEP=1 keeps the temp dir.
 set -euo pipefail
 
 if (($# != 2)); then
@@ -22,97 +25,105 @@ RANKS="${WEFT_SLURM_TEST_RANKS:-2}"
 STEPS=20
 CONFIG="$PROJECT/configs/tiny.yaml"
 SKIP=77
+DEADLINE=$((SECONDS + ${WEFT_SLURM_TEST_BUDGET:-220}))
 
 log() { echo "[slurm-test $(date +%T)] $*"; }
 skip() {
   echo "SKIP: $*"
   exit "$SKIP"
 }
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
 
-for tool in munged munge slurmctld slurmd sbatch srun sinfo squeue scancel; do
+for tool in munged munge unmunge slurmctld slurmd sbatch srun sinfo squeue scancel; do
   command -v "$tool" >/dev/null 2>&1 ||
-    skip "$tool not found (apt-get install slurm-wlm munge; daemons live in /usr/sbin)"
+    skip "$tool not found (apt-get install slurm-wlm munge; the daemons live in /usr/sbin)"
 done
 PYTHON="$(command -v python3 || true)"
 [ -n "$PYTHON" ] || skip "python3 not found"
-[ -x "$WEFT" ] || { echo "FAIL: weft binary $WEFT is not executable" >&2; exit 1; }
+[ -x "$WEFT" ] || fail "weft binary $WEFT is not executable"
+[ -f "$CONFIG" ] || fail "no $CONFIG"
 
-# --- temp dir and cleanup -------------------------------------------------------------------------------------
-# munged insists that every directory above its socket is searchable by all, so the dir is 0755.
+# --- temp dir, cleanup, watchdog ------------------------------------------------------------------------------
+# munged insists that every directory above its socket be searchable by all, hence 0755.
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/weft-slurm-test.XXXXXX")"
 chmod 755 "$TMP"
 mkdir -m 755 "$TMP/munge" "$TMP/state" "$TMP/spool" "$TMP/log"
 export SLURM_CONF="$TMP/slurm.conf"
-DAEMON_PIDS=()  # munged, slurmctld, slurmd: started in the foreground (-F/-D) as our children
+DAEMON_PIDS=() # munged, slurmctld, slurmd in that order, each started in the foreground (-F/-D) as our child
+CHILD=""       # the bounded command being waited for
 
-# Every process of this test's cluster touches $TMP: the daemons and slurmstepd (cwd, logs, sockets), the job
-# scripts (run from the spool dir) and the ranks (environment marker set at submission). Lists them by pid.
+# Every process of this test's cluster uses $TMP: the daemons and slurmstepd (cwd, logs, sockets), the batch
+# scripts (run from the spool dir), the ranks (marker variable set at submission, metrics files). Prints pids.
 cluster_pids() {
-  local proc pid link
-  for proc in /proc/[0-9]*; do
-    pid="${proc#/proc/}"
-    [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] && continue
-    link="$(readlink "$proc/cwd" 2>/dev/null || true)"
-    if [[ "$link" == "$TMP" || "$link" == "$TMP"/* ]]; then
-      echo "$pid"
-      continue
-    fi
-    if grep -qzxF "WEFT_SLURM_TEST_DIR=$TMP" "$proc/environ" 2>/dev/null; then
-      echo "$pid"
-      continue
-    fi
-    for link in "$proc"/fd/*; do
-      link="$(readlink "$link" 2>/dev/null || true)"
-      if [[ "$link" == "$TMP"/* ]]; then
-        echo "$pid"
-        break
-      fi
-    done
-  done
+  {
+    find /proc/[0-9]*/cwd /proc/[0-9]*/fd -maxdepth 1 \( -lname "$TMP" -o -lname "$TMP/*" \) -print 2>/dev/null
+    grep -lzxF "WEFT_SLURM_TEST_DIR=$TMP" /proc/[0-9]*/environ 2>/dev/null
+  } | cut -d/ -f3 | sort -u | grep -vxF -e "$$" -e "$BASHPID" || true
 }
 
-# TERM, then up to `seconds` for them to go, then KILL.
+# stop_pids SECONDS PID...: TERM, up to SECONDS for them to go, then KILL.
 stop_pids() {
   local seconds="$1"
   shift
   (($#)) || return 0
   kill -TERM "$@" 2>/dev/null || true
-  local deadline=$((SECONDS + seconds)) alive pid
+  local deadline=$((SECONDS + seconds)) pid alive
   while ((SECONDS < deadline)); do
-    alive=()
-    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
-    ((${#alive[@]})) || return 0
+    alive=0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || return 0
     sleep 0.2
   done
   kill -KILL "$@" 2>/dev/null || true
 }
 
+# If this script dies without running its trap (SIGKILL, e.g. from a test driver's timeout), a detached process
+# in its own session kills what is left of the cluster and removes the temp dir. It polls once a second and
+# exits as soon as the script is gone, doing nothing when the trap already cleaned up.
+setsid -f bash -c "$(declare -f cluster_pids stop_pids)"'
+  TMP="$1"
+  cd /
+  while kill -0 "$2" 2>/dev/null; do sleep 1; done
+  [ -d "$TMP" ] && [ ! -e "$TMP/.cleaned" ] || exit 0
+  for round in 1 2 3; do
+    pids=$(cluster_pids)
+    [ -n "$pids" ] || break
+    stop_pids 5 $pids
+  done
+  rm -rf "$TMP"' weft-slurm-test-watchdog "$TMP" "$$" </dev/null >/dev/null 2>&1
+
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP
   set +e
-  if ((status != 0 && status != SKIP)) && [ -d "$TMP/log" ]; then
+  [ -n "$CHILD" ] && stop_pids 5 "$CHILD"
+  if ((status != 0 && status != SKIP)); then
     for file in "$TMP"/log/*.log; do
-      [ -f "$file" ] || continue
+      [ -s "$file" ] || continue
       echo "---- last lines of $(basename "$file") ----"
       tail -n 25 "$file"
     done
   fi
-  if [ -f "$TMP/slurmctld.started" ]; then
+  if ((${#DAEMON_PIDS[@]} >= 2)); then
     timeout 10 scancel --quiet --full "--user=$(id -un)" >/dev/null 2>&1
     local deadline=$((SECONDS + 10))
     while ((SECONDS < deadline)) && [ -n "$(timeout 5 squeue -h -o %i 2>/dev/null)" ]; do sleep 0.5; done
   fi
-  # Job steps and ranks first (slurmstepd outlives slurmd), then the daemons.
-  local pids=()
+  # slurmctld, then slurmd (the other way round slurmctld can take 10 s and more to stop); then whatever else
+  # still uses $TMP (slurmstepd outlives slurmd; ranks of a job that could not be cancelled); munged last.
+  local i pids=()
+  for ((i = 1; i < ${#DAEMON_PIDS[@]}; i++)); do stop_pids 5 "${DAEMON_PIDS[i]}"; done
   mapfile -t pids < <(cluster_pids | grep -vxF -f <(printf '%s\n' "${DAEMON_PIDS[@]}" 0))
   stop_pids 5 "${pids[@]}"
-  local i
-  for ((i = ${#DAEMON_PIDS[@]} - 1; i >= 0; i--)); do stop_pids 10 "${DAEMON_PIDS[i]}"; done
+  ((${#DAEMON_PIDS[@]})) && stop_pids 5 "${DAEMON_PIDS[0]}"
   wait 2>/dev/null
   mapfile -t pids < <(cluster_pids)
   stop_pids 2 "${pids[@]}"
   if [ "${WEFT_SLURM_TEST_KEEP:-0}" = 1 ]; then
+    touch "$TMP/.cleaned"
     echo "kept $TMP"
   else
     rm -rf "$TMP"
@@ -124,22 +135,36 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
+# bounded SECONDS COMMAND...: runs COMMAND under timeout, capped by what is left of the budget. It runs in the
+# background so that a signal to this script is acted on at once, not when the command ends.
+bounded() {
+  local seconds="$1" left=$((DEADLINE - SECONDS))
+  shift
+  ((left > 0)) || fail "out of time budget before: $*"
+  ((seconds < left)) || seconds=$left
+  local rc=0
+  timeout --kill-after=5 "$seconds" "$@" &
+  CHILD=$!
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  return "$rc"
+}
+
 # --- munge ----------------------------------------------------------------------------------------------------
 log "temp dir $TMP"
 dd if=/dev/urandom of="$TMP/munge/munge.key" bs=1024 count=1 status=none
 chmod 400 "$TMP/munge/munge.key"
 MUNGE_SOCKET="$TMP/munge/munge.socket"
-WEFT_SLURM_TEST_DIR="$TMP" munged --foreground --force --socket="$MUNGE_SOCKET" \
-  --key-file="$TMP/munge/munge.key" --pid-file="$TMP/munge/munged.pid" --seed-file="$TMP/munge/munged.seed" \
-  --log-file="$TMP/log/munged.log" >"$TMP/log/munged.stdout" 2>&1 &
+WEFT_SLURM_TEST_DIR="$TMP" munged --foreground --socket="$MUNGE_SOCKET" --key-file="$TMP/munge/munge.key" \
+  --pid-file="$TMP/munge/munged.pid" --seed-file="$TMP/munge/munged.seed" >"$TMP/log/munged.log" 2>&1 &
 DAEMON_PIDS+=($!)
 for _ in $(seq 50); do
   [ -S "$MUNGE_SOCKET" ] && break
-  kill -0 "${DAEMON_PIDS[0]}" 2>/dev/null || { echo "FAIL: munged exited" >&2; exit 1; }
+  kill -0 "${DAEMON_PIDS[0]}" 2>/dev/null || fail "munged exited at start-up"
   sleep 0.2
 done
-timeout 10 munge --socket="$MUNGE_SOCKET" --no-input | timeout 10 unmunge --socket="$MUNGE_SOCKET" >/dev/null ||
-  { echo "FAIL: munge credential round trip failed" >&2; exit 1; }
+bounded 10 bash -c 'munge --socket="$1" --no-input | unmunge --socket="$1"' munge "$MUNGE_SOCKET" >/dev/null ||
+  fail "munge credential round trip failed"
 
 # --- slurm.conf -----------------------------------------------------------------------------------------------
 # Two TCP ports nobody listens on, below the ephemeral range.
@@ -160,10 +185,9 @@ EOF
 )
 NODE="$(hostname -s)"
 USER_NAME="$(id -un)"
-CLUSTER="wefttest$$"
 cat >"$SLURM_CONF" <<EOF
-# Written by tests/slurm/run_slurm_test.sh; everything private to $TMP.
-ClusterName=$CLUSTER
+# Written by tests/slurm/run_slurm_test.sh; everything lives in $TMP.
+ClusterName=wefttest$$
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
@@ -188,9 +212,7 @@ SlurmctldPidFile=$TMP/slurmctld.pid
 SlurmdPidFile=$TMP/slurmd.pid
 SlurmctldLogFile=$TMP/log/slurmctld.log
 SlurmdLogFile=$TMP/log/slurmd.log
-SlurmctldTimeout=30
-SlurmdTimeout=30
-# Trust the node line below whatever the hardware reports, so the test behaves the same on any machine.
+# Trust the node line below over what the hardware reports, so the test behaves the same on any machine.
 SlurmdParameters=config_overrides
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
 PartitionName=weft Nodes=$NODE Default=YES MaxTime=10 State=UP OverSubscribe=FORCE:4
@@ -199,48 +221,42 @@ echo "CgroupPlugin=cgroup/v1" >"$TMP/cgroup.conf"
 
 # --- slurmctld and slurmd -------------------------------------------------------------------------------------
 log "starting slurmctld (port $CTLD_PORT) and slurmd (port $SLURMD_PORT) for node $NODE"
-WEFT_SLURM_TEST_DIR="$TMP" slurmctld -D -i -f "$SLURM_CONF" >"$TMP/log/slurmctld.stdout" 2>&1 &
+WEFT_SLURM_TEST_DIR="$TMP" slurmctld -D -i -f "$SLURM_CONF" >/dev/null 2>&1 &
 DAEMON_PIDS+=($!)
-touch "$TMP/slurmctld.started"
-WEFT_SLURM_TEST_DIR="$TMP" slurmd -D -f "$SLURM_CONF" -N "$NODE" >"$TMP/log/slurmd.stdout" 2>&1 &
+WEFT_SLURM_TEST_DIR="$TMP" slurmd -D -f "$SLURM_CONF" -N "$NODE" >/dev/null 2>&1 &
 DAEMON_PIDS+=($!)
 state=""
-for _ in $(seq 60); do
-  state="$(timeout 5 sinfo -h -n "$NODE" -o %T 2>/dev/null || true)"
+register_deadline=$((SECONDS + 30))
+while ((SECONDS < register_deadline)); do
+  state="$(bounded 5 sinfo -h -n "$NODE" -o %T 2>/dev/null || true)"
   [ "$state" = idle ] && break
-  for pid in "${DAEMON_PIDS[@]}"; do
-    kill -0 "$pid" 2>/dev/null || { echo "FAIL: a SLURM daemon exited during start-up" >&2; exit 1; }
-  done
+  for pid in "${DAEMON_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a SLURM daemon exited at start-up"; done
   sleep 0.5
 done
-[ "$state" = idle ] || { echo "FAIL: node $NODE did not become idle within 30 s (state '$state')" >&2; exit 1; }
+[ "$state" = idle ] || fail "node $NODE did not become idle within 30 s (state '$state')"
 log "node $NODE is idle"
 
-timeout 10 srun --mpi=list 2>&1 | grep -qw pmix || skip "srun has no PMIx plugin (srun --mpi=list)"
+bounded 10 srun --mpi=list 2>&1 | grep -qw pmix || skip "srun has no PMIx plugin (srun --mpi=list)"
 # Smoke test: a 2-task step through the PMIx plugin.
-if ! timeout 30 srun --mpi=pmix --ntasks=2 --time=1 hostname >"$TMP/srun-smoke.out" 2>&1; then
-  cat "$TMP/srun-smoke.out"
-  echo "FAIL: srun --mpi=pmix --ntasks=2 hostname did not run" >&2
-  exit 1
-fi
+bounded 30 srun --mpi=pmix --ntasks=2 --time=1 hostname >"$TMP/srun-smoke.out" 2>&1 ||
+  { cat "$TMP/srun-smoke.out"; fail "srun --mpi=pmix --ntasks=2 hostname did not run"; }
 
 # --- runs -----------------------------------------------------------------------------------------------------
 cd "$PROJECT"
 TRAIN_ARGS=(--set "train.steps=$STEPS")
 
-# run_sbatch NAME SCRIPT [sbatch options]: submits SCRIPT with the tiny config, waits for it (bounded).
+# run_sbatch NAME SCRIPT [sbatch options]: submits SCRIPT for the tiny config and waits for the job.
 run_sbatch() {
   local name="$1" script="$2"
   shift 2
   local started=$SECONDS rc=0
-  log "sbatch --wait $script ($*)"
-  timeout 100 sbatch --wait --quiet --job-name="weft-$name" --time=3 --cpus-per-task=1 "$@" \
+  log "sbatch --wait $script $*"
+  bounded 90 sbatch --wait --quiet --job-name="weft-$name" --time=3 --cpus-per-task=1 "$@" \
     --output="$TMP/$name-%j.out" --export="ALL,WEFT_BIN=$WEFT,WEFT_SLURM_TEST_DIR=$TMP" \
     "$script" "$CONFIG" "${TRAIN_ARGS[@]}" --metrics "$TMP/$name.jsonl" || rc=$?
   if ((rc != 0)); then
-    cat "$TMP/$name"-*.out 2>/dev/null || true
-    echo "FAIL: the $name batch job failed (exit $rc$( ((rc == 124)) && echo ', timed out after 100 s'))" >&2
-    exit 1
+    cat "$TMP/$name"-[0-9]*.out 2>/dev/null || true
+    fail "the $name batch job failed (sbatch --wait exit $rc; 124 is a timeout)"
   fi
   log "$name job done in $((SECONDS - started)) s"
 }
@@ -250,17 +266,12 @@ run_sbatch slurm-multi launcher/slurm/weft-multi-node.sbatch --nodes=1 --ntasks-
 
 log "weft launch -n $RANKS"
 started=$SECONDS
-rc=0
-timeout 100 "$WEFT" launch -n "$RANKS" "$CONFIG" "${TRAIN_ARGS[@]}" --metrics "$TMP/launch.jsonl" \
-  >"$TMP/launch.out" 2>&1 || rc=$?
-if ((rc != 0)); then
-  cat "$TMP/launch.out"
-  echo "FAIL: weft launch -n $RANKS failed (exit $rc)" >&2
-  exit 1
-fi
+bounded 60 "$WEFT" launch -n "$RANKS" "$CONFIG" "${TRAIN_ARGS[@]}" --metrics "$TMP/launch.jsonl" \
+  >"$TMP/launch.out" 2>&1 || { cat "$TMP/launch.out"; fail "weft launch -n $RANKS failed"; }
 log "launch done in $((SECONDS - started)) s"
 
 # --- compare --------------------------------------------------------------------------------------------------
+# compare REFERENCE OTHER: the same steps 1..STEPS and bit-identical losses, else both curves side by side.
 compare() {
   "$PYTHON" - "$STEPS" "$@" <<'EOF'
 import json, sys
@@ -271,8 +282,7 @@ def losses(path):
     curve = {}
     with open(path) as f:
         for line in f:
-            line = line.strip()
-            if line:
+            if line.strip():
                 record = json.loads(line)
                 if "step" in record:
                     curve[record["step"]] = record["loss"]
@@ -280,15 +290,15 @@ def losses(path):
 
 a, b = losses(reference_path), losses(other_path)
 expected = list(range(1, steps + 1))
-ok = sorted(a) == expected and sorted(b) == expected and all(a[s] == b[s] for s in expected)
-if not ok:
-    print(f"loss curves differ: {reference_path} vs {other_path}")
-    print(f"{'step':>4}  {'weft launch':>22}  {'sbatch':>22}")
-    for s in sorted(set(a) | set(b)):
-        mark = "" if s in a and s in b and a[s] == b[s] else "   <--"
-        print(f"{s:>4}  {a.get(s, '-')!r:>22}  {b.get(s, '-')!r:>22}{mark}")
-    sys.exit(1)
-print(f"identical over {steps} steps: final loss {a[steps]!r}")
+if sorted(a) == expected and sorted(b) == expected and all(a[s] == b[s] for s in expected):
+    print(f"identical over {steps} steps, final loss {a[steps]!r}")
+    sys.exit(0)
+print(f"loss curves differ:\n  A = {reference_path}\n  B = {other_path}")
+print(f"{'step':>4}  {'A':>22}  {'B':>22}")
+for s in sorted(set(a) | set(b)):
+    mark = "" if s in a and s in b and a[s] == b[s] else "   <-- differs"
+    print(f"{s:>4}  {a.get(s, '-')!r:>22}  {b.get(s, '-')!r:>22}{mark}")
+sys.exit(1)
 EOF
 }
 status=0
@@ -296,5 +306,5 @@ for name in slurm slurm-multi; do
   log "comparing $name.jsonl with launch.jsonl"
   compare "$TMP/launch.jsonl" "$TMP/$name.jsonl" || status=1
 done
-((status == 0)) || { echo "FAIL: loss curves differ" >&2; exit 1; }
-log "PASS: sbatch ($RANKS ranks, single- and multi-node scripts) matches weft launch -n $RANKS"
+((status == 0)) || fail "the sbatch loss curves differ from weft launch's"
+log "PASS: sbatch on $RANKS ranks (single- and multi-node scripts) matches weft launch -n $RANKS step by step"

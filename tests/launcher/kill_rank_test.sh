@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Kills rank 1 of a 4-rank `weft launch` mid-run and checks that the job ends within comm.timeout_s with a
+# non-zero exit, and that a survivor names the operation it was waiting in and the dead rank.
+# Usage: kill_rank_test.sh WEFT_BINARY SOURCE_DIR
+set -euo pipefail
+weft=$1
+source_dir=$2
+work=$(mktemp -d)
+trap 'pkill -9 -f "weft_kill_test_marker" 2>/dev/null || true; rm -rf "$work"' EXIT
+# A unique override value marks this job's processes, so the test touches nothing else.
+timeout 120 "$weft" launch -n 4 "$source_dir/configs/tiny.yaml" --set train.steps=1000000 --set comm.timeout_s=5 \
+  --set train.log_every=1000000 --metrics "$work/weft_kill_test_marker.jsonl" >"$work/log" 2>&1 &
+launcher=$!
+
+victim=""
+for _ in $(seq 1 100); do
+  for pid in $(pgrep -f "weft train .*weft_kill_test_marker" || true); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then victim=$pid; fi
+  done
+  # Wait until training runs (rank 0 has logged step 1), then kill.
+  if [ -n "$victim" ] && grep -q "step 1/" "$work/log"; then break; fi
+  sleep 0.2
+done
+[ -n "$victim" ] || { echo "FAIL: rank 1 never started"; cat "$work/log"; exit 1; }
+start=$(date +%s)
+kill -9 "$victim"
+set +e
+wait "$launcher"
+code=$?
+set -e
+elapsed=$(( $(date +%s) - start ))
+cat "$work/log" | grep -v '^--' | grep -v '^$' | head -20
+[ "$code" -ne 0 ] || { echo "FAIL: weft launch returned 0 after a rank died"; exit 1; }
+[ "$code" -ne 124 ] || { echo "FAIL: the job hung"; exit 1; }
+[ "$elapsed" -le 30 ] || { echo "FAIL: the job took ${elapsed}s to end (comm.timeout_s = 5)"; exit 1; }
+grep -q "did not complete" "$work/log" || { echo "FAIL: no survivor reported the operation it waited in"; exit 1; }
+grep -q "rank 1 (pid $victim) is no longer running" "$work/log" || { echo "FAIL: the dead rank was not named"; exit 1; }
+echo "PASS: the job ended ${elapsed}s after rank 1 died, exit code $code, survivors named the operation and rank 1"

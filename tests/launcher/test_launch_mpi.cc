@@ -1,0 +1,68 @@
+// Data parallelism through the real path: `weft launch` (mpirun, the MPI backend) against the 1-rank run.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Run {
+  int exit_code;
+  std::vector<double> losses;
+  std::vector<long long> dp_bytes;
+};
+
+Run launch(int ranks, const std::string& extra) {
+  const std::string metrics = "/tmp/weft_launch_" + std::to_string(ranks) + ".jsonl";
+  std::remove(metrics.c_str());
+  const std::string command = std::string(WEFT_BINARY) + " launch -n " + std::to_string(ranks) + " " +
+                              WEFT_SOURCE_DIR + "/configs/tiny.yaml --set train.steps=20 --set comm.bucket_mb=0.1 " +
+                              extra + " --metrics " + metrics + " > /dev/null 2>&1";
+  const int status = std::system(command.c_str());
+  Run run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, {}, {}};
+  std::ifstream in(metrics);
+  const std::regex loss(R"("loss":([-0-9.e+]+))"), bytes(R"("dp":([0-9]+))");
+  for (std::string line; std::getline(in, line);) {
+    std::smatch match;
+    if (std::regex_search(line, match, loss)) run.losses.push_back(std::stod(match[1]));
+    if (std::regex_search(line, match, bytes)) run.dp_bytes.push_back(std::stoll(match[1]));
+  }
+  return run;
+}
+
+double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b, std::size_t steps) {
+  double worst = 0.0;
+  for (std::size_t i = 0; i < steps; ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("weft launch with dp=2 and dp=4 over MPI trains the same model as one rank") {
+  const Run one = launch(1, "");
+  REQUIRE(one.exit_code == 0);
+  REQUIRE(one.losses.size() == 20);
+  for (int ranks : {2, 4}) {
+    const Run many = launch(ranks, "");
+    INFO("ranks = " << ranks);
+    REQUIRE(many.exit_code == 0);
+    REQUIRE(many.losses.size() == 20);
+    CHECK(max_relative_difference(many.losses, one.losses, 5) <= 1e-5);
+    CHECK(max_relative_difference(many.losses, one.losses, 20) <= 1e-4);
+    CHECK(many.dp_bytes[0] > 0);
+  }
+}
+
+TEST_CASE("over MPI, overlap on and off give identical losses and a repeated run is bit-identical") {
+  const Run on = launch(2, "--set comm.overlap=true");
+  const Run off = launch(2, "--set comm.overlap=false");
+  const Run again = launch(2, "--set comm.overlap=true");
+  REQUIRE(on.losses.size() == 20);
+  CHECK(on.losses == off.losses);
+  CHECK(on.losses == again.losses);
+}
