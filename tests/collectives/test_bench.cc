@@ -10,7 +10,7 @@
 namespace weft {
 namespace {
 
-TEST_CASE("bench prints an nccl-tests row for each operation and size on 2 thread ranks, all correct") {
+TEST_CASE("collectives: bench prints an nccl-tests row for each operation and size on 2 thread ranks, all correct") {
   BenchOptions options;
   options.min_bytes = 1024;
   options.max_bytes = 8192;
@@ -49,7 +49,7 @@ TEST_CASE("bench prints an nccl-tests row for each operation and size on 2 threa
   CHECK(rows == 4 * 4);  // 4 operations x sizes 1, 2, 4 and 8 KiB; no raw MPI table on threads
 }
 
-TEST_CASE("bench option errors are usage errors") {
+TEST_CASE("collectives: bench option errors are usage errors") {
   CHECK(parse_bench_ops("all").size() == 4);
   CHECK(parse_bench_ops("all_gather") == std::vector<OpKind>{OpKind::kAllGather});
   CHECK_THROWS_AS(parse_bench_ops("alltoall"), Error);

@@ -29,7 +29,7 @@ struct Outcome {
   bool threw = false;
 };
 
-TEST_CASE("a rank that skips all_reduce #3 makes every rank's wait throw kPeer naming rank, op and #seq in time") {
+TEST_CASE("collectives faults: a rank that skips all_reduce #3 makes every rank's wait throw kPeer naming rank, op and #seq in time") {
   const int n = 3;
   const milliseconds timeout(300);
   auto comms = faulty_group(n, {FaultKind::kSkip, 1, 3, OpKind::kAllReduce}, timeout);
@@ -69,7 +69,7 @@ TEST_CASE("a rank that skips all_reduce #3 makes every rank's wait throw kPeer n
                            "comm.timeout_s = 0.3 s; aborting"));
 }
 
-TEST_CASE("an injected throw surfaces from wait on every rank and leaves the group in step") {
+TEST_CASE("collectives faults: an injected throw surfaces from wait on every rank and leaves the group in step") {
   auto comms = faulty_group(2, {FaultKind::kThrow, -1, 1, std::nullopt}, milliseconds(5000));
   std::vector<std::string> messages(2);
   run_on_threads(comms, [&](Communicator& comm) {
@@ -86,7 +86,7 @@ TEST_CASE("an injected throw surfaces from wait on every rank and leaves the gro
   CHECK_THAT(messages[1], Catch::Contains("injected fault: rank 1 failed all_reduce #1"));
 }
 
-TEST_CASE("a corrupted count on one rank is reported on every rank as a mismatch naming both sizes") {
+TEST_CASE("collectives faults: a corrupted count on one rank is reported on every rank as a mismatch naming both sizes") {
   auto comms = faulty_group(3, {FaultKind::kCorruptCount, 1, 1, OpKind::kAllReduce}, milliseconds(5000));
   std::vector<std::string> messages(3);
   run_on_threads(comms, [&](Communicator& comm) {
@@ -103,7 +103,7 @@ TEST_CASE("a corrupted count on one rank is reported on every rank as a mismatch
   }
 }
 
-TEST_CASE("a hung operation times out on its own rank while the others complete") {
+TEST_CASE("collectives faults: a hung operation times out on its own rank while the others complete") {
   auto comms = faulty_group(2, {FaultKind::kHang, 0, 1, std::nullopt}, milliseconds(5000));
   std::vector<std::string> messages(2);
   run_on_threads(comms, [&](Communicator& comm) {
@@ -119,7 +119,7 @@ TEST_CASE("a hung operation times out on its own rank while the others complete"
   CHECK(messages[1].empty());
 }
 
-TEST_CASE("bad arguments are usage errors raised at the call, before anything is numbered") {
+TEST_CASE("collectives faults: bad arguments are usage errors raised at the call, before anything is numbered") {
   auto comms = make_thread_group(2);
   Communicator& comm = *comms[0];
   std::vector<float> buffer(8);
@@ -141,7 +141,7 @@ TEST_CASE("bad arguments are usage errors raised at the call, before anything is
   CHECK(comm.collective_seq() == 0);
 }
 
-TEST_CASE("timeout messages name rank, world rank, op, #seq, group, size and the timeout") {
+TEST_CASE("collectives faults: timeout messages name rank, world rank, op, #seq, group, size and the timeout") {
   OpDescriptor desc;
   desc.op = OpKind::kAllReduce;
   desc.seq = 118;
@@ -161,7 +161,7 @@ TEST_CASE("timeout messages name rank, world rank, op, #seq, group, size and the
   CHECK(describe(desc) == "send #3 to rank 1 tag 7 (group dp, 512 B)");
 }
 
-TEST_CASE("bus_bytes follows the nccl-tests conventions") {
+TEST_CASE("collectives faults: bus_bytes follows the nccl-tests conventions") {
   CHECK(bus_bytes(OpKind::kAllReduce, 1000, 4) == 1500);
   CHECK(bus_bytes(OpKind::kReduceScatter, 1000, 4) == 750);
   CHECK(bus_bytes(OpKind::kAllGather, 1000, 4) == 750);

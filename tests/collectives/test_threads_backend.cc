@@ -23,42 +23,42 @@ void run_check(void (*check)(Communicator&)) {
   }
 }
 
-TEST_CASE("threads: all_reduce sums 1001 and 1 fp32 elements exactly on 2, 3 and 4 ranks") {
+TEST_CASE("collectives threads: all_reduce sums 1001 and 1 fp32 elements exactly on 2, 3 and 4 ranks") {
   run_check(testing::check_all_reduce_sum);
 }
-TEST_CASE("threads: all_reduce max reaches every rank, overflow flag included") {
+TEST_CASE("collectives threads: all_reduce max reaches every rank, overflow flag included") {
   run_check(testing::check_all_reduce_max);
 }
-TEST_CASE("threads: bf16 and fp16 all_reduce sum in fp32 and round once") {
+TEST_CASE("collectives threads: bf16 and fp16 all_reduce sum in fp32 and round once") {
   run_check(testing::check_all_reduce_16bit);
 }
-TEST_CASE("threads: reduce_scatter with chunk 37 gives each rank its reduced chunk, in and out of place") {
+TEST_CASE("collectives threads: reduce_scatter with chunk 37 gives each rank its reduced chunk, in and out of place") {
   run_check(testing::check_reduce_scatter);
 }
-TEST_CASE("threads: all_gather with chunk 37 concatenates in rank order, in and out of place") {
+TEST_CASE("collectives threads: all_gather with chunk 37 concatenates in rank order, in and out of place") {
   run_check(testing::check_all_gather);
 }
-TEST_CASE("threads: broadcast from the last rank reaches every rank") { run_check(testing::check_broadcast); }
-TEST_CASE("threads: send/recv around the ring in both directions matches by peer and tag") {
+TEST_CASE("collectives threads: broadcast from the last rank reaches every rank") { run_check(testing::check_broadcast); }
+TEST_CASE("collectives threads: send/recv around the ring in both directions matches by peer and tag") {
   run_check(testing::check_send_recv_ring);
 }
-TEST_CASE("threads: several operations in flight complete when waited out of order") {
+TEST_CASE("collectives threads: several operations in flight complete when waited out of order") {
   run_check(testing::check_barrier_and_async);
 }
-TEST_CASE("threads: split builds 2x2 tp/dp groups on 4 ranks, orders by key and honours kNoColor") {
+TEST_CASE("collectives threads: split builds 2x2 tp/dp groups on 4 ranks, orders by key and honours kNoColor") {
   run_check(testing::check_split);
 }
-TEST_CASE("threads: bytes_sent equals the nccl-tests formulas for every operation") {
+TEST_CASE("collectives threads: bytes_sent equals the nccl-tests formulas for every operation") {
   run_check(testing::check_byte_counters);
 }
-TEST_CASE("threads: a count mismatch fails every rank with kPeer naming both sizes, and the group stays usable") {
+TEST_CASE("collectives threads: a count mismatch fails every rank with kPeer naming both sizes, and the group stays usable") {
   run_check(testing::check_count_mismatch);
 }
-TEST_CASE("threads: a dtype mismatch fails every rank with kPeer naming both types") {
+TEST_CASE("collectives threads: a dtype mismatch fails every rank with kPeer naming both types") {
   run_check(testing::check_dtype_mismatch);
 }
 
-TEST_CASE("threads: every rank gets the bit-identical rank-order fp32 sum of non-integer inputs") {
+TEST_CASE("collectives threads: every rank gets the bit-identical rank-order fp32 sum of non-integer inputs") {
   const int n = 4;
   const std::size_t count = 4099;
   std::vector<std::vector<float>> data(n);
@@ -77,7 +77,7 @@ TEST_CASE("threads: every rank gets the bit-identical rank-order fp32 sum of non
   }
 }
 
-TEST_CASE("threads: a 1-rank group completes every operation locally") {
+TEST_CASE("collectives threads: a 1-rank group completes every operation locally") {
   auto comms = make_thread_group(1);
   Communicator& comm = *comms[0];
   std::vector<float> a{1.0f, 2.0f, 3.0f};
@@ -91,7 +91,7 @@ TEST_CASE("threads: a 1-rank group completes every operation locally") {
   CHECK(comm.bytes_sent() == 0);
 }
 
-TEST_CASE("reduce_rank_order folds inputs left to right and rounds bf16 once") {
+TEST_CASE("collectives: reduce_rank_order folds inputs left to right and rounds bf16 once") {
   const std::uint16_t big = float_to_bf16(256.0f);
   const std::uint16_t one = float_to_bf16(1.0f);
   const std::uint16_t x0 = big, x1 = one, x2 = one;

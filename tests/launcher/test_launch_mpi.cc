@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -18,7 +19,9 @@ struct Run {
 };
 
 Run launch(int ranks, const std::string& extra) {
-  const std::string metrics = "/tmp/weft_launch_" + std::to_string(ranks) + ".jsonl";
+  // Unique per process and call: ctest runs the test cases of this file side by side.
+  static int calls = 0;
+  const std::string metrics = "/tmp/weft_launch_" + std::to_string(getpid()) + "_" + std::to_string(++calls) + ".jsonl";
   std::remove(metrics.c_str());
   const std::string command = std::string(WEFT_BINARY) + " launch -n " + std::to_string(ranks) + " " +
                               WEFT_SOURCE_DIR + "/configs/tiny.yaml --set train.steps=20 --set comm.bucket_mb=0.1 " +
