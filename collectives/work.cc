@@ -108,8 +108,15 @@ void WorkState::complete() {
     std::lock_guard lock(mutex_);
     if (done_) return;
     done_ = true;
+    completed_at_ = std::chrono::steady_clock::now();
   }
   changed_.notify_all();
+}
+
+std::optional<std::chrono::steady_clock::time_point> WorkState::completed_at() const {
+  std::lock_guard lock(mutex_);
+  if (!done_ || error_) return std::nullopt;
+  return completed_at_;
 }
 
 void WorkState::fail(std::exception_ptr error) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,8 @@ class Work {
   void wait() { wait(desc_.default_timeout); }  // with the communicator's comm.timeout_s
   // True once the operation has finished, successfully or not; never blocks.
   virtual bool is_completed() = 0;
+  // When the operation finished, where the backend records it (for traces); nullopt otherwise or while running.
+  virtual std::optional<std::chrono::steady_clock::time_point> completion_time() { return std::nullopt; }
   const OpDescriptor& descriptor() const { return desc_; }
 
  protected:
@@ -106,6 +109,7 @@ class WorkState {
   void fail(std::exception_ptr error);
   bool done() const;
   bool succeeded() const;
+  std::optional<std::chrono::steady_clock::time_point> completed_at() const;
   // True when done (rethrowing the stored error), false at the deadline.
   bool wait_until(std::chrono::steady_clock::time_point deadline);
 
@@ -113,6 +117,7 @@ class WorkState {
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   bool done_ = false;
+  std::chrono::steady_clock::time_point completed_at_;
   std::exception_ptr error_;
 };
 
@@ -121,6 +126,7 @@ class StateWork : public Work {
  public:
   StateWork(OpDescriptor desc, std::shared_ptr<WorkState> state, std::function<void()> on_timeout = {});
   bool is_completed() override { return state_->done(); }
+  std::optional<std::chrono::steady_clock::time_point> completion_time() override { return state_->completed_at(); }
 
  protected:
   bool wait_until(std::chrono::steady_clock::time_point deadline) override { return state_->wait_until(deadline); }

@@ -28,7 +28,9 @@ void GradientSync::finish() {
     flight.work->wait();
     const auto done = Tracer::Clock::now();
     if (tracer_) {
-      tracer_->add_span(fmt::format("all_reduce bucket {}", i), "comm", flight.started, done);
+      // The comm lane shows when the reduction really ran: from launch to the backend's completion time.
+      const auto finished = flight.work->completion_time().value_or(done);
+      tracer_->add_span(fmt::format("all_reduce bucket {}", i), "comm", flight.started, finished);
       tracer_->add_span(fmt::format("wait bucket {}", i), "wait", wait_start, done);
     }
     flight.work.reset();
