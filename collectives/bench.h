@@ -1,4 +1,4 @@
-// run_collectives_bench: the nccl-tests-style table (size, count, type, time, algbw, busbw) of `weft bench collectives`.
+// run_collectives_bench: the nccl-tests-style table (size, count, type, time, algbw, busbw) of weft bench collectives.
 #pragma once
 
 #include <cstddef>

@@ -151,7 +151,9 @@ std::unique_ptr<Work> Communicator::recv(void* data, std::size_t count, DType dt
   return issue(call);
 }
 
-std::unique_ptr<Work> Communicator::barrier() { return issue(make_call(OpKind::kBarrier, nullptr, nullptr, 0, DType::kF32)); }
+std::unique_ptr<Work> Communicator::barrier() {
+  return issue(make_call(OpKind::kBarrier, nullptr, nullptr, 0, DType::kF32));
+}
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& name) {
   if (color < 0 && color != kNoColor)

@@ -39,7 +39,8 @@ struct CommOptions {
 // (as in MPI and NCCL); each gets a per-communicator sequence number #N (collectives and split share one
 // counter, send/recv count separately) that error messages quote. Counts are in elements of `dtype`.
 // After any operation times out the group is unusable: later operations fail at once and the job should
-// end (abort_job in collectives/mpi/mpi_runtime.h).
+// end (abort_job in collectives/mpi/mpi_runtime.h). Issue a communicator's operations from one thread at a
+// time; Work objects and bytes_sent() may be used from any thread.
 class Communicator {
  public:
   static constexpr int kNoColor = -1;  // split(): this rank joins no sub-group

@@ -72,7 +72,8 @@ class Rendezvous : public std::enable_shared_from_this<Rendezvous> {
   std::unique_ptr<Work> park(Participant& part);
   void execute(std::vector<Participant>& parts);
   void split(std::vector<Participant>& parts);
-  void finish(std::vector<Participant>& parts, std::exception_ptr error);
+  // Completes every part, or fails each with its own copy of `error` (threads never share an exception object).
+  void finish(std::vector<Participant>& parts, const std::optional<Error>& error);
 
   const int size_;
   const CommOptions options_;
@@ -127,22 +128,24 @@ std::unique_ptr<Work> Rendezvous::join(int rank, Participant part) {
   // Every rank sees every call here, so the mismatch check is free and always on.
   std::vector<CallSignature> signatures;
   for (const Participant& p : ready) signatures.push_back(signature(p.call));
-  std::exception_ptr error;
+  std::optional<Error> error;
   const std::string mismatch = find_mismatch(ready[0].call.desc, signatures);
   if (!mismatch.empty()) {
-    error = std::make_exception_ptr(Error(ErrorKind::kPeer, mismatch));
+    error.emplace(ErrorKind::kPeer, mismatch);
   } else {
     try {
       execute(ready);
-    } catch (...) {
-      error = std::current_exception();
+    } catch (const Error& e) {
+      error.emplace(e.kind(), e.what());
+    } catch (const std::exception& e) {
+      error.emplace(ErrorKind::kInternal, e.what());
     }
   }
   finish(ready, error);
   return work;
 }
 
-void Rendezvous::finish(std::vector<Participant>& parts, std::exception_ptr error) {
+void Rendezvous::finish(std::vector<Participant>& parts, const std::optional<Error>& error) {
   {
     std::lock_guard lock(mutex_);
     --executing_;
@@ -150,7 +153,7 @@ void Rendezvous::finish(std::vector<Participant>& parts, std::exception_ptr erro
   drained_.notify_all();
   for (Participant& p : parts) {
     if (error) {
-      p.state->fail(error);
+      p.state->fail(std::make_exception_ptr(Error(error->kind(), std::string(error->what()))));
     } else {
       p.state->complete();
     }
@@ -243,13 +246,13 @@ std::unique_ptr<Work> Rendezvous::post_p2p(int rank, Participant part) {
   }
   const OpCall& send = is_send ? pair[1].call : pair[0].call;
   const OpCall& recv = is_send ? pair[0].call : pair[1].call;
-  std::exception_ptr error;
+  std::optional<Error> error;
   if (send.count != recv.count || send.dtype != recv.dtype) {
-    error = std::make_exception_ptr(Error(
+    error.emplace(
         ErrorKind::kPeer,
         fmt::format("weft: {} on rank {} sends {} x {} but the matching {} on rank {} expects {} x {}",
                     describe(send.desc), send.desc.rank, send.count, dtype_name(send.dtype), describe(recv.desc),
-                    recv.desc.rank, recv.count, dtype_name(recv.dtype))));
+                    recv.desc.rank, recv.count, dtype_name(recv.dtype)));
   } else if (send.count > 0) {
     std::memcpy(recv.recv, send.send, send.count * dtype_size(send.dtype));
   }
@@ -282,7 +285,8 @@ void Rendezvous::abort(const std::string& reason) {
 std::unique_ptr<Work> ThreadCommunicator::start(const OpCall& call) {
   Participant part;
   part.call = call;
-  return is_collective(call.desc.op) ? group_->join(rank(), std::move(part)) : group_->post_p2p(rank(), std::move(part));
+  if (is_collective(call.desc.op)) return group_->join(rank(), std::move(part));
+  return group_->post_p2p(rank(), std::move(part));
 }
 
 std::unique_ptr<Communicator> ThreadCommunicator::start_split(const OpDescriptor& desc, int color, int key,

@@ -115,16 +115,29 @@ void WorkState::complete() {
 
 std::optional<std::chrono::steady_clock::time_point> WorkState::completed_at() const {
   std::lock_guard lock(mutex_);
-  if (!done_ || error_) return std::nullopt;
+  if (!done_ || failed_) return std::nullopt;
   return completed_at_;
 }
 
 void WorkState::fail(std::exception_ptr error) {
+  ErrorKind kind = ErrorKind::kInternal;
+  std::string message = "weft: an operation failed with an unknown exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const Error& e) {
+    kind = e.kind();
+    message = e.what();
+  } catch (const std::exception& e) {
+    message = e.what();
+  } catch (...) {
+  }
   {
     std::lock_guard lock(mutex_);
     if (done_) return;
     done_ = true;
-    error_ = std::move(error);
+    failed_ = true;
+    error_kind_ = kind;
+    error_message_ = std::move(message);
   }
   changed_.notify_all();
 }
@@ -136,13 +149,13 @@ bool WorkState::done() const {
 
 bool WorkState::succeeded() const {
   std::lock_guard lock(mutex_);
-  return done_ && !error_;
+  return done_ && !failed_;
 }
 
 bool WorkState::wait_until(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
   if (!changed_.wait_until(lock, deadline, [&] { return done_; })) return false;
-  if (error_) std::rethrow_exception(error_);
+  if (failed_) throw Error(error_kind_, error_message_);
   return true;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/dtype.h"
+#include "runtime/error.h"
 
 namespace weft {
 
@@ -102,15 +103,16 @@ class Work {
   OpDescriptor desc_;
 };
 
-// Completion shared by the thread that issued an operation and whoever finishes it.
+// Completion shared by the thread that issued an operation and whoever finishes it. A failure is kept as
+// (kind, message) and every waiter throws its own weft::Error, so no exception object crosses threads.
 class WorkState {
  public:
   void complete();
-  void fail(std::exception_ptr error);
+  void fail(std::exception_ptr error);  // a weft::Error keeps its kind; anything else becomes kInternal
   bool done() const;
   bool succeeded() const;
   std::optional<std::chrono::steady_clock::time_point> completed_at() const;
-  // True when done (rethrowing the stored error), false at the deadline.
+  // True when done (throwing the stored error), false at the deadline.
   bool wait_until(std::chrono::steady_clock::time_point deadline);
 
  private:
@@ -118,7 +120,9 @@ class WorkState {
   std::condition_variable changed_;
   bool done_ = false;
   std::chrono::steady_clock::time_point completed_at_;
-  std::exception_ptr error_;
+  bool failed_ = false;
+  ErrorKind error_kind_ = ErrorKind::kInternal;
+  std::string error_message_;
 };
 
 // A Work backed by a WorkState; `on_timeout` (optional) runs when a wait times out.

@@ -90,14 +90,14 @@ void GptModel::load_batch(const std::int32_t* inputs, const std::int32_t* target
   device_.copy_from_host(targets_, targets, bytes);
 }
 
-void GptModel::embed_forward(const float* p) {
-  kernels_.embedding_forward(ctx_, residual_[0], inputs_, p + params_.wte(), p + params_.wpe(), micro_batch_,
-                             model_.seq_len, model_.d_model, 0, model_.vocab_size);
+void GptModel::embed_forward(const float* embeddings) {
+  kernels_.embedding_forward(ctx_, residual_[0], inputs_, embeddings, embeddings + params_.wpe_in_embeddings(),
+                             micro_batch_, model_.seq_len, model_.d_model, 0, model_.vocab_size);
 }
 
 void GptModel::block_forward(const float* p, int layer) {
   const int d = model_.d_model;
-  const BlockParams& w = params_.block(layer);
+  const BlockLayout& w = params_.block_layout();
   BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];
   const float* x = residual_[static_cast<std::size_t>(layer)];
   float* out = residual_[static_cast<std::size_t>(layer) + 1];
@@ -116,13 +116,11 @@ void GptModel::block_forward(const float* p, int layer) {
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }
 
-double GptModel::head_forward_loss(const float* p, float grad_scale) {
+double GptModel::head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) {
   const int d = model_.d_model, v = model_.vocab_size;
-  kernels_.layernorm_forward(ctx_, lnf_, lnf_mean_, lnf_rstd_, residual_.back(), p + params_.lnf_w(),
-                             p + params_.lnf_b(), rows_, d);
+  kernels_.layernorm_forward(ctx_, lnf_, lnf_mean_, lnf_rstd_, residual_.back(), final_norm, final_norm + d, rows_, d);
   // Tied output head: logits = ln_f(x) wte^T.
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, lnf_, d, p + params_.wte(), d, 0.0f, logits_,
-                v);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, lnf_, d, embeddings, d, 0.0f, logits_, v);
   kernels_.softmax_cross_entropy(ctx_, losses_, logits_, logits_, targets_, rows_, v, v, grad_scale);
   device_.copy_to_host(host_losses_.data(), losses_, sizeof(float) * host_losses_.size());
   double sum = 0.0;
@@ -130,21 +128,20 @@ double GptModel::head_forward_loss(const float* p, float grad_scale) {
   return sum;
 }
 
-void GptModel::head_backward(const float* p, float* g) {
+void GptModel::head_backward(const float* final_norm, const float* embeddings, float* final_norm_grads,
+                             float* embedding_grads) {
   const int d = model_.d_model, v = model_.vocab_size;
   // logits_ now holds d(loss)/d(logits).
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, logits_, v, p + params_.wte(), d, 0.0f,
-                d_small_, d);
-  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, logits_, v, lnf_, d, 1.0f, g + params_.wte(),
-                d);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, logits_, v, embeddings, d, 0.0f, d_small_, d);
+  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, logits_, v, lnf_, d, 1.0f, embedding_grads, d);
   device_.fill_zero(d_residual_, sizeof(float) * static_cast<std::size_t>(rows_) * d);
-  kernels_.layernorm_backward(ctx_, d_residual_, g + params_.lnf_w(), g + params_.lnf_b(), d_small_, residual_.back(),
-                              p + params_.lnf_w(), lnf_mean_, lnf_rstd_, rows_, d);
+  kernels_.layernorm_backward(ctx_, d_residual_, final_norm_grads, final_norm_grads + d, d_small_, residual_.back(),
+                              final_norm, lnf_mean_, lnf_rstd_, rows_, d);
 }
 
 void GptModel::block_backward(const float* p, float* g, int layer) {
   const int d = model_.d_model;
-  const BlockParams& w = params_.block(layer);
+  const BlockLayout& w = params_.block_layout();
   const BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];
   const float* x = residual_[static_cast<std::size_t>(layer)];
   const std::size_t n = static_cast<std::size_t>(rows_) * d;
@@ -164,28 +161,31 @@ void GptModel::block_backward(const float* p, float* g, int layer) {
                               a.ln1_rstd, rows_, d);
 }
 
-void GptModel::embed_backward(float* g) {
-  kernels_.embedding_backward(ctx_, g + params_.wte(), g + params_.wpe(), d_residual_, inputs_, micro_batch_,
-                              model_.seq_len, model_.d_model, 0, model_.vocab_size);
+void GptModel::embed_backward(float* embedding_grads) {
+  kernels_.embedding_backward(ctx_, embedding_grads, embedding_grads + params_.wpe_in_embeddings(), d_residual_,
+                              inputs_, micro_batch_, model_.seq_len, model_.d_model, 0, model_.vocab_size);
 }
 
 double GptModel::forward_backward(const float* params, float* grads, const std::int32_t* inputs,
                                   const std::int32_t* targets, float grad_scale) {
+  const GptParams& s = params_;
   load_batch(inputs, targets);
-  embed_forward(params);
-  for (int l = 0; l < model_.layers; ++l) block_forward(params, l);
-  double loss = head_forward_loss(params, grad_scale);
-  head_backward(params, grads);
-  for (int l = model_.layers - 1; l >= 0; --l) block_backward(params, grads, l);
-  embed_backward(grads);
+  embed_forward(params + s.embeddings().begin);
+  for (int l = 0; l < model_.layers; ++l) block_forward(params + s.block(l).begin, l);
+  double loss = head_forward_loss(params + s.final_norm().begin, params + s.embeddings().begin, grad_scale);
+  head_backward(params + s.final_norm().begin, params + s.embeddings().begin, grads + s.final_norm().begin,
+                grads + s.embeddings().begin);
+  for (int l = model_.layers - 1; l >= 0; --l) block_backward(params + s.block(l).begin, grads + s.block(l).begin, l);
+  embed_backward(grads + s.embeddings().begin);
   return loss;
 }
 
 double GptModel::forward_loss(const float* params, const std::int32_t* inputs, const std::int32_t* targets) {
+  const GptParams& s = params_;
   load_batch(inputs, targets);
-  embed_forward(params);
-  for (int l = 0; l < model_.layers; ++l) block_forward(params, l);
-  return head_forward_loss(params, 0.0f);
+  embed_forward(params + s.embeddings().begin);
+  for (int l = 0; l < model_.layers; ++l) block_forward(params + s.block(l).begin, l);
+  return head_forward_loss(params + s.final_norm().begin, params + s.embeddings().begin, 0.0f);
 }
 
 }  // namespace weft

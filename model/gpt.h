@@ -33,14 +33,17 @@ class GptModel {
   // Forward and loss only; returns the sum of per-token losses.
   double forward_loss(const float* params, const std::int32_t* inputs, const std::int32_t* targets);
 
-  // The stages, for schedules that split the model.
+  // The stages, for schedules and sharded layouts that hold one segment at a time. Each takes pointers to
+  // the start of the segments it reads (parameters) or accumulates into (gradients); see GptParams.
   void load_batch(const std::int32_t* inputs, const std::int32_t* targets);
-  void embed_forward(const float* params);
-  void block_forward(const float* params, int layer);
-  double head_forward_loss(const float* params, float grad_scale);  // also leaves d(loss)/d(logits)
-  void head_backward(const float* params, float* grads);
-  void block_backward(const float* params, float* grads, int layer);
-  void embed_backward(float* grads);
+  void embed_forward(const float* embeddings);
+  void block_forward(const float* block, int layer);
+  // Also leaves d(loss)/d(logits) for head_backward.
+  double head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale);
+  void head_backward(const float* final_norm, const float* embeddings, float* final_norm_grads,
+                     float* embedding_grads);
+  void block_backward(const float* block, float* block_grads, int layer);
+  void embed_backward(float* embedding_grads);  // needs no parameters
 
   // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
   double flops_per_token() const;

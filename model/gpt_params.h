@@ -24,8 +24,14 @@ struct ParamSpec {
   int layer = -1;             // transformer block index, -1 for embeddings and the final LayerNorm
 };
 
-// Offsets into the flat buffer of one transformer block's parameters.
-struct BlockParams {
+// A contiguous range [begin, end) of the flat buffer.
+struct ParamRange {
+  std::int64_t begin = 0, end = 0;
+  std::int64_t size() const { return end - begin; }
+};
+
+// Offsets of a block's parameters relative to the start of its segment (the same for every block).
+struct BlockLayout {
   std::int64_t ln1_w, ln1_b, qkv_w, qkv_b, attn_proj_w, attn_proj_b, ln2_w, ln2_b, fc_w, fc_b, mlp_proj_w, mlp_proj_b;
 };
 
@@ -37,11 +43,15 @@ class GptParams {
   std::int64_t total() const { return total_; }
   const ParamSpec& find(const std::string& name) const;
 
-  std::int64_t wte() const { return wte_; }
-  std::int64_t wpe() const { return wpe_; }
-  const BlockParams& block(int layer) const { return blocks_[static_cast<std::size_t>(layer)]; }
-  std::int64_t lnf_w() const { return lnf_w_; }
-  std::int64_t lnf_b() const { return lnf_b_; }
+  // The model's segments: the units the model reads and writes at a time (and that sharded layouts gather,
+  // reduce and free). Embeddings (wte then wpe), each block, the final LayerNorm (weight then bias); the flat
+  // buffer holds them in that order.
+  ParamRange embeddings() const { return embeddings_; }
+  ParamRange block(int layer) const { return blocks_[static_cast<std::size_t>(layer)]; }
+  ParamRange final_norm() const { return final_norm_; }
+  int layers() const { return static_cast<int>(blocks_.size()); }
+  const BlockLayout& block_layout() const { return block_layout_; }
+  std::int64_t wpe_in_embeddings() const { return wpe_in_embeddings_; }  // wte starts at 0
 
   // Value of element `index` (row-major within the full tensor) of `spec` at initialisation under `seed`.
   // Any slice of any parameter can be generated on its own and equals the same slice of the whole.
@@ -51,14 +61,18 @@ class GptParams {
                              float* out);
   // Fills a host buffer of total() floats with the initial parameters.
   void initialise(std::uint64_t seed, float* flat) const;
+  // Fills out[0, range.size()) with the initial values of flat elements [range.begin, range.end).
+  void initialise_range(std::uint64_t seed, ParamRange range, float* out) const;
 
  private:
   std::int64_t add(std::string name, std::vector<std::int64_t> shape, InitKind init, float std, bool decay, int layer);
 
   std::vector<ParamSpec> specs_;
-  std::vector<BlockParams> blocks_;
   std::int64_t total_ = 0;
-  std::int64_t wte_ = 0, wpe_ = 0, lnf_w_ = 0, lnf_b_ = 0;
+  ParamRange embeddings_, final_norm_;
+  std::vector<ParamRange> blocks_;
+  BlockLayout block_layout_{};
+  std::int64_t wpe_in_embeddings_ = 0;
 };
 
 }  // namespace weft

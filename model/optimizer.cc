@@ -22,14 +22,14 @@ float clip_factor(double norm, double max_norm) {
 }
 
 AdamWOptimizer::AdamWOptimizer(const GptParams& params, const TrainConfig& train, Device& device, std::int64_t begin,
-                               std::int64_t end)
+                               std::int64_t end, std::int64_t allocated)
     : train_(train),
       kernels_(kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       begin_(begin),
       end_(end),
-      m_(device, {std::max<std::int64_t>(end - begin, 0)}, DType::kF32, MemoryCategory::kOptimizer),
-      v_(device, {std::max<std::int64_t>(end - begin, 0)}, DType::kF32, MemoryCategory::kOptimizer) {
+      m_(device, {std::max<std::int64_t>(std::max(allocated, end - begin), 0)}, DType::kF32, MemoryCategory::kOptimizer),
+      v_(device, {std::max<std::int64_t>(std::max(allocated, end - begin), 0)}, DType::kF32, MemoryCategory::kOptimizer) {
   for (const auto& spec : params.specs()) {
     const std::int64_t lo = std::max(spec.offset, begin), hi = std::min(spec.offset + spec.numel, end);
     if (lo >= hi) continue;

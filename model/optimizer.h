@@ -19,9 +19,10 @@ float clip_factor(double norm, double max_norm);
 
 class AdamWOptimizer {
  public:
-  // Owns Adam's m and v for elements [begin, end) of the flat buffer (category optimizer).
+  // Owns Adam's m and v for elements [begin, end) of the flat buffer (category optimizer), allocated for
+  // `allocated` elements (>= end - begin: a ZeRO chunk counts its padding).
   AdamWOptimizer(const GptParams& params, const TrainConfig& train, Device& device, std::int64_t begin,
-                 std::int64_t end);
+                 std::int64_t end, std::int64_t allocated = -1);
 
   // One step. `params` and `grads` point at element `begin` of their flat buffers.
   void step(float* params, const float* grads, int step, float lr, float grad_scale);

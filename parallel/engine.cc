@@ -66,7 +66,6 @@ void refuse_unbuilt_settings(const Config& c) {
   if (c.parallel.tp != 1) refuse(fmt::format("parallel.tp = {}", c.parallel.tp), "tensor parallelism");
   if (c.parallel.pp != 1) refuse(fmt::format("parallel.pp = {}", c.parallel.pp), "pipeline parallelism");
   if (c.parallel.sequence_parallel) refuse("parallel.sequence_parallel = true", "sequence parallelism");
-  if (c.parallel.zero != 0) refuse(fmt::format("parallel.zero = {}", c.parallel.zero), "ZeRO sharding (use 0)");
   if (c.precision.compute != DType::kF32)
     refuse(fmt::format("precision.compute = {}", dtype_name(c.precision.compute)), "mixed precision (use fp32)");
   if (c.train.recompute != Recompute::kNone) refuse("train.recompute = block", "activation recomputation");
@@ -96,11 +95,12 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       corpus_(open_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
       model_(config.model, device, config.train.micro_batch),
-      params_(device, {model_.params().total()}, DType::kF32, MemoryCategory::kParams),
-      grads_(device, {model_.params().total()}, DType::kF32, MemoryCategory::kGrads),
-      optimizer_(model_.params(), config.train, device, 0, model_.params().total()),
-      buckets_(model_.params(), config.model.layers, config.comm.bucket_mb),
-      sync_(*groups.dp, buckets_, grads_.f32(), config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
+      zero_(ZeroPlan::for_stage(config.parallel.zero)),
+      // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
+      layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),
+              zero_.parameters_sharded ? BucketGranularity::kOnePerSegment : BucketGranularity::kBySize),
+      params_(model_.params(), layout_, zero_, *groups.dp, device, config.train.seed, tracer),
+      grads_(layout_, zero_, *groups.dp, device, config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
       peak_flops_(measure_peak_flops(device)) {
   refuse_unbuilt_settings(config);
   if (groups.dp->size() > 1 && groups.dp->memory_type() != device.type())
@@ -108,10 +108,12 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
                config.source_path, groups.dp->backend(), groups.dp->memory_type() == DeviceType::kCpu ? "host" : "GPU",
                device.name());
   check_same_config_everywhere();
-  // Every rank initialises the full model from the counter-based RNG, so no broadcast is needed.
-  std::vector<float> initial(static_cast<std::size_t>(model_.params().total()));
-  model_.params().initialise(config.train.seed, initial.data());
-  params_.copy_from_host_f32(initial.data(), static_cast<std::int64_t>(initial.size()));
+  for (const Bucket& b : layout_.buckets()) {
+    const ParamRange range = zero_.optimizer_sharded ? layout_.owned_flat(b, groups.dp->rank()) : b.flat;
+    update_ranges_.push_back(range);
+    optimizers_.emplace_back(model_.params(), config.train, device, range.begin, range.end,
+                             zero_.optimizer_sharded ? layout_.chunk(b) : b.flat.size());
+  }
   const auto rows = static_cast<std::size_t>(model_.tokens_per_micro_batch());
   inputs_.resize(rows);
   targets_.resize(rows);
@@ -136,45 +138,64 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   for (int row = 0; row < train.micro_batch; ++row)
     samples_.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
                     targets_.data() + static_cast<std::ptrdiff_t>(row) * seq);
-  const float* p = params_.f32();
-  float* g = grads_.f32();
   const float grad_scale = 1.0f / static_cast<float>(tokens_per_step());
+  const int layers = config_.model.layers;
+  const int embeddings = layout_.embedding_segment(), final_norm = BucketLayout::final_norm_segment();
+  grads_.begin_micro_batch(last);
   {
     TraceScope scope(tracer_, fmt::format("forward mb{}", micro), "compute");
     model_.load_batch(inputs_.data(), targets_.data());
-    model_.embed_forward(p);
-    for (int l = 0; l < config_.model.layers; ++l) model_.block_forward(p, l);
-    loss_sum += model_.head_forward_loss(p, grad_scale);
+    model_.embed_forward(params_.acquire(embeddings));
+    params_.prefetch(layout_.block_segment(0));
+    params_.release(embeddings);
+    for (int l = 0; l < layers; ++l) {
+      const float* block = params_.acquire(layout_.block_segment(l));
+      // ZeRO 3: gather the next unit while this one computes.
+      if (l + 1 < layers) {
+        params_.prefetch(layout_.block_segment(l + 1));
+      } else {
+        params_.prefetch(final_norm);
+        params_.prefetch(embeddings);
+      }
+      model_.block_forward(block, l);
+      params_.release(layout_.block_segment(l));
+    }
+    loss_sum += model_.head_forward_loss(params_.acquire(final_norm), params_.acquire(embeddings), grad_scale);
   }
-  // In the last micro-batch each segment's gradient is final once its backward is done: hand it to the sync.
-  auto done = [&](int segment) {
-    if (last) sync_.segment_done(segment);
-  };
   {
     TraceScope scope(tracer_, fmt::format("backward head mb{}", micro), "compute");
-    model_.head_backward(p, g);
+    params_.prefetch(layout_.block_segment(layers - 1));
+    model_.head_backward(params_.acquire(final_norm), params_.acquire(embeddings), grads_.target(final_norm),
+                         grads_.target(embeddings));
+    params_.release(final_norm);
+    params_.release(embeddings);
   }
-  done(BucketPlan::head_segment());
-  for (int l = config_.model.layers - 1; l >= 0; --l) {
+  grads_.segment_done(final_norm);
+  for (int l = layers - 1; l >= 0; --l) {
     {
       TraceScope scope(tracer_, fmt::format("backward h.{} mb{}", l, micro), "compute");
-      model_.block_backward(p, g, l);
+      const int segment = layout_.block_segment(l);
+      const float* block = params_.acquire(segment);
+      if (l > 0) params_.prefetch(layout_.block_segment(l - 1));
+      model_.block_backward(block, grads_.target(segment), l);
+      params_.release(segment);
     }
-    done(buckets_.block_segment(l));
+    grads_.segment_done(layout_.block_segment(l));
   }
   {
     TraceScope scope(tracer_, fmt::format("backward embedding mb{}", micro), "compute");
-    model_.embed_backward(g);
+    model_.embed_backward(grads_.target(embeddings));
   }
-  done(buckets_.embedding_segment());
+  grads_.segment_done(embeddings);
+  grads_.end_micro_batch();
 }
 
-double Trainer::global_loss(double local_loss_sum) {
+double Trainer::dp_sum(double local) {
   Communicator& dp = *groups_.dp;
-  if (dp.size() == 1) return local_loss_sum;
-  // Gather the exact doubles and add them in rank order, so every rank reports the same bits.
+  if (dp.size() == 1) return local;
+  // Gather the exact doubles and add them in rank order, so every rank gets the same bits.
   std::uint64_t bits;
-  std::memcpy(&bits, &local_loss_sum, sizeof bits);
+  std::memcpy(&bits, &local, sizeof bits);
   double total = 0.0;
   for (std::uint64_t gathered : all_gather_u64(dp, bits)) {
     double value;
@@ -184,29 +205,40 @@ double Trainer::global_loss(double local_loss_sum) {
   return total;
 }
 
+void Trainer::optimizer_step(int step, double lr, float grad_scale) {
+  TraceScope scope(tracer_, "optimizer", "compute");
+  for (std::size_t i = 0; i < optimizers_.size(); ++i) {
+    const Bucket& b = layout_.buckets()[i];
+    const ParamRange& range = update_ranges_[i];
+    if (range.size() == 0) continue;  // this rank's chunk is all padding
+    optimizers_[i].step(params_.update_view(b, range), grads_.update_view(b, range), step, static_cast<float>(lr),
+                        grad_scale);
+  }
+  params_.publish_updates();
+}
+
 StepRecord Trainer::train_step(int step) {
   const auto start = Clock::now();
   device_.memory().reset_peaks();
   for (Communicator* group : {groups_.dp.get(), groups_.tp.get(), groups_.pp.get()}) group->reset_bytes_sent();
   const TrainConfig& train = config_.train;
 
-  grads_.zero();
+  grads_.begin_step();
   double loss_sum = 0.0;
   const int micro_batches = config_.accumulation_steps();
   for (int micro = 0; micro < micro_batches; ++micro) run_micro_batch(step, micro, micro + 1 == micro_batches, loss_sum);
-  sync_.finish();
+  grads_.finish();
 
-  const double norm = std::sqrt(kernels_.sum_squares(ctx_, grads_.f32(), static_cast<std::size_t>(grads_.numel())));
+  // The global norm: each rank's owned gradients, summed over the dp group when they are sharded.
+  const double local_squares = grads_.owned_sum_squares();
+  const double norm = std::sqrt(zero_.optimizer_sharded ? dp_sum(local_squares) : local_squares);
   const double lr = learning_rate(train, step);
-  {
-    TraceScope scope(tracer_, "optimizer", "compute");
-    optimizer_.step(params_.f32(), grads_.f32(), step, static_cast<float>(lr), clip_factor(norm, train.grad_clip));
-  }
+  optimizer_step(step, lr, clip_factor(norm, train.grad_clip));
   device_.synchronize();
 
   StepRecord record;
   record.step = step;
-  record.loss = global_loss(loss_sum) / static_cast<double>(tokens_per_step());
+  record.loss = dp_sum(loss_sum) / static_cast<double>(tokens_per_step());
   record.comm.dp = static_cast<std::int64_t>(groups_.dp->bytes_sent());
   record.comm.tp = static_cast<std::int64_t>(groups_.tp->bytes_sent());
   record.comm.pp = static_cast<std::int64_t>(groups_.pp->bytes_sent());

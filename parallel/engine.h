@@ -1,5 +1,5 @@
 // Trainer: one rank's training step: micro-batches, gradient accumulation, data-parallel gradient sums
-// overlapped with backward, clipping by the global norm, and AdamW.
+// overlapped with backward (ZeRO 0-3), clipping by the global norm, and AdamW.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +9,11 @@
 #include "model/data.h"
 #include "model/gpt.h"
 #include "model/optimizer.h"
+#include "parallel/bucket_layout.h"
 #include "parallel/data_parallel.h"
 #include "parallel/mesh.h"
 #include "parallel/metrics.h"
+#include "parallel/zero.h"
 #include "runtime/config.h"
 #include "runtime/tensor.h"
 #include "runtime/trace.h"
@@ -31,11 +33,15 @@ class Trainer {
   std::int64_t tokens_per_step() const {
     return static_cast<std::int64_t>(config_.train.global_batch) * config_.model.seq_len;
   }
-  std::vector<float> parameters() const { return params_.to_host_f32(); }
+  // The whole model in flat order on the host (a collective under ZeRO 3: every rank must call it).
+  std::vector<float> parameters() { return params_.gather_flat(); }
+  const BucketLayout& layout() const { return layout_; }
 
  private:
   void run_micro_batch(int step, int micro, bool last, double& loss_sum);
-  double global_loss(double local_loss_sum);
+  void optimizer_step(int step, double lr, float grad_scale);
+  // Sums a per-rank double over the dp group exactly (gathered bits, added in rank order on every rank).
+  double dp_sum(double local);
   void check_same_config_everywhere();
 
   Config config_;
@@ -47,11 +53,13 @@ class Trainer {
   std::unique_ptr<TokenCorpus> corpus_;
   SampleSource samples_;
   GptModel model_;
-  Tensor params_;
-  Tensor grads_;
-  AdamWOptimizer optimizer_;
-  BucketPlan buckets_;
-  GradientSync sync_;
+  ZeroPlan zero_;
+  BucketLayout layout_;
+  ParamStore params_;
+  GradientReducer grads_;
+  // One per bucket: over the whole bucket (ZeRO 0) or this rank's chunk of it (1-3).
+  std::vector<AdamWOptimizer> optimizers_;
+  std::vector<ParamRange> update_ranges_;
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;
 };

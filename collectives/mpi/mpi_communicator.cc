@@ -252,9 +252,10 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
                                           row->first.data(), row->second.data(), type, ctx->comm, request));
           },
           [=, dtype = call.dtype, reduce = call.reduce](const MPI_Status&) {
+            // Row r of the scratch is rank r's copy of this rank's chunk.
+            const std::size_t row_bytes = static_cast<std::size_t>(mine) * element;
             std::vector<const void*> inputs(static_cast<std::size_t>(n));
-            for (int r = 0; r < n; ++r)
-              inputs[static_cast<std::size_t>(r)] = ctx->scratch_buffer.get() + static_cast<std::size_t>(r * mine) * element;
+            for (std::size_t r = 0; r < inputs.size(); ++r) inputs[r] = ctx->scratch_buffer.get() + r * row_bytes;
             void* out = buffer + static_cast<std::size_t>(chunks->displs[static_cast<std::size_t>(me)]) * element;
             reduce_rank_order(inputs.data(), n, &out, 1, static_cast<std::size_t>(mine), dtype, reduce);
           });
@@ -273,9 +274,9 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
             WEFT_MPI_CHECK(MPI_Ialltoall(send, count, type, scratch, count, type, ctx->comm, request));
           },
           [=, dtype = call.dtype, reduce = call.reduce](const MPI_Status&) {
+            const std::size_t row_bytes = call.count * element;
             std::vector<const void*> inputs(static_cast<std::size_t>(n));
-            for (int r = 0; r < n; ++r)
-              inputs[static_cast<std::size_t>(r)] = ctx->scratch_buffer.get() + static_cast<std::size_t>(r) * call.count * element;
+            for (std::size_t r = 0; r < inputs.size(); ++r) inputs[r] = ctx->scratch_buffer.get() + r * row_bytes;
             void* out = recv;
             reduce_rank_order(inputs.data(), n, &out, 1, call.count, dtype, reduce);
           });
@@ -317,7 +318,8 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
       void* data = call.recv;
       const int peer = call.desc.peer;
       const int tag = call.desc.tag;
-      task.add([=](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Irecv(data, count, type, peer, tag, ctx->comm, request)); },
+      task.add(
+          [=](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Irecv(data, count, type, peer, tag, ctx->comm, request)); },
                [=, desc = call.desc, dtype = call.dtype](const MPI_Status& status) {
                  MPI_Status copy = status;
                  int received = 0;

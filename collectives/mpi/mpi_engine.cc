@@ -4,6 +4,8 @@
 #include <chrono>
 #include <future>
 
+#include "runtime/error.h"
+
 namespace weft {
 
 namespace {
@@ -41,7 +43,7 @@ void MpiEngine::run(const std::function<void()>& fn) {
   std::future<void> done = job.get_future();
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) return;
+    if (stopping_) throw Error(ErrorKind::kInternal, "weft: an MPI call was made after the MPI runtime shut down");
     jobs_.emplace_back([&job] { job(); });
   }
   wake_.notify_one();

@@ -34,8 +34,8 @@ class MpiEngine {
   MpiEngine& operator=(const MpiEngine&) = delete;
 
   void submit(std::shared_ptr<MpiTask> task);
-  // Runs fn on the MPI thread and waits for it, rethrowing what it throws. Only for calls that cannot block
-  // on a peer (a blocking collective here could hang without a deadline).
+  // Runs fn on the MPI thread and waits for it, rethrowing what it throws (Error(kInternal) once stopped).
+  // Only for calls that cannot block on a peer (a blocking collective here could hang without a deadline).
   void run(const std::function<void()>& fn);
   // Cancels unfinished tasks and joins the thread; later submits fail their task at once.
   void stop();

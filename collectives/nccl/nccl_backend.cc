@@ -161,7 +161,8 @@ class NcclCommunicator final : public Communicator {
     WEFT_CUDA_CHECK(cudaEventRecord(ctx_->ready, ctx_->compute));
     WEFT_CUDA_CHECK(cudaStreamWaitEvent(ctx_->stream, ctx_->ready, 0));
     enqueue(call);
-    if (!settle(ctx_->comm, Clock::now() + options().timeout, desc)) fail_peer("{}", timeout_message(desc, options().timeout));
+    if (!settle(ctx_->comm, Clock::now() + options().timeout, desc))
+      fail_peer("{}", timeout_message(desc, options().timeout));
     cudaEvent_t done = nullptr;
     WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     WEFT_CUDA_CHECK(cudaEventRecord(done, ctx_->stream));

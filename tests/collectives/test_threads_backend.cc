@@ -38,7 +38,9 @@ TEST_CASE("collectives threads: reduce_scatter with chunk 37 gives each rank its
 TEST_CASE("collectives threads: all_gather with chunk 37 concatenates in rank order, in and out of place") {
   run_check(testing::check_all_gather);
 }
-TEST_CASE("collectives threads: broadcast from the last rank reaches every rank") { run_check(testing::check_broadcast); }
+TEST_CASE("collectives threads: broadcast from the last rank reaches every rank") {
+  run_check(testing::check_broadcast);
+}
 TEST_CASE("collectives threads: send/recv around the ring in both directions matches by peer and tag") {
   run_check(testing::check_send_recv_ring);
 }
@@ -51,7 +53,7 @@ TEST_CASE("collectives threads: split builds 2x2 tp/dp groups on 4 ranks, orders
 TEST_CASE("collectives threads: bytes_sent equals the nccl-tests formulas for every operation") {
   run_check(testing::check_byte_counters);
 }
-TEST_CASE("collectives threads: a count mismatch fails every rank with kPeer naming both sizes, and the group stays usable") {
+TEST_CASE("collectives threads: a count mismatch fails every rank with kPeer naming both sizes; the group recovers") {
   run_check(testing::check_count_mismatch);
 }
 TEST_CASE("collectives threads: a dtype mismatch fails every rank with kPeer naming both types") {

@@ -5,7 +5,7 @@
 
 #include "collectives/threads_backend.h"
 #include "parallel/engine.h"
-#include "parallel/grad_buckets.h"
+#include "parallel/bucket_layout.h"
 
 using namespace weft;
 
@@ -13,6 +13,7 @@ namespace {
 
 struct RunResult {
   std::vector<double> losses;           // rank 0's per-step losses
+  MemorySnapshot memory;                // rank 0's, after the last step
   std::vector<std::int64_t> dp_bytes;   // rank 0's per-step bytes sent in the dp group
   std::vector<float> final_parameters;  // rank 0's
   bool ranks_agree = true;              // every rank ended with identical parameters
@@ -33,6 +34,7 @@ RunResult train_on_threads(int ranks, int steps, const std::vector<ConfigOverrid
       if (comm.rank() == 0) {
         std::lock_guard lock(mutex);
         result.losses.push_back(record.loss);
+        result.memory = record.memory;
         result.dp_bytes.push_back(record.comm.dp);
       }
     }
@@ -77,28 +79,87 @@ TEST_CASE("overlap on and off give bit-identical losses, and two dp runs are bit
 TEST_CASE("the dp traffic per step is one all-reduce of the gradients: 2(n-1)/n of their bytes") {
   const RunResult run = train_on_threads(4, 2, {{"comm.bucket_mb", "0.1"}});
   const ModelConfig model{2, 64, 4, 256, 64};
-  const std::int64_t gradient_bytes = 4 * GptParams(model).total();
-  // Per bucket, bus bytes round down to whole bytes; the loss gather adds (n-1)/n x 32 bytes.
-  const std::int64_t expected = gradient_bytes * 2 * 3 / 4 + 24;
-  CHECK(std::abs(run.dp_bytes[1] - expected) <= 16);
+  const BucketLayout layout(GptParams(model), 0.1, 4, BucketGranularity::kBySize);
+  // The padded buckets, all-reduced; plus the loss gather's (n-1)/n x 32 bytes.
+  const std::int64_t expected = 4 * layout.padded_total() * 2 * 3 / 4 + 24;
+  CHECK(std::abs(run.dp_bytes[1] - expected) <= static_cast<std::int64_t>(layout.buckets().size()));
 }
 
-TEST_CASE("buckets cover the gradient buffer in backward order without splitting a layer") {
-  const ModelConfig model{3, 32, 4, 64, 16};
+TEST_CASE("buckets cover the parameters in backward order, padded to the dp size, never splitting a segment") {
+  const ModelConfig model{3, 32, 4, 61, 16};
   const GptParams params(model);
   for (double mb : {1e-9, 0.02, 100.0}) {
-    const BucketPlan plan(params, model.layers, mb);
-    const auto& buckets = plan.buckets();
-    CHECK(buckets.front().end == params.total());
-    CHECK(buckets.back().begin == 0);
-    for (std::size_t i = 1; i < buckets.size(); ++i) {
-      CHECK(buckets[i].end == buckets[i - 1].begin);
-      CHECK(buckets[i].last_segment > buckets[i - 1].last_segment);
+    for (int dp : {1, 3, 4}) {
+      const BucketLayout layout(params, mb, dp, BucketGranularity::kBySize);
+      const auto& buckets = layout.buckets();
+      CHECK(buckets.front().flat.end == params.total());
+      CHECK(buckets.back().flat.begin == 0);
+      std::int64_t padded = 0, owned = 0;
+      for (std::size_t i = 0; i < buckets.size(); ++i) {
+        const Bucket& b = buckets[i];
+        if (i > 0) CHECK(b.flat.end == buckets[i - 1].flat.begin);
+        CHECK(b.padded_size % dp == 0);
+        CHECK(b.padded_size - b.flat.size() < dp);
+        CHECK(b.padded_begin == padded);
+        padded += b.padded_size;
+        for (int r = 0; r < dp; ++r) owned += layout.owned_flat(b, r).size();
+      }
+      CHECK(owned == params.total());  // the chunks of all ranks partition the parameters exactly
+      CHECK(layout.padded_total() == padded);
+      if (mb >= 100.0) CHECK(buckets.size() == 1);
+      if (mb <= 1e-9) CHECK(static_cast<int>(buckets.size()) == layout.segment_count());
     }
-    if (mb >= 100.0) CHECK(buckets.size() == 1);
-    if (mb <= 1e-9) CHECK(buckets.size() == plan.segments().size());  // one per segment
   }
-  const BucketPlan plan(params, model.layers, 1.0);
-  CHECK(plan.segments()[static_cast<std::size_t>(plan.block_segment(2))].begin == params.block(2).ln1_w);
-  CHECK(plan.segments()[static_cast<std::size_t>(plan.embedding_segment())].begin == 0);
+  const BucketLayout layout(params, 1.0, 2, BucketGranularity::kOnePerSegment);
+  CHECK(static_cast<int>(layout.buckets().size()) == layout.segment_count());
+  CHECK(layout.segment(layout.block_segment(2)).begin == params.block(2).begin);
+  CHECK(layout.segment(layout.embedding_segment()).begin == 0);
+}
+
+TEST_CASE("ZeRO 1, 2 and 3 with dp=2 and dp=4 train the same model as one rank") {
+  // Small buckets so several are in flight; dp=2 accumulates two micro-batches, dp=4 one.
+  const std::vector<ConfigOverride> base = {{"comm.bucket_mb", "0.1"}};
+  const RunResult one = train_on_threads(1, 8, base);
+  for (int zero : {1, 2, 3}) {
+    for (int dp : {2, 4}) {
+      auto overrides = base;
+      overrides.push_back({"parallel.zero", std::to_string(zero)});
+      const RunResult many = train_on_threads(dp, 8, overrides);
+      INFO("zero = " << zero << ", dp = " << dp);
+      CHECK(max_relative_difference(many.losses, one.losses, 5) <= 1e-5);
+      CHECK(max_relative_difference(many.losses, one.losses, 8) <= 1e-4);
+      CHECK(many.ranks_agree);
+    }
+  }
+}
+
+TEST_CASE("ZeRO 3 with one rank and no accumulation is bit-identical to plain training") {
+  // With accumulation, ZeRO 2/3 add each micro-batch's reduced gradient into the shard, which rounds
+  // differently from accumulating in place; without it the arithmetic is the same, element for element.
+  const RunResult plain = train_on_threads(1, 4, {{"train.micro_batch", "16"}});
+  const RunResult sharded = train_on_threads(1, 4, {{"train.micro_batch", "16"}, {"parallel.zero", "3"}});
+  CHECK(plain.losses == sharded.losses);
+  CHECK(plain.final_parameters == sharded.final_parameters);
+}
+
+TEST_CASE("per-rank model-state memory follows the ZeRO paper's formulas (fp32: 4+4+8 bytes per parameter)") {
+  const double psi = static_cast<double>(GptParams(ModelConfig{2, 64, 4, 256, 64}).total());
+  const int n = 4;
+  struct Expected {
+    int stage;
+    double params, grads, optimizer;  // bytes per rank
+  };
+  const std::vector<Expected> table = {{0, 4 * psi, 4 * psi, 8 * psi},
+                                       {1, 4 * psi, 4 * psi, 8 * psi / n},
+                                       {2, 4 * psi, 4 * psi / n, 8 * psi / n},
+                                       {3, 4 * psi / n, 4 * psi / n, 8 * psi / n}};
+  for (const auto& row : table) {
+    const RunResult run = train_on_threads(n, 1, {{"parallel.zero", std::to_string(row.stage)}});
+    INFO("zero = " << row.stage);
+    // Within 2%: the difference is the padding of each bucket to a multiple of dp (counted, as allocated).
+    CHECK(static_cast<double>(run.memory.of(MemoryCategory::kParams)) == Approx(row.params).epsilon(0.02));
+    CHECK(static_cast<double>(run.memory.of(MemoryCategory::kGrads)) == Approx(row.grads).epsilon(0.02));
+    CHECK(static_cast<double>(run.memory.of(MemoryCategory::kOptimizer)) == Approx(row.optimizer).epsilon(0.02));
+    CHECK(run.memory.of(MemoryCategory::kParams) >= static_cast<std::int64_t>(row.params));
+  }
 }

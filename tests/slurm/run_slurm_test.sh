@@ -136,14 +136,15 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 # bounded SECONDS COMMAND...: runs COMMAND under timeout, capped by what is left of the budget. It runs in the
-# background so that a signal to this script is acted on at once, not when the command ends.
+# background so that a signal to this script is acted on at once, not when the command ends, and carries the
+# marker variable so that the cleanup and the watchdog find it and all it started.
 bounded() {
   local seconds="$1" left=$((DEADLINE - SECONDS))
   shift
   ((left > 0)) || fail "out of time budget before: $*"
   ((seconds < left)) || seconds=$left
   local rc=0
-  timeout --kill-after=5 "$seconds" "$@" &
+  WEFT_SLURM_TEST_DIR="$TMP" timeout --kill-after=5 "$seconds" "$@" &
   CHILD=$!
   wait "$CHILD" || rc=$?
   CHILD=""
@@ -218,6 +219,10 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
 PartitionName=weft Nodes=$NODE Default=YES MaxTime=10 State=UP OverSubscribe=FORCE:4
 EOF
 echo "CgroupPlugin=cgroup/v1" >"$TMP/cgroup.conf"
+# The PMIx plugin's per-step client dirs (spmix_appdir_UID_JOB.STEP) default to /tmp, where a dir left by an
+# earlier killed run would collide with this cluster's job ids, which start at 1 again.
+mkdir -m 755 "$TMP/pmix"
+echo "PMIxCliTmpDirBase=$TMP/pmix" >"$TMP/mpi.conf"
 
 # --- slurmctld and slurmd -------------------------------------------------------------------------------------
 log "starting slurmctld (port $CTLD_PORT) and slurmd (port $SLURMD_PORT) for node $NODE"
@@ -254,8 +259,9 @@ run_sbatch() {
   bounded 90 sbatch --wait --quiet --job-name="weft-$name" --time=3 --cpus-per-task=1 "$@" \
     --output="$TMP/$name-%j.out" --export="ALL,WEFT_BIN=$WEFT,WEFT_SLURM_TEST_DIR=$TMP" \
     "$script" "$CONFIG" "${TRAIN_ARGS[@]}" --metrics "$TMP/$name.jsonl" || rc=$?
-  if ((rc != 0)); then
+  if ((rc != 0)) || [ ! -s "$TMP/$name.jsonl" ]; then
     cat "$TMP/$name"-[0-9]*.out 2>/dev/null || true
+    ((rc != 0)) || fail "the $name batch job wrote no metrics (srun can report a failed launch with exit 0)"
     fail "the $name batch job failed (sbatch --wait exit $rc; 124 is a timeout)"
   fi
   log "$name job done in $((SECONDS - started)) s"
