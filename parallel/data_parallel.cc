@@ -3,32 +3,39 @@
 #include <fmt/format.h>
 
 #include "kernels/backend.h"
+#include "parallel/mixed_precision.h"
 
 namespace weft {
 
-GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, Communicator& dp, Device& device,
-                                 Overlap overlap, Tracer* tracer)
+GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
+                                 Device& device, Overlap overlap, Tracer* tracer)
     : layout_(layout),
       plan_(plan),
+      type_(type),
       dp_(dp),
       device_(device),
       overlap_(overlap),
       tracer_(tracer),
-      storage_(device, {plan.gradients_sharded ? layout.shard_size() : layout.padded_total()}, DType::kF32,
+      storage_(device, {plan.gradients_sharded ? layout.shard_size() : layout.padded_total()}, type,
                MemoryCategory::kGrads),
       in_flight_(layout.buckets().size()),
       segments_done_(layout.buckets().size(), 0) {}
+
+void* GradientReducer::element(std::int64_t index) const {
+  return static_cast<char*>(storage_.data()) + index * static_cast<std::int64_t>(dtype_size(type_));
+}
 
 void GradientReducer::begin_step() { storage_.zero(); }
 
 void GradientReducer::begin_micro_batch(bool last) {
   last_micro_batch_ = last;
   next_launch_ = 0;
+  next_complete_ = 0;
   std::fill(segments_done_.begin(), segments_done_.end(), 0);
 }
 
 float* GradientReducer::target(int segment) {
-  if (!plan_.gradients_sharded) return storage_.f32() + layout_.padded_offset(segment);
+  if (direct()) return static_cast<float*>(element(layout_.padded_offset(segment)));
   InFlight& flight = in_flight_[static_cast<std::size_t>(layout_.bucket_of(segment))];
   if (!flight.scratch.defined()) {
     const Bucket& b = layout_.buckets()[static_cast<std::size_t>(layout_.bucket_of(segment))];
@@ -37,37 +44,53 @@ float* GradientReducer::target(int segment) {
   return flight.scratch.f32() + layout_.offset_in_bucket(segment);
 }
 
+void GradientReducer::bucket_complete(std::size_t index) {
+  InFlight& flight = in_flight_[index];
+  if (direct() || !flight.scratch.defined()) return;
+  const Bucket& b = layout_.buckets()[index];
+  const auto size = static_cast<std::size_t>(b.padded_size);
+  if (!plan_.gradients_sharded) {
+    // 16-bit ZeRO 0/1: round this micro-batch's gradient into the accumulated 16-bit buffer.
+    add_into(device_, element(b.padded_begin), type_, flight.scratch.f32(), size);
+    flight.scratch = Tensor();
+  } else if (type_ != DType::kF32) {
+    flight.narrow = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
+    store_as(device_, flight.narrow.data(), type_, flight.scratch.f32(), size);
+    flight.scratch = Tensor();
+  }
+}
+
 void GradientReducer::launch(std::size_t index) {
   const Bucket& b = layout_.buckets()[index];
   InFlight& flight = in_flight_[index];
   flight.started = Tracer::Clock::now();
   const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
   if (!plan_.optimizer_sharded) {
-    flight.work = dp_.all_reduce(storage_.f32() + b.padded_begin, static_cast<std::size_t>(b.padded_size), DType::kF32);
+    flight.work = dp_.all_reduce(element(b.padded_begin), static_cast<std::size_t>(b.padded_size), type_);
   } else if (!plan_.gradients_sharded) {
-    float* bucket = storage_.f32() + b.padded_begin;
-    flight.work = dp_.reduce_scatter(bucket, bucket + dp_.rank() * layout_.chunk(b), chunk, DType::kF32);
+    flight.work = dp_.reduce_scatter(element(b.padded_begin), element(b.padded_begin + dp_.rank() * layout_.chunk(b)),
+                                     chunk, type_);
   } else {
-    flight.received = Tensor(device_, {layout_.chunk(b)}, DType::kF32, MemoryCategory::kComm);
-    flight.work = dp_.reduce_scatter(flight.scratch.f32(), flight.received.f32(), chunk, DType::kF32);
+    flight.received = Tensor(device_, {layout_.chunk(b)}, type_, MemoryCategory::kComm);
+    const void* send = type_ == DType::kF32 ? flight.scratch.data() : flight.narrow.data();
+    flight.work = dp_.reduce_scatter(send, flight.received.data(), chunk, type_);
   }
 }
 
 void GradientReducer::segment_done(int segment) {
   const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
   ++segments_done_[bucket];
-  if (overlap_ == Overlap::kOff || !reduces_now() || (!plan_.gradients_sharded && dp_.size() == 1)) return;
-  // Buckets complete in order (segments finish in backward order); launch each as soon as it is whole.
-  while (next_launch_ < in_flight_.size()) {
-    const Bucket& b = layout_.buckets()[next_launch_];
-    if (segments_done_[next_launch_] < b.last_segment - b.first_segment + 1) break;
-    launch(next_launch_++);
+  // Buckets complete in order (segments finish in backward order).
+  while (next_complete_ < in_flight_.size()) {
+    const Bucket& b = layout_.buckets()[next_complete_];
+    if (segments_done_[next_complete_] < b.last_segment - b.first_segment + 1) break;
+    bucket_complete(next_complete_++);
   }
+  if (overlap_ == Overlap::kOff || !reduces_now() || (!plan_.gradients_sharded && dp_.size() == 1)) return;
+  while (next_launch_ < next_complete_) launch(next_launch_++);
 }
 
 void GradientReducer::wait_all() {
-  const auto& k = kernels::kernels_for(device_.type());
-  const auto ctx = kernels::context_for(device_);
   while (next_launch_ < in_flight_.size()) launch(next_launch_++);
   for (std::size_t i = 0; i < in_flight_.size(); ++i) {
     InFlight& flight = in_flight_[i];
@@ -84,10 +107,17 @@ void GradientReducer::wait_all() {
     flight.work.reset();
     if (plan_.gradients_sharded) {
       const Bucket& b = layout_.buckets()[i];
-      float* shard = storage_.f32() + b.padded_begin / layout_.dp();
-      k.add(ctx, shard, shard, flight.received.f32(), static_cast<std::size_t>(layout_.chunk(b)));
-      flight.scratch = Tensor();
-      flight.received = Tensor();
+      const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
+      Tensor wide;
+      const float* received = flight.received.f32();
+      if (type_ != DType::kF32) {
+        wide = Tensor(device_, {layout_.chunk(b)}, DType::kF32, MemoryCategory::kComm);
+        kernels::kernels_for(device_.type())
+            .cast(kernels::context_for(device_), wide.f32(), DType::kF32, flight.received.data(), type_, chunk);
+        received = wide.f32();
+      }
+      add_into(device_, element(b.padded_begin / layout_.dp()), type_, received, chunk);
+      flight = InFlight();
     }
   }
 }
@@ -102,21 +132,19 @@ void GradientReducer::finish() {
   if (!plan_.gradients_sharded && dp_.size() > 1) wait_all();
 }
 
-const float* GradientReducer::update_view(const Bucket& b, const ParamRange& update) {
+const void* GradientReducer::update_view(const Bucket& b, const ParamRange& update) {
   if (plan_.gradients_sharded)
-    return storage_.f32() + b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin);
-  return storage_.f32() + b.padded_begin + (update.begin - b.flat.begin);
+    return element(b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin));
+  return element(b.padded_begin + (update.begin - b.flat.begin));
 }
 
 double GradientReducer::owned_sum_squares() {
-  const auto& k = kernels::kernels_for(device_.type());
-  const auto ctx = kernels::context_for(device_);
   if (!plan_.optimizer_sharded || plan_.gradients_sharded)
-    return k.sum_squares(ctx, storage_.f32(), static_cast<std::size_t>(storage_.numel()));
+    return sum_squares_of(device_, storage_.data(), type_, static_cast<std::size_t>(storage_.numel()));
   double total = 0.0;
   for (const Bucket& b : layout_.buckets())
-    total += k.sum_squares(ctx, storage_.f32() + b.padded_begin + dp_.rank() * layout_.chunk(b),
-                           static_cast<std::size_t>(layout_.chunk(b)));
+    total += sum_squares_of(device_, element(b.padded_begin + dp_.rank() * layout_.chunk(b)), type_,
+                            static_cast<std::size_t>(layout_.chunk(b)));
   return total;
 }
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -66,8 +67,6 @@ void refuse_unbuilt_settings(const Config& c) {
   if (c.parallel.tp != 1) refuse(fmt::format("parallel.tp = {}", c.parallel.tp), "tensor parallelism");
   if (c.parallel.pp != 1) refuse(fmt::format("parallel.pp = {}", c.parallel.pp), "pipeline parallelism");
   if (c.parallel.sequence_parallel) refuse("parallel.sequence_parallel = true", "sequence parallelism");
-  if (c.precision.compute != DType::kF32)
-    refuse(fmt::format("precision.compute = {}", dtype_name(c.precision.compute)), "mixed precision (use fp32)");
   if (c.train.recompute != Recompute::kNone) refuse("train.recompute = block", "activation recomputation");
   if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
 }
@@ -99,8 +98,10 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
       layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),
               zero_.parameters_sharded ? BucketGranularity::kOnePerSegment : BucketGranularity::kBySize),
-      params_(model_.params(), layout_, zero_, *groups.dp, device, config.train.seed, tracer),
-      grads_(layout_, zero_, *groups.dp, device, config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
+      params_(model_.params(), layout_, zero_, config.precision.compute, *groups.dp, device, config.train.seed, tracer),
+      grads_(layout_, zero_, config.precision.compute, *groups.dp, device,
+             config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
+      scaler_(config.precision),
       peak_flops_(measure_peak_flops(device)) {
   refuse_unbuilt_settings(config);
   if (groups.dp->size() > 1 && groups.dp->memory_type() != device.type())
@@ -111,8 +112,9 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
   for (const Bucket& b : layout_.buckets()) {
     const ParamRange range = zero_.optimizer_sharded ? layout_.owned_flat(b, groups.dp->rank()) : b.flat;
     update_ranges_.push_back(range);
-    optimizers_.emplace_back(model_.params(), config.train, device, range.begin, range.end,
-                             zero_.optimizer_sharded ? layout_.chunk(b) : b.flat.size());
+    optimizers_.emplace_back(model_.params(), config.train, device, range,
+                             zero_.optimizer_sharded ? layout_.chunk(b) : b.flat.size(), config.precision.compute,
+                             config.train.seed);
   }
   const auto rows = static_cast<std::size_t>(model_.tokens_per_micro_batch());
   inputs_.resize(rows);
@@ -138,7 +140,8 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   for (int row = 0; row < train.micro_batch; ++row)
     samples_.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
                     targets_.data() + static_cast<std::ptrdiff_t>(row) * seq);
-  const float grad_scale = 1.0f / static_cast<float>(tokens_per_step());
+  // fp16 scales the loss (and so every gradient) up so small gradients survive; the update divides it out.
+  const float grad_scale = static_cast<float>(scaler_.scale() / static_cast<double>(tokens_per_step()));
   const int layers = config_.model.layers;
   const int embeddings = layout_.embedding_segment(), final_norm = BucketLayout::final_norm_segment();
   grads_.begin_micro_batch(last);
@@ -184,7 +187,12 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   }
   {
     TraceScope scope(tracer_, fmt::format("backward embedding mb{}", micro), "compute");
-    model_.embed_backward(grads_.target(embeddings));
+    float* embedding_grads = grads_.target(embeddings);
+    model_.embed_backward(embedding_grads);
+    if (last && step == overflow_step_) {
+      const float infinity = std::numeric_limits<float>::infinity();
+      device_.copy_from_host(embedding_grads, &infinity, sizeof infinity);
+    }
   }
   grads_.segment_done(embeddings);
   grads_.end_micro_batch();
@@ -211,8 +219,8 @@ void Trainer::optimizer_step(int step, double lr, float grad_scale) {
     const Bucket& b = layout_.buckets()[i];
     const ParamRange& range = update_ranges_[i];
     if (range.size() == 0) continue;  // this rank's chunk is all padding
-    optimizers_[i].step(params_.update_view(b, range), grads_.update_view(b, range), step, static_cast<float>(lr),
-                        grad_scale);
+    optimizers_[i].step(params_.update_view(b, range), grads_.update_view(b, range), grads_.type(), step,
+                        static_cast<float>(lr), grad_scale);
   }
   params_.publish_updates();
 }
@@ -231,9 +239,16 @@ StepRecord Trainer::train_step(int step) {
 
   // The global norm: each rank's owned gradients, summed over the dp group when they are sharded.
   const double local_squares = grads_.owned_sum_squares();
-  const double norm = std::sqrt(zero_.optimizer_sharded ? dp_sum(local_squares) : local_squares);
+  const double scaled_norm = std::sqrt(zero_.optimizer_sharded ? dp_sum(local_squares) : local_squares);
+  // fp16: every rank must skip an overflowing step together, so they agree on it explicitly.
+  bool overflow = !std::isfinite(scaled_norm);
+  if (config_.precision.compute == DType::kF16) overflow = dp_sum(overflow ? 1.0 : 0.0) > 0.0;
+  const double loss_scale = scaler_.scale();
+  const bool skipped = scaler_.update(overflow);
+  const double norm = scaled_norm / loss_scale;
   const double lr = learning_rate(train, step);
-  optimizer_step(step, lr, clip_factor(norm, train.grad_clip));
+  if (!skipped)
+    optimizer_step(step, lr, static_cast<float>(clip_factor(norm, train.grad_clip) / loss_scale));
   device_.synchronize();
 
   StepRecord record;
@@ -243,6 +258,8 @@ StepRecord Trainer::train_step(int step) {
   record.comm.tp = static_cast<std::int64_t>(groups_.tp->bytes_sent());
   record.comm.pp = static_cast<std::int64_t>(groups_.pp->bytes_sent());
   record.lr = lr;
+  record.loss_scale = scaler_.scale();
+  record.skipped = skipped;
   record.grad_norm = norm;
   record.step_ms = elapsed_ms(start);
   record.tokens_per_s = static_cast<double>(tokens_per_step()) / (record.step_ms / 1000.0);

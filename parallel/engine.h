@@ -13,6 +13,7 @@
 #include "parallel/data_parallel.h"
 #include "parallel/mesh.h"
 #include "parallel/metrics.h"
+#include "parallel/mixed_precision.h"
 #include "parallel/zero.h"
 #include "runtime/config.h"
 #include "runtime/tensor.h"
@@ -33,6 +34,9 @@ class Trainer {
   std::int64_t tokens_per_step() const {
     return static_cast<std::int64_t>(config_.train.global_batch) * config_.model.seq_len;
   }
+  // Testing: backward of `step` on this rank produces an infinite gradient (as an fp16 overflow would).
+  void inject_gradient_overflow_for_testing(int step) { overflow_step_ = step; }
+
   // The whole model in flat order on the host (a collective under ZeRO 3: every rank must call it).
   std::vector<float> parameters() { return params_.gather_flat(); }
   const BucketLayout& layout() const { return layout_; }
@@ -58,8 +62,10 @@ class Trainer {
   ParamStore params_;
   GradientReducer grads_;
   // One per bucket: over the whole bucket (ZeRO 0) or this rank's chunk of it (1-3).
-  std::vector<AdamWOptimizer> optimizers_;
+  std::vector<ShardOptimizer> optimizers_;
   std::vector<ParamRange> update_ranges_;
+  LossScaler scaler_;
+  int overflow_step_ = 0;
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;
 };

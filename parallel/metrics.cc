@@ -17,9 +17,10 @@ double mebibytes(std::int64_t bytes) { return static_cast<double>(bytes) / (1024
 }  // namespace
 
 std::string progress_line(const StepRecord& r, int total_steps) {
-  return fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms | mfu {:.2f} | mem {:.1f} MiB",
-                     r.step, total_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, r.mfu,
-                     mebibytes(r.memory.total_peak));
+  return fmt::format(
+      "step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms | mfu {:.2f} | mem {:.1f} MiB{}",
+      r.step, total_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, r.mfu, mebibytes(r.memory.total_peak),
+      r.skipped ? fmt::format(" | overflow: step skipped, loss scale now {:g}", r.loss_scale) : "");
 }
 
 std::string summary_line(const RunSummary& s) {
@@ -60,7 +61,9 @@ void MetricsFile::write_step(const StepRecord& r) {
       .field("grad_norm", r.grad_norm)
       .field("step_ms", r.step_ms)
       .field("tokens_per_s", r.tokens_per_s)
-      .field("mfu", r.mfu);
+      .field("mfu", r.mfu)
+      .field("loss_scale", r.loss_scale)
+      .field("skipped", r.skipped);
   json.begin_object("mem")
       .field("params", r.memory.of(MemoryCategory::kParams))
       .field("grads", r.memory.of(MemoryCategory::kGrads))

@@ -22,6 +22,8 @@ struct StepRecord {
   double step_ms = 0.0;
   double tokens_per_s = 0.0;
   double mfu = 0.0;
+  double loss_scale = 1.0;  // fp16's dynamic loss scale used by this step
+  bool skipped = false;     // fp16 overflow: no update this step
   MemorySnapshot memory;
   CommBytes comm;
 };

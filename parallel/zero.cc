@@ -1,17 +1,23 @@
 #include "parallel/zero.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
+
+#include "kernels/backend.h"
+#include "parallel/mixed_precision.h"
 
 namespace weft {
 
-ParamStore::ParamStore(const GptParams& params, const BucketLayout& layout, ZeroPlan plan, Communicator& dp,
-                       Device& device, std::uint64_t seed, Tracer* tracer)
+ParamStore::ParamStore(const GptParams& params, const BucketLayout& layout, ZeroPlan plan, DType type,
+                       Communicator& dp, Device& device, std::uint64_t seed, Tracer* tracer)
     : layout_(layout),
       plan_(plan),
+      type_(type),
       dp_(dp),
       device_(device),
       tracer_(tracer),
-      storage_(device, {plan.parameters_sharded ? layout.shard_size() : layout.padded_total()}, DType::kF32,
+      storage_(device, {plan.parameters_sharded ? layout.shard_size() : layout.padded_total()}, type,
                MemoryCategory::kParams) {
   // Each rank generates exactly what it stores from the counter-based RNG: no broadcast, any layout.
   std::vector<float> host(static_cast<std::size_t>(storage_.numel()), 0.0f);
@@ -23,53 +29,70 @@ ParamStore::ParamStore(const GptParams& params, const BucketLayout& layout, Zero
       params.initialise_range(seed, b.flat, host.data() + b.padded_begin);
     }
   }
-  storage_.copy_from_host_f32(host.data(), storage_.numel());
+  Tensor staging(device, {storage_.numel()}, DType::kF32, MemoryCategory::kOther);
+  staging.copy_from_host_f32(host.data(), staging.numel());
+  store_as(device, storage_.data(), type_, staging.f32(), static_cast<std::size_t>(storage_.numel()));
+}
+
+void* ParamStore::element(std::int64_t index) const {
+  return static_cast<char*>(storage_.data()) + index * static_cast<std::int64_t>(dtype_size(type_));
 }
 
 void ParamStore::prefetch(int segment) {
-  if (!plan_.parameters_sharded || gathered_.count(segment)) return;
+  if (!plan_.parameters_sharded || acquired_.count(segment)) return;
   const Bucket& b = layout_.buckets()[static_cast<std::size_t>(layout_.bucket_of(segment))];
-  Gathered& g = gathered_[segment];
-  g.buffer = Tensor(device_, {b.padded_size}, DType::kF32, MemoryCategory::kComm);
-  g.started = Tracer::Clock::now();
-  g.work = dp_.all_gather(storage_.f32() + b.padded_begin / layout_.dp(), g.buffer.f32(),
-                          static_cast<std::size_t>(layout_.chunk(b)), DType::kF32);
+  Acquired& a = acquired_[segment];
+  a.gathered = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
+  a.started = Tracer::Clock::now();
+  a.work = dp_.all_gather(element(b.padded_begin / layout_.dp()), a.gathered.data(),
+                          static_cast<std::size_t>(layout_.chunk(b)), type_);
 }
 
 const float* ParamStore::acquire(int segment) {
-  if (!plan_.parameters_sharded) return storage_.f32() + layout_.padded_offset(segment);
+  if (!plan_.parameters_sharded && type_ == DType::kF32)
+    return static_cast<const float*>(element(layout_.padded_offset(segment)));
   prefetch(segment);
-  Gathered& g = gathered_.at(segment);
-  if (g.work) {
+  Acquired& a = acquired_[segment];
+  if (a.work) {
     const auto wait_start = Tracer::Clock::now();
-    g.work->wait();
+    a.work->wait();
     if (tracer_) {
       const auto done = Tracer::Clock::now();
-      tracer_->add_span(fmt::format("all_gather segment {}", segment), "comm", g.started,
-                        g.work->completion_time().value_or(done));
+      tracer_->add_span(fmt::format("all_gather segment {}", segment), "comm", a.started,
+                        a.work->completion_time().value_or(done));
       tracer_->add_span(fmt::format("wait gather {}", segment), "wait", wait_start, done);
     }
-    g.work.reset();
+    a.work.reset();
   }
-  return g.buffer.f32() + layout_.offset_in_bucket(segment);
+  const std::int64_t offset = layout_.offset_in_bucket(segment);
+  if (type_ == DType::kF32) return a.gathered.f32() + offset;
+  if (!a.widened.defined()) {
+    const std::int64_t size = layout_.segment(segment).size();
+    const void* source = plan_.parameters_sharded
+                             ? static_cast<const void*>(static_cast<char*>(a.gathered.data()) + offset * 2)
+                             : element(layout_.padded_offset(segment));
+    a.widened = Tensor(device_, {size}, DType::kF32, MemoryCategory::kOther);
+    kernels::kernels_for(device_.type())
+        .cast(kernels::context_for(device_), a.widened.f32(), DType::kF32, source, type_, static_cast<std::size_t>(size));
+  }
+  return a.widened.f32();
 }
 
-void ParamStore::release(int segment) {
-  if (plan_.parameters_sharded) gathered_.erase(segment);
-}
+void ParamStore::release(int segment) { acquired_.erase(segment); }
 
-float* ParamStore::update_view(const Bucket& b, const ParamRange& update) {
-  if (plan_.parameters_sharded) return storage_.f32() + b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin);
-  return storage_.f32() + b.padded_begin + (update.begin - b.flat.begin);
+void* ParamStore::update_view(const Bucket& b, const ParamRange& update) {
+  if (plan_.parameters_sharded)
+    return element(b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin));
+  return element(b.padded_begin + (update.begin - b.flat.begin));
 }
 
 void ParamStore::publish_updates() {
   if (!plan_.optimizer_sharded || plan_.parameters_sharded || dp_.size() == 1) return;
   std::vector<std::unique_ptr<Work>> works;
   for (const Bucket& b : layout_.buckets()) {
-    float* bucket = storage_.f32() + b.padded_begin;
     const std::int64_t chunk = layout_.chunk(b);
-    works.push_back(dp_.all_gather(bucket + dp_.rank() * chunk, bucket, static_cast<std::size_t>(chunk), DType::kF32));
+    works.push_back(dp_.all_gather(element(b.padded_begin + dp_.rank() * chunk), element(b.padded_begin),
+                                   static_cast<std::size_t>(chunk), type_));
   }
   for (auto& work : works) work->wait();
 }
@@ -77,18 +100,46 @@ void ParamStore::publish_updates() {
 std::vector<float> ParamStore::gather_flat() {
   std::vector<float> flat(static_cast<std::size_t>(layout_.buckets().empty() ? 0 : layout_.buckets().front().flat.end));
   for (const Bucket& b : layout_.buckets()) {
-    Tensor full(device_, {b.padded_size}, DType::kF32, MemoryCategory::kComm);
+    Tensor full(device_, {b.padded_size}, type_, MemoryCategory::kComm);
     if (plan_.parameters_sharded) {
-      dp_.all_gather(storage_.f32() + b.padded_begin / layout_.dp(), full.f32(),
-                     static_cast<std::size_t>(layout_.chunk(b)), DType::kF32)
+      dp_.all_gather(element(b.padded_begin / layout_.dp()), full.data(), static_cast<std::size_t>(layout_.chunk(b)),
+                     type_)
           ->wait();
     } else {
-      device_.copy_on_device(full.f32(), storage_.f32() + b.padded_begin, sizeof(float) * static_cast<std::size_t>(b.padded_size));
+      device_.copy_on_device(full.data(), element(b.padded_begin), full.bytes());
     }
     const std::vector<float> host = full.to_host_f32();
     std::copy(host.begin(), host.begin() + b.flat.size(), flat.begin() + b.flat.begin);
   }
   return flat;
+}
+
+ShardOptimizer::ShardOptimizer(const GptParams& params, const TrainConfig& train, Device& device, ParamRange update,
+                               std::int64_t allocated, DType param_type, std::uint64_t seed)
+    : device_(device), adam_(params, train, device, update.begin, update.end, allocated), param_type_(param_type) {
+  if (param_type == DType::kF32) return;
+  master_ = Tensor(device, {std::max(allocated, update.size())}, DType::kF32, MemoryCategory::kOptimizer);
+  std::vector<float> initial(static_cast<std::size_t>(master_.numel()), 0.0f);
+  params.initialise_range(seed, update, initial.data());
+  master_.copy_from_host_f32(initial.data(), master_.numel());
+}
+
+void ShardOptimizer::step(void* params, const void* grads, DType grad_type, int step, float lr, float grad_scale) {
+  const std::int64_t n = adam_.end() - adam_.begin();
+  Tensor wide;
+  const float* g = static_cast<const float*>(grads);
+  if (grad_type != DType::kF32) {
+    wide = Tensor(device_, {n}, DType::kF32, MemoryCategory::kOther);
+    kernels::kernels_for(device_.type())
+        .cast(kernels::context_for(device_), wide.f32(), DType::kF32, grads, grad_type, static_cast<std::size_t>(n));
+    g = wide.f32();
+  }
+  if (param_type_ == DType::kF32) {
+    adam_.step(static_cast<float*>(params), g, step, lr, grad_scale);
+    return;
+  }
+  adam_.step(master_.f32(), g, step, lr, grad_scale);
+  store_as(device_, params, param_type_, master_.f32(), static_cast<std::size_t>(n));
 }
 
 }  // namespace weft

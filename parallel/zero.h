@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "collectives/communicator.h"
+#include "model/optimizer.h"
 #include "parallel/bucket_layout.h"
 #include "runtime/tensor.h"
 #include "runtime/trace.h"
@@ -22,21 +23,24 @@ struct ZeroPlan {
   static ZeroPlan for_stage(int stage) { return ZeroPlan{stage >= 1, stage >= 2, stage >= 3}; }
 };
 
-// The model's parameters: the whole padded buffer (stages 0-2) or this rank's shard (stage 3).
+// The model's parameters in their storage type (fp32, or bf16/fp16 under mixed precision): the whole padded
+// buffer (stages 0-2) or this rank's shard (stage 3). Compute always sees fp32: 16-bit segments are widened
+// into a transient copy while acquired (the CPU engine computes in fp32 on 16-bit storage).
 class ParamStore {
  public:
-  ParamStore(const GptParams& params, const BucketLayout& layout, ZeroPlan plan, Communicator& dp, Device& device,
-             std::uint64_t seed, Tracer* tracer);
+  ParamStore(const GptParams& params, const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
+             Device& device, std::uint64_t seed, Tracer* tracer);
 
-  // Full parameters of `segment` for compute. Stage 3 waits for its gather (started by prefetch, or now).
+  DType type() const { return type_; }
+  // fp32 parameters of `segment` for compute, valid until release(). Stage 3 waits for its gather.
   const float* acquire(int segment);
   // Stage 3: start gathering `segment` so it is ready when acquired; otherwise nothing.
   void prefetch(int segment);
-  // Stage 3: free the gathered copy; otherwise nothing.
+  // Frees what acquire() made (a gathered or widened copy); nothing for fp32 unsharded parameters.
   void release(int segment);
 
-  // The parameters AdamW updates for bucket b, starting at the first element of `update` (see Trainer).
-  float* update_view(const Bucket& b, const ParamRange& update);
+  // The stored parameters AdamW's result goes to for bucket b, at the first element of `update` (see Trainer).
+  void* update_view(const Bucket& b, const ParamRange& update);
   // Stages 1-2: all-gather every bucket's updated chunks so every rank holds the new full parameters.
   void publish_updates();
 
@@ -44,19 +48,39 @@ class ParamStore {
   std::vector<float> gather_flat();
 
  private:
-  struct Gathered {
-    Tensor buffer;
+  struct Acquired {
+    Tensor gathered;  // stage 3: the whole bucket, in the storage type
+    Tensor widened;   // 16-bit storage: the segment in fp32
     std::unique_ptr<Work> work;
     Tracer::Clock::time_point started;
   };
+  void* element(std::int64_t index) const;
 
   const BucketLayout& layout_;
   ZeroPlan plan_;
+  DType type_;
   Communicator& dp_;
   Device& device_;
   Tracer* tracer_;
   Tensor storage_;  // padded full buffer, or the shard
-  std::map<int, Gathered> gathered_;
+  std::map<int, Acquired> acquired_;
+};
+
+// AdamW over one bucket's update range (the whole bucket, or this rank's chunk), keeping fp32 master weights
+// when the parameters are stored in 16 bits (their memory counts as optimizer state, as in the ZeRO paper).
+class ShardOptimizer {
+ public:
+  ShardOptimizer(const GptParams& params, const TrainConfig& train, Device& device, ParamRange update,
+                 std::int64_t allocated, DType param_type, std::uint64_t seed);
+
+  // `params` (param_type) and `grads` (grad_type) point at the range's first element.
+  void step(void* params, const void* grads, DType grad_type, int step, float lr, float grad_scale);
+
+ private:
+  Device& device_;
+  AdamWOptimizer adam_;
+  DType param_type_;
+  Tensor master_;
 };
 
 }  // namespace weft

@@ -59,6 +59,8 @@ struct ParallelConfig {
 
 struct PrecisionConfig {
   DType compute = DType::kF32;
+  double loss_scale = 65536.0;  // fp16: the initial dynamic loss scale
+  int loss_scale_window = 1000; // fp16: clean steps before the scale doubles
 };
 
 struct CommConfig {

@@ -106,6 +106,10 @@ std::vector<KeySpec> build_schema() {
 
       {.section = "precision", .name = "compute", .kind = K::kChoice, .choices = {"fp32", "bf16", "fp16"},
        .store = member(&C::precision, &PrecisionConfig::compute)},
+      {.section = "precision", .name = "loss_scale", .kind = K::kNumber, .low = 1,
+       .store = member(&C::precision, &PrecisionConfig::loss_scale)},
+      {.section = "precision", .name = "loss_scale_window", .kind = K::kInt, .low = 1,
+       .store = member(&C::precision, &PrecisionConfig::loss_scale_window)},
 
       {.section = "comm", .name = "bucket_mb", .kind = K::kNumber, .low = 0, .low_open = true,
        .store = member(&C::comm, &CommConfig::bucket_mb)},

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libopenmpi-dev openmpi-bin
+  slurm-wlm munge
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev libcli11-dev
   libopenblas-dev

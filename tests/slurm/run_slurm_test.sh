@@ -8,7 +8,7 @@
 #
 # Exit 0 pass, 1 fail, 77 skipped (SLURM or munge not installed, or srun has no PMIx plugin).
 # It cannot hang and leaves nothing behind: every wait is bounded and the whole run fits in a budget
-# (WEFT_SLURM_TEST_BUDGET, default 220 s, plus at most ~45 s of cleanup: under ctest's 300 s); a trap on EXIT
+# (WEFT_SLURM_TEST_BUDGET, default 220 s, plus at most ~50 s of cleanup: under ctest's 300 s); a trap on EXIT
 # stops everything it started and removes the temp dir, and a detached watchdog does the same if this script is
 # killed outright (SIGKILL). It only ever signals processes that use its own temp dir, so a munged or slurmd the
 # machine already runs is left alone.
@@ -37,6 +37,7 @@ fail() {
   exit 1
 }
 
+export PATH="$PATH:/usr/sbin:/sbin" # the daemons, for users whose PATH lacks them
 for tool in munged munge unmunge slurmctld slurmd sbatch srun sinfo squeue scancel; do
   command -v "$tool" >/dev/null 2>&1 ||
     skip "$tool not found (apt-get install slurm-wlm munge; the daemons live in /usr/sbin)"
@@ -83,6 +84,7 @@ stop_pids() {
 # If this script dies without running its trap (SIGKILL, e.g. from a test driver's timeout), a detached process
 # in its own session kills what is left of the cluster and removes the temp dir. It polls once a second and
 # exits as soon as the script is gone, doing nothing when the trap already cleaned up.
+# shellcheck disable=SC2016  # expanded by the watchdog's own shell
 setsid -f bash -c "$(declare -f cluster_pids stop_pids)"'
   TMP="$1"
   cd /
@@ -164,6 +166,7 @@ for _ in $(seq 50); do
   kill -0 "${DAEMON_PIDS[0]}" 2>/dev/null || fail "munged exited at start-up"
   sleep 0.2
 done
+# shellcheck disable=SC2016
 bounded 10 bash -c 'munge --socket="$1" --no-input | unmunge --socket="$1"' munge "$MUNGE_SOCKET" >/dev/null ||
   fail "munge credential round trip failed"
 

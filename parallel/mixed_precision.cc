@@ -1,0 +1,55 @@
+#include "parallel/mixed_precision.h"
+
+#include <algorithm>
+
+#include "kernels/backend.h"
+#include "runtime/tensor.h"
+
+namespace weft {
+
+void store_as(Device& device, void* dst, DType dst_type, const float* src, std::size_t n) {
+  kernels::kernels_for(device.type()).cast(kernels::context_for(device), dst, dst_type, src, DType::kF32, n);
+}
+
+void add_into(Device& device, void* dst, DType dst_type, const float* src, std::size_t n) {
+  const auto& k = kernels::kernels_for(device.type());
+  const auto ctx = kernels::context_for(device);
+  if (dst_type == DType::kF32) {
+    k.add(ctx, static_cast<float*>(dst), static_cast<float*>(dst), src, n);
+    return;
+  }
+  Tensor wide(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
+  k.cast(ctx, wide.f32(), DType::kF32, dst, dst_type, n);
+  k.add(ctx, wide.f32(), wide.f32(), src, n);
+  k.cast(ctx, dst, dst_type, wide.f32(), DType::kF32, n);
+}
+
+double sum_squares_of(Device& device, const void* x, DType type, std::size_t n) {
+  const auto& k = kernels::kernels_for(device.type());
+  const auto ctx = kernels::context_for(device);
+  if (type == DType::kF32) return k.sum_squares(ctx, static_cast<const float*>(x), n);
+  Tensor wide(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
+  k.cast(ctx, wide.f32(), DType::kF32, x, type, n);
+  return k.sum_squares(ctx, wide.f32(), n);
+}
+
+LossScaler::LossScaler(const PrecisionConfig& precision)
+    : dynamic_(precision.compute == DType::kF16),
+      scale_(dynamic_ ? precision.loss_scale : 1.0),
+      window_(precision.loss_scale_window) {}
+
+bool LossScaler::update(bool overflow) {
+  if (!dynamic_) return false;
+  if (overflow) {
+    scale_ = std::max(1.0, scale_ / 2.0);
+    clean_steps_ = 0;
+    return true;
+  }
+  if (++clean_steps_ >= window_) {
+    scale_ *= 2.0;
+    clean_steps_ = 0;
+  }
+  return false;
+}
+
+}  // namespace weft
