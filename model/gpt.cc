@@ -6,20 +6,23 @@ namespace weft {
 
 using kernels::Transpose;
 
-GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, const kernels::KernelBackend* kernels)
+GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute,
+                   const kernels::KernelBackend* kernels)
     : model_(model),
       params_(model),
       device_(device),
       kernels_(kernels ? *kernels : kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       micro_batch_(micro_batch),
+      recompute_(recompute),
       rows_(micro_batch * model.seq_len),
       attention_shape_{micro_batch, model.seq_len, model.heads, model.d_model / model.heads} {
   const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = model.vocab_size;
   const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * model.heads * t * t;
   // Per block: ln1, qkv(3d), attn, residual_mid, ln2, fc(4d), fc_gelu(4d) and the LayerNorm statistics.
   const std::int64_t per_block = n * d * (1 + 3 + 1 + 1 + 1 + 4 + 4) + 4 * n + probs;
-  const std::int64_t total = per_block * model.layers + n * d * (model.layers + 1)  // residual stream
+  const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
+  const std::int64_t total = per_block * stored_blocks + n * d * (model.layers + 1)  // residual stream
                              + n * d + 2 * n + n * v + n                           // ln_f, logits, losses
                              + n * d + n * d + n * 4 * d + probs;                  // backward scratch
   activation_memory_ = Tensor(device, {total}, DType::kF32, MemoryCategory::kActivations);
@@ -30,7 +33,7 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
     return start;
   };
   for (int l = 0; l <= model.layers; ++l) residual_.push_back(take(n * d));
-  for (int l = 0; l < model.layers; ++l) {
+  for (int l = 0; l < stored_blocks; ++l) {
     BlockActivations a{};
     a.ln1 = take(n * d);
     a.ln1_mean = take(n);
@@ -46,6 +49,7 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
     a.fc_gelu = take(4 * n * d);
     blocks_.push_back(a);
   }
+  while (static_cast<int>(blocks_.size()) < model.layers) blocks_.push_back(blocks_.front());
   lnf_ = take(n * d);
   lnf_mean_ = take(n);
   lnf_rstd_ = take(n);
@@ -140,6 +144,8 @@ void GptModel::head_backward(const float* final_norm, const float* embeddings, f
 }
 
 void GptModel::block_backward(const float* p, float* g, int layer) {
+  // Recomputation: rebuild this block's activations from its kept input (bit-identical to the first pass).
+  if (recompute_ == Recompute::kBlock) block_forward(p, layer);
   const int d = model_.d_model;
   const BlockLayout& w = params_.block_layout();
   const BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];

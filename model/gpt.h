@@ -17,8 +17,10 @@ namespace weft {
 // head and loss) are separate calls so pipeline schedules can run any range of them.
 class GptModel {
  public:
-  // `kernels` overrides the device's kernel table (benchmarks record GEMM shapes through it).
-  GptModel(const ModelConfig& model, Device& device, int micro_batch, const kernels::KernelBackend* kernels = nullptr);
+  // `kernels` overrides the device's kernel table (benchmarks record GEMM shapes through it). With
+  // Recompute::kBlock only each block's input is kept; backward recomputes the block's activations first.
+  GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute = Recompute::kNone,
+           const kernels::KernelBackend* kernels = nullptr);
 
   const GptParams& params() const { return params_; }
   const ModelConfig& config() const { return model_; }
@@ -64,6 +66,7 @@ class GptModel {
   const kernels::KernelBackend& kernels_;
   kernels::KernelContext ctx_;
   int micro_batch_;
+  Recompute recompute_;
   int rows_;  // micro_batch * seq_len
   kernels::AttentionShape attention_shape_;
 
@@ -72,7 +75,7 @@ class GptModel {
   std::int32_t* inputs_ = nullptr;
   std::int32_t* targets_ = nullptr;
   std::vector<float*> residual_;  // layers + 1 residual-stream tensors: the embedding, then each block's output
-  std::vector<BlockActivations> blocks_;
+  std::vector<BlockActivations> blocks_;  // per block, or one set shared by all blocks when recomputing
   float *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr;
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;

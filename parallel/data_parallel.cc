@@ -108,15 +108,13 @@ void GradientReducer::wait_all() {
     if (plan_.gradients_sharded) {
       const Bucket& b = layout_.buckets()[i];
       const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
-      Tensor wide;
-      const float* received = flight.received.f32();
+      Tensor wide = flight.received;
       if (type_ != DType::kF32) {
         wide = Tensor(device_, {layout_.chunk(b)}, DType::kF32, MemoryCategory::kComm);
         kernels::kernels_for(device_.type())
             .cast(kernels::context_for(device_), wide.f32(), DType::kF32, flight.received.data(), type_, chunk);
-        received = wide.f32();
       }
-      add_into(device_, element(b.padded_begin / layout_.dp()), type_, received, chunk);
+      add_into(device_, element(b.padded_begin / layout_.dp()), type_, wide.f32(), chunk);
       flight = InFlight();
     }
   }

@@ -67,7 +67,6 @@ void refuse_unbuilt_settings(const Config& c) {
   if (c.parallel.tp != 1) refuse(fmt::format("parallel.tp = {}", c.parallel.tp), "tensor parallelism");
   if (c.parallel.pp != 1) refuse(fmt::format("parallel.pp = {}", c.parallel.pp), "pipeline parallelism");
   if (c.parallel.sequence_parallel) refuse("parallel.sequence_parallel = true", "sequence parallelism");
-  if (c.train.recompute != Recompute::kNone) refuse("train.recompute = block", "activation recomputation");
   if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
 }
 
@@ -93,7 +92,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       ctx_(kernels::context_for(device)),
       corpus_(open_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
-      model_(config.model, device, config.train.micro_batch),
+      model_(config.model, device, config.train.micro_batch, config.train.recompute),
       zero_(ZeroPlan::for_stage(config.parallel.zero)),
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
       layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),

@@ -1,0 +1,60 @@
+// Runs a training job with N ranks as N threads over the in-process backend (shared by the parallel tests).
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "collectives/threads_backend.h"
+#include "parallel/engine.h"
+
+namespace weft::testing {
+
+struct RunResult {
+  std::vector<double> losses;           // rank 0's per-step losses
+  MemorySnapshot memory;                // rank 0's, after the last step
+  std::vector<std::int64_t> dp_bytes;   // rank 0's per-step bytes sent in the dp group
+  std::vector<float> final_parameters;  // rank 0's
+  bool ranks_agree = true;              // every rank ended with identical parameters
+  std::vector<std::vector<StepRecord>> records;  // every rank's step records
+};
+
+// `prepare`, when given, runs on each rank's trainer before the first step (e.g. to inject faults).
+inline RunResult train_on_threads(int ranks, int steps, const std::vector<ConfigOverride>& overrides,
+                                  const std::function<void(Trainer&, int rank)>& prepare = {}) {
+  const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, ranks);
+  auto world = make_thread_group(ranks);
+  RunResult result;
+  std::vector<std::vector<float>> finals(static_cast<std::size_t>(ranks));
+  result.records.resize(static_cast<std::size_t>(ranks));
+  std::mutex mutex;
+  run_on_threads(world, [&](Communicator& comm) {
+    ProcessGroups groups = make_process_groups(comm, config.parallel);
+    auto device = make_cpu_device();
+    Trainer trainer(config, groups, *device);
+    if (prepare) prepare(trainer, comm.rank());
+    for (int step = 1; step <= steps; ++step) {
+      const StepRecord record = trainer.train_step(step);
+      result.records[static_cast<std::size_t>(comm.rank())].push_back(record);
+      if (comm.rank() == 0) {
+        std::lock_guard lock(mutex);
+        result.losses.push_back(record.loss);
+        result.memory = record.memory;
+        result.dp_bytes.push_back(record.comm.dp);
+      }
+    }
+    finals[static_cast<std::size_t>(comm.rank())] = trainer.parameters();
+  });
+  result.final_parameters = finals[0];
+  for (const auto& f : finals) result.ranks_agree = result.ranks_agree && f == finals[0];
+  return result;
+}
+
+inline double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b, std::size_t steps) {
+  double worst = 0.0;
+  for (std::size_t i = 0; i < steps; ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  return worst;
+}
+
+}  // namespace weft::testing
