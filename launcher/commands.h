@@ -30,7 +30,15 @@ struct CollectivesBenchOptions {
   std::string mpirun_args;
 };
 
+struct PlanOptions {
+  std::string config_path;
+  int ranks = 1;
+  std::vector<std::string> overrides;
+  bool json = false;
+};
+
 int run_train(const TrainOptions& options);
+int run_plan(const PlanOptions& options);
 int run_launch(const LaunchOptions& options);
 int run_bench_collectives(const CollectivesBenchOptions& options);
 int run_data_prepare(const std::string& input, const std::string& output);

@@ -29,6 +29,13 @@ int main(int argc, char** argv) {
   launch_cmd->add_option("--metrics", launch.train.metrics_path, "Per-step metrics file (rank 0)");
   launch_cmd->add_option("--trace", launch.train.trace_path, "Chrome trace per rank (FILE gets .rankN)");
 
+  PlanOptions plan;
+  CLI::App* plan_cmd = app.add_subcommand("plan", "Print the mesh, memory per rank and traffic per step of a layout");
+  plan_cmd->add_option("config", plan.config_path, "YAML config")->required();
+  plan_cmd->add_option("-n,--ranks", plan.ranks, "World size to plan for")->required();
+  plan_cmd->add_option("--set", plan.overrides, "Override a config key")->take_all();
+  plan_cmd->add_flag("--json", plan.json, "Print JSON instead of text");
+
   CollectivesBenchOptions bench;
   CLI::App* bench_cmd = app.add_subcommand("bench", "Benchmarks");
   bench_cmd->require_subcommand(1);
@@ -57,7 +64,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11 says "A subcommand is required" for a misspelt command; name the word the user typed instead.
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
-      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, bench collectives, data prepare\nRun 'weft --help' for usage.\n",
+      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, plan, bench collectives, data prepare\nRun 'weft --help' for usage.\n",
                    argv[1]);
     } else {
       std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
@@ -68,6 +75,7 @@ int main(int argc, char** argv) {
   try {
     if (train_cmd->parsed()) return run_train(train);
     if (launch_cmd->parsed()) return run_launch(launch);
+    if (plan_cmd->parsed()) return run_plan(plan);
     if (collectives_cmd->parsed()) return run_bench_collectives(bench);
     if (prepare_cmd->parsed()) return run_data_prepare(data_input, data_output);
   } catch (const Error& e) {

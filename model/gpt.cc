@@ -6,6 +6,23 @@ namespace weft {
 
 using kernels::Transpose;
 
+namespace {
+
+// Floats of the activation carve-up in the constructor (which checks that it used exactly this many).
+std::int64_t activation_floats(const ModelConfig& model, int micro_batch, Recompute recompute) {
+  const std::int64_t n = static_cast<std::int64_t>(micro_batch) * model.seq_len, d = model.d_model,
+                     t = model.seq_len, v = model.vocab_size;
+  const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * model.heads * t * t;
+  // Per block: ln1, qkv(3d), attn, residual_mid, ln2, fc(4d), fc_gelu(4d) and the LayerNorm statistics.
+  const std::int64_t per_block = n * d * (1 + 3 + 1 + 1 + 1 + 4 + 4) + 4 * n + probs;
+  const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
+  return per_block * stored_blocks + n * d * (model.layers + 1)  // residual stream
+         + n * d + 2 * n + n * v + n                               // ln_f, logits, losses
+         + n * d + n * d + n * 4 * d + probs;                      // backward scratch
+}
+
+}  // namespace
+
 GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute,
                    const kernels::KernelBackend* kernels)
     : model_(model),
@@ -19,12 +36,8 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
       attention_shape_{micro_batch, model.seq_len, model.heads, model.d_model / model.heads} {
   const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = model.vocab_size;
   const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * model.heads * t * t;
-  // Per block: ln1, qkv(3d), attn, residual_mid, ln2, fc(4d), fc_gelu(4d) and the LayerNorm statistics.
-  const std::int64_t per_block = n * d * (1 + 3 + 1 + 1 + 1 + 4 + 4) + 4 * n + probs;
   const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
-  const std::int64_t total = per_block * stored_blocks + n * d * (model.layers + 1)  // residual stream
-                             + n * d + 2 * n + n * v + n                           // ln_f, logits, losses
-                             + n * d + n * d + n * 4 * d + probs;                  // backward scratch
+  const std::int64_t total = activation_floats(model, micro_batch, recompute);
   activation_memory_ = Tensor(device, {total}, DType::kF32, MemoryCategory::kActivations);
   float* cursor = activation_memory_.f32();
   auto take = [&cursor](std::int64_t count) {
@@ -66,6 +79,11 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
   inputs_ = static_cast<std::int32_t*>(token_memory_->data());
   targets_ = inputs_ + n;
   host_losses_.resize(static_cast<std::size_t>(n));
+}
+
+std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute) {
+  const std::int64_t tokens = static_cast<std::int64_t>(micro_batch) * model.seq_len;
+  return 4 * activation_floats(model, micro_batch, recompute) + 2 * 4 * tokens;  // + int32 inputs and targets
 }
 
 double GptModel::flops_per_token() const {

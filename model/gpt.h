@@ -47,6 +47,9 @@ class GptModel {
   void block_backward(const float* block, float* block_grads, int layer);
   void embed_backward(float* embedding_grads);  // needs no parameters
 
+  // Bytes of activation memory a model of this shape allocates (saved tensors, backward scratch, token ids).
+  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute);
+
   // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
   double flops_per_token() const;
 

@@ -1,0 +1,163 @@
+#include "parallel/planner.h"
+
+#include <fmt/format.h>
+
+#include "collectives/communicator.h"
+#include "model/gpt.h"
+#include "parallel/bucket_layout.h"
+#include "parallel/zero.h"
+#include "runtime/json_writer.h"
+
+namespace weft {
+namespace {
+
+std::int64_t bus(OpKind op, std::int64_t bytes, int n) {
+  return static_cast<std::int64_t>(bus_bytes(op, static_cast<std::uint64_t>(bytes), n));
+}
+
+// Mirrors Trainer, ParamStore and GradientReducer: every collective one dp rank issues in a step.
+std::int64_t dp_bytes_per_step(const Config& config, const BucketLayout& layout, ZeroPlan zero) {
+  const int n = layout.dp();
+  const auto element = static_cast<std::int64_t>(dtype_size(config.precision.compute));
+  const int micro_batches = config.accumulation_steps();
+  const std::int64_t exact_double = n * 8;  // dp_sum: 8 bytes per rank, all-gathered
+  std::int64_t total = bus(OpKind::kAllGather, exact_double, n);  // the step's loss
+  if (zero.optimizer_sharded) total += bus(OpKind::kAllGather, exact_double, n);  // the gradient norm
+  if (config.precision.compute == DType::kF16) total += bus(OpKind::kAllGather, exact_double, n);  // overflow
+  for (const Bucket& b : layout.buckets()) {
+    const std::int64_t bytes = b.padded_size * element;
+    if (!zero.optimizer_sharded) {
+      total += bus(OpKind::kAllReduce, bytes, n);
+    } else if (!zero.gradients_sharded) {
+      total += bus(OpKind::kReduceScatter, bytes, n) + bus(OpKind::kAllGather, bytes, n);
+    } else {
+      total += micro_batches * bus(OpKind::kReduceScatter, bytes, n);
+      if (!zero.parameters_sharded) total += bus(OpKind::kAllGather, bytes, n);
+    }
+  }
+  if (zero.parameters_sharded) {
+    // Per micro-batch: every segment is gathered for forward, the embeddings once more for the tied head,
+    // and every block again for backward (the head keeps its gathers from forward to backward).
+    auto gathered = [&](int segment) {
+      return bus(OpKind::kAllGather,
+                 layout.buckets()[static_cast<std::size_t>(layout.bucket_of(segment))].padded_size * element, n);
+    };
+    std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(BucketLayout::final_norm_segment());
+    for (int l = 0; l < config.model.layers; ++l) per_micro += 2 * gathered(layout.block_segment(l));
+    total += micro_batches * per_micro;
+  }
+  return total;
+}
+
+std::vector<std::vector<int>> groups_along(const ParallelConfig& p, int world, int MeshCoordinates::*axis) {
+  std::vector<std::vector<int>> groups;
+  for (int rank = 0; rank < world; ++rank) {
+    if (mesh_coordinates(rank, p).*axis != 0) continue;
+    std::vector<int> group;
+    for (int other = 0; other < world; ++other) {
+      MeshCoordinates a = mesh_coordinates(rank, p), b = mesh_coordinates(other, p);
+      a.*axis = b.*axis = 0;
+      if (a.dp == b.dp && a.tp == b.tp && a.pp == b.pp) group.push_back(other);
+    }
+    groups.push_back(group);
+  }
+  return groups;
+}
+
+std::string join(const std::vector<int>& ranks) {
+  std::string text;
+  for (int r : ranks) text += (text.empty() ? "" : ",") + std::to_string(r);
+  return text;
+}
+
+double mib(std::int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
+
+}  // namespace
+
+Plan make_plan(const Config& config, int world_size) {
+  Plan plan;
+  plan.world_size = world_size;
+  plan.parallel = config.parallel;
+  const ParallelConfig& p = plan.parallel;
+  plan.dp_groups = groups_along(p, world_size, &MeshCoordinates::dp);
+  plan.tp_groups = groups_along(p, world_size, &MeshCoordinates::tp);
+  plan.pp_groups = groups_along(p, world_size, &MeshCoordinates::pp);
+  for (int l = 0; l < config.model.layers; ++l) plan.stage_of_layer.push_back(l * p.pp / config.model.layers);
+
+  const GptParams params(config.model);
+  plan.parameters = params.total();
+  const ZeroPlan zero = ZeroPlan::for_stage(p.zero);
+  const BucketLayout layout(params, config.comm.bucket_mb, p.dp,
+                            zero.parameters_sharded ? BucketGranularity::kOnePerSegment : BucketGranularity::kBySize);
+  const auto element = static_cast<std::int64_t>(dtype_size(config.precision.compute));
+  const std::int64_t full = layout.padded_total(), shard = layout.shard_size();
+  plan.memory.params = element * (zero.parameters_sharded ? shard : full);
+  plan.memory.grads = element * (zero.gradients_sharded ? shard : full);
+  // Adam m and v (plus fp32 masters under 16-bit compute) for the whole model or the own chunks.
+  std::int64_t optimizer_elements = 0;
+  for (const Bucket& b : layout.buckets()) optimizer_elements += zero.optimizer_sharded ? layout.chunk(b) : b.flat.size();
+  plan.memory.optimizer = optimizer_elements * 4 * (config.precision.compute == DType::kF32 ? 2 : 3);
+  plan.memory.activations = GptModel::activation_bytes(config.model, config.train.micro_batch, config.train.recompute);
+  plan.comm.dp = dp_bytes_per_step(config, layout, zero);
+  return plan;
+}
+
+std::string format_plan(const Plan& plan, const Config& config) {
+  const ParallelConfig& p = plan.parallel;
+  std::string out = fmt::format("weft plan: {} on {} rank(s): dp {} x tp {} x pp {}, ZeRO {}, {}, {} parameters\n",
+                                config.source_path, plan.world_size, p.dp, p.tp, p.pp, p.zero,
+                                dtype_name(config.precision.compute), plan.parameters);
+  out += "mesh (rank = tp + tp_size * (dp + dp_size * pp)):\n";
+  for (const auto& g : plan.dp_groups) out += fmt::format("  dp group: ranks {}\n", join(g));
+  for (const auto& g : plan.tp_groups) out += fmt::format("  tp group: ranks {}\n", join(g));
+  for (const auto& g : plan.pp_groups) out += fmt::format("  pp group: ranks {}\n", join(g));
+  out += "layers -> pipeline stage:";
+  for (std::size_t l = 0; l < plan.stage_of_layer.size(); ++l) out += fmt::format(" h.{}:{}", l, plan.stage_of_layer[l]);
+  out += fmt::format("\nper-rank memory: params {:.2f} MiB, grads {:.2f} MiB, optimizer {:.2f} MiB, activations {:.2f} MiB "
+                     "(model states {:.2f} MiB)\n",
+                     mib(plan.memory.params), mib(plan.memory.grads), mib(plan.memory.optimizer),
+                     mib(plan.memory.activations), mib(plan.memory.model_states()));
+  out += fmt::format("per-step bytes sent per rank: dp {} ({:.2f} MiB), tp {}, pp {}\n", plan.comm.dp, mib(plan.comm.dp),
+                     plan.comm.tp, plan.comm.pp);
+  out += "every ZeRO stage for this layout:\n  stage   params MiB   grads MiB   optimizer MiB   states MiB   dp MiB/step\n";
+  for (int stage = 0; stage <= 3; ++stage) {
+    Config variant = config;
+    variant.parallel.zero = stage;
+    const Plan other = make_plan(variant, plan.world_size);
+    out += fmt::format("  {:>5}{:>13.2f}{:>12.2f}{:>16.2f}{:>13.2f}{:>14.2f}\n", stage, mib(other.memory.params),
+                       mib(other.memory.grads), mib(other.memory.optimizer), mib(other.memory.model_states()),
+                       mib(other.comm.dp));
+  }
+  return out;
+}
+
+std::string plan_json(const Plan& plan) {
+  JsonWriter json;
+  json.begin_object().field("world_size", plan.world_size).field("parameters", plan.parameters);
+  json.begin_object("mesh").field("dp", plan.parallel.dp).field("tp", plan.parallel.tp).field("pp", plan.parallel.pp);
+  for (const auto& [name, groups] : {std::pair{"dp_groups", &plan.dp_groups}, std::pair{"tp_groups", &plan.tp_groups},
+                                     std::pair{"pp_groups", &plan.pp_groups}}) {
+    json.begin_array(name);
+    for (const auto& g : *groups) {
+      json.begin_array();
+      for (int r : g) json.field("", r);
+      json.end_array();
+    }
+    json.end_array();
+  }
+  json.end_object();
+  json.begin_array("stage_of_layer");
+  for (int s : plan.stage_of_layer) json.field("", s);
+  json.end_array();
+  json.begin_object("mem")
+      .field("params", plan.memory.params)
+      .field("grads", plan.memory.grads)
+      .field("optimizer", plan.memory.optimizer)
+      .field("activations", plan.memory.activations)
+      .end_object();
+  json.begin_object("comm_bytes").field("dp", plan.comm.dp).field("tp", plan.comm.tp).field("pp", plan.comm.pp).end_object();
+  json.end_object();
+  return json.str();
+}
+
+}  // namespace weft
