@@ -12,6 +12,7 @@
 #include "kernels/layernorm.h"
 #include "kernels/residual.h"
 #include "kernels/softmax.h"
+#include "kernels/vocab_parallel_loss.h"
 #include "runtime/device.h"
 
 namespace weft::kernels {
@@ -35,6 +36,10 @@ struct KernelBackend {
   AdamW* adamw;
   SumSquares* sum_squares;
   Cast* cast;
+  RowMax* row_max;
+  RowSumExp* row_sum_exp;
+  TargetLogit* target_logit;
+  VocabParallelGrad* vocab_parallel_grad;
 };
 
 // The kernels for `type`; throws Error(kUsage) for CUDA in a build without it.

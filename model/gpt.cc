@@ -1,5 +1,7 @@
 #include "model/gpt.h"
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace weft {
@@ -9,35 +11,41 @@ using kernels::Transpose;
 namespace {
 
 // Floats of the activation carve-up in the constructor (which checks that it used exactly this many).
-std::int64_t activation_floats(const ModelConfig& model, int micro_batch, Recompute recompute) {
+std::int64_t activation_floats(const ModelConfig& model, int micro_batch, Recompute recompute, int tp) {
   const std::int64_t n = static_cast<std::int64_t>(micro_batch) * model.seq_len, d = model.d_model,
-                     t = model.seq_len, v = model.vocab_size;
-  const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * model.heads * t * t;
-  // Per block: ln1, qkv(3d), attn, residual_mid, ln2, fc(4d), fc_gelu(4d) and the LayerNorm statistics.
-  const std::int64_t per_block = n * d * (1 + 3 + 1 + 1 + 1 + 4 + 4) + 4 * n + probs;
+                     t = model.seq_len, v = (model.vocab_size + tp - 1) / tp;  // this rank's vocabulary
+  const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * (model.heads / tp) * t * t;
+  const std::int64_t local = d / tp;  // this rank's share of the attention width
+  // Per block: ln1, residual_mid, ln2 (full width); qkv, attn, fc, fc_gelu (this rank's heads and columns);
+  // the LayerNorm statistics.
+  const std::int64_t per_block = n * d * 3 + n * local * (3 + 1 + 4 + 4) + 4 * n + probs;
   const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
   return per_block * stored_blocks + n * d * (model.layers + 1)  // residual stream
-         + n * d + 2 * n + n * v + n                               // ln_f, logits, losses
-         + n * d + n * d + n * 4 * d + probs;                      // backward scratch
+         + n * d + 2 * n + n * v + n + 3 * n                       // ln_f, logits, losses, loss statistics
+         + n * d + n * d + n * 4 * local + probs;                  // backward scratch
 }
 
 }  // namespace
 
-GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute,
+GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute, TpGroup* tp,
                    const kernels::KernelBackend* kernels)
     : model_(model),
-      params_(model),
+      tp_(tp ? *tp : solo_),
+      params_(model, tp_.rank(), tp_.size()),
       device_(device),
       kernels_(kernels ? *kernels : kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       micro_batch_(micro_batch),
       recompute_(recompute),
       rows_(micro_batch * model.seq_len),
-      attention_shape_{micro_batch, model.seq_len, model.heads, model.d_model / model.heads} {
-  const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = model.vocab_size;
-  const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * model.heads * t * t;
+      attention_shape_{micro_batch, model.seq_len, model.heads / tp_.size(), model.d_model / model.heads} {
+  const int tp_size = tp_.size();
+  local_vocab_ = static_cast<int>(params_.local_vocab());
+  valid_vocab_ = static_cast<int>(std::clamp<std::int64_t>(model.vocab_size - params_.vocab_start(), 0, local_vocab_));
+  const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = local_vocab_, local = d / tp_size;
+  const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * (model.heads / tp_size) * t * t;
   const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
-  const std::int64_t total = activation_floats(model, micro_batch, recompute);
+  const std::int64_t total = activation_floats(model, micro_batch, recompute, tp_size);
   activation_memory_ = Tensor(device, {total}, DType::kF32, MemoryCategory::kActivations);
   float* cursor = activation_memory_.f32();
   auto take = [&cursor](std::int64_t count) {
@@ -51,15 +59,15 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
     a.ln1 = take(n * d);
     a.ln1_mean = take(n);
     a.ln1_rstd = take(n);
-    a.qkv = take(3 * n * d);
+    a.qkv = take(3 * n * local);
     a.probs = take(probs);
-    a.attn = take(n * d);
+    a.attn = take(n * local);
     a.residual_mid = take(n * d);
     a.ln2 = take(n * d);
     a.ln2_mean = take(n);
     a.ln2_rstd = take(n);
-    a.fc = take(4 * n * d);
-    a.fc_gelu = take(4 * n * d);
+    a.fc = take(4 * n * local);
+    a.fc_gelu = take(4 * n * local);
     blocks_.push_back(a);
   }
   while (static_cast<int>(blocks_.size()) < model.layers) blocks_.push_back(blocks_.front());
@@ -68,9 +76,10 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
   lnf_rstd_ = take(n);
   logits_ = take(n * v);
   losses_ = take(n);
+  row_stats_ = take(3 * n);
   d_residual_ = take(n * d);
   d_small_ = take(n * d);
-  d_wide_ = take(4 * n * d);
+  d_wide_ = take(4 * n * local);
   d_probs_ = take(probs);
   WEFT_CHECK(cursor == activation_memory_.f32() + total, "activation carve-up is off by {}",
              cursor - (activation_memory_.f32() + total));
@@ -81,9 +90,9 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
   host_losses_.resize(static_cast<std::size_t>(n));
 }
 
-std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute) {
+std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size) {
   const std::int64_t tokens = static_cast<std::int64_t>(micro_batch) * model.seq_len;
-  return 4 * activation_floats(model, micro_batch, recompute) + 2 * 4 * tokens;  // + int32 inputs and targets
+  return 4 * activation_floats(model, micro_batch, recompute, tp_size) + 2 * 4 * tokens;  // + int32 token ids
 }
 
 double GptModel::flops_per_token() const {
@@ -94,16 +103,31 @@ double GptModel::flops_per_token() const {
   return 6.0 * matmul_params + 12.0 * layers * model_.seq_len * d;
 }
 
-void GptModel::linear_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
+void GptModel::column_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
   kernels_.bias_broadcast(ctx_, y, b, rows_, out);
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
-void GptModel::linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
-                               int out) {
+void GptModel::row_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                                     int in, int out) {
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
   kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, out, in, rows_, 1.0f, dy, out, x, in, 1.0f, dw, in);
   kernels_.bias_backward(ctx_, db, dy, rows_, out);
+}
+
+void GptModel::column_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                                        int in, int out) {
+  // The same arithmetic as the row-parallel backward, then the sum of every rank's part of dx.
+  row_parallel_backward(dx, dw, db, dy, x, w, in, out);
+  tp_.all_reduce_sum(dx, static_cast<std::size_t>(rows_) * in);
+}
+
+void GptModel::row_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
+  // The replicated bias enters the sum once, from tp rank 0.
+  if (tp_.rank() == 0) kernels_.bias_broadcast(ctx_, y, b, rows_, out);
+  else device_.fill_zero(y, sizeof(float) * static_cast<std::size_t>(rows_) * out);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+  tp_.all_reduce_sum(y, static_cast<std::size_t>(rows_) * out);
 }
 
 void GptModel::load_batch(const std::int32_t* inputs, const std::int32_t* targets) {
@@ -113,12 +137,15 @@ void GptModel::load_batch(const std::int32_t* inputs, const std::int32_t* target
 }
 
 void GptModel::embed_forward(const float* embeddings) {
-  kernels_.embedding_forward(ctx_, residual_[0], inputs_, embeddings, embeddings + params_.wpe_in_embeddings(),
-                             micro_batch_, model_.seq_len, model_.d_model, 0, model_.vocab_size);
+  // Vocab-parallel: each rank looks up the tokens in its rows (zeros elsewhere); rank 0 adds the positions.
+  const float* positions = tp_.rank() == 0 ? embeddings + params_.wpe_in_embeddings() : nullptr;
+  kernels_.embedding_forward(ctx_, residual_[0], inputs_, embeddings, positions, micro_batch_, model_.seq_len,
+                             model_.d_model, static_cast<int>(params_.vocab_start()), local_vocab_);
+  tp_.all_reduce_sum(residual_[0], static_cast<std::size_t>(rows_) * model_.d_model);
 }
 
 void GptModel::block_forward(const float* p, int layer) {
-  const int d = model_.d_model;
+  const int d = model_.d_model, local = d / tp_.size();
   const BlockLayout& w = params_.block_layout();
   BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];
   const float* x = residual_[static_cast<std::size_t>(layer)];
@@ -126,35 +153,55 @@ void GptModel::block_forward(const float* p, int layer) {
   const std::size_t n = static_cast<std::size_t>(rows_) * d;
 
   kernels_.layernorm_forward(ctx_, a.ln1, a.ln1_mean, a.ln1_rstd, x, p + w.ln1_w, p + w.ln1_b, rows_, d);
-  linear_forward(a.qkv, a.ln1, p + w.qkv_w, p + w.qkv_b, d, 3 * d);
+  column_parallel_forward(a.qkv, a.ln1, p + w.qkv_w, p + w.qkv_b, d, 3 * local);
   kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_);
-  linear_forward(a.residual_mid, a.attn, p + w.attn_proj_w, p + w.attn_proj_b, d, d);
+  row_parallel_forward(a.residual_mid, a.attn, p + w.attn_proj_w, p + w.attn_proj_b, local, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 
   kernels_.layernorm_forward(ctx_, a.ln2, a.ln2_mean, a.ln2_rstd, a.residual_mid, p + w.ln2_w, p + w.ln2_b, rows_, d);
-  linear_forward(a.fc, a.ln2, p + w.fc_w, p + w.fc_b, d, 4 * d);
-  kernels_.gelu_forward(ctx_, a.fc_gelu, a.fc, 4 * n);
-  linear_forward(out, a.fc_gelu, p + w.mlp_proj_w, p + w.mlp_proj_b, 4 * d, d);
+  column_parallel_forward(a.fc, a.ln2, p + w.fc_w, p + w.fc_b, d, 4 * local);
+  kernels_.gelu_forward(ctx_, a.fc_gelu, a.fc, static_cast<std::size_t>(rows_) * 4 * local);
+  row_parallel_forward(out, a.fc_gelu, p + w.mlp_proj_w, p + w.mlp_proj_b, 4 * local, d);
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }
 
 double GptModel::head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) {
-  const int d = model_.d_model, v = model_.vocab_size;
+  const int d = model_.d_model, v = local_vocab_;
   kernels_.layernorm_forward(ctx_, lnf_, lnf_mean_, lnf_rstd_, residual_.back(), final_norm, final_norm + d, rows_, d);
-  // Tied output head: logits = ln_f(x) wte^T.
+  // Tied output head: logits = ln_f(x) wte^T, over this rank's rows of the vocabulary.
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, lnf_, d, embeddings, d, 0.0f, logits_, v);
-  kernels_.softmax_cross_entropy(ctx_, losses_, logits_, logits_, targets_, rows_, v, v, grad_scale);
-  device_.copy_to_host(host_losses_.data(), losses_, sizeof(float) * host_losses_.size());
   double sum = 0.0;
-  for (float loss : host_losses_) sum += loss;
+  if (tp_.size() == 1) {
+    kernels_.softmax_cross_entropy(ctx_, losses_, logits_, logits_, targets_, rows_, valid_vocab_, v, grad_scale);
+    device_.copy_to_host(host_losses_.data(), losses_, sizeof(float) * host_losses_.size());
+    for (float loss : host_losses_) sum += loss;
+    return sum;
+  }
+  // Vocab-parallel loss: global row max, then the sums of exponentials and the target logits, each reduced over
+  // tp; loss = log(sum) + max - target. The full logits are never gathered.
+  const auto n = static_cast<std::size_t>(rows_);
+  const int start = static_cast<int>(params_.vocab_start());
+  float *max = row_stats_, *sum_exp = row_stats_ + n, *target = row_stats_ + 2 * n;
+  kernels_.row_max(ctx_, max, logits_, rows_, v, valid_vocab_);
+  tp_.all_reduce_max(max, n);
+  kernels_.row_sum_exp(ctx_, sum_exp, logits_, max, rows_, v, valid_vocab_);
+  kernels_.target_logit(ctx_, target, logits_, targets_, rows_, v, start, valid_vocab_);
+  tp_.all_reduce_sum(sum_exp, 2 * n);
+  std::vector<float> stats(3 * n);
+  device_.copy_to_host(stats.data(), row_stats_, sizeof(float) * stats.size());
+  for (std::size_t r = 0; r < n; ++r) sum += std::log(static_cast<double>(stats[n + r])) + stats[r] - stats[2 * n + r];
+  kernels_.vocab_parallel_grad(ctx_, logits_, logits_, max, sum_exp, targets_, rows_, v, start, valid_vocab_,
+                               grad_scale);
   return sum;
 }
 
 void GptModel::head_backward(const float* final_norm, const float* embeddings, float* final_norm_grads,
                              float* embedding_grads) {
-  const int d = model_.d_model, v = model_.vocab_size;
-  // logits_ now holds d(loss)/d(logits).
+  const int d = model_.d_model, v = local_vocab_;
+  // logits_ now holds d(loss)/d(logits); the head is column-parallel over the vocabulary, so d(ln_f output)
+  // sums every rank's part.
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, logits_, v, embeddings, d, 0.0f, d_small_, d);
+  tp_.all_reduce_sum(d_small_, static_cast<std::size_t>(rows_) * d);
   kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, logits_, v, lnf_, d, 1.0f, embedding_grads, d);
   device_.fill_zero(d_residual_, sizeof(float) * static_cast<std::size_t>(rows_) * d);
   kernels_.layernorm_backward(ctx_, d_residual_, final_norm_grads, final_norm_grads + d, d_small_, residual_.back(),
@@ -164,30 +211,33 @@ void GptModel::head_backward(const float* final_norm, const float* embeddings, f
 void GptModel::block_backward(const float* p, float* g, int layer) {
   // Recomputation: rebuild this block's activations from its kept input (bit-identical to the first pass).
   if (recompute_ == Recompute::kBlock) block_forward(p, layer);
-  const int d = model_.d_model;
+  const int d = model_.d_model, local = d / tp_.size();
   const BlockLayout& w = params_.block_layout();
   const BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];
   const float* x = residual_[static_cast<std::size_t>(layer)];
-  const std::size_t n = static_cast<std::size_t>(rows_) * d;
 
   // d_residual_ holds d(loss)/d(block output); the skip paths pass it through unchanged, and each
   // LayerNorm backward adds its branch's contribution to it.
-  linear_backward(d_wide_, g + w.mlp_proj_w, g + w.mlp_proj_b, d_residual_, a.fc_gelu, p + w.mlp_proj_w, 4 * d, d);
-  kernels_.gelu_backward(ctx_, d_wide_, a.fc, d_wide_, 4 * n);
-  linear_backward(d_small_, g + w.fc_w, g + w.fc_b, d_wide_, a.ln2, p + w.fc_w, d, 4 * d);
+  row_parallel_backward(d_wide_, g + w.mlp_proj_w, g + w.mlp_proj_b, d_residual_, a.fc_gelu, p + w.mlp_proj_w,
+                        4 * local, d);
+  kernels_.gelu_backward(ctx_, d_wide_, a.fc, d_wide_, static_cast<std::size_t>(rows_) * 4 * local);
+  column_parallel_backward(d_small_, g + w.fc_w, g + w.fc_b, d_wide_, a.ln2, p + w.fc_w, d, 4 * local);
   kernels_.layernorm_backward(ctx_, d_residual_, g + w.ln2_w, g + w.ln2_b, d_small_, a.residual_mid, p + w.ln2_w,
                               a.ln2_mean, a.ln2_rstd, rows_, d);
 
-  linear_backward(d_small_, g + w.attn_proj_w, g + w.attn_proj_b, d_residual_, a.attn, p + w.attn_proj_w, d, d);
+  row_parallel_backward(d_small_, g + w.attn_proj_w, g + w.attn_proj_b, d_residual_, a.attn, p + w.attn_proj_w, local,
+                        d);
   kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_small_, a.qkv, a.probs, attention_shape_);
-  linear_backward(d_small_, g + w.qkv_w, g + w.qkv_b, d_wide_, a.ln1, p + w.qkv_w, d, 3 * d);
+  column_parallel_backward(d_small_, g + w.qkv_w, g + w.qkv_b, d_wide_, a.ln1, p + w.qkv_w, d, 3 * local);
   kernels_.layernorm_backward(ctx_, d_residual_, g + w.ln1_w, g + w.ln1_b, d_small_, x, p + w.ln1_w, a.ln1_mean,
                               a.ln1_rstd, rows_, d);
 }
 
 void GptModel::embed_backward(float* embedding_grads) {
+  // Every tp rank holds the whole d(residual), so each computes the same (replicated) position gradient.
   kernels_.embedding_backward(ctx_, embedding_grads, embedding_grads + params_.wpe_in_embeddings(), d_residual_,
-                              inputs_, micro_batch_, model_.seq_len, model_.d_model, 0, model_.vocab_size);
+                              inputs_, micro_batch_, model_.seq_len, model_.d_model,
+                              static_cast<int>(params_.vocab_start()), local_vocab_);
 }
 
 double GptModel::forward_backward(const float* params, float* grads, const std::int32_t* inputs,

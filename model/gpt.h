@@ -8,6 +8,7 @@
 #include "kernels/attention.h"
 #include "kernels/backend.h"
 #include "model/gpt_params.h"
+#include "model/tp_group.h"
 #include "runtime/tensor.h"
 
 namespace weft {
@@ -17,10 +18,12 @@ namespace weft {
 // head and loss) are separate calls so pipeline schedules can run any range of them.
 class GptModel {
  public:
-  // `kernels` overrides the device's kernel table (benchmarks record GEMM shapes through it). With
-  // Recompute::kBlock only each block's input is kept; backward recomputes the block's activations first.
+  // With Recompute::kBlock only each block's input is kept; backward recomputes the block's activations first.
+  // `tp` (null: one rank) splits every block Megatron-style: attention by heads (QKV column-parallel, output
+  // row-parallel), the MLP by columns then rows, the embedding and the loss by vocabulary; LayerNorms are
+  // replicated. `kernels` overrides the device's kernel table (benchmarks record GEMM shapes through it).
   GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute = Recompute::kNone,
-           const kernels::KernelBackend* kernels = nullptr);
+           TpGroup* tp = nullptr, const kernels::KernelBackend* kernels = nullptr);
 
   const GptParams& params() const { return params_; }
   const ModelConfig& config() const { return model_; }
@@ -48,7 +51,7 @@ class GptModel {
   void embed_backward(float* embedding_grads);  // needs no parameters
 
   // Bytes of activation memory a model of this shape allocates (saved tensors, backward scratch, token ids).
-  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute);
+  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size = 1);
 
   // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
   double flops_per_token() const;
@@ -57,13 +60,20 @@ class GptModel {
   struct BlockActivations {
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *residual_mid, *ln2, *ln2_mean, *ln2_rstd, *fc, *fc_gelu;
   };
-  // y[rows, out] = x[rows, in] W^T + b, with W stored [out, in].
-  void linear_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
-  // dx (=, or += when accumulate) dy W; dW += dy^T x; db += column sums of dy.
-  void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
-                       int out);
+  // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
+  // this rank's rows of W [out, in] and of b; backward all-reduces dx over tp. dW += dy^T x; db += sums of dy.
+  void column_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
+  void column_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                                int in, int out);
+  // Row-parallel linear (Megatron's g: all-reduce forward, identity backward): y = sum over tp of x W^T, with
+  // this rank's columns of W and the (replicated) bias added once.
+  void row_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
+  void row_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
+                             int out);
 
   ModelConfig model_;
+  SoloTpGroup solo_;
+  TpGroup& tp_;
   GptParams params_;
   Device& device_;
   const kernels::KernelBackend& kernels_;
@@ -80,6 +90,8 @@ class GptModel {
   std::vector<float*> residual_;  // layers + 1 residual-stream tensors: the embedding, then each block's output
   std::vector<BlockActivations> blocks_;  // per block, or one set shared by all blocks when recomputing
   float *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr;
+  float* row_stats_ = nullptr;  // vocab-parallel loss: row max, then row sum of exponentials and target logit
+  int local_vocab_ = 0, valid_vocab_ = 0;  // this tp rank's logit columns and how many are real vocabulary
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
   std::vector<float> host_losses_;

@@ -13,9 +13,16 @@ enum class InitKind { kNormal, kZeros, kOnes };
 
 // One named parameter tensor inside the flat parameter buffer. Names follow Hugging Face GPT-2
 // (wte.weight, h.0.attn.c_attn.weight, ...); linear weights are stored [out, in] as in torch.nn.Linear.
+// How a tensor-parallel rank holds a parameter (Megatron-LM's split): whole, a block of rows (column-parallel
+// weights and their biases, the vocab-parallel embedding), q/k/v row blocks (the fused attention input), or a
+// block of columns (row-parallel weights).
+enum class TpSplit { kReplicated, kRows, kQkvRows, kColumns };
+
 struct ParamSpec {
   std::string name;
-  std::vector<std::int64_t> shape;
+  std::vector<std::int64_t> shape;         // this tensor-parallel rank's part
+  std::vector<std::int64_t> global_shape;  // the whole parameter (the vocabulary padded to a multiple of tp)
+  TpSplit split = TpSplit::kReplicated;
   std::int64_t offset = 0;  // in elements, within the flat buffer
   std::int64_t numel = 0;
   InitKind init = InitKind::kZeros;
@@ -37,7 +44,17 @@ struct BlockLayout {
 
 class GptParams {
  public:
-  explicit GptParams(const ModelConfig& model);
+  // The parameters tensor-parallel rank `tp_rank` of `tp_size` holds (all of them when tp_size is 1).
+  explicit GptParams(const ModelConfig& model, int tp_rank = 0, int tp_size = 1);
+
+  int tp_rank() const { return tp_rank_; }
+  int tp_size() const { return tp_size_; }
+  // The vocabulary padded to a multiple of tp, this rank's rows of it and where they start.
+  std::int64_t padded_vocab() const { return padded_vocab_; }
+  std::int64_t local_vocab() const { return padded_vocab_ / tp_size_; }
+  std::int64_t vocab_start() const { return tp_rank_ * local_vocab(); }
+  // Element `local_index` of this rank's part of `spec`, as an element index of the whole parameter.
+  std::int64_t global_index(const ParamSpec& spec, std::int64_t local_index) const;
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   std::int64_t total() const { return total_; }
@@ -55,19 +72,23 @@ class GptParams {
 
   // Value of element `index` (row-major within the full tensor) of `spec` at initialisation under `seed`.
   // Any slice of any parameter can be generated on its own and equals the same slice of the whole.
-  static float initial_value(const ParamSpec& spec, std::uint64_t seed, std::int64_t index);
-  // Fills `count` values of `spec` starting at element `start` (a slice, for sharded layouts).
-  static void initial_values(const ParamSpec& spec, std::uint64_t seed, std::int64_t start, std::int64_t count,
-                             float* out);
+  // `index` counts this rank's elements of `spec`; the value is that of the whole parameter's element.
+  float initial_value(const ParamSpec& spec, std::uint64_t seed, std::int64_t index) const;
+  // Fills `count` values of `spec` starting at this rank's element `start` (a slice, for sharded layouts).
+  void initial_values(const ParamSpec& spec, std::uint64_t seed, std::int64_t start, std::int64_t count,
+                      float* out) const;
   // Fills a host buffer of total() floats with the initial parameters.
   void initialise(std::uint64_t seed, float* flat) const;
   // Fills out[0, range.size()) with the initial values of flat elements [range.begin, range.end).
   void initialise_range(std::uint64_t seed, ParamRange range, float* out) const;
 
  private:
-  std::int64_t add(std::string name, std::vector<std::int64_t> shape, InitKind init, float std, bool decay, int layer);
+  std::int64_t add(std::string name, std::vector<std::int64_t> global_shape, TpSplit split, InitKind init, float std,
+                   bool decay, int layer);
 
   std::vector<ParamSpec> specs_;
+  int tp_rank_ = 0, tp_size_ = 1;
+  std::int64_t padded_vocab_ = 0, vocab_size_ = 0;
   std::int64_t total_ = 0;
   ParamRange embeddings_, final_norm_;
   std::vector<ParamRange> blocks_;

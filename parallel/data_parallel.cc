@@ -1,5 +1,7 @@
 #include "parallel/data_parallel.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "kernels/backend.h"
@@ -136,13 +138,16 @@ const void* GradientReducer::update_view(const Bucket& b, const ParamRange& upda
   return element(b.padded_begin + (update.begin - b.flat.begin));
 }
 
-double GradientReducer::owned_sum_squares() {
-  if (!plan_.optimizer_sharded || plan_.gradients_sharded)
-    return sum_squares_of(device_, storage_.data(), type_, static_cast<std::size_t>(storage_.numel()));
+double GradientReducer::owned_sum_squares(const ParamRange& range) {
   double total = 0.0;
-  for (const Bucket& b : layout_.buckets())
-    total += sum_squares_of(device_, element(b.padded_begin + dp_.rank() * layout_.chunk(b)), type_,
-                            static_cast<std::size_t>(layout_.chunk(b)));
+  for (const Bucket& b : layout_.buckets()) {
+    const ParamRange own = plan_.optimizer_sharded ? layout_.owned_flat(b, dp_.rank()) : b.flat;
+    const std::int64_t lo = std::max(own.begin, range.begin), hi = std::min(own.end, range.end);
+    if (lo >= hi) continue;
+    const std::int64_t at = plan_.gradients_sharded ? b.padded_begin / layout_.dp() + (lo - own.begin)
+                                                    : b.padded_begin + (lo - b.flat.begin);
+    total += sum_squares_of(device_, element(at), type_, static_cast<std::size_t>(hi - lo));
+  }
   return total;
 }
 

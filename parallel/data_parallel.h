@@ -40,8 +40,9 @@ class GradientReducer {
   DType type() const { return type_; }
   // The reduced gradients AdamW reads for bucket b (in type()), at the first element of `update`.
   const void* update_view(const Bucket& b, const ParamRange& update);
-  // Sum of squares of the gradients this rank owns (all of them in ZeRO 0; its chunks otherwise).
-  double owned_sum_squares();
+  // Sum of squares of the reduced gradients of flat elements [range) that this rank owns (all of them in ZeRO 0,
+  // its chunks otherwise).
+  double owned_sum_squares(const ParamRange& range);
 
  private:
   struct InFlight {

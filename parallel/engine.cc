@@ -64,7 +64,6 @@ void refuse_unbuilt_settings(const Config& c) {
   auto refuse = [&c](const std::string& setting, const char* what) {
     fail_usage("{}: {}: {} is not built yet in this weft", c.source_path, setting, what);
   };
-  if (c.parallel.tp != 1) refuse(fmt::format("parallel.tp = {}", c.parallel.tp), "tensor parallelism");
   if (c.parallel.pp != 1) refuse(fmt::format("parallel.pp = {}", c.parallel.pp), "pipeline parallelism");
   if (c.parallel.sequence_parallel) refuse("parallel.sequence_parallel = true", "sequence parallelism");
   if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
@@ -92,7 +91,8 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       ctx_(kernels::context_for(device)),
       corpus_(open_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
-      model_(config.model, device, config.train.micro_batch, config.train.recompute),
+      tp_group_(*groups.tp),
+      model_(config.model, device, config.train.micro_batch, config.train.recompute, &tp_group_),
       zero_(ZeroPlan::for_stage(config.parallel.zero)),
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
       layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),
@@ -197,8 +197,18 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   grads_.end_micro_batch();
 }
 
-double Trainer::dp_sum(double local) {
-  Communicator& dp = *groups_.dp;
+double Trainer::global_gradient_norm() {
+  const GptParams& params = model_.params();
+  double local = 0.0;
+  for (const ParamSpec& spec : params.specs()) {
+    if (spec.split == TpSplit::kReplicated && params.tp_rank() != 0) continue;
+    local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
+  }
+  const double over_dp = zero_.optimizer_sharded ? dp_sum(local) : local;
+  return std::sqrt(group_sum(*groups_.tp, over_dp));
+}
+
+double Trainer::group_sum(Communicator& dp, double local) {
   if (dp.size() == 1) return local;
   // Gather the exact doubles and add them in rank order, so every rank gets the same bits.
   std::uint64_t bits;
@@ -236,9 +246,7 @@ StepRecord Trainer::train_step(int step) {
   for (int micro = 0; micro < micro_batches; ++micro) run_micro_batch(step, micro, micro + 1 == micro_batches, loss_sum);
   grads_.finish();
 
-  // The global norm: each rank's owned gradients, summed over the dp group when they are sharded.
-  const double local_squares = grads_.owned_sum_squares();
-  const double scaled_norm = std::sqrt(zero_.optimizer_sharded ? dp_sum(local_squares) : local_squares);
+  const double scaled_norm = global_gradient_norm();
   // fp16: every rank must skip an overflowing step together, so they agree on it explicitly.
   bool overflow = !std::isfinite(scaled_norm);
   if (config_.precision.compute == DType::kF16) overflow = dp_sum(overflow ? 1.0 : 0.0) > 0.0;

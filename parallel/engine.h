@@ -14,6 +14,7 @@
 #include "parallel/mesh.h"
 #include "parallel/metrics.h"
 #include "parallel/mixed_precision.h"
+#include "parallel/tensor_parallel.h"
 #include "parallel/zero.h"
 #include "runtime/config.h"
 #include "runtime/tensor.h"
@@ -44,8 +45,12 @@ class Trainer {
  private:
   void run_micro_batch(int step, int micro, bool last, double& loss_sum);
   void optimizer_step(int step, double lr, float grad_scale);
-  // Sums a per-rank double over the dp group exactly (gathered bits, added in rank order on every rank).
-  double dp_sum(double local);
+  // Sums a per-rank double over a group exactly (gathered bits, added in rank order on every rank).
+  double group_sum(Communicator& group, double local);
+  double dp_sum(double local) { return group_sum(*groups_.dp, local); }
+  // The global L2 norm of the (scaled) gradients: owned shards over dp, sharded parameters over tp, and the
+  // tp-replicated ones (LayerNorms, row-parallel biases, positions) counted once.
+  double global_gradient_norm();
   void check_same_config_everywhere();
 
   Config config_;
@@ -56,6 +61,7 @@ class Trainer {
   kernels::KernelContext ctx_;
   std::unique_ptr<TokenCorpus> corpus_;
   SampleSource samples_;
+  CommTpGroup tp_group_;
   GptModel model_;
   ZeroPlan zero_;
   BucketLayout layout_;

@@ -49,6 +49,20 @@ std::int64_t dp_bytes_per_step(const Config& config, const BucketLayout& layout,
   return total;
 }
 
+// Mirrors GptModel's parallel layers: per micro-batch, all-reduces of the residual stream (batch x seq x d_model)
+// for the embedding, two per block forward, two per block backward (two more when recomputed), the head's
+// backward, and the vocab-parallel loss statistics; then the norm's exact gather.
+std::int64_t tp_bytes_per_step(const Config& config) {
+  const int t = config.parallel.tp;
+  const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
+  const std::int64_t stream = rows * config.model.d_model * 4;
+  const int layers = config.model.layers;
+  const int per_block = config.train.recompute == Recompute::kBlock ? 6 : 4;
+  const std::int64_t per_micro = (2 + per_block * layers) * bus(OpKind::kAllReduce, stream, t) +
+                                 bus(OpKind::kAllReduce, rows * 4, t) + bus(OpKind::kAllReduce, 2 * rows * 4, t);
+  return config.accumulation_steps() * per_micro + bus(OpKind::kAllGather, t * 8, t);
+}
+
 std::vector<std::vector<int>> groups_along(const ParallelConfig& p, int world, int MeshCoordinates::*axis) {
   std::vector<std::vector<int>> groups;
   for (int rank = 0; rank < world; ++rank) {
@@ -84,8 +98,9 @@ Plan make_plan(const Config& config, int world_size) {
   plan.pp_groups = groups_along(p, world_size, &MeshCoordinates::pp);
   for (int l = 0; l < config.model.layers; ++l) plan.stage_of_layer.push_back(l * p.pp / config.model.layers);
 
-  const GptParams params(config.model);
-  plan.parameters = params.total();
+  // Every tp rank holds the same amount (tp rank 0's part stands for all).
+  const GptParams params(config.model, 0, p.tp);
+  plan.parameters = GptParams(config.model).total();
   const ZeroPlan zero = ZeroPlan::for_stage(p.zero);
   const BucketLayout layout(params, config.comm.bucket_mb, p.dp,
                             zero.parameters_sharded ? BucketGranularity::kOnePerSegment : BucketGranularity::kBySize);
@@ -97,8 +112,10 @@ Plan make_plan(const Config& config, int world_size) {
   std::int64_t optimizer_elements = 0;
   for (const Bucket& b : layout.buckets()) optimizer_elements += zero.optimizer_sharded ? layout.chunk(b) : b.flat.size();
   plan.memory.optimizer = optimizer_elements * 4 * (config.precision.compute == DType::kF32 ? 2 : 3);
-  plan.memory.activations = GptModel::activation_bytes(config.model, config.train.micro_batch, config.train.recompute);
+  plan.memory.activations =
+      GptModel::activation_bytes(config.model, config.train.micro_batch, config.train.recompute, p.tp);
   plan.comm.dp = dp_bytes_per_step(config, layout, zero);
+  plan.comm.tp = tp_bytes_per_step(config);
   return plan;
 }
 

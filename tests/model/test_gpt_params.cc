@@ -34,7 +34,7 @@ TEST_CASE("any element's initial value can be generated alone and equals the who
   params.initialise(99, flat.data());
   for (const auto& spec : params.specs())
     for (std::int64_t i = spec.numel - 1; i >= 0; i -= 7)  // walk backwards: order must not matter
-      REQUIRE(GptParams::initial_value(spec, 99, i) == flat[static_cast<std::size_t>(spec.offset + i)]);
+      REQUIRE(params.initial_value(spec, 99, i) == flat[static_cast<std::size_t>(spec.offset + i)]);
 }
 
 TEST_CASE("initialisation follows GPT-2: N(0, 0.02) weights, scaled residual projections, unit LayerNorm") {
@@ -62,4 +62,32 @@ TEST_CASE("initialisation follows GPT-2: N(0, 0.02) weights, scaled residual pro
   std::vector<float> other(flat.size());
   params.initialise(6, other.data());
   CHECK(other != flat);
+}
+
+TEST_CASE("a tensor-parallel rank's parameters are exactly its slice of the whole model's") {
+  // vocab 50 is not a multiple of 4: the padded rows must be zeros, and every real row must match.
+  ModelConfig model{2, 24, 4, 50, 7};
+  GptParams whole(model);
+  std::vector<float> full(static_cast<std::size_t>(whole.total()));
+  whole.initialise(11, full.data());
+  for (int tp : {2, 4}) {
+    std::int64_t covered = 0;
+    for (int rank = 0; rank < tp; ++rank) {
+      GptParams part(model, rank, tp);
+      std::vector<float> local(static_cast<std::size_t>(part.total()));
+      part.initialise(11, local.data());
+      for (const auto& spec : part.specs()) {
+        const ParamSpec& global = whole.find(spec.name);
+        INFO(spec.name << " tp " << tp << " rank " << rank);
+        for (std::int64_t i = 0; i < spec.numel; ++i) {
+          const std::int64_t g = part.global_index(spec, i);
+          const float value = local[static_cast<std::size_t>(spec.offset + i)];
+          if (g < global.numel) REQUIRE(value == full[static_cast<std::size_t>(global.offset + g)]);
+          else REQUIRE(value == 0.0f);  // vocabulary padding
+        }
+        if (spec.split != TpSplit::kReplicated || rank == 0) covered += spec.numel;
+      }
+    }
+    CHECK(covered == whole.total() + (GptParams(model, 0, tp).padded_vocab() - 50) * 24);
+  }
 }

@@ -1,0 +1,28 @@
+// TpGroup: the tensor-parallel group as the model's parallel layers see it: rank, size and the in-place
+// reductions they need. parallel/ implements it over a Communicator; model/ stays free of collectives.
+#pragma once
+
+#include <cstddef>
+
+namespace weft {
+
+class TpGroup {
+ public:
+  virtual ~TpGroup() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Blocking, in place, over every rank of the group; results are bit-identical on every rank.
+  virtual void all_reduce_sum(float* data, std::size_t count) = 0;
+  virtual void all_reduce_max(float* data, std::size_t count) = 0;
+};
+
+// One rank: nothing to communicate.
+class SoloTpGroup final : public TpGroup {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void all_reduce_sum(float*, std::size_t) override {}
+  void all_reduce_max(float*, std::size_t) override {}
+};
+
+}  // namespace weft
