@@ -11,24 +11,26 @@ using kernels::Transpose;
 namespace {
 
 // Floats of the activation carve-up in the constructor (which checks that it used exactly this many).
-std::int64_t activation_floats(const ModelConfig& model, int micro_batch, Recompute recompute, int tp) {
+std::int64_t activation_floats(const ModelConfig& model, int micro_batch, Recompute recompute, int tp, bool sp) {
   const std::int64_t n = static_cast<std::int64_t>(micro_batch) * model.seq_len, d = model.d_model,
                      t = model.seq_len, v = (model.vocab_size + tp - 1) / tp;  // this rank's vocabulary
+  const std::int64_t c = sp ? n / tp : n;  // residual-stream rows this rank holds
   const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * (model.heads / tp) * t * t;
   const std::int64_t local = d / tp;  // this rank's share of the attention width
-  // Per block: ln1, residual_mid, ln2 (full width); qkv, attn, fc, fc_gelu (this rank's heads and columns);
-  // the LayerNorm statistics.
-  const std::int64_t per_block = n * d * 3 + n * local * (3 + 1 + 4 + 4) + 4 * n + probs;
+  // Per block: ln1, ln2 (whole); residual_mid and the LayerNorm statistics (this rank's rows); qkv, attn, fc,
+  // fc_gelu (this rank's heads and columns).
+  const std::int64_t per_block = n * d * 2 + c * d + n * local * (3 + 1 + 4 + 4) + 4 * c + probs;
   const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
-  return per_block * stored_blocks + n * d * (model.layers + 1)  // residual stream
-         + n * d + 2 * n + n * v + n + 3 * n                       // ln_f, logits, losses, loss statistics
-         + n * d + n * d + n * 4 * local + probs;                  // backward scratch
+  return per_block * stored_blocks + c * d * (model.layers + 1)  // residual stream
+         + n * d + 2 * c + n * v + n + 3 * n                       // ln_f, logits, losses, loss statistics
+         + c * d + n * d + n * 4 * local + probs                   // backward scratch
+         + (sp ? n * d + c * d + 2 * d : 0);                       // sequence-parallel buffers
 }
 
 }  // namespace
 
 GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute, TpGroup* tp,
-                   const kernels::KernelBackend* kernels)
+                   bool sequence_parallel, const kernels::KernelBackend* kernels)
     : model_(model),
       tp_(tp ? *tp : solo_),
       params_(model, tp_.rank(), tp_.size()),
@@ -37,15 +39,19 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
       ctx_(kernels::context_for(device)),
       micro_batch_(micro_batch),
       recompute_(recompute),
+      sequence_parallel_(sequence_parallel && tp_.size() > 1),
       rows_(micro_batch * model.seq_len),
+      stream_rows_(sequence_parallel_ ? rows_ / tp_.size() : rows_),
       attention_shape_{micro_batch, model.seq_len, model.heads / tp_.size(), model.d_model / model.heads} {
   const int tp_size = tp_.size();
+  WEFT_CHECK(!sequence_parallel_ || rows_ % tp_size == 0, "{} tokens do not split over tp = {}", rows_, tp_size);
   local_vocab_ = static_cast<int>(params_.local_vocab());
   valid_vocab_ = static_cast<int>(std::clamp<std::int64_t>(model.vocab_size - params_.vocab_start(), 0, local_vocab_));
   const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = local_vocab_, local = d / tp_size;
   const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * (model.heads / tp_size) * t * t;
   const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
-  const std::int64_t total = activation_floats(model, micro_batch, recompute, tp_size);
+  const std::int64_t c = stream_rows_;
+  const std::int64_t total = activation_floats(model, micro_batch, recompute, tp_size, sequence_parallel_);
   activation_memory_ = Tensor(device, {total}, DType::kF32, MemoryCategory::kActivations);
   float* cursor = activation_memory_.f32();
   auto take = [&cursor](std::int64_t count) {
@@ -53,34 +59,39 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
     cursor += count;
     return start;
   };
-  for (int l = 0; l <= model.layers; ++l) residual_.push_back(take(n * d));
+  for (int l = 0; l <= model.layers; ++l) residual_.push_back(take(c * d));
   for (int l = 0; l < stored_blocks; ++l) {
     BlockActivations a{};
     a.ln1 = take(n * d);
-    a.ln1_mean = take(n);
-    a.ln1_rstd = take(n);
+    a.ln1_mean = take(c);
+    a.ln1_rstd = take(c);
     a.qkv = take(3 * n * local);
     a.probs = take(probs);
     a.attn = take(n * local);
-    a.residual_mid = take(n * d);
+    a.residual_mid = take(c * d);
     a.ln2 = take(n * d);
-    a.ln2_mean = take(n);
-    a.ln2_rstd = take(n);
+    a.ln2_mean = take(c);
+    a.ln2_rstd = take(c);
     a.fc = take(4 * n * local);
     a.fc_gelu = take(4 * n * local);
     blocks_.push_back(a);
   }
   while (static_cast<int>(blocks_.size()) < model.layers) blocks_.push_back(blocks_.front());
   lnf_ = take(n * d);
-  lnf_mean_ = take(n);
-  lnf_rstd_ = take(n);
+  lnf_mean_ = take(c);
+  lnf_rstd_ = take(c);
   logits_ = take(n * v);
   losses_ = take(n);
   row_stats_ = take(3 * n);
-  d_residual_ = take(n * d);
+  d_residual_ = take(c * d);
   d_small_ = take(n * d);
   d_wide_ = take(4 * n * local);
   d_probs_ = take(probs);
+  if (sequence_parallel_) {
+    sp_full_ = take(n * d);
+    sp_chunk_ = take(c * d);
+    ln_grads_ = take(2 * d);
+  }
   WEFT_CHECK(cursor == activation_memory_.f32() + total, "activation carve-up is off by {}",
              cursor - (activation_memory_.f32() + total));
   token_memory_ = std::make_unique<Buffer>(device, sizeof(std::int32_t) * 2 * static_cast<std::size_t>(n),
@@ -90,9 +101,11 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
   host_losses_.resize(static_cast<std::size_t>(n));
 }
 
-std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size) {
+std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size,
+                                       bool sequence_parallel) {
   const std::int64_t tokens = static_cast<std::int64_t>(micro_batch) * model.seq_len;
-  return 4 * activation_floats(model, micro_batch, recompute, tp_size) + 2 * 4 * tokens;  // + int32 token ids
+  const bool sp = sequence_parallel && tp_size > 1;
+  return 4 * activation_floats(model, micro_batch, recompute, tp_size, sp) + 2 * 4 * tokens;  // + int32 token ids
 }
 
 double GptModel::flops_per_token() const {
@@ -117,17 +130,68 @@ void GptModel::row_parallel_backward(float* dx, float* dw, float* db, const floa
 
 void GptModel::column_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                                         int in, int out) {
-  // The same arithmetic as the row-parallel backward, then the sum of every rank's part of dx.
+  // The same arithmetic as the row-parallel backward; the caller then sums every rank's part of dx.
   row_parallel_backward(dx, dw, db, dy, x, w, in, out);
-  tp_.all_reduce_sum(dx, static_cast<std::size_t>(rows_) * in);
 }
 
 void GptModel::row_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
-  // The replicated bias enters the sum once, from tp rank 0.
-  if (tp_.rank() == 0) kernels_.bias_broadcast(ctx_, y, b, rows_, out);
-  else device_.fill_zero(y, sizeof(float) * static_cast<std::size_t>(rows_) * out);
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
-  tp_.all_reduce_sum(y, static_cast<std::size_t>(rows_) * out);
+  // The replicated bias enters the sum once: from tp rank 0 (all-reduce), or from the rank whose rows these are
+  // (reduce-scatter, sequence parallel).
+  float* partial = sequence_parallel_ ? sp_full_ : y;
+  const std::size_t full = static_cast<std::size_t>(rows_) * out;
+  if (sequence_parallel_) {
+    device_.fill_zero(partial, sizeof(float) * full);
+    kernels_.bias_broadcast(ctx_, partial + static_cast<std::size_t>(tp_.rank()) * stream_rows_ * out, b, stream_rows_,
+                            out);
+  } else if (tp_.rank() == 0) {
+    kernels_.bias_broadcast(ctx_, partial, b, rows_, out);
+  } else {
+    device_.fill_zero(partial, sizeof(float) * full);
+  }
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, partial, out);
+  if (sequence_parallel_) tp_.reduce_scatter_sum(partial, y, static_cast<std::size_t>(stream_rows_) * out);
+  else tp_.all_reduce_sum(y, full);
+}
+
+const float* GptModel::reduce_partial_stream(float* partial_full) {
+  const std::size_t d = static_cast<std::size_t>(model_.d_model);
+  if (!sequence_parallel_) {
+    tp_.all_reduce_sum(partial_full, static_cast<std::size_t>(rows_) * d);
+    return partial_full;
+  }
+  tp_.reduce_scatter_sum(partial_full, sp_chunk_, static_cast<std::size_t>(stream_rows_) * d);
+  return sp_chunk_;
+}
+
+const float* GptModel::gather_stream(const float* rows) {
+  if (!sequence_parallel_) return rows;
+  tp_.all_gather(rows, sp_full_, static_cast<std::size_t>(stream_rows_) * model_.d_model);
+  return sp_full_;
+}
+
+void GptModel::replicated_layernorm_forward(float* out_full, float* mean, float* rstd, const float* in, const float* w,
+                                            const float* b) {
+  const int d = model_.d_model;
+  if (!sequence_parallel_) {
+    kernels_.layernorm_forward(ctx_, out_full, mean, rstd, in, w, b, rows_, d);
+    return;
+  }
+  kernels_.layernorm_forward(ctx_, sp_chunk_, mean, rstd, in, w, b, stream_rows_, d);
+  tp_.all_gather(sp_chunk_, out_full, static_cast<std::size_t>(stream_rows_) * d);
+}
+
+void GptModel::replicated_layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out, const float* in,
+                                             const float* w, const float* mean, const float* rstd) {
+  const int d = model_.d_model;
+  if (!sequence_parallel_) {
+    kernels_.layernorm_backward(ctx_, d_in, d_weight_and_bias, d_weight_and_bias + d, d_out, in, w, mean, rstd, rows_, d);
+    return;
+  }
+  // This rank saw only its rows: sum the micro-batch's weight gradients over tp before accumulating them.
+  device_.fill_zero(ln_grads_, sizeof(float) * 2 * static_cast<std::size_t>(d));
+  kernels_.layernorm_backward(ctx_, d_in, ln_grads_, ln_grads_ + d, d_out, in, w, mean, rstd, stream_rows_, d);
+  tp_.all_reduce_sum(ln_grads_, 2 * static_cast<std::size_t>(d));
+  kernels_.add(ctx_, d_weight_and_bias, d_weight_and_bias, ln_grads_, 2 * static_cast<std::size_t>(d));
 }
 
 void GptModel::load_batch(const std::int32_t* inputs, const std::int32_t* targets) {
@@ -139,9 +203,13 @@ void GptModel::load_batch(const std::int32_t* inputs, const std::int32_t* target
 void GptModel::embed_forward(const float* embeddings) {
   // Vocab-parallel: each rank looks up the tokens in its rows (zeros elsewhere); rank 0 adds the positions.
   const float* positions = tp_.rank() == 0 ? embeddings + params_.wpe_in_embeddings() : nullptr;
-  kernels_.embedding_forward(ctx_, residual_[0], inputs_, embeddings, positions, micro_batch_, model_.seq_len,
+  float* partial = sequence_parallel_ ? sp_full_ : residual_[0];
+  kernels_.embedding_forward(ctx_, partial, inputs_, embeddings, positions, micro_batch_, model_.seq_len,
                              model_.d_model, static_cast<int>(params_.vocab_start()), local_vocab_);
-  tp_.all_reduce_sum(residual_[0], static_cast<std::size_t>(rows_) * model_.d_model);
+  if (sequence_parallel_)
+    tp_.reduce_scatter_sum(partial, residual_[0], static_cast<std::size_t>(stream_rows_) * model_.d_model);
+  else
+    tp_.all_reduce_sum(partial, static_cast<std::size_t>(rows_) * model_.d_model);
 }
 
 void GptModel::block_forward(const float* p, int layer) {
@@ -150,15 +218,15 @@ void GptModel::block_forward(const float* p, int layer) {
   BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];
   const float* x = residual_[static_cast<std::size_t>(layer)];
   float* out = residual_[static_cast<std::size_t>(layer) + 1];
-  const std::size_t n = static_cast<std::size_t>(rows_) * d;
+  const std::size_t n = static_cast<std::size_t>(stream_rows_) * d;
 
-  kernels_.layernorm_forward(ctx_, a.ln1, a.ln1_mean, a.ln1_rstd, x, p + w.ln1_w, p + w.ln1_b, rows_, d);
+  replicated_layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p + w.ln1_w, p + w.ln1_b);
   column_parallel_forward(a.qkv, a.ln1, p + w.qkv_w, p + w.qkv_b, d, 3 * local);
   kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_);
   row_parallel_forward(a.residual_mid, a.attn, p + w.attn_proj_w, p + w.attn_proj_b, local, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 
-  kernels_.layernorm_forward(ctx_, a.ln2, a.ln2_mean, a.ln2_rstd, a.residual_mid, p + w.ln2_w, p + w.ln2_b, rows_, d);
+  replicated_layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual_mid, p + w.ln2_w, p + w.ln2_b);
   column_parallel_forward(a.fc, a.ln2, p + w.fc_w, p + w.fc_b, d, 4 * local);
   kernels_.gelu_forward(ctx_, a.fc_gelu, a.fc, static_cast<std::size_t>(rows_) * 4 * local);
   row_parallel_forward(out, a.fc_gelu, p + w.mlp_proj_w, p + w.mlp_proj_b, 4 * local, d);
@@ -167,7 +235,7 @@ void GptModel::block_forward(const float* p, int layer) {
 
 double GptModel::head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) {
   const int d = model_.d_model, v = local_vocab_;
-  kernels_.layernorm_forward(ctx_, lnf_, lnf_mean_, lnf_rstd_, residual_.back(), final_norm, final_norm + d, rows_, d);
+  replicated_layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, residual_.back(), final_norm, final_norm + d);
   // Tied output head: logits = ln_f(x) wte^T, over this rank's rows of the vocabulary.
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, lnf_, d, embeddings, d, 0.0f, logits_, v);
   double sum = 0.0;
@@ -201,11 +269,11 @@ void GptModel::head_backward(const float* final_norm, const float* embeddings, f
   // logits_ now holds d(loss)/d(logits); the head is column-parallel over the vocabulary, so d(ln_f output)
   // sums every rank's part.
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, logits_, v, embeddings, d, 0.0f, d_small_, d);
-  tp_.all_reduce_sum(d_small_, static_cast<std::size_t>(rows_) * d);
+  const float* d_lnf = reduce_partial_stream(d_small_);
   kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, logits_, v, lnf_, d, 1.0f, embedding_grads, d);
-  device_.fill_zero(d_residual_, sizeof(float) * static_cast<std::size_t>(rows_) * d);
-  kernels_.layernorm_backward(ctx_, d_residual_, final_norm_grads, final_norm_grads + d, d_small_, residual_.back(),
-                              final_norm, lnf_mean_, lnf_rstd_, rows_, d);
+  device_.fill_zero(d_residual_, sizeof(float) * static_cast<std::size_t>(stream_rows_) * d);
+  replicated_layernorm_backward(d_residual_, final_norm_grads, d_lnf, residual_.back(), final_norm, lnf_mean_,
+                                lnf_rstd_);
 }
 
 void GptModel::block_backward(const float* p, float* g, int layer) {
@@ -218,25 +286,26 @@ void GptModel::block_backward(const float* p, float* g, int layer) {
 
   // d_residual_ holds d(loss)/d(block output); the skip paths pass it through unchanged, and each
   // LayerNorm backward adds its branch's contribution to it.
-  row_parallel_backward(d_wide_, g + w.mlp_proj_w, g + w.mlp_proj_b, d_residual_, a.fc_gelu, p + w.mlp_proj_w,
-                        4 * local, d);
+  // Row-parallel layers need d(output) of every row: gathered from the rank's rows under sequence parallelism.
+  row_parallel_backward(d_wide_, g + w.mlp_proj_w, g + w.mlp_proj_b, gather_stream(d_residual_), a.fc_gelu,
+                        p + w.mlp_proj_w, 4 * local, d);
   kernels_.gelu_backward(ctx_, d_wide_, a.fc, d_wide_, static_cast<std::size_t>(rows_) * 4 * local);
   column_parallel_backward(d_small_, g + w.fc_w, g + w.fc_b, d_wide_, a.ln2, p + w.fc_w, d, 4 * local);
-  kernels_.layernorm_backward(ctx_, d_residual_, g + w.ln2_w, g + w.ln2_b, d_small_, a.residual_mid, p + w.ln2_w,
-                              a.ln2_mean, a.ln2_rstd, rows_, d);
+  replicated_layernorm_backward(d_residual_, g + w.ln2_w, reduce_partial_stream(d_small_), a.residual_mid,
+                                p + w.ln2_w, a.ln2_mean, a.ln2_rstd);
 
-  row_parallel_backward(d_small_, g + w.attn_proj_w, g + w.attn_proj_b, d_residual_, a.attn, p + w.attn_proj_w, local,
-                        d);
+  row_parallel_backward(d_small_, g + w.attn_proj_w, g + w.attn_proj_b, gather_stream(d_residual_), a.attn,
+                        p + w.attn_proj_w, local, d);
   kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_small_, a.qkv, a.probs, attention_shape_);
   column_parallel_backward(d_small_, g + w.qkv_w, g + w.qkv_b, d_wide_, a.ln1, p + w.qkv_w, d, 3 * local);
-  kernels_.layernorm_backward(ctx_, d_residual_, g + w.ln1_w, g + w.ln1_b, d_small_, x, p + w.ln1_w, a.ln1_mean,
-                              a.ln1_rstd, rows_, d);
+  replicated_layernorm_backward(d_residual_, g + w.ln1_w, reduce_partial_stream(d_small_), x, p + w.ln1_w,
+                                a.ln1_mean, a.ln1_rstd);
 }
 
 void GptModel::embed_backward(float* embedding_grads) {
   // Every tp rank holds the whole d(residual), so each computes the same (replicated) position gradient.
-  kernels_.embedding_backward(ctx_, embedding_grads, embedding_grads + params_.wpe_in_embeddings(), d_residual_,
-                              inputs_, micro_batch_, model_.seq_len, model_.d_model,
+  kernels_.embedding_backward(ctx_, embedding_grads, embedding_grads + params_.wpe_in_embeddings(),
+                              gather_stream(d_residual_), inputs_, micro_batch_, model_.seq_len, model_.d_model,
                               static_cast<int>(params_.vocab_start()), local_vocab_);
 }
 

@@ -22,8 +22,10 @@ class GptModel {
   // `tp` (null: one rank) splits every block Megatron-style: attention by heads (QKV column-parallel, output
   // row-parallel), the MLP by columns then rows, the embedding and the loss by vocabulary; LayerNorms are
   // replicated. `kernels` overrides the device's kernel table (benchmarks record GEMM shapes through it).
+  // `sequence_parallel` (with tp > 1) also splits the LayerNorms and the residual stream across tp by rows
+  // (tokens): the all-reduces become reduce-scatters and all-gathers (Korthikanti et al. 2022).
   GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute = Recompute::kNone,
-           TpGroup* tp = nullptr, const kernels::KernelBackend* kernels = nullptr);
+           TpGroup* tp = nullptr, bool sequence_parallel = false, const kernels::KernelBackend* kernels = nullptr);
 
   const GptParams& params() const { return params_; }
   const ModelConfig& config() const { return model_; }
@@ -51,7 +53,8 @@ class GptModel {
   void embed_backward(float* embedding_grads);  // needs no parameters
 
   // Bytes of activation memory a model of this shape allocates (saved tensors, backward scratch, token ids).
-  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size = 1);
+  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size = 1,
+                                       bool sequence_parallel = false);
 
   // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
   double flops_per_token() const;
@@ -70,6 +73,17 @@ class GptModel {
   void row_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
   void row_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
                              int out);
+  // Sums every tp rank's partial d(stream) of all rows: in place (all-reduce), or this rank's rows into a chunk
+  // buffer (reduce-scatter, sequence parallel). Returns the reduced rows.
+  const float* reduce_partial_stream(float* partial_full);
+  // The full residual-stream tensor of this rank's rows (an all-gather under sequence parallelism).
+  const float* gather_stream(const float* rows);
+  // LayerNorm of the stream rows this rank holds, whole (all rows) at `out_full`.
+  void replicated_layernorm_forward(float* out_full, float* mean, float* rstd, const float* in, const float* w,
+                                    const float* b);
+  // Its backward; under sequence parallelism each rank holds some rows, so the weight gradients are summed over tp.
+  void replicated_layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out, const float* in,
+                                     const float* w, const float* mean, const float* rstd);
 
   ModelConfig model_;
   SoloTpGroup solo_;
@@ -80,7 +94,9 @@ class GptModel {
   kernels::KernelContext ctx_;
   int micro_batch_;
   Recompute recompute_;
-  int rows_;  // micro_batch * seq_len
+  bool sequence_parallel_;
+  int rows_;         // micro_batch * seq_len
+  int stream_rows_;  // rows of the residual stream this rank holds: rows_, or rows_ / tp with sequence parallelism
   kernels::AttentionShape attention_shape_;
 
   Tensor activation_memory_;
@@ -94,6 +110,8 @@ class GptModel {
   int local_vocab_ = 0, valid_vocab_ = 0;  // this tp rank's logit columns and how many are real vocabulary
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
+  // Sequence parallelism: a full-stream buffer (partial sums, gathered gradients), a chunk, LayerNorm grads.
+  float *sp_full_ = nullptr, *sp_chunk_ = nullptr, *ln_grads_ = nullptr;
   std::vector<float> host_losses_;
 };
 

@@ -2,6 +2,7 @@
 // reductions they need. parallel/ implements it over a Communicator; model/ stays free of collectives.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 namespace weft {
@@ -14,6 +15,10 @@ class TpGroup {
   // Blocking, in place, over every rank of the group; results are bit-identical on every rank.
   virtual void all_reduce_sum(float* data, std::size_t count) = 0;
   virtual void all_reduce_max(float* data, std::size_t count) = 0;
+  // Sequence parallelism: rank r receives rows chunk r of the sum (`full` holds size() chunks), and the
+  // reverse, every rank's chunk gathered in rank order.
+  virtual void reduce_scatter_sum(const float* full, float* chunk, std::size_t chunk_count) = 0;
+  virtual void all_gather(const float* chunk, float* full, std::size_t chunk_count) = 0;
 };
 
 // One rank: nothing to communicate.
@@ -23,6 +28,10 @@ class SoloTpGroup final : public TpGroup {
   int size() const override { return 1; }
   void all_reduce_sum(float*, std::size_t) override {}
   void all_reduce_max(float*, std::size_t) override {}
+  void reduce_scatter_sum(const float* full, float* chunk, std::size_t count) override {
+    std::copy(full, full + count, chunk);
+  }
+  void all_gather(const float* chunk, float* full, std::size_t count) override { std::copy(chunk, chunk + count, full); }
 };
 
 }  // namespace weft

@@ -65,7 +65,11 @@ void refuse_unbuilt_settings(const Config& c) {
     fail_usage("{}: {}: {} is not built yet in this weft", c.source_path, setting, what);
   };
   if (c.parallel.pp != 1) refuse(fmt::format("parallel.pp = {}", c.parallel.pp), "pipeline parallelism");
-  if (c.parallel.sequence_parallel) refuse("parallel.sequence_parallel = true", "sequence parallelism");
+  if (c.parallel.sequence_parallel && c.parallel.tp > 1 && (c.train.micro_batch * c.model.seq_len) % c.parallel.tp != 0)
+    fail_usage("{}: parallel.sequence_parallel = true: the {} tokens of a micro-batch (micro_batch {} x seq_len {}) "
+               "must split evenly over tp = {}",
+               c.source_path, c.train.micro_batch * c.model.seq_len, c.train.micro_batch, c.model.seq_len,
+               c.parallel.tp);
   if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
 }
 
@@ -92,7 +96,8 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       corpus_(open_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
       tp_group_(*groups.tp),
-      model_(config.model, device, config.train.micro_batch, config.train.recompute, &tp_group_),
+      model_(config.model, device, config.train.micro_batch, config.train.recompute, &tp_group_,
+             config.parallel.sequence_parallel),
       zero_(ZeroPlan::for_stage(config.parallel.zero)),
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
       layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),

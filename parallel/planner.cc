@@ -52,14 +52,22 @@ std::int64_t dp_bytes_per_step(const Config& config, const BucketLayout& layout,
 // Mirrors GptModel's parallel layers: per micro-batch, all-reduces of the residual stream (batch x seq x d_model)
 // for the embedding, two per block forward, two per block backward (two more when recomputed), the head's
 // backward, and the vocab-parallel loss statistics; then the norm's exact gather.
+// With sequence parallelism each all-reduce of the stream becomes a reduce-scatter plus an all-gather (the same
+// bytes), and the LayerNorm weight gradients (2 x d_model floats each) are all-reduced per micro-batch.
 std::int64_t tp_bytes_per_step(const Config& config) {
   const int t = config.parallel.tp;
   const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
   const std::int64_t stream = rows * config.model.d_model * 4;
   const int layers = config.model.layers;
   const int per_block = config.train.recompute == Recompute::kBlock ? 6 : 4;
-  const std::int64_t per_micro = (2 + per_block * layers) * bus(OpKind::kAllReduce, stream, t) +
-                                 bus(OpKind::kAllReduce, rows * 4, t) + bus(OpKind::kAllReduce, 2 * rows * 4, t);
+  const std::int64_t stream_ops = 2 + per_block * layers;
+  std::int64_t per_micro = bus(OpKind::kAllReduce, rows * 4, t) + bus(OpKind::kAllReduce, 2 * rows * 4, t);
+  if (config.parallel.sequence_parallel && t > 1) {
+    per_micro += stream_ops * (bus(OpKind::kReduceScatter, stream, t) + bus(OpKind::kAllGather, stream, t));
+    per_micro += (1 + 2 * layers) * bus(OpKind::kAllReduce, 2 * config.model.d_model * 4, t);
+  } else {
+    per_micro += stream_ops * bus(OpKind::kAllReduce, stream, t);
+  }
   return config.accumulation_steps() * per_micro + bus(OpKind::kAllGather, t * 8, t);
 }
 
@@ -113,7 +121,8 @@ Plan make_plan(const Config& config, int world_size) {
   for (const Bucket& b : layout.buckets()) optimizer_elements += zero.optimizer_sharded ? layout.chunk(b) : b.flat.size();
   plan.memory.optimizer = optimizer_elements * 4 * (config.precision.compute == DType::kF32 ? 2 : 3);
   plan.memory.activations =
-      GptModel::activation_bytes(config.model, config.train.micro_batch, config.train.recompute, p.tp);
+      GptModel::activation_bytes(config.model, config.train.micro_batch, config.train.recompute, p.tp,
+                                 p.sequence_parallel);
   plan.comm.dp = dp_bytes_per_step(config, layout, zero);
   plan.comm.tp = tp_bytes_per_step(config);
   return plan;

@@ -19,6 +19,12 @@ class CommTpGroup final : public TpGroup {
   void all_reduce_max(float* data, std::size_t count) override {
     if (tp_.size() > 1) tp_.all_reduce(data, count, DType::kF32, ReduceOp::kMax)->wait();
   }
+  void reduce_scatter_sum(const float* full, float* chunk, std::size_t chunk_count) override {
+    tp_.reduce_scatter(full, chunk, chunk_count, DType::kF32, ReduceOp::kSum)->wait();
+  }
+  void all_gather(const float* chunk, float* full, std::size_t chunk_count) override {
+    tp_.all_gather(chunk, full, chunk_count, DType::kF32)->wait();
+  }
 
  private:
   Communicator& tp_;

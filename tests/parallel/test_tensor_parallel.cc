@@ -14,7 +14,7 @@ using namespace weft::testing;
 namespace {
 
 // Loss and gradients (in the whole model's layout) of one forward+backward, computed on `tp` thread-ranks.
-std::pair<double, std::vector<double>> split_model_gradients(const ModelConfig& model, int tp) {
+std::pair<double, std::vector<double>> split_model_gradients(const ModelConfig& model, int tp, bool sp = false) {
   const GptParams whole(model);
   std::vector<double> gathered(static_cast<std::size_t>(whole.total()), 0.0);
   double loss = 0.0;
@@ -25,7 +25,7 @@ std::pair<double, std::vector<double>> split_model_gradients(const ModelConfig& 
   run_on_threads(group, [&](Communicator& comm) {
     CommTpGroup tp_group(comm);
     auto device = make_cpu_device();
-    GptModel gpt(model, *device, 2, Recompute::kNone, &tp_group);
+    GptModel gpt(model, *device, 2, Recompute::kNone, &tp_group, sp);
     const GptParams& local = gpt.params();
     Tensor p(*device, {local.total()}, DType::kF32, MemoryCategory::kParams);
     Tensor g(*device, {local.total()}, DType::kF32, MemoryCategory::kGrads);
@@ -52,12 +52,12 @@ std::pair<double, std::vector<double>> split_model_gradients(const ModelConfig& 
 }  // namespace
 
 TEST_CASE("every column-, row- and vocab-parallel layer gives the unsplit model's loss and gradients") {
-  // Odd vocabulary (padded per rank), 4 heads split 2 and 4 ways.
-  const ModelConfig model{2, 32, 4, 61, 9};
+  // Odd vocabulary (padded per rank), 4 heads split 2 and 4 ways; 20 tokens per micro-batch split 2 and 4 ways for SP.
+  const ModelConfig model{2, 32, 4, 61, 10};
   const auto [loss_1, grads_1] = split_model_gradients(model, 1);
-  for (int tp : {2, 4}) {
-    const auto [loss_t, grads_t] = split_model_gradients(model, tp);
-    INFO("tp = " << tp);
+  for (const auto& [tp, sp] : {std::pair{2, false}, std::pair{4, false}, std::pair{2, true}, std::pair{4, true}}) {
+    const auto [loss_t, grads_t] = split_model_gradients(model, tp, sp);
+    INFO("tp = " << tp << ", sequence parallel " << sp);
     CHECK(loss_t == Approx(loss_1).epsilon(1e-6));
     const GptParams whole(model);
     for (const auto& spec : whole.specs()) {
@@ -109,18 +109,22 @@ TEST_CASE("the vocab-parallel loss pieces equal the full softmax cross-entropy")
   }
 }
 
-TEST_CASE("tp=2, tp=4 and dp=2 x tp=2 (ZeRO 0, 1, 3) train the same model as one rank") {
+TEST_CASE("tp=2, tp=4, tp=2 with sequence parallelism and dp=2 x tp=2 (ZeRO 0, 1, 3) train the same model as one rank") {
   const std::vector<ConfigOverride> base = {{"model.vocab_size", "259"}, {"comm.bucket_mb", "0.1"}};
   const RunResult one = train_on_threads(1, 10, base);
   struct Layout {
     int ranks, tp, zero;
+    bool sp;
   };
-  for (const Layout& layout : {Layout{2, 2, 0}, Layout{4, 4, 0}, Layout{4, 2, 0}, Layout{4, 2, 1}, Layout{4, 2, 3}}) {
+  for (const Layout& layout : {Layout{2, 2, 0, false}, Layout{4, 4, 0, false}, Layout{2, 2, 0, true},
+                               Layout{4, 4, 0, true}, Layout{4, 2, 0, false}, Layout{4, 2, 1, false},
+                               Layout{4, 2, 3, false}, Layout{4, 2, 3, true}}) {
     auto overrides = base;
     overrides.push_back({"parallel.tp", std::to_string(layout.tp)});
     overrides.push_back({"parallel.zero", std::to_string(layout.zero)});
+    overrides.push_back({"parallel.sequence_parallel", layout.sp ? "true" : "false"});
     const RunResult many = train_on_threads(layout.ranks, 10, overrides);
-    INFO("ranks " << layout.ranks << ", tp " << layout.tp << ", zero " << layout.zero);
+    INFO("ranks " << layout.ranks << ", tp " << layout.tp << ", zero " << layout.zero << ", sp " << layout.sp);
     CHECK(max_relative_difference(many.losses, one.losses, 5) <= 1e-5);
     CHECK(max_relative_difference(many.losses, one.losses, 10) <= 1e-4);
   }
@@ -128,7 +132,7 @@ TEST_CASE("tp=2, tp=4 and dp=2 x tp=2 (ZeRO 0, 1, 3) train the same model as one
 
 TEST_CASE("tp traffic is 4 all-reduces of batch x seq x d_model per block, and the plan equals the run") {
   for (int tp : {2, 4}) {
-    const std::vector<ConfigOverride> overrides = {{"parallel.tp", std::to_string(tp)}};
+    const std::vector<ConfigOverride> overrides = {{"parallel.tp", std::to_string(tp)}, {"train.recompute", "block"}};
     const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, tp);
     const RunResult run = train_on_threads(tp, 2, overrides);
     const Plan plan = make_plan(config, tp);
@@ -142,6 +146,33 @@ TEST_CASE("tp traffic is 4 all-reduces of batch x seq x d_model per block, and t
     const double stream = 4.0 * config.train.micro_batch * config.model.seq_len * config.model.d_model;
     const double per_block = static_cast<double>(make_plan(deeper, tp).comm.tp - plan.comm.tp) /
                              config.accumulation_steps();
-    CHECK(per_block == Approx(4 * stream * 2.0 * (tp - 1) / tp));
+    // Recomputing a block repeats its 2 forward all-reduces: 6 per block here, 4 without recomputation.
+    CHECK(per_block == Approx(6 * stream * 2.0 * (tp - 1) / tp));
+    deeper.train.recompute = Recompute::kNone;
+    Config plain = config;
+    plain.train.recompute = Recompute::kNone;
+    const double without = static_cast<double>(make_plan(deeper, tp).comm.tp - make_plan(plain, tp).comm.tp) /
+                           config.accumulation_steps();
+    CHECK(without == Approx(4 * stream * 2.0 * (tp - 1) / tp));
+  }
+}
+
+TEST_CASE("sequence parallelism moves the same stream bytes as reduce-scatter + all-gather, with less activation memory") {
+  for (int tp : {2, 4}) {
+    const std::vector<ConfigOverride> sp = {{"parallel.tp", std::to_string(tp)}, {"parallel.sequence_parallel", "true"}};
+    const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", sp, tp);
+    const RunResult run = train_on_threads(tp, 2, sp);
+    const Plan plan = make_plan(config, tp);
+    Config without = config;
+    without.parallel.sequence_parallel = false;
+    const Plan plain = make_plan(without, tp);
+    INFO("tp = " << tp);
+    CHECK(run.records[0].back().comm.tp == plan.comm.tp);
+    CHECK(run.memory.of(MemoryCategory::kActivations) == plan.memory.activations);
+    // The stream traffic is equal; SP adds only the LayerNorm gradients' all-reduces (2 x d_model floats each).
+    const double ln_all_reduces = config.accumulation_steps() * (1 + 2 * config.model.layers) *
+                                  (2.0 * (tp - 1) / tp) * 2 * config.model.d_model * 4;
+    CHECK(static_cast<double>(plan.comm.tp - plain.comm.tp) == Approx(ln_all_reduces).margin(8));
+    CHECK(plan.memory.activations < plain.memory.activations);
   }
 }
