@@ -9,9 +9,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 os.environ["OMP_NUM_THREADS"] = "1"
@@ -23,20 +21,9 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_gpt import Gpt, make_optimizer, train_step  # noqa: E402
+from weft_runs import ROOT, run_weft  # noqa: E402
 
 LAYERS, D_MODEL, HEADS, VOCAB, SEQ, GLOBAL_BATCH = 4, 256, 8, 256, 128, 8
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_weft(build, ranks, steps, extra=()):
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics = os.path.join(tmp, "metrics.jsonl")
-        command = [os.path.join(build, "weft"), "launch", "-n", str(ranks), os.path.join(ROOT, "configs/bench_3m.yaml"),
-                   "--set", f"train.steps={steps}", "--set", f"train.micro_batch={GLOBAL_BATCH // ranks}",
-                   "--metrics", metrics, *extra]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lines = [json.loads(line) for line in open(metrics) if '"step"' in line]
-    return statistics.median(line["step_ms"] for line in lines[3:]), lines[-1]
 
 
 def torch_worker(rank, ranks, steps, port, results):
@@ -72,7 +59,8 @@ def main():
     tokens = GLOBAL_BATCH * SEQ
     rows, result = [], {}
     for ranks in (1, 2):
-        weft_ms, last = run_weft(args.build, ranks, args.steps)
+        weft_ms, last = run_weft(args.build, ranks, "configs/bench_3m.yaml",
+                                 [f"train.steps={args.steps}", f"train.micro_batch={GLOBAL_BATCH // ranks}"], warmup=3)
         torch_ms = run_torch(ranks, args.steps, 29500 + ranks)
         result[f"{ranks}_ranks"] = {"weft_step_ms": weft_ms, "torch_step_ms": torch_ms,
                                     "weft_tokens_per_s": tokens / weft_ms * 1e3, "torch_tokens_per_s": tokens / torch_ms * 1e3,

@@ -7,29 +7,13 @@ Default: the bench_3m model on 2 ranks as dp=2, tp=2 and tp=2 with sequence para
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from weft_runs import ROOT, run_weft
 LAYOUTS = {
     "dp=2": ["parallel.dp=2", "train.micro_batch=4"],
     "tp=2": ["parallel.tp=2", "train.micro_batch=8"],
     "tp=2 + sequence parallel": ["parallel.tp=2", "parallel.sequence_parallel=true", "train.micro_batch=8"],
 }
-
-
-def run(build, steps, sets):
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics = os.path.join(tmp, "m.jsonl")
-        args = [os.path.join(build, "weft"), "launch", "-n", "2", os.path.join(ROOT, "configs/bench_3m.yaml"),
-                "--set", f"train.steps={steps}", "--metrics", metrics]
-        for s in sets:
-            args += ["--set", s]
-        subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lines = [json.loads(line) for line in open(metrics) if '"step"' in line]
-    return statistics.median(line["step_ms"] for line in lines[2:]), lines[-1]
 
 
 def main():
@@ -42,7 +26,7 @@ def main():
     print("bench_3m (3.2M parameters), global batch 8, fp32, 2 ranks x 1 thread")
     print(f"{'layout':<26}{'step ms':>9}{'tokens/s':>10}{'params MiB':>12}{'activ. MiB':>12}{'dp MiB':>8}{'tp MiB':>8}{'loss':>8}")
     for name, sets in LAYOUTS.items():
-        ms, last = run(args.build, args.steps, sets)
+        ms, last = run_weft(args.build, 2, "configs/bench_3m.yaml", [f"train.steps={args.steps}", *sets])
         mem, comm = last["mem"], last["comm_bytes"]
         results[name] = {"step_ms": ms, "tokens_per_s": 8 * 128 / ms * 1e3, "mem": mem, "comm_bytes": comm,
                          "final_loss": last["loss"]}

@@ -8,25 +8,10 @@ Usage: bench/zero_stages.py [--build build] [--steps 12] [--budget-mib 64] [--js
 import argparse
 import json
 import os
-import statistics
 import subprocess
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from weft_runs import ROOT, run_weft
 CONFIG = os.path.join(ROOT, "configs/bench_3m.yaml")
-
-
-def run(build, ranks, steps, sets):
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics = os.path.join(tmp, "m.jsonl")
-        args = [os.path.join(build, "weft"), "launch", "-n", str(ranks), CONFIG, "--set", f"train.steps={steps}",
-                "--set", "train.micro_batch=4", "--metrics", metrics]
-        for s in sets:
-            args += ["--set", s]
-        subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lines = [json.loads(line) for line in open(metrics) if '"step"' in line]
-    return statistics.median(line["step_ms"] for line in lines[2:]), lines[-1]
 
 
 def plan(build, ranks, sets):
@@ -53,7 +38,8 @@ def main():
     base = None
     for stage in range(4):
         sets = [f"parallel.zero={stage}"]
-        ms, last = run(args.build, 2, args.steps, sets)
+        ms, last = run_weft(args.build, 2, "configs/bench_3m.yaml",
+                            [f"train.steps={args.steps}", "train.micro_batch=4", *sets])
         planned = plan(args.build, 2, sets)
         mem = last["mem"]
         base = base or ms
