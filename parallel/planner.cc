@@ -5,6 +5,7 @@
 #include "collectives/communicator.h"
 #include "model/gpt.h"
 #include "parallel/bucket_layout.h"
+#include "parallel/pipeline/stages.h"
 #include "parallel/zero.h"
 #include "runtime/json_writer.h"
 
@@ -104,7 +105,9 @@ Plan make_plan(const Config& config, int world_size) {
   plan.dp_groups = groups_along(p, world_size, &MeshCoordinates::dp);
   plan.tp_groups = groups_along(p, world_size, &MeshCoordinates::tp);
   plan.pp_groups = groups_along(p, world_size, &MeshCoordinates::pp);
-  for (int l = 0; l < config.model.layers; ++l) plan.stage_of_layer.push_back(l * p.pp / config.model.layers);
+  // Chunk c of the model runs on pipeline stage c % pp (interleaving puts several chunks on each stage).
+  for (int chunk : assign_layers(config.model.layers, p.pp * p.virtual_stages, stage_costs(config.model)))
+    plan.stage_of_layer.push_back(chunk % p.pp);
 
   // Every tp rank holds the same amount (tp rank 0's part stands for all).
   const GptParams params(config.model, 0, p.tp);
@@ -139,6 +142,9 @@ std::string format_plan(const Plan& plan, const Config& config) {
   for (const auto& g : plan.pp_groups) out += fmt::format("  pp group: ranks {}\n", join(g));
   out += "layers -> pipeline stage:";
   for (std::size_t l = 0; l < plan.stage_of_layer.size(); ++l) out += fmt::format(" h.{}:{}", l, plan.stage_of_layer[l]);
+  if (p.pp > 1)
+    out += "\nnote: pipeline execution is not built yet; memory and traffic below are for one stage holding the "
+           "whole model";
   out += fmt::format("\nper-rank memory: params {:.2f} MiB, grads {:.2f} MiB, optimizer {:.2f} MiB, activations {:.2f} MiB "
                      "(model states {:.2f} MiB)\n",
                      mib(plan.memory.params), mib(plan.memory.grads), mib(plan.memory.optimizer),
