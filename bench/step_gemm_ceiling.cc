@@ -51,7 +51,9 @@ int main(int argc, char** argv) {
   weft::kernels::KernelBackend recording = weft::kernels::kernels_for(weft::DeviceType::kCpu);
   recording.gemm = record_gemm;
   recording.gemm_strided_batched = record_batched;
-  weft::GptModel gpt(model, *device, micro_batch, weft::Recompute::kNone, nullptr, &recording);
+  weft::GptModelOptions options;
+  options.kernels = &recording;
+  weft::GptModel gpt(model, *device, micro_batch, options);
   const auto total = gpt.params().total();
   std::vector<float> params(static_cast<std::size_t>(total));
   gpt.params().initialise(1, params.data());

@@ -10,8 +10,11 @@ using kernels::Transpose;
 
 namespace {
 
-// Floats of the activation carve-up in the constructor (which checks that it used exactly this many).
-std::int64_t activation_floats(const ModelConfig& model, int micro_batch, Recompute recompute, int tp, bool sp) {
+// Floats of the activation carve-up in the constructor (which checks that it used exactly this many): per slot
+// the saved tensors of one micro-batch, then the backward scratch every slot shares.
+std::int64_t activation_floats(const ModelConfig& model, int micro_batch, const GptModelOptions& o, int tp) {
+  const bool sp = o.sequence_parallel && tp > 1;
+  const int layers = (o.stage.end_layer < 0 ? model.layers : o.stage.end_layer) - o.stage.first_layer;
   const std::int64_t n = static_cast<std::int64_t>(micro_batch) * model.seq_len, d = model.d_model,
                      t = model.seq_len, v = (model.vocab_size + tp - 1) / tp;  // this rank's vocabulary
   const std::int64_t c = sp ? n / tp : n;  // residual-stream rows this rank holds
@@ -20,26 +23,26 @@ std::int64_t activation_floats(const ModelConfig& model, int micro_batch, Recomp
   // Per block: ln1, ln2 (whole); residual_mid and the LayerNorm statistics (this rank's rows); qkv, attn, fc,
   // fc_gelu (this rank's heads and columns).
   const std::int64_t per_block = n * d * 2 + c * d + n * local * (3 + 1 + 4 + 4) + 4 * c + probs;
-  const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
-  return per_block * stored_blocks + c * d * (model.layers + 1)  // residual stream
-         + n * d + 2 * c + n * v + n + 3 * n                       // ln_f, logits, losses, loss statistics
-         + c * d + n * d + n * 4 * local + probs                   // backward scratch
-         + (sp ? n * d + c * d + 2 * d : 0);                       // sequence-parallel buffers
+  const int stored_blocks = o.recompute == Recompute::kBlock ? 1 : layers;
+  const std::int64_t head = o.stage.final_norm ? n * d + 2 * c + n * v + n + 3 * n : 0;  // ln_f, logits, losses
+  const std::int64_t per_slot = per_block * stored_blocks + c * d * (layers + 1) + head;
+  return per_slot * o.activation_slots                     // saved tensors
+         + c * d + n * d + n * 4 * local + probs             // backward scratch
+         + (sp ? n * d + c * d + 2 * d : 0);                 // sequence-parallel buffers
 }
 
 }  // namespace
 
-GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute, TpGroup* tp,
-                   bool sequence_parallel, const kernels::KernelBackend* kernels)
+GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, const GptModelOptions& options)
     : model_(model),
-      tp_(tp ? *tp : solo_),
-      params_(model, tp_.rank(), tp_.size()),
+      tp_(options.tp ? *options.tp : solo_),
+      params_(model, tp_.rank(), tp_.size(), options.stage),
       device_(device),
-      kernels_(kernels ? *kernels : kernels::kernels_for(device.type())),
+      kernels_(options.kernels ? *options.kernels : kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       micro_batch_(micro_batch),
-      recompute_(recompute),
-      sequence_parallel_(sequence_parallel && tp_.size() > 1),
+      recompute_(options.recompute),
+      sequence_parallel_(options.sequence_parallel && tp_.size() > 1),
       rows_(micro_batch * model.seq_len),
       stream_rows_(sequence_parallel_ ? rows_ / tp_.size() : rows_),
       attention_shape_{micro_batch, model.seq_len, model.heads / tp_.size(), model.d_model / model.heads} {
@@ -49,9 +52,10 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
   valid_vocab_ = static_cast<int>(std::clamp<std::int64_t>(model.vocab_size - params_.vocab_start(), 0, local_vocab_));
   const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = local_vocab_, local = d / tp_size;
   const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * (model.heads / tp_size) * t * t;
-  const int stored_blocks = recompute == Recompute::kBlock ? 1 : model.layers;
+  const int layers = params_.layers();
+  const int stored_blocks = recompute_ == Recompute::kBlock ? 1 : layers;
   const std::int64_t c = stream_rows_;
-  const std::int64_t total = activation_floats(model, micro_batch, recompute, tp_size, sequence_parallel_);
+  const std::int64_t total = activation_floats(model, micro_batch, options, tp_size);
   activation_memory_ = Tensor(device, {total}, DType::kF32, MemoryCategory::kActivations);
   float* cursor = activation_memory_.f32();
   auto take = [&cursor](std::int64_t count) {
@@ -59,30 +63,40 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
     cursor += count;
     return start;
   };
-  for (int l = 0; l <= model.layers; ++l) residual_.push_back(take(c * d));
-  for (int l = 0; l < stored_blocks; ++l) {
-    BlockActivations a{};
-    a.ln1 = take(n * d);
-    a.ln1_mean = take(c);
-    a.ln1_rstd = take(c);
-    a.qkv = take(3 * n * local);
-    a.probs = take(probs);
-    a.attn = take(n * local);
-    a.residual_mid = take(c * d);
-    a.ln2 = take(n * d);
-    a.ln2_mean = take(c);
-    a.ln2_rstd = take(c);
-    a.fc = take(4 * n * local);
-    a.fc_gelu = take(4 * n * local);
-    blocks_.push_back(a);
+  token_memory_ = std::make_unique<Buffer>(
+      device, sizeof(std::int32_t) * 2 * static_cast<std::size_t>(n) * options.activation_slots,
+      MemoryCategory::kActivations);
+  for (int k = 0; k < options.activation_slots; ++k) {
+    Slot slot;
+    for (int l = 0; l <= layers; ++l) slot.residual.push_back(take(c * d));
+    for (int l = 0; l < stored_blocks; ++l) {
+      BlockActivations a{};
+      a.ln1 = take(n * d);
+      a.ln1_mean = take(c);
+      a.ln1_rstd = take(c);
+      a.qkv = take(3 * n * local);
+      a.probs = take(probs);
+      a.attn = take(n * local);
+      a.residual_mid = take(c * d);
+      a.ln2 = take(n * d);
+      a.ln2_mean = take(c);
+      a.ln2_rstd = take(c);
+      a.fc = take(4 * n * local);
+      a.fc_gelu = take(4 * n * local);
+      slot.blocks.push_back(a);
+    }
+    if (params_.has_final_norm()) {
+      slot.lnf = take(n * d);
+      slot.lnf_mean = take(c);
+      slot.lnf_rstd = take(c);
+      slot.logits = take(n * v);
+      slot.losses = take(n);
+      slot.row_stats = take(3 * n);
+    }
+    slot.inputs = static_cast<std::int32_t*>(token_memory_->data()) + 2 * n * k;
+    slot.targets = slot.inputs + n;
+    slots_.push_back(slot);
   }
-  while (static_cast<int>(blocks_.size()) < model.layers) blocks_.push_back(blocks_.front());
-  lnf_ = take(n * d);
-  lnf_mean_ = take(c);
-  lnf_rstd_ = take(c);
-  logits_ = take(n * v);
-  losses_ = take(n);
-  row_stats_ = take(3 * n);
   d_residual_ = take(c * d);
   d_small_ = take(n * d);
   d_wide_ = take(4 * n * local);
@@ -94,18 +108,23 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, Re
   }
   WEFT_CHECK(cursor == activation_memory_.f32() + total, "activation carve-up is off by {}",
              cursor - (activation_memory_.f32() + total));
-  token_memory_ = std::make_unique<Buffer>(device, sizeof(std::int32_t) * 2 * static_cast<std::size_t>(n),
-                                           MemoryCategory::kActivations);
-  inputs_ = static_cast<std::int32_t*>(token_memory_->data());
-  targets_ = inputs_ + n;
+  slot_ = &slots_.front();
   host_losses_.resize(static_cast<std::size_t>(n));
 }
 
-std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size,
-                                       bool sequence_parallel) {
+void GptModel::select_slot(int slot) {
+  WEFT_CHECK(slot >= 0 && slot < static_cast<int>(slots_.size()), "activation slot {} of {}", slot, slots_.size());
+  slot_ = &slots_[static_cast<std::size_t>(slot)];
+}
+
+float* GptModel::stage_input() { return slot_->residual.front(); }
+const float* GptModel::stage_output() { return slot_->residual.back(); }
+
+std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, const GptModelOptions& options,
+                                       int tp_size) {
   const std::int64_t tokens = static_cast<std::int64_t>(micro_batch) * model.seq_len;
-  const bool sp = sequence_parallel && tp_size > 1;
-  return 4 * activation_floats(model, micro_batch, recompute, tp_size, sp) + 2 * 4 * tokens;  // + int32 token ids
+  // + the int32 input and target ids of every slot.
+  return 4 * activation_floats(model, micro_batch, options, tp_size) + 2 * 4 * tokens * options.activation_slots;
 }
 
 double GptModel::flops_per_token() const {
@@ -196,18 +215,18 @@ void GptModel::replicated_layernorm_backward(float* d_in, float* d_weight_and_bi
 
 void GptModel::load_batch(const std::int32_t* inputs, const std::int32_t* targets) {
   const std::size_t bytes = sizeof(std::int32_t) * static_cast<std::size_t>(rows_);
-  device_.copy_from_host(inputs_, inputs, bytes);
-  device_.copy_from_host(targets_, targets, bytes);
+  device_.copy_from_host(slot_->inputs, inputs, bytes);
+  device_.copy_from_host(slot_->targets, targets, bytes);
 }
 
 void GptModel::embed_forward(const float* embeddings) {
   // Vocab-parallel: each rank looks up the tokens in its rows (zeros elsewhere); rank 0 adds the positions.
   const float* positions = tp_.rank() == 0 ? embeddings + params_.wpe_in_embeddings() : nullptr;
-  float* partial = sequence_parallel_ ? sp_full_ : residual_[0];
-  kernels_.embedding_forward(ctx_, partial, inputs_, embeddings, positions, micro_batch_, model_.seq_len,
+  float* partial = sequence_parallel_ ? sp_full_ : slot_->residual.front();
+  kernels_.embedding_forward(ctx_, partial, slot_->inputs, embeddings, positions, micro_batch_, model_.seq_len,
                              model_.d_model, static_cast<int>(params_.vocab_start()), local_vocab_);
   if (sequence_parallel_)
-    tp_.reduce_scatter_sum(partial, residual_[0], static_cast<std::size_t>(stream_rows_) * model_.d_model);
+    tp_.reduce_scatter_sum(partial, slot_->residual.front(), static_cast<std::size_t>(stream_rows_) * model_.d_model);
   else
     tp_.all_reduce_sum(partial, static_cast<std::size_t>(rows_) * model_.d_model);
 }
@@ -215,9 +234,9 @@ void GptModel::embed_forward(const float* embeddings) {
 void GptModel::block_forward(const float* p, int layer) {
   const int d = model_.d_model, local = d / tp_.size();
   const BlockLayout& w = params_.block_layout();
-  BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];
-  const float* x = residual_[static_cast<std::size_t>(layer)];
-  float* out = residual_[static_cast<std::size_t>(layer) + 1];
+  BlockActivations& a = activations(layer);
+  const float* x = stream(layer);
+  float* out = stream(layer + 1);
   const std::size_t n = static_cast<std::size_t>(stream_rows_) * d;
 
   replicated_layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p + w.ln1_w, p + w.ln1_b);
@@ -235,13 +254,13 @@ void GptModel::block_forward(const float* p, int layer) {
 
 double GptModel::head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) {
   const int d = model_.d_model, v = local_vocab_;
-  replicated_layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, residual_.back(), final_norm, final_norm + d);
+  replicated_layernorm_forward(slot_->lnf, slot_->lnf_mean, slot_->lnf_rstd, slot_->residual.back(), final_norm, final_norm + d);
   // Tied output head: logits = ln_f(x) wte^T, over this rank's rows of the vocabulary.
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, lnf_, d, embeddings, d, 0.0f, logits_, v);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, slot_->lnf, d, embeddings, d, 0.0f, slot_->logits, v);
   double sum = 0.0;
   if (tp_.size() == 1) {
-    kernels_.softmax_cross_entropy(ctx_, losses_, logits_, logits_, targets_, rows_, valid_vocab_, v, grad_scale);
-    device_.copy_to_host(host_losses_.data(), losses_, sizeof(float) * host_losses_.size());
+    kernels_.softmax_cross_entropy(ctx_, slot_->losses, slot_->logits, slot_->logits, slot_->targets, rows_, valid_vocab_, v, grad_scale);
+    device_.copy_to_host(host_losses_.data(), slot_->losses, sizeof(float) * host_losses_.size());
     for (float loss : host_losses_) sum += loss;
     return sum;
   }
@@ -249,16 +268,16 @@ double GptModel::head_forward_loss(const float* final_norm, const float* embeddi
   // tp; loss = log(sum) + max - target. The full logits are never gathered.
   const auto n = static_cast<std::size_t>(rows_);
   const int start = static_cast<int>(params_.vocab_start());
-  float *max = row_stats_, *sum_exp = row_stats_ + n, *target = row_stats_ + 2 * n;
-  kernels_.row_max(ctx_, max, logits_, rows_, v, valid_vocab_);
+  float *max = slot_->row_stats, *sum_exp = slot_->row_stats + n, *target = slot_->row_stats + 2 * n;
+  kernels_.row_max(ctx_, max, slot_->logits, rows_, v, valid_vocab_);
   tp_.all_reduce_max(max, n);
-  kernels_.row_sum_exp(ctx_, sum_exp, logits_, max, rows_, v, valid_vocab_);
-  kernels_.target_logit(ctx_, target, logits_, targets_, rows_, v, start, valid_vocab_);
+  kernels_.row_sum_exp(ctx_, sum_exp, slot_->logits, max, rows_, v, valid_vocab_);
+  kernels_.target_logit(ctx_, target, slot_->logits, slot_->targets, rows_, v, start, valid_vocab_);
   tp_.all_reduce_sum(sum_exp, 2 * n);
   std::vector<float> stats(3 * n);
-  device_.copy_to_host(stats.data(), row_stats_, sizeof(float) * stats.size());
+  device_.copy_to_host(stats.data(), slot_->row_stats, sizeof(float) * stats.size());
   for (std::size_t r = 0; r < n; ++r) sum += std::log(static_cast<double>(stats[n + r])) + stats[r] - stats[2 * n + r];
-  kernels_.vocab_parallel_grad(ctx_, logits_, logits_, max, sum_exp, targets_, rows_, v, start, valid_vocab_,
+  kernels_.vocab_parallel_grad(ctx_, slot_->logits, slot_->logits, max, sum_exp, slot_->targets, rows_, v, start, valid_vocab_,
                                grad_scale);
   return sum;
 }
@@ -266,14 +285,14 @@ double GptModel::head_forward_loss(const float* final_norm, const float* embeddi
 void GptModel::head_backward(const float* final_norm, const float* embeddings, float* final_norm_grads,
                              float* embedding_grads) {
   const int d = model_.d_model, v = local_vocab_;
-  // logits_ now holds d(loss)/d(logits); the head is column-parallel over the vocabulary, so d(ln_f output)
+  // slot_->logits now holds d(loss)/d(logits); the head is column-parallel over the vocabulary, so d(ln_f output)
   // sums every rank's part.
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, logits_, v, embeddings, d, 0.0f, d_small_, d);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, slot_->logits, v, embeddings, d, 0.0f, d_small_, d);
   const float* d_lnf = reduce_partial_stream(d_small_);
-  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, logits_, v, lnf_, d, 1.0f, embedding_grads, d);
+  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, slot_->logits, v, slot_->lnf, d, 1.0f, embedding_grads, d);
   device_.fill_zero(d_residual_, sizeof(float) * static_cast<std::size_t>(stream_rows_) * d);
-  replicated_layernorm_backward(d_residual_, final_norm_grads, d_lnf, residual_.back(), final_norm, lnf_mean_,
-                                lnf_rstd_);
+  replicated_layernorm_backward(d_residual_, final_norm_grads, d_lnf, slot_->residual.back(), final_norm, slot_->lnf_mean,
+                                slot_->lnf_rstd);
 }
 
 void GptModel::block_backward(const float* p, float* g, int layer) {
@@ -281,8 +300,8 @@ void GptModel::block_backward(const float* p, float* g, int layer) {
   if (recompute_ == Recompute::kBlock) block_forward(p, layer);
   const int d = model_.d_model, local = d / tp_.size();
   const BlockLayout& w = params_.block_layout();
-  const BlockActivations& a = blocks_[static_cast<std::size_t>(layer)];
-  const float* x = residual_[static_cast<std::size_t>(layer)];
+  const BlockActivations& a = activations(layer);
+  const float* x = stream(layer);
 
   // d_residual_ holds d(loss)/d(block output); the skip paths pass it through unchanged, and each
   // LayerNorm backward adds its branch's contribution to it.
@@ -305,7 +324,7 @@ void GptModel::block_backward(const float* p, float* g, int layer) {
 void GptModel::embed_backward(float* embedding_grads) {
   // Every tp rank holds the whole d(residual), so each computes the same (replicated) position gradient.
   kernels_.embedding_backward(ctx_, embedding_grads, embedding_grads + params_.wpe_in_embeddings(),
-                              gather_stream(d_residual_), inputs_, micro_batch_, model_.seq_len, model_.d_model,
+                              gather_stream(d_residual_), slot_->inputs, micro_batch_, model_.seq_len, model_.d_model,
                               static_cast<int>(params_.vocab_start()), local_vocab_);
 }
 
@@ -314,11 +333,12 @@ double GptModel::forward_backward(const float* params, float* grads, const std::
   const GptParams& s = params_;
   load_batch(inputs, targets);
   embed_forward(params + s.embeddings().begin);
-  for (int l = 0; l < model_.layers; ++l) block_forward(params + s.block(l).begin, l);
+  for (int l = s.first_layer(); l < s.end_layer(); ++l) block_forward(params + s.block(l).begin, l);
   double loss = head_forward_loss(params + s.final_norm().begin, params + s.embeddings().begin, grad_scale);
   head_backward(params + s.final_norm().begin, params + s.embeddings().begin, grads + s.final_norm().begin,
                 grads + s.embeddings().begin);
-  for (int l = model_.layers - 1; l >= 0; --l) block_backward(params + s.block(l).begin, grads + s.block(l).begin, l);
+  for (int l = s.end_layer() - 1; l >= s.first_layer(); --l)
+    block_backward(params + s.block(l).begin, grads + s.block(l).begin, l);
   embed_backward(grads + s.embeddings().begin);
   return loss;
 }
@@ -327,7 +347,7 @@ double GptModel::forward_loss(const float* params, const std::int32_t* inputs, c
   const GptParams& s = params_;
   load_batch(inputs, targets);
   embed_forward(params + s.embeddings().begin);
-  for (int l = 0; l < model_.layers; ++l) block_forward(params + s.block(l).begin, l);
+  for (int l = s.first_layer(); l < s.end_layer(); ++l) block_forward(params + s.block(l).begin, l);
   return head_forward_loss(params + s.final_norm().begin, params + s.embeddings().begin, 0.0f);
 }
 

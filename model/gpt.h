@@ -13,19 +13,38 @@
 
 namespace weft {
 
+struct GptModelOptions {
+  // With kBlock only each block's input is kept; backward recomputes the block's activations first.
+  Recompute recompute = Recompute::kNone;
+  // Null: one rank. Otherwise every block is split Megatron-style: attention by heads (QKV column-parallel,
+  // output row-parallel), the MLP by columns then rows, the embedding and the loss by vocabulary; LayerNorms
+  // are replicated.
+  TpGroup* tp = nullptr;
+  // With tp > 1, also split the LayerNorms and the residual stream across tp by rows (tokens): the all-reduces
+  // become reduce-scatters and all-gathers (Korthikanti et al. 2022).
+  bool sequence_parallel = false;
+  StageSpan stage;           // the pipeline stage's part of the model
+  int activation_slots = 1;  // micro-batches whose activations can be alive at once
+  const kernels::KernelBackend* kernels = nullptr;  // overrides the device's table (benchmarks record GEMMs)
+};
+
 // Works on flat parameter and gradient buffers laid out by GptParams; keeps the activations of one
 // micro-batch of `micro_batch` sequences for the backward pass. The stages (embedding, each block, the
 // head and loss) are separate calls so pipeline schedules can run any range of them.
 class GptModel {
  public:
-  // With Recompute::kBlock only each block's input is kept; backward recomputes the block's activations first.
-  // `tp` (null: one rank) splits every block Megatron-style: attention by heads (QKV column-parallel, output
-  // row-parallel), the MLP by columns then rows, the embedding and the loss by vocabulary; LayerNorms are
-  // replicated. `kernels` overrides the device's kernel table (benchmarks record GEMM shapes through it).
-  // `sequence_parallel` (with tp > 1) also splits the LayerNorms and the residual stream across tp by rows
-  // (tokens): the all-reduces become reduce-scatters and all-gathers (Korthikanti et al. 2022).
-  GptModel(const ModelConfig& model, Device& device, int micro_batch, Recompute recompute = Recompute::kNone,
-           TpGroup* tp = nullptr, bool sequence_parallel = false, const kernels::KernelBackend* kernels = nullptr);
+  GptModel(const ModelConfig& model, Device& device, int micro_batch, const GptModelOptions& options = {});
+
+  // Pipelines keep several micro-batches in flight: every stage call works on the activations of slot
+  // `slot` (0 <= slot < activation_slots) until the next select.
+  void select_slot(int slot);
+  // The pipeline boundary: this stage's input stream (received from the previous stage), its output stream
+  // (sent to the next), and d(loss)/d(stream) at either end of the backward pass (received before the last
+  // block's backward, sent after the first block's).
+  float* stage_input();
+  const float* stage_output();
+  float* stream_gradient() { return d_residual_; }
+  std::size_t stream_elements() const { return static_cast<std::size_t>(stream_rows_) * model_.d_model; }
 
   const GptParams& params() const { return params_; }
   const ModelConfig& config() const { return model_; }
@@ -53,8 +72,9 @@ class GptModel {
   void embed_backward(float* embedding_grads);  // needs no parameters
 
   // Bytes of activation memory a model of this shape allocates (saved tensors, backward scratch, token ids).
-  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, Recompute recompute, int tp_size = 1,
-                                       bool sequence_parallel = false);
+  // (options.tp is not read: `tp_size` gives the group's size.)
+  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, const GptModelOptions& options,
+                                       int tp_size);
 
   // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
   double flops_per_token() const;
@@ -63,6 +83,18 @@ class GptModel {
   struct BlockActivations {
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *residual_mid, *ln2, *ln2_mean, *ln2_rstd, *fc, *fc_gelu;
   };
+  // One micro-batch's saved tensors.
+  struct Slot {
+    std::vector<float*> residual;  // the stream entering each stage block, then the stage's output
+    std::vector<BlockActivations> blocks;  // per stage block, or one set shared when recomputing
+    float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr, *losses = nullptr;
+    float* row_stats = nullptr;  // vocab-parallel loss: row max, then row sum of exponentials and target logit
+    std::int32_t *inputs = nullptr, *targets = nullptr;
+  };
+  float* stream(int layer) { return slot_->residual[static_cast<std::size_t>(layer - params_.first_layer())]; }
+  BlockActivations& activations(int layer) {
+    return slot_->blocks[recompute_ == Recompute::kBlock ? 0 : static_cast<std::size_t>(layer - params_.first_layer())];
+  }
   // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
   // this rank's rows of W [out, in] and of b; backward all-reduces dx over tp. dW += dy^T x; db += sums of dy.
   void column_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
@@ -100,13 +132,9 @@ class GptModel {
   kernels::AttentionShape attention_shape_;
 
   Tensor activation_memory_;
-  std::unique_ptr<Buffer> token_memory_;  // inputs then targets, int32 on the device
-  std::int32_t* inputs_ = nullptr;
-  std::int32_t* targets_ = nullptr;
-  std::vector<float*> residual_;  // layers + 1 residual-stream tensors: the embedding, then each block's output
-  std::vector<BlockActivations> blocks_;  // per block, or one set shared by all blocks when recomputing
-  float *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr;
-  float* row_stats_ = nullptr;  // vocab-parallel loss: row max, then row sum of exponentials and target logit
+  std::unique_ptr<Buffer> token_memory_;  // per slot: inputs then targets, int32 on the device
+  std::vector<Slot> slots_;
+  Slot* slot_ = nullptr;
   int local_vocab_ = 0, valid_vocab_ = 0;  // this tp rank's logit columns and how many are real vocabulary
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;

@@ -8,7 +8,9 @@
 
 namespace weft {
 
-GptParams::GptParams(const ModelConfig& model, int tp_rank, int tp_size) : tp_rank_(tp_rank), tp_size_(tp_size) {
+GptParams::GptParams(const ModelConfig& model, int tp_rank, int tp_size, StageSpan span)
+    : tp_rank_(tp_rank), tp_size_(tp_size), span_(span) {
+  if (span_.end_layer < 0) span_.end_layer = model.layers;
   const std::int64_t d = model.d_model, t = model.seq_len;
   // Padding rows never hold a real token and their logits are masked, so they never change the loss.
   padded_vocab_ = (model.vocab_size + tp_size - 1) / tp_size * tp_size;
@@ -18,10 +20,12 @@ GptParams::GptParams(const ModelConfig& model, int tp_rank, int tp_size) : tp_ra
   constexpr float kStd = 0.02f;
   // GPT-2 scales the residual projections by 1/sqrt(2 * layers) so the residual stream's variance stays flat.
   const float residual_std = kStd / std::sqrt(2.0f * static_cast<float>(model.layers));
-  add("wte.weight", {v, d}, S::kRows, InitKind::kNormal, kStd, true, -1);
-  wpe_in_embeddings_ = add("wpe.weight", {t, d}, S::kReplicated, InitKind::kNormal, kStd, true, -1);
+  if (span_.embeddings) {
+    add("wte.weight", {v, d}, S::kRows, InitKind::kNormal, kStd, true, -1);
+    wpe_in_embeddings_ = add("wpe.weight", {t, d}, S::kReplicated, InitKind::kNormal, kStd, true, -1);
+  }
   embeddings_ = {0, total_};
-  for (int l = 0; l < model.layers; ++l) {
+  for (int l = span_.first_layer; l < span_.end_layer; ++l) {
     const std::string p = "h." + std::to_string(l) + ".";
     const std::int64_t start = total_;
     auto local = [start](std::int64_t offset) { return offset - start; };
@@ -42,8 +46,10 @@ GptParams::GptParams(const ModelConfig& model, int tp_rank, int tp_size) : tp_ra
     blocks_.push_back({start, total_});
   }
   const std::int64_t norm_start = total_;
-  add("ln_f.weight", {d}, S::kReplicated, InitKind::kOnes, 0, false, -1);
-  add("ln_f.bias", {d}, S::kReplicated, InitKind::kZeros, 0, false, -1);
+  if (span_.final_norm) {
+    add("ln_f.weight", {d}, S::kReplicated, InitKind::kOnes, 0, false, -1);
+    add("ln_f.bias", {d}, S::kReplicated, InitKind::kZeros, 0, false, -1);
+  }
   final_norm_ = {norm_start, total_};
 }
 

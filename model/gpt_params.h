@@ -42,10 +42,19 @@ struct BlockLayout {
   std::int64_t ln1_w, ln1_b, qkv_w, qkv_b, attn_proj_w, attn_proj_b, ln2_w, ln2_b, fc_w, fc_b, mlp_proj_w, mlp_proj_b;
 };
 
+// The part of the model one pipeline stage holds: blocks [first_layer, end_layer), plus the embeddings on the
+// first stage and on the last (the output head is tied to them), and the final LayerNorm on the last.
+struct StageSpan {
+  int first_layer = 0;
+  int end_layer = -1;  // -1: through the last layer
+  bool embeddings = true;
+  bool final_norm = true;
+};
+
 class GptParams {
  public:
-  // The parameters tensor-parallel rank `tp_rank` of `tp_size` holds (all of them when tp_size is 1).
-  explicit GptParams(const ModelConfig& model, int tp_rank = 0, int tp_size = 1);
+  // The parameters tensor-parallel rank `tp_rank` of `tp_size` holds of the stage `span` (all of them by default).
+  explicit GptParams(const ModelConfig& model, int tp_rank = 0, int tp_size = 1, StageSpan span = {});
 
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
@@ -64,9 +73,15 @@ class GptParams {
   // reduce and free). Embeddings (wte then wpe), each block, the final LayerNorm (weight then bias); the flat
   // buffer holds them in that order.
   ParamRange embeddings() const { return embeddings_; }
-  ParamRange block(int layer) const { return blocks_[static_cast<std::size_t>(layer)]; }
+  // Blocks are numbered as in the whole model; only [first_layer(), end_layer()) exist here. Absent embeddings
+  // or final LayerNorm are empty ranges.
+  ParamRange block(int layer) const { return blocks_[static_cast<std::size_t>(layer - span_.first_layer)]; }
   ParamRange final_norm() const { return final_norm_; }
   int layers() const { return static_cast<int>(blocks_.size()); }
+  int first_layer() const { return span_.first_layer; }
+  int end_layer() const { return span_.end_layer; }
+  bool has_embeddings() const { return span_.embeddings; }
+  bool has_final_norm() const { return span_.final_norm; }
   const BlockLayout& block_layout() const { return block_layout_; }
   std::int64_t wpe_in_embeddings() const { return wpe_in_embeddings_; }  // wte starts at 0
 
@@ -88,6 +103,7 @@ class GptParams {
 
   std::vector<ParamSpec> specs_;
   int tp_rank_ = 0, tp_size_ = 1;
+  StageSpan span_;
   std::int64_t padded_vocab_ = 0, vocab_size_ = 0;
   std::int64_t total_ = 0;
   ParamRange embeddings_, final_norm_;

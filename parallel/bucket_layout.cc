@@ -7,10 +7,13 @@
 namespace weft {
 
 BucketLayout::BucketLayout(const GptParams& params, double bucket_mb, int dp, BucketGranularity granularity)
-    : layers_(params.layers()), dp_(dp) {
-  segments_.push_back(params.final_norm());
-  for (int l = layers_ - 1; l >= 0; --l) segments_.push_back(params.block(l));
-  segments_.push_back(params.embeddings());
+    : end_layer_(params.end_layer()),
+      has_final_norm_(params.has_final_norm()),
+      has_embeddings_(params.has_embeddings()),
+      dp_(dp) {
+  if (has_final_norm_) segments_.push_back(params.final_norm());
+  for (int l = params.end_layer() - 1; l >= params.first_layer(); --l) segments_.push_back(params.block(l));
+  if (has_embeddings_) segments_.push_back(params.embeddings());
 
   const auto bucket_elements = static_cast<std::int64_t>(bucket_mb * 1024.0 * 1024.0 / sizeof(float));
   for (int s = 0; s < segment_count(); ++s) {

@@ -8,8 +8,9 @@
 
 namespace weft {
 
-// Backward finishes gradients segment by segment: the final LayerNorm (with the tied head), then blocks
-// layers-1 .. 0, then the embeddings (wte also collects the head's gradient, so it is final last). Segment s
+// Backward finishes gradients segment by segment: the final LayerNorm (with the tied head), then the blocks
+// from the last to the first, then the embeddings (wte also collects the head's gradient, so it is final
+// last); a pipeline stage has the segments of its part of the model. Segment s
 // of that order is a model segment (GptParams); a bucket is a run of consecutive segments, never a part of one.
 //
 // Every bucket is padded to a multiple of the dp size so it splits into dp equal chunks; data-parallel rank r
@@ -30,11 +31,11 @@ class BucketLayout {
   BucketLayout(const GptParams& params, double bucket_mb, int dp, BucketGranularity granularity);
 
   int dp() const { return dp_; }
-  // Segment indices in backward order.
-  static int final_norm_segment() { return 0; }
-  int block_segment(int layer) const { return layers_ - layer; }
-  int embedding_segment() const { return layers_ + 1; }
-  int segment_count() const { return layers_ + 2; }
+  // Segment indices in backward order; -1 for a segment this pipeline stage does not hold.
+  int final_norm_segment() const { return has_final_norm_ ? 0 : -1; }
+  int block_segment(int layer) const { return (has_final_norm_ ? 1 : 0) + (end_layer_ - 1 - layer); }
+  int embedding_segment() const { return has_embeddings_ ? segment_count() - 1 : -1; }
+  int segment_count() const { return static_cast<int>(segments_.size()); }
   const ParamRange& segment(int index) const { return segments_[static_cast<std::size_t>(index)]; }
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
@@ -50,7 +51,8 @@ class BucketLayout {
   ParamRange owned_flat(const Bucket& b, int rank) const;
 
  private:
-  int layers_;
+  int end_layer_;
+  bool has_final_norm_, has_embeddings_;
   int dp_;
   std::vector<ParamRange> segments_;
   std::vector<Bucket> buckets_;

@@ -73,6 +73,14 @@ void refuse_unbuilt_settings(const Config& c) {
   if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
 }
 
+GptModelOptions model_options(const Config& config, TpGroup& tp) {
+  GptModelOptions options;
+  options.recompute = config.train.recompute;
+  options.tp = &tp;
+  options.sequence_parallel = config.parallel.sequence_parallel;
+  return options;
+}
+
 }  // namespace
 
 std::unique_ptr<Device> make_device_for(const Config& config, int local_rank) {
@@ -96,8 +104,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       corpus_(open_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
       tp_group_(*groups.tp),
-      model_(config.model, device, config.train.micro_batch, config.train.recompute, &tp_group_,
-             config.parallel.sequence_parallel),
+      model_(config.model, device, config.train.micro_batch, model_options(config, tp_group_)),
       zero_(ZeroPlan::for_stage(config.parallel.zero)),
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
       layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),
@@ -147,7 +154,7 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   // fp16 scales the loss (and so every gradient) up so small gradients survive; the update divides it out.
   const float grad_scale = static_cast<float>(scaler_.scale() / static_cast<double>(tokens_per_step()));
   const int layers = config_.model.layers;
-  const int embeddings = layout_.embedding_segment(), final_norm = BucketLayout::final_norm_segment();
+  const int embeddings = layout_.embedding_segment(), final_norm = layout_.final_norm_segment();
   grads_.begin_micro_batch(last);
   {
     TraceScope scope(tracer_, fmt::format("forward mb{}", micro), "compute");

@@ -43,7 +43,7 @@ std::int64_t dp_bytes_per_step(const Config& config, const BucketLayout& layout,
       return bus(OpKind::kAllGather,
                  layout.buckets()[static_cast<std::size_t>(layout.bucket_of(segment))].padded_size * element, n);
     };
-    std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(BucketLayout::final_norm_segment());
+    std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(layout.final_norm_segment());
     for (int l = 0; l < config.model.layers; ++l) per_micro += 2 * gathered(layout.block_segment(l));
     total += micro_batches * per_micro;
   }
@@ -123,9 +123,10 @@ Plan make_plan(const Config& config, int world_size) {
   std::int64_t optimizer_elements = 0;
   for (const Bucket& b : layout.buckets()) optimizer_elements += zero.optimizer_sharded ? layout.chunk(b) : b.flat.size();
   plan.memory.optimizer = optimizer_elements * 4 * (config.precision.compute == DType::kF32 ? 2 : 3);
-  plan.memory.activations =
-      GptModel::activation_bytes(config.model, config.train.micro_batch, config.train.recompute, p.tp,
-                                 p.sequence_parallel);
+  GptModelOptions options;
+  options.recompute = config.train.recompute;
+  options.sequence_parallel = p.sequence_parallel;
+  plan.memory.activations = GptModel::activation_bytes(config.model, config.train.micro_batch, options, p.tp);
   plan.comm.dp = dp_bytes_per_step(config, layout, zero);
   plan.comm.tp = tp_bytes_per_step(config);
   return plan;

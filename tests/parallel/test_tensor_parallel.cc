@@ -25,7 +25,10 @@ std::pair<double, std::vector<double>> split_model_gradients(const ModelConfig& 
   run_on_threads(group, [&](Communicator& comm) {
     CommTpGroup tp_group(comm);
     auto device = make_cpu_device();
-    GptModel gpt(model, *device, 2, Recompute::kNone, &tp_group, sp);
+    GptModelOptions options;
+    options.tp = &tp_group;
+    options.sequence_parallel = sp;
+    GptModel gpt(model, *device, 2, options);
     const GptParams& local = gpt.params();
     Tensor p(*device, {local.total()}, DType::kF32, MemoryCategory::kParams);
     Tensor g(*device, {local.total()}, DType::kF32, MemoryCategory::kGrads);
