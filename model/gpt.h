@@ -38,6 +38,7 @@ class GptModel {
   // Pipelines keep several micro-batches in flight: every stage call works on the activations of slot
   // `slot` (0 <= slot < activation_slots) until the next select.
   void select_slot(int slot);
+  int activation_slots() const { return static_cast<int>(slots_.size()); }
   // The pipeline boundary: this stage's input stream (received from the previous stage), its output stream
   // (sent to the next), and d(loss)/d(stream) at either end of the backward pass (received before the last
   // block's backward, sent after the first block's).

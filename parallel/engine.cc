@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "parallel/pipeline/stage_plan.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
@@ -64,7 +65,22 @@ void refuse_unbuilt_settings(const Config& c) {
   auto refuse = [&c](const std::string& setting, const char* what) {
     fail_usage("{}: {}: {} is not built yet in this weft", c.source_path, setting, what);
   };
-  if (c.parallel.pp != 1) refuse(fmt::format("parallel.pp = {}", c.parallel.pp), "pipeline parallelism");
+  if (c.parallel.pp > 1 && c.parallel.schedule == PipelineSchedule::kInterleaved)
+    refuse("parallel.schedule = interleaved", "running the interleaved schedule (weft plan and the simulator have it); "
+           "use gpipe or 1f1b");
+  if (c.parallel.pp > 1 && c.parallel.zero > 1)
+    fail_usage("{}: parallel.zero = {} with parallel.pp = {}: refused. ZeRO 2 would reduce-scatter every bucket of a "
+               "stage after each micro-batch's backward and ZeRO 3 would gather each stage's parameters again for "
+               "every micro-batch, multiplying traffic by the number of micro-batches; use parallel.zero = 1, which "
+               "shards the optimizer state and reduces gradients once per step",
+               c.source_path, c.parallel.zero, c.parallel.pp);
+  if (c.parallel.pp > 1 && c.precision.compute != DType::kF32)
+    refuse(fmt::format("precision.compute = {} with parallel.pp = {}", dtype_name(c.precision.compute), c.parallel.pp),
+           "16-bit pipelines (use fp32)");
+  if (c.parallel.pp > 1 && c.parallel.microbatches != 0 && c.parallel.microbatches != c.accumulation_steps())
+    fail_usage("{}: parallel.microbatches = {}: the pipeline runs global_batch / (micro_batch x dp) = {} micro-batches "
+               "per step; set it to {} or auto",
+               c.source_path, c.parallel.microbatches, c.accumulation_steps(), c.accumulation_steps());
   if (c.parallel.sequence_parallel && c.parallel.tp > 1 && (c.train.micro_batch * c.model.seq_len) % c.parallel.tp != 0)
     fail_usage("{}: parallel.sequence_parallel = true: the {} tokens of a micro-batch (micro_batch {} x seq_len {}) "
                "must split evenly over tp = {}",
@@ -73,11 +89,13 @@ void refuse_unbuilt_settings(const Config& c) {
   if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
 }
 
-GptModelOptions model_options(const Config& config, TpGroup& tp) {
+GptModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {
   GptModelOptions options;
   options.recompute = config.train.recompute;
   options.tp = &tp;
   options.sequence_parallel = config.parallel.sequence_parallel;
+  options.stage = stage_span(config, pp_rank);
+  options.activation_slots = activation_slots(config, pp_rank);
   return options;
 }
 
@@ -104,7 +122,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       corpus_(open_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
       tp_group_(*groups.tp),
-      model_(config.model, device, config.train.micro_batch, model_options(config, tp_group_)),
+      model_(config.model, device, config.train.micro_batch, model_options(config, tp_group_, groups.coords.pp)),
       zero_(ZeroPlan::for_stage(config.parallel.zero)),
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
       layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),
@@ -120,6 +138,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
                config.source_path, groups.dp->backend(), groups.dp->memory_type() == DeviceType::kCpu ? "host" : "GPU",
                device.name());
   check_same_config_everywhere();
+  if (config.parallel.pp > 1) schedule_ = pipeline_schedule(config);
   for (const Bucket& b : layout_.buckets()) {
     const ParamRange range = zero_.optimizer_sharded ? layout_.owned_flat(b, groups.dp->rank()) : b.flat;
     update_ranges_.push_back(range);
@@ -143,7 +162,7 @@ void Trainer::check_same_config_everywhere() {
                  config_.source_path, r);
 }
 
-void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) {
+void Trainer::load_micro_batch(int step, int micro) {
   const TrainConfig& train = config_.train;
   const int seq = config_.model.seq_len;
   const std::int64_t first = first_sample_of_micro_batch(step, groups_.coords.dp, micro, train.global_batch,
@@ -151,6 +170,10 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   for (int row = 0; row < train.micro_batch; ++row)
     samples_.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
                     targets_.data() + static_cast<std::ptrdiff_t>(row) * seq);
+  model_.load_batch(inputs_.data(), targets_.data());
+}
+
+void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) {
   // fp16 scales the loss (and so every gradient) up so small gradients survive; the update divides it out.
   const float grad_scale = static_cast<float>(scaler_.scale() / static_cast<double>(tokens_per_step()));
   const int layers = config_.model.layers;
@@ -158,7 +181,7 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   grads_.begin_micro_batch(last);
   {
     TraceScope scope(tracer_, fmt::format("forward mb{}", micro), "compute");
-    model_.load_batch(inputs_.data(), targets_.data());
+    load_micro_batch(step, micro);
     model_.embed_forward(params_.acquire(embeddings));
     params_.prefetch(layout_.block_segment(0));
     params_.release(embeddings);
@@ -212,12 +235,15 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
 double Trainer::global_gradient_norm() {
   const GptParams& params = model_.params();
   double local = 0.0;
+  // The last pipeline stage's copy of the tied embeddings is the first stage's, counted there.
+  const bool tied_copy = groups_.pp->size() > 1 && params.has_final_norm();
   for (const ParamSpec& spec : params.specs()) {
     if (spec.split == TpSplit::kReplicated && params.tp_rank() != 0) continue;
+    if (tied_copy && spec.layer < 0 && spec.offset < params.embeddings().end) continue;
     local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
   }
   const double over_dp = zero_.optimizer_sharded ? dp_sum(local) : local;
-  return std::sqrt(group_sum(*groups_.tp, over_dp));
+  return std::sqrt(group_sum(*groups_.pp, group_sum(*groups_.tp, over_dp)));
 }
 
 double Trainer::group_sum(Communicator& dp, double local) {
@@ -255,7 +281,11 @@ StepRecord Trainer::train_step(int step) {
   grads_.begin_step();
   double loss_sum = 0.0;
   const int micro_batches = config_.accumulation_steps();
-  for (int micro = 0; micro < micro_batches; ++micro) run_micro_batch(step, micro, micro + 1 == micro_batches, loss_sum);
+  if (schedule_) {
+    run_pipeline_step(step, loss_sum);
+  } else {
+    for (int micro = 0; micro < micro_batches; ++micro) run_micro_batch(step, micro, micro + 1 == micro_batches, loss_sum);
+  }
   grads_.finish();
 
   const double scaled_norm = global_gradient_norm();
@@ -272,7 +302,8 @@ StepRecord Trainer::train_step(int step) {
 
   StepRecord record;
   record.step = step;
-  record.loss = dp_sum(loss_sum) / static_cast<double>(tokens_per_step());
+  // Only the last pipeline stage computes the loss; the others add zero.
+  record.loss = dp_sum(group_sum(*groups_.pp, loss_sum)) / static_cast<double>(tokens_per_step());
   record.comm.dp = static_cast<std::int64_t>(groups_.dp->bytes_sent());
   record.comm.tp = static_cast<std::int64_t>(groups_.tp->bytes_sent());
   record.comm.pp = static_cast<std::int64_t>(groups_.pp->bytes_sent());

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "model/data.h"
@@ -14,6 +15,7 @@
 #include "parallel/mesh.h"
 #include "parallel/metrics.h"
 #include "parallel/mixed_precision.h"
+#include "parallel/pipeline/schedule.h"
 #include "parallel/tensor_parallel.h"
 #include "parallel/zero.h"
 #include "runtime/config.h"
@@ -44,6 +46,14 @@ class Trainer {
 
  private:
   void run_micro_batch(int step, int micro, bool last, double& loss_sum);
+  // Reads micro-batch `micro` of `step` (this dp rank's samples) into the model's current activation slot.
+  void load_micro_batch(int step, int micro);
+  // pp > 1: runs this stage's action list of the schedule for one step (pipeline_step.cc).
+  void run_pipeline_step(int step, double& loss_sum);
+  void pipeline_forward(int step, int micro, double& loss_sum);
+  void pipeline_backward(int micro, bool last);
+  // The tied embedding's gradient: the first and last stage each hold a copy; both end with the sum.
+  void tie_embedding_gradients();
   void optimizer_step(int step, double lr, float grad_scale);
   // Sums a per-rank double over a group exactly (gathered bits, added in rank order on every rank).
   double group_sum(Communicator& group, double local);
@@ -72,6 +82,7 @@ class Trainer {
   std::vector<ParamRange> update_ranges_;
   LossScaler scaler_;
   int overflow_step_ = 0;
+  std::optional<Schedule> schedule_;  // pp > 1
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;
 };

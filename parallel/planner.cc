@@ -5,6 +5,7 @@
 #include "collectives/communicator.h"
 #include "model/gpt.h"
 #include "parallel/bucket_layout.h"
+#include "parallel/pipeline/stage_plan.h"
 #include "parallel/pipeline/stages.h"
 #include "parallel/zero.h"
 #include "runtime/json_writer.h"
@@ -55,21 +56,37 @@ std::int64_t dp_bytes_per_step(const Config& config, const BucketLayout& layout,
 // backward, and the vocab-parallel loss statistics; then the norm's exact gather.
 // With sequence parallelism each all-reduce of the stream becomes a reduce-scatter plus an all-gather (the same
 // bytes), and the LayerNorm weight gradients (2 x d_model floats each) are all-reduced per micro-batch.
-std::int64_t tp_bytes_per_step(const Config& config) {
+// For pipeline stage `span`: the embedding's reduction on the first stage, the blocks', and the head's and
+// loss statistics' on the last.
+std::int64_t tp_bytes_per_step(const Config& config, const StageSpan& span, bool first_stage) {
   const int t = config.parallel.tp;
   const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
   const std::int64_t stream = rows * config.model.d_model * 4;
-  const int layers = config.model.layers;
+  const int layers = span.end_layer - span.first_layer;
   const int per_block = config.train.recompute == Recompute::kBlock ? 6 : 4;
-  const std::int64_t stream_ops = 2 + per_block * layers;
-  std::int64_t per_micro = bus(OpKind::kAllReduce, rows * 4, t) + bus(OpKind::kAllReduce, 2 * rows * 4, t);
+  const std::int64_t stream_ops = (first_stage ? 1 : 0) + (span.final_norm ? 1 : 0) + per_block * layers;
+  std::int64_t per_micro =
+      span.final_norm ? bus(OpKind::kAllReduce, rows * 4, t) + bus(OpKind::kAllReduce, 2 * rows * 4, t) : 0;
   if (config.parallel.sequence_parallel && t > 1) {
     per_micro += stream_ops * (bus(OpKind::kReduceScatter, stream, t) + bus(OpKind::kAllGather, stream, t));
-    per_micro += (1 + 2 * layers) * bus(OpKind::kAllReduce, 2 * config.model.d_model * 4, t);
+    per_micro += ((span.final_norm ? 1 : 0) + 2 * layers) * bus(OpKind::kAllReduce, 2 * config.model.d_model * 4, t);
   } else {
     per_micro += stream_ops * bus(OpKind::kAllReduce, stream, t);
   }
   return config.accumulation_steps() * per_micro + bus(OpKind::kAllGather, t * 8, t);
+}
+
+// Pipeline rank 0 (the first stage) sends each micro-batch's output stream forward, its copy of the tied
+// embeddings' gradient to the last stage, and takes part in the exact sums of the loss and the norm.
+std::int64_t pp_bytes_per_step(const Config& config, const GptParams& first_stage) {
+  const int pp = config.parallel.pp;
+  if (pp == 1) return 0;
+  const int t = config.parallel.tp;
+  const bool sp = config.parallel.sequence_parallel && t > 1;
+  const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
+  const std::int64_t stream = (sp ? rows / t : rows) * config.model.d_model * 4;
+  return config.accumulation_steps() * bus(OpKind::kSend, stream, pp) +
+         bus(OpKind::kSend, first_stage.embeddings().size() * 4, pp) + 2 * bus(OpKind::kAllGather, pp * 8, pp);
 }
 
 std::vector<std::vector<int>> groups_along(const ParallelConfig& p, int world, int MeshCoordinates::*axis) {
@@ -89,7 +106,10 @@ std::vector<std::vector<int>> groups_along(const ParallelConfig& p, int world, i
 
 std::string join(const std::vector<int>& ranks) {
   std::string text;
-  for (int r : ranks) text += (text.empty() ? "" : ",") + std::to_string(r);
+  for (int r : ranks) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(r);
+  }
   return text;
 }
 
@@ -109,8 +129,9 @@ Plan make_plan(const Config& config, int world_size) {
   for (int chunk : assign_layers(config.model.layers, p.pp * p.virtual_stages, stage_costs(config.model)))
     plan.stage_of_layer.push_back(chunk % p.pp);
 
-  // Every tp rank holds the same amount (tp rank 0's part stands for all).
-  const GptParams params(config.model, 0, p.tp);
+  // Rank 0's figures: the first pipeline stage, tp rank 0 (every tp rank of a stage holds the same amount).
+  const StageSpan span = stage_span(config, 0);
+  const GptParams params(config.model, 0, p.tp, span);
   plan.parameters = GptParams(config.model).total();
   const ZeroPlan zero = ZeroPlan::for_stage(p.zero);
   const BucketLayout layout(params, config.comm.bucket_mb, p.dp,
@@ -126,9 +147,13 @@ Plan make_plan(const Config& config, int world_size) {
   GptModelOptions options;
   options.recompute = config.train.recompute;
   options.sequence_parallel = p.sequence_parallel;
+  options.stage = span;
+  options.activation_slots = activation_slots(config, 0);  // the schedule's peak for the first stage
   plan.memory.activations = GptModel::activation_bytes(config.model, config.train.micro_batch, options, p.tp);
   plan.comm.dp = dp_bytes_per_step(config, layout, zero);
-  plan.comm.tp = tp_bytes_per_step(config);
+  plan.comm.tp = tp_bytes_per_step(config, span, true);
+  plan.comm.pp = pp_bytes_per_step(config, params);
+  if (p.pp > 1) plan.bubble_fraction = simulate(pipeline_schedule(config)).bubble_fraction;
   return plan;
 }
 
@@ -144,8 +169,11 @@ std::string format_plan(const Plan& plan, const Config& config) {
   out += "layers -> pipeline stage:";
   for (std::size_t l = 0; l < plan.stage_of_layer.size(); ++l) out += fmt::format(" h.{}:{}", l, plan.stage_of_layer[l]);
   if (p.pp > 1)
-    out += "\nnote: pipeline execution is not built yet; memory and traffic below are for one stage holding the "
-           "whole model";
+    out += fmt::format("\npipeline: {} schedule, {} micro-batches, bubble {:.1f}% (simulated; textbook "
+                       "(p-1)/(m+p-1) = {:.1f}%); figures below are rank 0's (the first stage)",
+                       config.parallel.schedule == PipelineSchedule::kGpipe ? "GPipe" : "1F1B",
+                       config.accumulation_steps(), 100.0 * plan.bubble_fraction,
+                       100.0 * (p.pp - 1) / (config.accumulation_steps() + p.pp - 1.0));
   out += fmt::format("\nper-rank memory: params {:.2f} MiB, grads {:.2f} MiB, optimizer {:.2f} MiB, activations {:.2f} MiB "
                      "(model states {:.2f} MiB)\n",
                      mib(plan.memory.params), mib(plan.memory.grads), mib(plan.memory.optimizer),
@@ -188,6 +216,7 @@ std::string plan_json(const Plan& plan) {
       .field("optimizer", plan.memory.optimizer)
       .field("activations", plan.memory.activations)
       .end_object();
+  json.field("bubble_fraction", plan.bubble_fraction);
   json.begin_object("comm_bytes").field("dp", plan.comm.dp).field("tp", plan.comm.tp).field("pp", plan.comm.pp).end_object();
   json.end_object();
   return json.str();

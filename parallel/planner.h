@@ -23,8 +23,9 @@ struct Plan {
   std::vector<std::vector<int>> dp_groups, tp_groups, pp_groups;  // global ranks of each group
   std::vector<int> stage_of_layer;                                 // pipeline stage of each layer
   std::int64_t parameters = 0;
-  MemoryPlan memory;  // per rank (every rank of a data-parallel layout holds the same amounts)
+  MemoryPlan memory;  // rank 0's (every rank of a stage holds the same amounts)
   CommBytes comm;     // bytes one rank sends per optimizer step, per group (nccl-tests bus bytes)
+  double bubble_fraction = 0.0;  // the pipeline schedule's idle share, from its simulation
 };
 
 // `config` as loaded for `world_size` ranks. Agrees with what a run of that layout measures

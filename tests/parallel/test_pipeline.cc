@@ -1,0 +1,99 @@
+// Pipeline parallelism trains the same model as one rank, under GPipe and 1F1B, alone and in a dp x tp x pp
+// mesh; the planner's figures for the first stage equal what it measures.
+#include <catch2/catch.hpp>
+
+#include "parallel/planner.h"
+#include "runtime/error.h"
+#include "tests/parallel/thread_run.h"
+
+using namespace weft;
+using namespace weft::testing;
+
+namespace {
+
+// 4 layers so pp = 4 has one per stage; micro_batch 2 gives 8 micro-batches, more than pp.
+const std::vector<ConfigOverride> kBase = {{"model.layers", "4"}, {"train.micro_batch", "2"}, {"comm.bucket_mb", "0.1"}};
+
+std::vector<ConfigOverride> with(std::vector<ConfigOverride> extra) {
+  std::vector<ConfigOverride> all = kBase;
+  all.insert(all.end(), extra.begin(), extra.end());
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("pp=2 and pp=4 under GPipe and 1F1B train the same model as one rank") {
+  const RunResult one = train_on_threads(1, 8, kBase);
+  for (const char* schedule : {"gpipe", "1f1b"}) {
+    for (int pp : {2, 4}) {
+      const RunResult piped = train_on_threads(pp, 8, with({{"parallel.pp", std::to_string(pp)}, {"parallel.schedule", schedule}}));
+      INFO(schedule << ", pp = " << pp);
+      CHECK(max_relative_difference(piped.losses, one.losses, 5) <= 1e-5);
+      CHECK(max_relative_difference(piped.losses, one.losses, 8) <= 1e-4);
+      CHECK(piped.records[0].back().comm.pp > 0);
+    }
+  }
+}
+
+TEST_CASE("dp=2 x tp=2 x pp=2 on 8 ranks with ZeRO 1 trains the same model as one rank") {
+  const RunResult one = train_on_threads(1, 6, kBase);
+  const RunResult mesh = train_on_threads(
+      8, 6, with({{"parallel.dp", "2"}, {"parallel.tp", "2"}, {"parallel.pp", "2"}, {"parallel.zero", "1"}}));
+  CHECK(max_relative_difference(mesh.losses, one.losses, 5) <= 1e-5);
+  CHECK(max_relative_difference(mesh.losses, one.losses, 6) <= 1e-4);
+}
+
+TEST_CASE("the plan's memory and bytes for the first stage equal the run's, for every pipeline layout tested") {
+  struct Layout {
+    int ranks;
+    std::vector<ConfigOverride> sets;
+  };
+  const std::vector<Layout> layouts = {
+      {2, {{"parallel.pp", "2"}}},
+      {2, {{"parallel.pp", "2"}, {"parallel.schedule", "gpipe"}}},
+      {4, {{"parallel.pp", "4"}}},
+      {8, {{"parallel.dp", "2"}, {"parallel.tp", "2"}, {"parallel.pp", "2"}, {"parallel.zero", "1"}}},
+      {4, {{"parallel.tp", "2"}, {"parallel.pp", "2"}, {"parallel.sequence_parallel", "true"}}},
+  };
+  for (const Layout& layout : layouts) {
+    const auto overrides = with(layout.sets);
+    const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, layout.ranks);
+    const Plan plan = make_plan(config, layout.ranks);
+    const RunResult run = train_on_threads(layout.ranks, 2, overrides);
+    const StepRecord& last = run.records[0].back();
+    INFO(layout.ranks << " ranks, " << layout.sets.size() << " settings, pp " << config.parallel.pp);
+    CHECK(run.memory.of(MemoryCategory::kParams) == plan.memory.params);
+    CHECK(run.memory.of(MemoryCategory::kGrads) == plan.memory.grads);
+    CHECK(run.memory.of(MemoryCategory::kOptimizer) == plan.memory.optimizer);
+    CHECK(run.memory.of(MemoryCategory::kActivations) == plan.memory.activations);
+    CHECK(last.comm.dp == plan.comm.dp);
+    CHECK(last.comm.tp == plan.comm.tp);
+    CHECK(last.comm.pp == plan.comm.pp);
+  }
+}
+
+TEST_CASE("1F1B holds fewer micro-batches of activations than GPipe on the first stage") {
+  auto activations = [](const char* schedule) {
+    const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                      with({{"parallel.pp", "2"}, {"parallel.schedule", schedule}}), 2);
+    return make_plan(config, 2).memory.activations;
+  };
+  CHECK(activations("1f1b") < activations("gpipe"));
+}
+
+TEST_CASE("ZeRO 2 and 3 with pipelining are refused with a reason, as is running the interleaved schedule") {
+  for (const char* zero : {"2", "3"}) {
+    const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                      with({{"parallel.pp", "2"}, {"parallel.zero", zero}}), 2);
+    try {
+      train_on_threads(2, 1, with({{"parallel.pp", "2"}, {"parallel.zero", zero}}));
+      FAIL("expected a refusal");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK_THAT(e.what(), Catch::Contains("parallel.zero") && Catch::Contains("traffic"));
+    }
+  }
+  CHECK_THROWS_AS(train_on_threads(2, 1, with({{"parallel.pp", "2"}, {"parallel.schedule", "interleaved"},
+                                               {"parallel.virtual_stages", "2"}})),
+                  Error);
+}
