@@ -35,6 +35,7 @@ struct PlanOptions {
   int ranks = 1;
   std::vector<std::string> overrides;
   bool json = false;
+  bool auto_rank = false;  // --auto: rank every feasible layout by predicted step time
 };
 
 int run_train(const TrainOptions& options);

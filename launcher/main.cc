@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   plan_cmd->add_option("-n,--ranks", plan.ranks, "World size to plan for")->required();
   plan_cmd->add_option("--set", plan.overrides, "Override a config key")->take_all();
   plan_cmd->add_flag("--json", plan.json, "Print JSON instead of text");
+  plan_cmd->add_flag("--auto", plan.auto_rank, "Rank every feasible layout by predicted step time (needs cluster:)");
 
   CollectivesBenchOptions bench;
   CLI::App* bench_cmd = app.add_subcommand("bench", "Benchmarks");

@@ -127,7 +127,7 @@ std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batc
   return 4 * activation_floats(model, micro_batch, options, tp_size) + 2 * 4 * tokens * options.activation_slots;
 }
 
-double GptModel::flops_per_token() const {
+double GptModel::flops_per_token(const ModelConfig& model_) {
   // 6 FLOPs per parameter-token for the matrix products (2 forward, 4 backward; the tied embedding counts
   // once as the output head, the lookup is free) and 6 * 2 * layers * seq * d_model for QK^T and PV.
   const double d = model_.d_model, layers = model_.layers;

@@ -78,7 +78,8 @@ class GptModel {
                                        int tp_size);
 
   // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
-  double flops_per_token() const;
+  double flops_per_token() const { return flops_per_token(model_); }
+  static double flops_per_token(const ModelConfig& model);
 
  private:
   struct BlockActivations {

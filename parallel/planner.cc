@@ -18,7 +18,8 @@ std::int64_t bus(OpKind op, std::int64_t bytes, int n) {
 }
 
 // Mirrors Trainer, ParamStore and GradientReducer: every collective one dp rank issues in a step.
-std::int64_t dp_bytes_per_step(const Config& config, const BucketLayout& layout, ZeroPlan zero) {
+std::int64_t dp_bytes_per_step(const Config& config, const GptParams& params, const BucketLayout& layout,
+                               ZeroPlan zero) {
   const int n = layout.dp();
   const auto element = static_cast<std::int64_t>(dtype_size(config.precision.compute));
   const int micro_batches = config.accumulation_steps();
@@ -45,7 +46,7 @@ std::int64_t dp_bytes_per_step(const Config& config, const BucketLayout& layout,
                  layout.buckets()[static_cast<std::size_t>(layout.bucket_of(segment))].padded_size * element, n);
     };
     std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(layout.final_norm_segment());
-    for (int l = 0; l < config.model.layers; ++l) per_micro += 2 * gathered(layout.block_segment(l));
+    for (int l = params.first_layer(); l < params.end_layer(); ++l) per_micro += 2 * gathered(layout.block_segment(l));
     total += micro_batches * per_micro;
   }
   return total;
@@ -150,7 +151,7 @@ Plan make_plan(const Config& config, int world_size) {
   options.stage = span;
   options.activation_slots = activation_slots(config, 0);  // the schedule's peak for the first stage
   plan.memory.activations = GptModel::activation_bytes(config.model, config.train.micro_batch, options, p.tp);
-  plan.comm.dp = dp_bytes_per_step(config, layout, zero);
+  plan.comm.dp = dp_bytes_per_step(config, params, layout, zero);
   plan.comm.tp = tp_bytes_per_step(config, span, true);
   plan.comm.pp = pp_bytes_per_step(config, params);
   if (p.pp > 1) plan.bubble_fraction = simulate(pipeline_schedule(config)).bubble_fraction;
@@ -182,6 +183,10 @@ std::string format_plan(const Plan& plan, const Config& config) {
                      plan.comm.tp, plan.comm.pp);
   out += "every ZeRO stage for this layout:\n  stage   params MiB   grads MiB   optimizer MiB   states MiB   dp MiB/step\n";
   for (int stage = 0; stage <= 3; ++stage) {
+    if (p.pp > 1 && stage > 1) {
+      out += fmt::format("  {:>5}  refused with pipelining (see docs/planner.md)\n", stage);
+      continue;
+    }
     Config variant = config;
     variant.parallel.zero = stage;
     const Plan other = make_plan(variant, plan.world_size);

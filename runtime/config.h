@@ -78,6 +78,17 @@ struct CheckpointConfig {
   std::string resume = "auto";  // auto | never | a checkpoint directory
 };
 
+// The machine a plan predicts for (weft plan): optional; without it, plans give memory and traffic only.
+struct ClusterConfig {
+  bool given() const { return peak_tflops > 0.0; }
+  int devices_per_node = 8;
+  double peak_tflops = 0.0;         // one device's peak dense FLOP/s for the compute precision, in TFLOP/s
+  double memory_gib = 0.0;          // one device's memory
+  double intra_node_gbps = 0.0;     // per-device bus bandwidth inside a node, GB/s
+  double inter_node_gbps = 0.0;     // per-device bus bandwidth between nodes, GB/s
+  double compute_efficiency = 0.5;  // the share of peak the model's GEMMs reach
+};
+
 struct Config {
   std::string source_path;  // the YAML file it came from (for messages)
   ModelConfig model;
@@ -88,6 +99,7 @@ struct Config {
   CommConfig comm;
   DeviceChoice device = DeviceChoice::kAuto;
   CheckpointConfig checkpoint;
+  ClusterConfig cluster;
 
   // Micro-batches per optimizer step on each data-parallel rank.
   int accumulation_steps() const { return train.global_batch / (train.micro_batch * parallel.dp); }

@@ -122,6 +122,19 @@ std::vector<KeySpec> build_schema() {
          config.device = static_cast<DeviceChoice>(value.choice);
        }},
 
+      {.section = "cluster", .name = "devices_per_node", .kind = K::kInt, .low = 1,
+       .store = member(&C::cluster, &ClusterConfig::devices_per_node)},
+      {.section = "cluster", .name = "peak_tflops", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::cluster, &ClusterConfig::peak_tflops)},
+      {.section = "cluster", .name = "memory_gib", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::cluster, &ClusterConfig::memory_gib)},
+      {.section = "cluster", .name = "intra_node_gbps", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::cluster, &ClusterConfig::intra_node_gbps)},
+      {.section = "cluster", .name = "inter_node_gbps", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::cluster, &ClusterConfig::inter_node_gbps)},
+      {.section = "cluster", .name = "compute_efficiency", .kind = K::kNumber, .low = 0, .high = 1, .has_high = true,
+       .low_open = true, .store = member(&C::cluster, &ClusterConfig::compute_efficiency)},
+
       {.section = "checkpoint", .name = "dir", .kind = K::kString,
        .store = member(&C::checkpoint, &CheckpointConfig::dir)},
       {.section = "checkpoint", .name = "every", .kind = K::kInt, .low = 0,
@@ -218,7 +231,7 @@ const std::vector<KeySpec>& config_schema() {
 
 const std::vector<std::string_view>& config_sections() {
   static const std::vector<std::string_view> sections = {"model",     "train", "data",      "parallel",
-                                                         "precision", "comm",  "checkpoint"};
+                                                         "precision", "comm",  "checkpoint", "cluster"};
   return sections;
 }
 
