@@ -14,7 +14,9 @@ namespace {
 // the saved tensors of one micro-batch, then the backward scratch every slot shares.
 std::int64_t activation_floats(const ModelConfig& model, int micro_batch, const GptModelOptions& o, int tp) {
   const bool sp = o.sequence_parallel && tp > 1;
-  const int layers = (o.stage.end_layer < 0 ? model.layers : o.stage.end_layer) - o.stage.first_layer;
+  int layers = o.stage.chunks.empty() ? model.layers : 0;
+  for (const LayerRange& chunk : o.stage.chunks) layers += chunk.end - chunk.begin;
+  const int chunks = o.stage.chunks.empty() ? 1 : static_cast<int>(o.stage.chunks.size());
   const std::int64_t n = static_cast<std::int64_t>(micro_batch) * model.seq_len, d = model.d_model,
                      t = model.seq_len, v = (model.vocab_size + tp - 1) / tp;  // this rank's vocabulary
   const std::int64_t c = sp ? n / tp : n;  // residual-stream rows this rank holds
@@ -25,7 +27,7 @@ std::int64_t activation_floats(const ModelConfig& model, int micro_batch, const 
   const std::int64_t per_block = n * d * 2 + c * d + n * local * (3 + 1 + 4 + 4) + 4 * c + probs;
   const int stored_blocks = o.recompute == Recompute::kBlock ? 1 : layers;
   const std::int64_t head = o.stage.final_norm ? n * d + 2 * c + n * v + n + 3 * n : 0;  // ln_f, logits, losses
-  const std::int64_t per_slot = per_block * stored_blocks + c * d * (layers + 1) + head;
+  const std::int64_t per_slot = per_block * stored_blocks + c * d * (layers + chunks) + head;
   return per_slot * o.activation_slots                     // saved tensors
          + c * d + n * d + n * 4 * local + probs             // backward scratch
          + (sp ? n * d + c * d + 2 * d : 0);                 // sequence-parallel buffers
@@ -66,9 +68,14 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
   token_memory_ = std::make_unique<Buffer>(
       device, sizeof(std::int32_t) * 2 * static_cast<std::size_t>(n) * options.activation_slots,
       MemoryCategory::kActivations);
+  const int chunks = static_cast<int>(params_.chunks().size());
+  for (int k = 0, position = 0; k < chunks; ++k)
+    for (int l = params_.chunks()[static_cast<std::size_t>(k)].begin; l < params_.chunks()[static_cast<std::size_t>(k)].end;
+         ++l)
+      stream_index_.push_back(position++ + k);
   for (int k = 0; k < options.activation_slots; ++k) {
     Slot slot;
-    for (int l = 0; l <= layers; ++l) slot.residual.push_back(take(c * d));
+    for (int l = 0; l < layers + chunks; ++l) slot.residual.push_back(take(c * d));
     for (int l = 0; l < stored_blocks; ++l) {
       BlockActivations a{};
       a.ln1 = take(n * d);
@@ -117,8 +124,8 @@ void GptModel::select_slot(int slot) {
   slot_ = &slots_[static_cast<std::size_t>(slot)];
 }
 
-float* GptModel::stage_input() { return slot_->residual.front(); }
-const float* GptModel::stage_output() { return slot_->residual.back(); }
+float* GptModel::chunk_input(int k) { return stream(params_.chunks()[static_cast<std::size_t>(k)].begin); }
+const float* GptModel::chunk_output(int k) { return stream_after(params_.chunks()[static_cast<std::size_t>(k)].end - 1); }
 
 std::int64_t GptModel::activation_bytes(const ModelConfig& model, int micro_batch, const GptModelOptions& options,
                                        int tp_size) {
@@ -236,7 +243,7 @@ void GptModel::block_forward(const float* p, int layer) {
   const BlockLayout& w = params_.block_layout();
   BlockActivations& a = activations(layer);
   const float* x = stream(layer);
-  float* out = stream(layer + 1);
+  float* out = stream_after(layer);
   const std::size_t n = static_cast<std::size_t>(stream_rows_) * d;
 
   replicated_layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p + w.ln1_w, p + w.ln1_b);
@@ -333,12 +340,12 @@ double GptModel::forward_backward(const float* params, float* grads, const std::
   const GptParams& s = params_;
   load_batch(inputs, targets);
   embed_forward(params + s.embeddings().begin);
-  for (int l = s.first_layer(); l < s.end_layer(); ++l) block_forward(params + s.block(l).begin, l);
+  for (int l : s.held_layers()) block_forward(params + s.block(l).begin, l);
   double loss = head_forward_loss(params + s.final_norm().begin, params + s.embeddings().begin, grad_scale);
   head_backward(params + s.final_norm().begin, params + s.embeddings().begin, grads + s.final_norm().begin,
                 grads + s.embeddings().begin);
-  for (int l = s.end_layer() - 1; l >= s.first_layer(); --l)
-    block_backward(params + s.block(l).begin, grads + s.block(l).begin, l);
+  for (auto l = s.held_layers().rbegin(); l != s.held_layers().rend(); ++l)
+    block_backward(params + s.block(*l).begin, grads + s.block(*l).begin, *l);
   embed_backward(grads + s.embeddings().begin);
   return loss;
 }
@@ -347,7 +354,7 @@ double GptModel::forward_loss(const float* params, const std::int32_t* inputs, c
   const GptParams& s = params_;
   load_batch(inputs, targets);
   embed_forward(params + s.embeddings().begin);
-  for (int l = s.first_layer(); l < s.end_layer(); ++l) block_forward(params + s.block(l).begin, l);
+  for (int l : s.held_layers()) block_forward(params + s.block(l).begin, l);
   return head_forward_loss(params + s.final_norm().begin, params + s.embeddings().begin, 0.0f);
 }
 

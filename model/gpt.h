@@ -39,11 +39,11 @@ class GptModel {
   // `slot` (0 <= slot < activation_slots) until the next select.
   void select_slot(int slot);
   int activation_slots() const { return static_cast<int>(slots_.size()); }
-  // The pipeline boundary: this stage's input stream (received from the previous stage), its output stream
-  // (sent to the next), and d(loss)/d(stream) at either end of the backward pass (received before the last
-  // block's backward, sent after the first block's).
-  float* stage_input();
-  const float* stage_output();
+  // The pipeline boundary, per local chunk k (this stage's chunks in model order): the stream entering it
+  // (received from the previous stage) and leaving it (sent to the next), and d(loss)/d(stream) at either end
+  // of the backward pass (received before the chunk's last block's backward, sent after its first block's).
+  float* chunk_input(int k);
+  const float* chunk_output(int k);
   float* stream_gradient() { return d_residual_; }
   std::size_t stream_elements() const { return static_cast<std::size_t>(stream_rows_) * model_.d_model; }
 
@@ -87,15 +87,21 @@ class GptModel {
   };
   // One micro-batch's saved tensors.
   struct Slot {
-    std::vector<float*> residual;  // the stream entering each stage block, then the stage's output
+    std::vector<float*> residual;  // per chunk: the stream entering each of its blocks, then its output
     std::vector<BlockActivations> blocks;  // per stage block, or one set shared when recomputing
     float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr, *losses = nullptr;
     float* row_stats = nullptr;  // vocab-parallel loss: row max, then row sum of exponentials and target logit
     std::int32_t *inputs = nullptr, *targets = nullptr;
   };
-  float* stream(int layer) { return slot_->residual[static_cast<std::size_t>(layer - params_.first_layer())]; }
+  // The stream entering block `layer`, and the one leaving it.
+  float* stream(int layer) {
+    return slot_->residual[static_cast<std::size_t>(stream_index_[static_cast<std::size_t>(params_.held_index(layer))])];
+  }
+  float* stream_after(int layer) {
+    return slot_->residual[static_cast<std::size_t>(stream_index_[static_cast<std::size_t>(params_.held_index(layer))] + 1)];
+  }
   BlockActivations& activations(int layer) {
-    return slot_->blocks[recompute_ == Recompute::kBlock ? 0 : static_cast<std::size_t>(layer - params_.first_layer())];
+    return slot_->blocks[recompute_ == Recompute::kBlock ? 0 : static_cast<std::size_t>(params_.held_index(layer))];
   }
   // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
   // this rank's rows of W [out, in] and of b; backward all-reduces dx over tp. dW += dy^T x; db += sums of dy.
@@ -137,6 +143,7 @@ class GptModel {
   std::unique_ptr<Buffer> token_memory_;  // per slot: inputs then targets, int32 on the device
   std::vector<Slot> slots_;
   Slot* slot_ = nullptr;
+  std::vector<int> stream_index_;  // per held block: its input's index in Slot::residual (chunk k adds k)
   int local_vocab_ = 0, valid_vocab_ = 0;  // this tp rank's logit columns and how many are real vocabulary
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;

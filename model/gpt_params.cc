@@ -10,7 +10,13 @@ namespace weft {
 
 GptParams::GptParams(const ModelConfig& model, int tp_rank, int tp_size, StageSpan span)
     : tp_rank_(tp_rank), tp_size_(tp_size), span_(span) {
-  if (span_.end_layer < 0) span_.end_layer = model.layers;
+  if (span_.chunks.empty()) span_.chunks.push_back({0, model.layers});
+  held_index_.assign(static_cast<std::size_t>(model.layers), -1);
+  for (const LayerRange& chunk : span_.chunks)
+    for (int l = chunk.begin; l < chunk.end; ++l) {
+      held_index_[static_cast<std::size_t>(l)] = static_cast<int>(held_layers_.size());
+      held_layers_.push_back(l);
+    }
   const std::int64_t d = model.d_model, t = model.seq_len;
   // Padding rows never hold a real token and their logits are masked, so they never change the loss.
   padded_vocab_ = (model.vocab_size + tp_size - 1) / tp_size * tp_size;
@@ -25,7 +31,7 @@ GptParams::GptParams(const ModelConfig& model, int tp_rank, int tp_size, StageSp
     wpe_in_embeddings_ = add("wpe.weight", {t, d}, S::kReplicated, InitKind::kNormal, kStd, true, -1);
   }
   embeddings_ = {0, total_};
-  for (int l = span_.first_layer; l < span_.end_layer; ++l) {
+  for (int l : held_layers_) {
     const std::string p = "h." + std::to_string(l) + ".";
     const std::int64_t start = total_;
     auto local = [start](std::int64_t offset) { return offset - start; };

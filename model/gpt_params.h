@@ -42,11 +42,16 @@ struct BlockLayout {
   std::int64_t ln1_w, ln1_b, qkv_w, qkv_b, attn_proj_w, attn_proj_b, ln2_w, ln2_b, fc_w, fc_b, mlp_proj_w, mlp_proj_b;
 };
 
-// The part of the model one pipeline stage holds: blocks [first_layer, end_layer), plus the embeddings on the
-// first stage and on the last (the output head is tied to them), and the final LayerNorm on the last.
+// A run [begin, end) of consecutive blocks: one model chunk of a pipeline.
+struct LayerRange {
+  int begin = 0, end = 0;
+};
+
+// The part of the model one pipeline stage holds: its chunks of blocks (one, or one per virtual stage with the
+// interleaved schedule), plus the embeddings on the first stage and on the last (the output head is tied to
+// them), and the final LayerNorm on the last.
 struct StageSpan {
-  int first_layer = 0;
-  int end_layer = -1;  // -1: through the last layer
+  std::vector<LayerRange> chunks;  // in model order; empty: every block as one chunk
   bool embeddings = true;
   bool final_norm = true;
 };
@@ -73,13 +78,14 @@ class GptParams {
   // reduce and free). Embeddings (wte then wpe), each block, the final LayerNorm (weight then bias); the flat
   // buffer holds them in that order.
   ParamRange embeddings() const { return embeddings_; }
-  // Blocks are numbered as in the whole model; only [first_layer(), end_layer()) exist here. Absent embeddings
-  // or final LayerNorm are empty ranges.
-  ParamRange block(int layer) const { return blocks_[static_cast<std::size_t>(layer - span_.first_layer)]; }
+  // Blocks are numbered as in the whole model; only held_layers() exist here (the chunks' blocks, ascending).
+  // Absent embeddings or final LayerNorm are empty ranges.
+  ParamRange block(int layer) const { return blocks_[static_cast<std::size_t>(held_index(layer))]; }
   ParamRange final_norm() const { return final_norm_; }
   int layers() const { return static_cast<int>(blocks_.size()); }
-  int first_layer() const { return span_.first_layer; }
-  int end_layer() const { return span_.end_layer; }
+  const std::vector<int>& held_layers() const { return held_layers_; }
+  int held_index(int layer) const { return held_index_[static_cast<std::size_t>(layer)]; }  // -1 when not held
+  const std::vector<LayerRange>& chunks() const { return span_.chunks; }
   bool has_embeddings() const { return span_.embeddings; }
   bool has_final_norm() const { return span_.final_norm; }
   const BlockLayout& block_layout() const { return block_layout_; }
@@ -104,6 +110,7 @@ class GptParams {
   std::vector<ParamSpec> specs_;
   int tp_rank_ = 0, tp_size_ = 1;
   StageSpan span_;
+  std::vector<int> held_layers_, held_index_;
   std::int64_t padded_vocab_ = 0, vocab_size_ = 0;
   std::int64_t total_ = 0;
   ParamRange embeddings_, final_norm_;

@@ -7,12 +7,14 @@
 namespace weft {
 
 BucketLayout::BucketLayout(const GptParams& params, double bucket_mb, int dp, BucketGranularity granularity)
-    : end_layer_(params.end_layer()),
-      has_final_norm_(params.has_final_norm()),
-      has_embeddings_(params.has_embeddings()),
-      dp_(dp) {
+    : has_final_norm_(params.has_final_norm()), has_embeddings_(params.has_embeddings()), dp_(dp) {
   if (has_final_norm_) segments_.push_back(params.final_norm());
-  for (int l = params.end_layer() - 1; l >= params.first_layer(); --l) segments_.push_back(params.block(l));
+  const std::vector<int>& held = params.held_layers();
+  block_segment_.assign(held.empty() ? 0 : static_cast<std::size_t>(held.back() + 1), -1);
+  for (auto l = held.rbegin(); l != held.rend(); ++l) {
+    block_segment_[static_cast<std::size_t>(*l)] = static_cast<int>(segments_.size());
+    segments_.push_back(params.block(*l));
+  }
   if (has_embeddings_) segments_.push_back(params.embeddings());
 
   const auto bucket_elements = static_cast<std::int64_t>(bucket_mb * 1024.0 * 1024.0 / sizeof(float));

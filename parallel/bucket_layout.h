@@ -33,7 +33,7 @@ class BucketLayout {
   int dp() const { return dp_; }
   // Segment indices in backward order; -1 for a segment this pipeline stage does not hold.
   int final_norm_segment() const { return has_final_norm_ ? 0 : -1; }
-  int block_segment(int layer) const { return (has_final_norm_ ? 1 : 0) + (end_layer_ - 1 - layer); }
+  int block_segment(int layer) const { return block_segment_[static_cast<std::size_t>(layer)]; }
   int embedding_segment() const { return has_embeddings_ ? segment_count() - 1 : -1; }
   int segment_count() const { return static_cast<int>(segments_.size()); }
   const ParamRange& segment(int index) const { return segments_[static_cast<std::size_t>(index)]; }
@@ -51,8 +51,8 @@ class BucketLayout {
   ParamRange owned_flat(const Bucket& b, int rank) const;
 
  private:
-  int end_layer_;
   bool has_final_norm_, has_embeddings_;
+  std::vector<int> block_segment_;  // by model layer; -1 for blocks another stage holds
   int dp_;
   std::vector<ParamRange> segments_;
   std::vector<Bucket> buckets_;

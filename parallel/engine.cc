@@ -65,9 +65,6 @@ void refuse_unbuilt_settings(const Config& c) {
   auto refuse = [&c](const std::string& setting, const char* what) {
     fail_usage("{}: {}: {} is not built yet in this weft", c.source_path, setting, what);
   };
-  if (c.parallel.pp > 1 && c.parallel.schedule == PipelineSchedule::kInterleaved)
-    refuse("parallel.schedule = interleaved", "running the interleaved schedule (weft plan and the simulator have it); "
-           "use gpipe or 1f1b");
   if (c.parallel.pp > 1 && c.parallel.zero > 1)
     fail_usage("{}: parallel.zero = {} with parallel.pp = {}: refused. ZeRO 2 would reduce-scatter every bucket of a "
                "stage after each micro-batch's backward and ZeRO 3 would gather each stage's parameters again for "

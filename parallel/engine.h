@@ -50,8 +50,8 @@ class Trainer {
   void load_micro_batch(int step, int micro);
   // pp > 1: runs this stage's action list of the schedule for one step (pipeline_step.cc).
   void run_pipeline_step(int step, double& loss_sum);
-  void pipeline_forward(int step, int micro, double& loss_sum);
-  void pipeline_backward(int micro, bool last);
+  void pipeline_forward(int step, int micro, int chunk, double& loss_sum);
+  void pipeline_backward(int micro, int chunk);
   // The tied embedding's gradient: the first and last stage each hold a copy; both end with the sum.
   void tie_embedding_gradients();
   void optimizer_step(int step, double lr, float grad_scale);

@@ -46,7 +46,7 @@ std::int64_t dp_bytes_per_step(const Config& config, const GptParams& params, co
                  layout.buckets()[static_cast<std::size_t>(layout.bucket_of(segment))].padded_size * element, n);
     };
     std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(layout.final_norm_segment());
-    for (int l = params.first_layer(); l < params.end_layer(); ++l) per_micro += 2 * gathered(layout.block_segment(l));
+    for (int l : params.held_layers()) per_micro += 2 * gathered(layout.block_segment(l));
     total += micro_batches * per_micro;
   }
   return total;
@@ -63,7 +63,8 @@ std::int64_t tp_bytes_per_step(const Config& config, const StageSpan& span, bool
   const int t = config.parallel.tp;
   const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
   const std::int64_t stream = rows * config.model.d_model * 4;
-  const int layers = span.end_layer - span.first_layer;
+  int layers = 0;
+  for (const LayerRange& chunk : span.chunks) layers += chunk.end - chunk.begin;
   const int per_block = config.train.recompute == Recompute::kBlock ? 6 : 4;
   const std::int64_t stream_ops = (first_stage ? 1 : 0) + (span.final_norm ? 1 : 0) + per_block * layers;
   std::int64_t per_micro =
@@ -86,7 +87,10 @@ std::int64_t pp_bytes_per_step(const Config& config, const GptParams& first_stag
   const bool sp = config.parallel.sequence_parallel && t > 1;
   const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
   const std::int64_t stream = (sp ? rows / t : rows) * config.model.d_model * 4;
-  return config.accumulation_steps() * bus(OpKind::kSend, stream, pp) +
+  // The first stage sends each micro-batch forward once per chunk it holds (none is the model's last), and
+  // backward once per chunk but its first (chunk 0 has no predecessor).
+  const int sends_per_micro = 2 * config.parallel.virtual_stages - 1;
+  return config.accumulation_steps() * sends_per_micro * bus(OpKind::kSend, stream, pp) +
          bus(OpKind::kSend, first_stage.embeddings().size() * 4, pp) + 2 * bus(OpKind::kAllGather, pp * 8, pp);
 }
 
@@ -170,11 +174,14 @@ std::string format_plan(const Plan& plan, const Config& config) {
   out += "layers -> pipeline stage:";
   for (std::size_t l = 0; l < plan.stage_of_layer.size(); ++l) out += fmt::format(" h.{}:{}", l, plan.stage_of_layer[l]);
   if (p.pp > 1)
-    out += fmt::format("\npipeline: {} schedule, {} micro-batches, bubble {:.1f}% (simulated; textbook "
-                       "(p-1)/(m+p-1) = {:.1f}%); figures below are rank 0's (the first stage)",
-                       config.parallel.schedule == PipelineSchedule::kGpipe ? "GPipe" : "1F1B",
-                       config.accumulation_steps(), 100.0 * plan.bubble_fraction,
-                       100.0 * (p.pp - 1) / (config.accumulation_steps() + p.pp - 1.0));
+    out += fmt::format("\npipeline: {} schedule, {} micro-batches, {} virtual stage(s), bubble {:.1f}% (simulated; "
+                       "textbook (p-1)/(vm+p-1) = {:.1f}%); figures below are rank 0's (the first stage)",
+                       config.parallel.schedule == PipelineSchedule::kGpipe         ? "GPipe"
+                       : config.parallel.schedule == PipelineSchedule::kInterleaved ? "interleaved 1F1B"
+                                                                                     : "1F1B",
+                       config.accumulation_steps(), p.virtual_stages, 100.0 * plan.bubble_fraction,
+                       100.0 * (p.pp - 1) /
+                           (static_cast<double>(p.virtual_stages) * config.accumulation_steps() + p.pp - 1.0));
   out += fmt::format("\nper-rank memory: params {:.2f} MiB, grads {:.2f} MiB, optimizer {:.2f} MiB, activations {:.2f} MiB "
                      "(model states {:.2f} MiB)\n",
                      mib(plan.memory.params), mib(plan.memory.grads), mib(plan.memory.optimizer),

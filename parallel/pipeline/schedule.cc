@@ -106,6 +106,23 @@ Simulation simulate(const Schedule& s, double backward_cost) {
   std::vector<double> clock(static_cast<std::size_t>(ranks), 0.0);
   std::vector<int> live(static_cast<std::size_t>(ranks), 0);
   result.peak_in_flight.assign(static_cast<std::size_t>(ranks), 0);
+  result.peak_micro_window.assign(static_cast<std::size_t>(ranks), 0);
+  // Per rank and micro-batch: chunk forwards and backwards done there.
+  std::vector<std::vector<int>> forwards_here(static_cast<std::size_t>(ranks), std::vector<int>(static_cast<std::size_t>(s.micro_batches), 0));
+  std::vector<std::vector<int>> backwards_here = forwards_here;
+  const auto note_window = [&](int r) {
+    int lowest = -1, highest = -1;
+    for (int m = 0; m < s.micro_batches; ++m) {
+      const bool alive = forwards_here[static_cast<std::size_t>(r)][static_cast<std::size_t>(m)] > 0 &&
+                         backwards_here[static_cast<std::size_t>(r)][static_cast<std::size_t>(m)] < s.virtual_stages;
+      if (!alive) continue;
+      if (lowest < 0) lowest = m;
+      highest = m;
+    }
+    if (lowest >= 0)
+      result.peak_micro_window[static_cast<std::size_t>(r)] =
+          std::max(result.peak_micro_window[static_cast<std::size_t>(r)], highest - lowest + 1);
+  };
   // Messages in flight: (kind sent, from, to, micro-batch, chunk) -> the sender's clock when it was sent.
   std::map<std::tuple<int, int, int, int, int>, std::deque<double>> mailbox;
   std::map<std::pair<int, int>, int> forwarded, backwarded;  // (micro-batch, chunk) -> times computed
@@ -131,6 +148,8 @@ Simulation simulate(const Schedule& s, double backward_cost) {
             return result;
           }
           ++forwarded[{a.micro_batch, a.chunk}];
+          ++forwards_here[static_cast<std::size_t>(r)][static_cast<std::size_t>(a.micro_batch)];
+          note_window(r);
           now += forward_time;
           result.peak_in_flight[static_cast<std::size_t>(r)] =
               std::max(result.peak_in_flight[static_cast<std::size_t>(r)], ++live[static_cast<std::size_t>(r)]);
@@ -142,6 +161,7 @@ Simulation simulate(const Schedule& s, double backward_cost) {
             return result;
           }
           ++backwarded[{a.micro_batch, a.chunk}];
+          ++backwards_here[static_cast<std::size_t>(r)][static_cast<std::size_t>(a.micro_batch)];
           now += backward_time;
           --live[static_cast<std::size_t>(r)];
         } else if (a.kind == ActionKind::kSendActivation || a.kind == ActionKind::kSendGradient) {

@@ -40,6 +40,9 @@ struct Simulation {
   double makespan = 0.0;           // in units of one stage's forward time
   double bubble_fraction = 0.0;    // idle share of rank-time
   std::vector<int> peak_in_flight;  // per rank: most micro-batch chunks whose activations are alive at once
+  // per rank: the widest span of micro-batch numbers alive at once (first forward started, last backward not
+  // done), so slot m % span never holds two live micro-batches
+  std::vector<int> peak_micro_window;
 };
 
 // Runs the programs with blocking receives and buffered sends; a chunk's forward costs 1 / virtual_stages and

@@ -41,7 +41,7 @@ TEST_CASE("a tensor-parallel group that spans nodes is predicted slower than one
   CHECK(b.tp_ms > a.tp_ms * bytes_ratio * 5);  // 10x slower links, within a factor 2 of pure bandwidth
 }
 
-TEST_CASE("--auto ranks layouts that fit first, fastest first, and only ones this weft can run") {
+TEST_CASE("weft plan --auto ranks layouts that fit first, fastest first, and only ones this weft can run") {
   const Config config = cluster_config(8, {{"cluster.memory_gib", "0.02"}});
   const auto ranking = rank_layouts(config, 8);
   REQUIRE(!ranking.empty());

@@ -307,7 +307,7 @@ TEST_CASE("an unknown key is an error that suggests the closest key") {
         "bad.yaml:2:3: model.colour: unknown key; model takes layers, d_model, heads, vocab_size, seq_len");
   CHECK(std::string(usage_error("optimizer: {}\n").what()) ==
         "bad.yaml:1:1: optimizer: unknown section; expected one of model, train, data, parallel, precision, comm, "
-        "checkpoint or device");
+        "checkpoint, cluster or device");
 }
 
 TEST_CASE("a --set override beats the file, a later --set wins, and values are read as YAML") {
