@@ -21,12 +21,13 @@ def compute_spans(path):
     return [(e["ts"], e["ts"] + e["dur"], e["name"]) for e in events if e.get("ph") == "X" and e.get("cat") == "compute"]
 
 
-def measure(build, pp, schedule, steps):
+def measure(build, pp, schedule, steps, virtual_stages=1):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
         trace = os.path.join(tmp, "t.json")
         subprocess.run([os.path.join(build, "weft"), "launch", "-n", str(pp), os.path.join(ROOT, "configs/bench_3m.yaml"),
                         "--set", f"parallel.pp={pp}", "--set", f"parallel.schedule={schedule}", "--set", "train.micro_batch=1",
+                        "--set", f"parallel.virtual_stages={virtual_stages}",
                         "--set", f"train.steps={steps}", "--trace", trace], check=True, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ranks = [compute_spans(p) for p in sorted(glob.glob(trace + ".rank*"))]
@@ -54,11 +55,10 @@ def main():
     args = parser.parse_args()
     m = 8
     print(f"bench_3m, m = {m} micro-batches of 1 sample, 1 thread per rank")
-    print(f"{'pp':>3} {'schedule':>9} {'measured':>9} {'(p-1)/(m+p-1)':>14}")
-    for pp in (2, 4):
-        for schedule in ("gpipe", "1f1b"):
-            bubble = measure(args.build, pp, schedule, args.steps)
-            print(f"{pp:>3} {schedule:>9} {100 * bubble:>8.1f}% {100 * (pp - 1) / (m + pp - 1):>13.1f}%")
+    print(f"{'pp':>3} {'schedule':>12} {'measured':>9} {'(p-1)/(vm+p-1)':>15}")
+    for pp, schedule, v in ((2, "gpipe", 1), (2, "1f1b", 1), (2, "interleaved", 2), (4, "gpipe", 1), (4, "1f1b", 1)):
+        bubble = measure(args.build, pp, schedule, args.steps, v)
+        print(f"{pp:>3} {schedule:>12} {100 * bubble:>8.1f}% {100 * (pp - 1) / (v * m + pp - 1):>14.1f}%")
 
 
 if __name__ == "__main__":

@@ -69,3 +69,16 @@ TEST_CASE("over MPI, overlap on and off give identical losses and a repeated run
   CHECK(on.losses == off.losses);
   CHECK(on.losses == again.losses);
 }
+
+TEST_CASE("weft launch with pp=2 (1F1B) and dp=2 x pp=2 over MPI trains the same model as one rank") {
+  const Run one = launch(1, "--set train.micro_batch=2");
+  REQUIRE(one.exit_code == 0);
+  for (const auto& [ranks, layout] : {std::pair{2, "--set parallel.pp=2"}, std::pair{4, "--set parallel.pp=2 --set parallel.zero=1"}}) {
+    const Run piped = launch(ranks, std::string("--set train.micro_batch=2 ") + layout);
+    INFO(layout);
+    REQUIRE(piped.exit_code == 0);
+    REQUIRE(piped.losses.size() == 20);
+    CHECK(max_relative_difference(piped.losses, one.losses, 5) <= 1e-5);
+    CHECK(max_relative_difference(piped.losses, one.losses, 20) <= 1e-4);
+  }
+}
