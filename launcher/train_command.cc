@@ -48,13 +48,16 @@ void train(const Config& config, const TrainOptions& options, const RankInfo& ra
                  rank.world_size, device.name(), config.parallel.dp, config.parallel.tp, config.parallel.pp,
                  config.train.steps, trainer.tokens_per_step());
 
+  // Resume from the newest complete checkpoint (checkpoint.resume: auto), a named one, or none.
+  const int resumed = trainer.restore_checkpoint();
   std::vector<StepRecord> records;
-  for (int step = 1; step <= config.train.steps; ++step) {
+  for (int step = resumed + 1; step <= config.train.steps; ++step) {
     StepRecord record = trainer.train_step(step);
     records.push_back(record);
     if (metrics) metrics->write_step(record);
-    if (leader && (step % config.train.log_every == 0 || step == 1 || step == config.train.steps))
+    if (leader && (step % config.train.log_every == 0 || step == resumed + 1 || step == config.train.steps))
       spdlog::info("{}", progress_line(record, config.train.steps));
+    if (config.checkpoint.every > 0 && step % config.checkpoint.every == 0) trainer.save_checkpoint(step);
   }
   const RunSummary summary = summarize(records, trainer.tokens_per_step());
   if (metrics) metrics->write_summary(summary);

@@ -83,7 +83,9 @@ void refuse_unbuilt_settings(const Config& c) {
                "must split evenly over tp = {}",
                c.source_path, c.train.micro_batch * c.model.seq_len, c.train.micro_batch, c.model.seq_len,
                c.parallel.tp);
-  if (!c.checkpoint.dir.empty() || c.checkpoint.every > 0) refuse("checkpoint.dir/every", "checkpointing");
+  if (c.checkpoint.every > 0 && c.checkpoint.dir.empty())
+    fail_usage("{}: checkpoint.every = {}: needs checkpoint.dir, the directory to save into", c.source_path,
+               c.checkpoint.every);
 }
 
 GptModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {

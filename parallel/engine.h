@@ -37,6 +37,12 @@ class Trainer {
   std::int64_t tokens_per_step() const {
     return static_cast<std::int64_t>(config_.train.global_batch) * config_.model.seq_len;
   }
+  // Checkpoints (checkpointing.cc; collectives over the world group): every rank writes the model states it
+  // owns; restore reads what this layout needs from a checkpoint written under any layout. restore returns
+  // the step to continue after (0 when there is nothing to resume).
+  void save_checkpoint(int step);
+  int restore_checkpoint();
+
   // Testing: backward of `step` on this rank produces an infinite gradient (as an fp16 overflow would).
   void inject_gradient_overflow_for_testing(int step) { overflow_step_ = step; }
 
@@ -62,6 +68,9 @@ class Trainer {
   // tp-replicated ones (LayerNorms, row-parallel biases, positions) counted once.
   double global_gradient_norm();
   void check_same_config_everywhere();
+  // Runs over each owned parameter segment of bucket `i`'s update range: (spec, first local element, count).
+  template <typename Visit>
+  void for_each_owned_piece(std::size_t bucket, Visit visit);
 
   Config config_;
   ProcessGroups& groups_;

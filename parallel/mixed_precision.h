@@ -25,6 +25,11 @@ class LossScaler {
   double scale() const { return scale_; }
   // Records the outcome of a step (the same `overflow` on every rank); true when the step must be skipped.
   bool update(bool overflow);
+  int clean_steps() const { return clean_steps_; }
+  void restore(double scale, int clean_steps) {
+    if (dynamic_) scale_ = scale;
+    clean_steps_ = clean_steps;
+  }
 
  private:
   bool dynamic_;

@@ -76,6 +76,11 @@ class ShardOptimizer {
   // `params` (param_type) and `grads` (grad_type) point at the range's first element.
   void step(void* params, const void* grads, DType grad_type, int step, float lr, float grad_scale);
 
+  // For checkpoints: Adam's moments, and the fp32 master weights (undefined when parameters are fp32).
+  Tensor& adam_m() { return adam_.m(); }
+  Tensor& adam_v() { return adam_.v(); }
+  Tensor& master() { return master_; }
+
  private:
   Device& device_;
   AdamWOptimizer adam_;

@@ -1,0 +1,190 @@
+#include "checkpoint/format.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace weft::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::uint64_t fnv1a(const std::string& bytes) {
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes) hash = (hash ^ c) * 0x100000001b3ull;
+  return hash;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_usage("{}: cannot read: {}", path, std::strerror(errno));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Writes and fsyncs a file; errors (a full disk among them) are reported with the path.
+void write_durably(const std::string& path, const std::string& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) fail_usage("{}: cannot create: {}", path, std::strerror(errno));
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      fail_usage("{}: writing the checkpoint failed: {}", path, std::strerror(error));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) fail_usage("{}: flushing the checkpoint failed: {}", path, std::strerror(errno));
+}
+
+void sync_directory(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string shard_name(int rank) { return fmt::format("shard_r{}.bin", rank); }
+std::string meta_name(int rank) { return fmt::format("shard_r{}.meta", rank); }
+
+}  // namespace
+
+std::string checkpoint_path(const std::string& root, std::int64_t step) {
+  return (fs::path(root) / fmt::format("step_{:08d}", step)).string();
+}
+
+void write_shard(const std::string& staging, int rank, const std::vector<RunData>& runs) {
+  ShardFile shard;
+  shard.set_path(shard_name(rank));
+  shard.set_rank(rank);
+  std::string bytes;
+  for (const RunData& run : runs) {
+    Run* entry = shard.add_runs();
+    entry->set_tensor(run.tensor);
+    entry->set_state(run.state);
+    entry->set_global_start(run.global_start);
+    entry->set_count(static_cast<std::int64_t>(run.values.size()));
+    entry->set_file_offset(static_cast<std::int64_t>(bytes.size()));
+    bytes.append(reinterpret_cast<const char*>(run.values.data()), run.values.size() * sizeof(float));
+  }
+  shard.set_bytes(static_cast<std::int64_t>(bytes.size()));
+  shard.set_checksum(fnv1a(bytes));
+  write_durably((fs::path(staging) / shard_name(rank)).string(), bytes);
+  write_durably((fs::path(staging) / meta_name(rank)).string(), shard.SerializeAsString());
+}
+
+void commit(const std::string& root, std::int64_t step, Manifest manifest, int world_size, int keep) {
+  const std::string final_dir = checkpoint_path(root, step), staging = final_dir + ".tmp";
+  for (int rank = 0; rank < world_size; ++rank) {
+    const std::string meta_path = (fs::path(staging) / meta_name(rank)).string();
+    ShardFile shard;
+    if (!shard.ParseFromString(read_all(meta_path))) fail_usage("{}: damaged shard description", meta_path);
+    *manifest.add_files() = shard;
+    fs::remove(meta_path);
+  }
+  manifest.set_format_version(kFormatVersion);
+  manifest.set_step(step);
+  // The manifest is written last and renamed into place: its presence is what makes a checkpoint complete.
+  const std::string manifest_path = (fs::path(staging) / "manifest.pb").string();
+  write_durably(manifest_path + ".tmp", manifest.SerializeAsString());
+  fs::rename(manifest_path + ".tmp", manifest_path);
+  sync_directory(staging);
+  std::error_code ignored;
+  fs::remove_all(final_dir, ignored);  // a leftover from an earlier run that died mid-commit
+  fs::rename(staging, final_dir);
+  sync_directory(root);
+  // Older complete checkpoints beyond `keep` go only now that this one is complete.
+  std::vector<std::string> complete;
+  for (const auto& entry : fs::directory_iterator(root))
+    if (entry.is_directory() && fs::exists(entry.path() / "manifest.pb") &&
+        entry.path().filename().string().rfind("step_", 0) == 0)
+      complete.push_back(entry.path().string());
+  std::sort(complete.begin(), complete.end());
+  for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < complete.size(); ++i) fs::remove_all(complete[i], ignored);
+}
+
+std::optional<std::string> newest_complete(const std::string& root) {
+  std::error_code error;
+  if (root.empty() || !fs::is_directory(root, error)) return std::nullopt;
+  std::optional<std::string> newest;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || name.rfind("step_", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
+    if (!fs::exists(entry.path() / "manifest.pb")) continue;
+    if (!newest || entry.path().string() > *newest) newest = entry.path().string();
+  }
+  return newest;
+}
+
+Reader::Reader(const std::string& dir) : dir_(dir) {
+  const std::string manifest_path = (fs::path(dir) / "manifest.pb").string();
+  if (!fs::exists(manifest_path))
+    fail_usage("{}: no manifest.pb: the checkpoint is incomplete (its save did not finish) or not a weft checkpoint",
+               dir);
+  if (!manifest_.ParseFromString(read_all(manifest_path)))
+    fail_usage("{}: the manifest is damaged (it does not parse)", manifest_path);
+  if (manifest_.format_version() != kFormatVersion)
+    fail_usage("{}: checkpoint format version {}, but this weft reads version {}", manifest_path,
+               manifest_.format_version(), kFormatVersion);
+  for (int f = 0; f < manifest_.files_size(); ++f) {
+    const ShardFile& shard = manifest_.files(f);
+    const std::string path = (fs::path(dir) / shard.path()).string();
+    if (!fs::exists(path)) fail_usage("{}: missing (the manifest lists it); the checkpoint is damaged", path);
+    std::string bytes = read_all(path);
+    if (static_cast<std::int64_t>(bytes.size()) != shard.bytes())
+      fail_usage("{}: {} bytes, but the manifest records {}: the file is truncated or damaged", path, bytes.size(),
+                 shard.bytes());
+    if (fnv1a(bytes) != shard.checksum())
+      fail_usage("{}: checksum mismatch (expected {:016x}, found {:016x}); the checkpoint is damaged", path,
+                 shard.checksum(), fnv1a(bytes));
+    for (const Run& run : shard.runs()) {
+      if (run.count() < 0 || run.file_offset() < 0 || run.file_offset() + run.count() * 4 > shard.bytes())
+        fail_usage("{}: a run of {} lies outside the file", manifest_path, run.tensor());
+      index_[{run.tensor(), run.state()}].push_back({run.global_start(), run.count(), run.file_offset(), f});
+    }
+    file_bytes_.push_back(std::move(bytes));
+  }
+  for (auto& [key, pieces] : index_)
+    std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) { return a.start < b.start; });
+}
+
+void Reader::read(const std::string& tensor, const std::string& state, std::int64_t global_start, std::int64_t count,
+                  float* out) const {
+  auto found = index_.find({tensor, state});
+  std::int64_t at = global_start;
+  const std::int64_t end = global_start + count;
+  if (found != index_.end()) {
+    const auto& pieces = found->second;
+    // The first piece that could cover `at`, then walk forward.
+    auto piece = std::upper_bound(pieces.begin(), pieces.end(), at,
+                                  [](std::int64_t value, const Piece& p) { return value < p.start; });
+    if (piece != pieces.begin()) --piece;
+    for (; piece != pieces.end() && at < end; ++piece) {
+      if (piece->start > at) break;
+      const std::int64_t piece_end = piece->start + piece->count;
+      if (piece_end <= at) continue;
+      const std::int64_t n = std::min(end, piece_end) - at;
+      std::memcpy(out + (at - global_start),
+                  file_bytes_[static_cast<std::size_t>(piece->file)].data() + piece->offset + (at - piece->start) * 4,
+                  static_cast<std::size_t>(n) * sizeof(float));
+      at += n;
+    }
+  }
+  if (at < end)
+    fail_usage("{}: holds no {} values for {} element {} (the checkpoint does not cover the model)", dir_, state,
+               tensor, at);
+}
+
+}  // namespace weft::checkpoint

@@ -1,0 +1,63 @@
+// The checkpoint format: each rank's shard file of fp32 runs (global element ranges of named tensors), the
+// manifest that rank 0 assembles last, the atomic commit, and a reader that validates before it serves data.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "manifest.pb.h"
+
+namespace weft::checkpoint {
+
+inline constexpr int kFormatVersion = 1;
+
+// Elements [global_start, global_start + values.size()) of one state of one tensor, as this rank holds them.
+struct RunData {
+  std::string tensor;
+  std::string state;  // "param", "adam_m", "adam_v"
+  std::int64_t global_start = 0;
+  std::vector<float> values;
+};
+
+// "DIR/step_00000200"; its staging twin ends in ".tmp".
+std::string checkpoint_path(const std::string& root, std::int64_t step);
+
+// Every rank: writes shard_r<rank>.bin and its description shard_r<rank>.meta into `staging`, both fsynced.
+void write_shard(const std::string& staging, int rank, const std::vector<RunData>& runs);
+
+// Rank 0, after every rank's write_shard: composes the manifest from the ranks' descriptions, writes it
+// (fsynced) and renames `staging` to its final name, then removes the oldest complete checkpoints beyond
+// `keep`. A crash at any point leaves the previous checkpoints intact and this one incomplete.
+void commit(const std::string& root, std::int64_t step, Manifest manifest, int world_size, int keep);
+
+// The newest directory under `root` that holds a manifest, if any.
+std::optional<std::string> newest_complete(const std::string& root);
+
+// Opens a checkpoint and checks it (manifest present and parseable, format version, every shard file present
+// with the recorded size and checksum) before anything is read; throws Error(kUsage) naming the file and the
+// problem otherwise.
+class Reader {
+ public:
+  explicit Reader(const std::string& dir);
+  const Manifest& manifest() const { return manifest_; }
+  const std::string& dir() const { return dir_; }
+  // Copies elements [global_start, global_start + count) of `tensor`'s `state`; throws Error(kUsage) when
+  // the checkpoint does not hold all of them.
+  void read(const std::string& tensor, const std::string& state, std::int64_t global_start, std::int64_t count,
+            float* out) const;
+
+ private:
+  struct Piece {
+    std::int64_t start, count, offset;
+    int file;
+  };
+  std::string dir_;
+  Manifest manifest_;
+  std::vector<std::string> file_bytes_;
+  std::map<std::pair<std::string, std::string>, std::vector<Piece>> index_;  // sorted by start
+};
+
+}  // namespace weft::checkpoint

@@ -1,0 +1,171 @@
+// Trainer's checkpoints: which model states each rank writes (each element once, by its owner) and how any
+// layout reads them back (by global element, so a checkpoint saved under one layout loads under another).
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "checkpoint/format.h"
+#include "parallel/engine.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+namespace weft {
+namespace {
+
+constexpr const char* kStates[] = {"param", "adam_m", "adam_v"};
+
+// Splits this rank's elements [first, first + count) of `spec` into runs of consecutive global indices
+// (a column-parallel slice breaks at every row) and calls visit(global_start, local_offset, run_count).
+template <typename Visit>
+void for_each_global_run(const GptParams& params, const ParamSpec& spec, std::int64_t first, std::int64_t count,
+                         Visit visit) {
+  std::int64_t run_start = first;
+  for (std::int64_t i = first + 1; i <= first + count; ++i) {
+    if (i < first + count && params.global_index(spec, i) == params.global_index(spec, i - 1) + 1) continue;
+    visit(params.global_index(spec, run_start), run_start - first, i - run_start);
+    run_start = i;
+  }
+}
+
+}  // namespace
+
+template <typename Visit>
+void Trainer::for_each_owned_piece(std::size_t bucket, Visit visit) {
+  const ParamRange& range = update_ranges_[bucket];
+  for (const ParamSpec& spec : model_.params().specs()) {
+    const std::int64_t lo = std::max(spec.offset, range.begin), hi = std::min(spec.offset + spec.numel, range.end);
+    if (lo < hi) visit(spec, lo - spec.offset, hi - lo, lo - range.begin);
+  }
+}
+
+void Trainer::save_checkpoint(int step) {
+  namespace fs = std::filesystem;
+  Communicator& world = *groups_.world;
+  const GptParams& params = model_.params();
+  const std::string root = config_.checkpoint.dir, staging = checkpoint::checkpoint_path(root, step) + ".tmp";
+  if (world.rank() == 0) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    fs::create_directories(staging);
+  }
+  world.barrier()->wait();
+
+  // Each element once: dp rank 0 unless the optimizer state is sharded, tp rank 0 for tp-replicated
+  // parameters, the first pipeline stage for the tied embeddings.
+  std::vector<checkpoint::RunData> runs;
+  const bool writes = zero_.optimizer_sharded || groups_.coords.dp == 0;
+  const bool tied_copy = groups_.pp->size() > 1 && params.has_final_norm();
+  for (std::size_t i = 0; writes && i < optimizers_.size(); ++i) {
+    const ParamRange& range = update_ranges_[i];
+    if (range.size() == 0) continue;
+    ShardOptimizer& optimizer = optimizers_[i];
+    std::vector<float> values[3];
+    if (config_.precision.compute == DType::kF32) {
+      values[0].resize(static_cast<std::size_t>(range.size()));
+      device_.copy_to_host(values[0].data(), params_.update_view(layout_.buckets()[i], range), 4 * values[0].size());
+    } else {
+      values[0] = optimizer.master().slice(0, range.size()).to_host_f32();  // the exact fp32 master weights
+    }
+    values[1] = optimizer.adam_m().slice(0, range.size()).to_host_f32();
+    values[2] = optimizer.adam_v().slice(0, range.size()).to_host_f32();
+    for_each_owned_piece(i, [&](const ParamSpec& spec, std::int64_t first, std::int64_t count, std::int64_t at) {
+      if (spec.split == TpSplit::kReplicated && params.tp_rank() != 0) return;
+      if (tied_copy && spec.layer < 0 && spec.offset < params.embeddings().end) return;
+      for_each_global_run(params, spec, first, count, [&](std::int64_t global, std::int64_t offset, std::int64_t n) {
+        for (int s = 0; s < 3; ++s) {
+          const float* begin = values[s].data() + at + offset;
+          runs.push_back({spec.name, kStates[s], global, std::vector<float>(begin, begin + n)});
+        }
+      });
+    });
+  }
+  checkpoint::write_shard(staging, world.rank(), runs);
+  world.barrier()->wait();
+
+  if (world.rank() == 0) {
+    checkpoint::Manifest manifest;
+    auto* model = manifest.mutable_model();
+    model->set_layers(config_.model.layers);
+    model->set_d_model(config_.model.d_model);
+    model->set_heads(config_.model.heads);
+    model->set_vocab_size(config_.model.vocab_size);
+    model->set_seq_len(config_.model.seq_len);
+    auto* layout = manifest.mutable_layout();
+    layout->set_world_size(world.size());
+    layout->set_dp(config_.parallel.dp);
+    layout->set_tp(config_.parallel.tp);
+    layout->set_pp(config_.parallel.pp);
+    layout->set_zero(config_.parallel.zero);
+    layout->set_virtual_stages(config_.parallel.virtual_stages);
+    layout->set_precision(std::string(dtype_name(config_.precision.compute)));
+    manifest.set_seed(config_.train.seed);
+    manifest.set_samples_consumed(static_cast<std::int64_t>(step) * config_.train.global_batch);
+    manifest.set_loss_scale(scaler_.scale());
+    manifest.set_loss_scale_clean_steps(scaler_.clean_steps());
+    GptParams whole(config_.model, 0, config_.parallel.tp);
+    for (const ParamSpec& spec : whole.specs()) {
+      auto* tensor = manifest.add_tensors();
+      tensor->set_name(spec.name);
+      for (auto extent : spec.global_shape) tensor->add_global_shape(extent);
+    }
+    checkpoint::commit(root, step, std::move(manifest), world.size(), config_.checkpoint.keep);
+  }
+  world.barrier()->wait();
+}
+
+int Trainer::restore_checkpoint() {
+  const CheckpointConfig& c = config_.checkpoint;
+  if (c.resume == "never") return 0;
+  std::string path;
+  if (c.resume == "auto") {
+    const auto newest = checkpoint::newest_complete(c.dir);
+    if (!newest) return 0;
+    path = *newest;
+  } else {
+    path = c.resume;
+  }
+  // Every rank validates the whole checkpoint before any state changes.
+  const checkpoint::Reader reader(path);
+  const auto& m = reader.manifest().model();
+  const ModelConfig& model = config_.model;
+  if (m.layers() != model.layers || m.d_model() != model.d_model || m.heads() != model.heads ||
+      m.vocab_size() != model.vocab_size || m.seq_len() != model.seq_len)
+    fail_usage("{}: the checkpoint holds a model of layers {}, d_model {}, heads {}, vocab_size {}, seq_len {}; the "
+               "config asks for {}, {}, {}, {}, {}",
+               path, m.layers(), m.d_model(), m.heads(), m.vocab_size(), m.seq_len(), model.layers, model.d_model,
+               model.heads, model.vocab_size, model.seq_len);
+  const GptParams& params = model_.params();
+  for (std::size_t i = 0; i < optimizers_.size(); ++i) {
+    const ParamRange& range = update_ranges_[i];
+    if (range.size() == 0) continue;
+    std::vector<float> values[3];
+    for (auto& v : values) v.assign(static_cast<std::size_t>(range.size()), 0.0f);
+    for_each_owned_piece(i, [&](const ParamSpec& spec, std::int64_t first, std::int64_t count, std::int64_t at) {
+      for_each_global_run(params, spec, first, count, [&](std::int64_t global, std::int64_t offset, std::int64_t n) {
+        // Padding rows of the vocabulary (beyond vocab_size) hold no saved values and stay zero.
+        const std::int64_t real = spec.name == "wte.weight" ? model.vocab_size * model.d_model : -1;
+        const std::int64_t wanted = real < 0 ? n : std::max<std::int64_t>(0, std::min(n, real - global));
+        for (int s = 0; s < 3; ++s) reader.read(spec.name, kStates[s], global, wanted, values[s].data() + at + offset);
+      });
+    });
+    ShardOptimizer& optimizer = optimizers_[i];
+    const Bucket& bucket = layout_.buckets()[i];
+    if (config_.precision.compute == DType::kF32) {
+      device_.copy_from_host(params_.update_view(bucket, range), values[0].data(), 4 * values[0].size());
+    } else {
+      optimizer.master().slice(0, range.size()).copy_from_host_f32(values[0].data(), range.size());
+      store_as(device_, params_.update_view(bucket, range), config_.precision.compute,
+               optimizer.master().f32(), static_cast<std::size_t>(range.size()));
+    }
+    optimizer.adam_m().slice(0, range.size()).copy_from_host_f32(values[1].data(), range.size());
+    optimizer.adam_v().slice(0, range.size()).copy_from_host_f32(values[2].data(), range.size());
+  }
+  params_.publish_updates();  // ZeRO 1/2: every rank rebuilds the full parameters from the owners' chunks
+  scaler_.restore(reader.manifest().loss_scale(), reader.manifest().loss_scale_clean_steps());
+  if (groups_.world->rank() == 0)
+    spdlog::info("resumed from {} (step {}, saved on {} rank(s))", path, reader.manifest().step(),
+                 reader.manifest().layout().world_size());
+  return static_cast<int>(reader.manifest().step());
+}
+
+}  // namespace weft

@@ -1,0 +1,188 @@
+// Checkpoints: resuming is bit-identical, a checkpoint loads under any other layout with bit-equal states,
+// and damaged checkpoints are refused before anything changes.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "checkpoint/format.h"
+#include "runtime/error.h"
+#include "tests/parallel/thread_run.h"
+
+using namespace weft;
+using namespace weft::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = "/tmp/weft_ckpt_test_" + name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Trains `ranks` thread-ranks up to `last_step`, resuming from `dir` when it holds a checkpoint and saving there
+// at `save_at` (0: never). Returns rank 0's loss per step.
+std::map<int, double> run(int ranks, std::vector<ConfigOverride> overrides, const std::string& dir, int last_step,
+                          int save_at) {
+  overrides.push_back({"checkpoint.dir", dir});
+  const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, ranks);
+  auto world = make_thread_group(ranks);
+  std::map<int, double> losses;
+  std::mutex mutex;
+  run_on_threads(world, [&](Communicator& comm) {
+    ProcessGroups groups = make_process_groups(comm, config.parallel);
+    auto device = make_cpu_device();
+    Trainer trainer(config, groups, *device);
+    const int resumed = trainer.restore_checkpoint();
+    if (resumed == save_at && save_at > 0) trainer.save_checkpoint(save_at);  // re-save what was loaded
+    for (int step = resumed + 1; step <= last_step; ++step) {
+      const double loss = trainer.train_step(step).loss;
+      if (comm.rank() == 0) {
+        std::lock_guard lock(mutex);
+        losses[step] = loss;
+      }
+      if (step == save_at) trainer.save_checkpoint(step);
+    }
+  });
+  return losses;
+}
+
+// Every saved value of every tensor's real elements, bit for bit.
+bool same_states(const std::string& a_dir, const std::string& b_dir) {
+  const checkpoint::Reader a(*checkpoint::newest_complete(a_dir)), b(*checkpoint::newest_complete(b_dir));
+  const ModelConfig model{2, 64, 4, 256, 64};
+  const GptParams whole(model);
+  for (const ParamSpec& spec : whole.specs())
+    for (const char* state : {"param", "adam_m", "adam_v"}) {
+      std::vector<float> x(static_cast<std::size_t>(spec.numel)), y(x.size());
+      a.read(spec.name, state, 0, spec.numel, x.data());
+      b.read(spec.name, state, 0, spec.numel, y.data());
+      if (std::memcmp(x.data(), y.data(), 4 * x.size()) != 0) return false;
+    }
+  return true;
+}
+
+const std::vector<ConfigOverride> kVocab = {{"model.vocab_size", "256"}};
+
+}  // namespace
+
+TEST_CASE("8 steps, or 4 steps + save + resume + 4 steps, give bit-identical losses in every layout") {
+  struct Layout {
+    int ranks;
+    std::vector<ConfigOverride> sets;
+  };
+  const std::vector<Layout> layouts = {
+      {2, {{"parallel.zero", "0"}}}, {2, {{"parallel.zero", "1"}}}, {2, {{"parallel.zero", "2"}}},
+      {2, {{"parallel.zero", "3"}}}, {2, {{"parallel.tp", "2"}}},   {2, {{"parallel.pp", "2"}}},
+      {2, {{"precision.compute", "bf16"}, {"parallel.zero", "1"}}},
+  };
+  for (const Layout& layout : layouts) {
+    const std::string dir = fresh_dir("resume");
+    const auto straight = run(layout.ranks, layout.sets, fresh_dir("straight"), 8, 0);
+    run(layout.ranks, layout.sets, dir, 4, 4);
+    const auto resumed = run(layout.ranks, layout.sets, dir, 8, 0);
+    INFO(layout.sets.front().key << " = " << layout.sets.front().value);
+    REQUIRE(resumed.size() == 4);
+    for (int step = 5; step <= 8; ++step) CHECK(resumed.at(step) == straight.at(step));
+  }
+}
+
+TEST_CASE("a checkpoint loads under another layout with bit-equal states: dp2/zero3 -> tp2 -> pp2 -> 1 rank") {
+  const std::string first = fresh_dir("reshard_a");
+  const auto reference = run(2, {{"parallel.zero", "3"}}, first, 8, 4);  // saves at 4, trains on to 8
+  struct Hop {
+    int ranks;
+    std::vector<ConfigOverride> sets;
+    std::string name;
+  };
+  const std::vector<Hop> hops = {{2, {{"parallel.tp", "2"}}, "tp2"}, {2, {{"parallel.pp", "2"}}, "pp2"}, {1, {}, "one"}};
+  std::string previous = first;
+  for (const Hop& hop : hops) {
+    // Load the previous layout's checkpoint here and save it straight back: the states must not change.
+    const std::string dir = fresh_dir("reshard_" + hop.name);
+    fs::copy(*checkpoint::newest_complete(previous), fs::path(dir) / "step_00000004", fs::copy_options::recursive);
+    const std::string resaved = fresh_dir("reshard_" + hop.name + "_resaved");
+    auto sets = hop.sets;
+    sets.push_back({"checkpoint.resume", dir + "/step_00000004"});
+    run(hop.ranks, sets, resaved, 4, 4);
+    INFO(hop.name);
+    CHECK(same_states(dir, resaved));
+    // And training continues as the original layout did, within the contract's tolerance.
+    const auto continued = run(hop.ranks, hop.sets, dir, 8, 0);
+    for (int step = 5; step <= 8; ++step) CHECK(continued.at(step) == Approx(reference.at(step)).epsilon(1e-5));
+    previous = resaved;
+  }
+}
+
+TEST_CASE("damaged checkpoints are refused naming the file and the problem") {
+  const std::string dir = fresh_dir("damaged");
+  run(1, {}, dir, 2, 2);
+  const std::string ckpt = *checkpoint::newest_complete(dir);
+  const std::string shard = ckpt + "/shard_r0.bin";
+  auto expect_refused = [&](const std::string& fragment) {
+    try {
+      checkpoint::Reader reader(ckpt);
+      FAIL("expected a refusal mentioning " << fragment);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK_THAT(e.what(), Catch::Contains(fragment));
+    }
+  };
+  std::string bytes;
+  {
+    std::ifstream in(shard, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::string flipped = bytes;
+  flipped[1000] = static_cast<char>(flipped[1000] ^ 0x40);
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << flipped;
+  expect_refused("checksum mismatch");
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 7);
+  expect_refused("truncated");
+  fs::remove(shard);
+  expect_refused("missing");
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+  {
+    checkpoint::Manifest manifest;
+    std::ifstream in(ckpt + "/manifest.pb", std::ios::binary);
+    manifest.ParseFromIstream(&in);
+    manifest.set_format_version(checkpoint::kFormatVersion + 1);
+    std::ofstream(ckpt + "/manifest.pb", std::ios::binary | std::ios::trunc) << manifest.SerializeAsString();
+  }
+  expect_refused("format version");
+  std::ofstream(ckpt + "/manifest.pb", std::ios::binary | std::ios::trunc) << "not a manifest at all";
+  expect_refused("manifest");
+  fs::remove(ckpt + "/manifest.pb");
+  expect_refused("incomplete");
+  // A checkpoint without its manifest is never picked for resuming.
+  CHECK_FALSE(checkpoint::newest_complete(dir).has_value());
+}
+
+TEST_CASE("a checkpoint of another model is refused before training starts") {
+  const std::string dir = fresh_dir("other_model");
+  run(1, {}, dir, 1, 1);
+  try {
+    run(1, {{"model.layers", "3"}}, dir, 2, 0);
+    FAIL("expected a refusal");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kUsage);
+    CHECK_THAT(e.what(), Catch::Contains("layers 2") && Catch::Contains("config asks for 3"));
+  }
+}
+
+TEST_CASE("only the newest `keep` complete checkpoints remain, and an interrupted save is ignored") {
+  const std::string dir = fresh_dir("keep");
+  for (int step = 1; step <= 4; ++step) run(1, {{"checkpoint.keep", "2"}}, dir, step, step);
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"step_00000003", "step_00000004"});
+  // A save that died before its manifest: a staging directory with shards only.
+  fs::create_directories(dir + "/step_00000005.tmp");
+  std::ofstream(dir + "/step_00000005.tmp/shard_r0.bin") << "partial";
+  CHECK(*checkpoint::newest_complete(dir) == dir + "/step_00000004");
+}
