@@ -43,6 +43,8 @@ int run_plan(const PlanOptions& options);
 int run_launch(const LaunchOptions& options);
 int run_bench_collectives(const CollectivesBenchOptions& options);
 int run_data_prepare(const std::string& input, const std::string& output);
+int run_ckpt_inspect(const std::string& dir);
+int run_ckpt_export(const std::string& dir, const std::string& safetensors_path);
 
 // Runs `weft WEFT_ARGS...` as `ranks` processes under mpirun on this host and returns mpirun's exit code.
 int run_under_mpirun(int ranks, const std::string& mpirun_args, const std::vector<std::string>& weft_args);

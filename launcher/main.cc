@@ -47,6 +47,15 @@ int main(int argc, char** argv) {
   collectives_cmd->add_option("--max-bytes", bench.max_bytes, "Largest buffer, e.g. 64M")->transform(CLI::AsSizeValue(false));
   collectives_cmd->add_option("--mpirun-args", bench.mpirun_args, "Extra mpirun flags");
 
+  std::string ckpt_dir, safetensors_path;
+  CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "Checkpoints");
+  ckpt_cmd->require_subcommand(1);
+  CLI::App* inspect_cmd = ckpt_cmd->add_subcommand("inspect", "Describe a checkpoint (and verify its checksums)");
+  inspect_cmd->add_option("dir", ckpt_dir, "Checkpoint directory (DIR/step_NNNNNNNN)")->required();
+  CLI::App* export_cmd = ckpt_cmd->add_subcommand("export", "Export the whole model with Hugging Face GPT-2 names");
+  export_cmd->add_option("dir", ckpt_dir, "Checkpoint directory")->required();
+  export_cmd->add_option("--safetensors", safetensors_path, "Output .safetensors file")->required();
+
   std::string data_input, data_output;
   CLI::App* data_cmd = app.add_subcommand("data", "Prepare training data");
   data_cmd->require_subcommand(1);
@@ -65,7 +74,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11 says "A subcommand is required" for a misspelt command; name the word the user typed instead.
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
-      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, plan, bench collectives, data prepare\nRun 'weft --help' for usage.\n",
+      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, plan, bench collectives, data prepare, ckpt inspect, ckpt export\nRun 'weft --help' for usage.\n",
                    argv[1]);
     } else {
       std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
@@ -79,6 +88,8 @@ int main(int argc, char** argv) {
     if (plan_cmd->parsed()) return run_plan(plan);
     if (collectives_cmd->parsed()) return run_bench_collectives(bench);
     if (prepare_cmd->parsed()) return run_data_prepare(data_input, data_output);
+    if (inspect_cmd->parsed()) return run_ckpt_inspect(ckpt_dir);
+    if (export_cmd->parsed()) return run_ckpt_export(ckpt_dir, safetensors_path);
   } catch (const Error& e) {
     std::fprintf(stderr, "weft: %s\n", e.what());
     return e.exit_code();
