@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "runtime/error.h"
 
 namespace weft::checkpoint {
@@ -129,6 +131,12 @@ std::optional<std::string> newest_complete(const std::string& root) {
 }
 
 Reader::Reader(const std::string& dir) : dir_(dir) {
+  // A damaged manifest is reported by us, once, with the file's name; protobuf's own log lines would only add noise.
+  static const bool quiet = [] {
+    google::protobuf::SetLogHandler(nullptr);
+    return true;
+  }();
+  (void)quiet;
   const std::string manifest_path = (fs::path(dir) / "manifest.pb").string();
   if (!fs::exists(manifest_path))
     fail_usage("{}: no manifest.pb: the checkpoint is incomplete (its save did not finish) or not a weft checkpoint",

@@ -18,6 +18,7 @@ struct TrainOptions {
 
 struct LaunchOptions {
   int ranks = 1;
+  int max_restarts = 0;  // restart a failed job (from the newest complete checkpoint) up to this many times
   std::string mpirun_args;  // extra mpirun flags, whitespace-separated
   TrainOptions train;
 };

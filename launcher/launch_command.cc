@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "launcher/commands.h"
+#include <fmt/format.h>
+
 #include "runtime/error.h"
 
 namespace weft {
@@ -80,11 +82,29 @@ int run_under_mpirun(int ranks, const std::string& mpirun_args, const std::vecto
 }
 
 int run_launch(const LaunchOptions& options) {
+  if (options.max_restarts < 0) fail_usage("--max-restarts {}: expected 0 or more", options.max_restarts);
   std::vector<std::string> args = {"train", options.train.config_path};
   for (const auto& assignment : options.train.overrides) args.insert(args.end(), {"--set", assignment});
   if (!options.train.metrics_path.empty()) args.insert(args.end(), {"--metrics", options.train.metrics_path});
   if (!options.train.trace_path.empty()) args.insert(args.end(), {"--trace", options.train.trace_path});
-  return run_under_mpirun(options.ranks, options.mpirun_args, args);
+  std::vector<int> failures;
+  for (;;) {
+    const int code = run_under_mpirun(options.ranks, options.mpirun_args, args);
+    // Success, or a bad config or command line (exit 2), which no restart can fix.
+    if (code == 0 || code == static_cast<int>(ErrorKind::kUsage)) return code;
+    failures.push_back(code);
+    if (static_cast<int>(failures.size()) > options.max_restarts) break;
+    std::fprintf(stderr, "weft launch: the job failed (exit code %d); restart %zu of %d, from the newest complete "
+                         "checkpoint (checkpoint.resume: auto)\n",
+                 code, failures.size(), options.max_restarts);
+  }
+  if (options.max_restarts > 0) {
+    std::string summary;
+    for (std::size_t i = 0; i < failures.size(); ++i)
+      summary += fmt::format("{}attempt {}: exit code {}", i ? "; " : "", i + 1, failures[i]);
+    std::fprintf(stderr, "weft launch: giving up after %zu failed attempt(s): %s\n", failures.size(), summary.c_str());
+  }
+  return failures.back();
 }
 
 }  // namespace weft

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   CLI::App* launch_cmd = app.add_subcommand("launch", "Start N ranks of `weft train` on this host through mpirun");
   launch_cmd->add_option("-n,--ranks", launch.ranks, "Number of ranks")->required();
   launch_cmd->add_option("--mpirun-args", launch.mpirun_args, "Extra mpirun flags, e.g. \"--mca btl self,tcp\"");
+  launch_cmd->add_option("--max-restarts", launch.max_restarts,
+                         "Restart a failed job up to K times, resuming from the newest complete checkpoint");
   launch_cmd->add_option("config", launch.train.config_path, "YAML config")->required();
   launch_cmd->add_option("--set", launch.train.overrides, "Override a config key")->take_all();
   launch_cmd->add_option("--metrics", launch.train.metrics_path, "Per-step metrics file (rank 0)");

@@ -9,6 +9,7 @@
 #include "launcher/commands.h"
 #include "launcher/environment.h"
 #include "launcher/peers.h"
+#include "launcher/signals.h"
 #include "parallel/engine.h"
 #include "runtime/log.h"
 
@@ -57,7 +58,17 @@ void train(const Config& config, const TrainOptions& options, const RankInfo& ra
     if (metrics) metrics->write_step(record);
     if (leader && (step % config.train.log_every == 0 || step == resumed + 1 || step == config.train.steps))
       spdlog::info("{}", progress_line(record, config.train.steps));
-    if (config.checkpoint.every > 0 && step % config.checkpoint.every == 0) trainer.save_checkpoint(step);
+    const bool saved = config.checkpoint.every > 0 && step % config.checkpoint.every == 0;
+    if (saved) trainer.save_checkpoint(step);
+    // A signal reaches the ranks at slightly different times: they agree, then stop after the same step.
+    if (step < config.train.steps && trainer.any_rank(stop_requested())) {
+      if (!config.checkpoint.dir.empty() && !saved) trainer.save_checkpoint(step);
+      if (leader)
+        spdlog::warn("stopped by a signal after step {}{}", step,
+                     config.checkpoint.dir.empty() ? " (no checkpoint.dir: nothing was saved)"
+                                                   : "; the checkpoint to resume from is saved");
+      break;
+    }
   }
   const RunSummary summary = summarize(records, trainer.tokens_per_step());
   if (metrics) metrics->write_summary(summary);
@@ -71,6 +82,7 @@ void train(const Config& config, const TrainOptions& options, const RankInfo& ra
 int run_train(const TrainOptions& options) {
   const DetectedRank detected = detect_rank();
   init_logging(detected.info.rank, detected.info.world_size);
+  install_stop_handlers();
 
   // Every rank validates the same config before any communicator exists, so a bad one stops them all alike.
   std::vector<ConfigOverride> overrides;

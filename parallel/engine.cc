@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/format.h"
 #include "parallel/pipeline/stage_plan.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
@@ -231,6 +232,22 @@ void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) 
   grads_.end_micro_batch();
 }
 
+void Trainer::stop_on_non_finite(int step, double loss, double norm) {
+  // Name the ranks whose own gradients or loss were not finite (every rank reaches here together).
+  const bool mine = !std::isfinite(local_gradient_squares_) || !std::isfinite(local_loss_);
+  std::string ranks;
+  const auto flags = all_gather_u64(*groups_.world, mine ? 1 : 0);
+  for (std::size_t r = 0; r < flags.size(); ++r)
+    if (flags[r]) ranks += fmt::format("{}{}", ranks.empty() ? "" : ", ", r);
+  const auto last_good = config_.checkpoint.dir.empty() ? std::nullopt : checkpoint::newest_complete(config_.checkpoint.dir);
+  throw Error(ErrorKind::kInternal,
+              fmt::format("step {}: the loss is {} and the gradient norm {} (non-finite values on rank(s) {}); stopping "
+                          "before the update. {}",
+                          step, loss, norm, ranks.empty() ? "?" : ranks,
+                          last_good ? "The last good checkpoint is " + *last_good
+                                    : std::string("No checkpoint was saved (set checkpoint.dir and checkpoint.every).")));
+}
+
 double Trainer::global_gradient_norm() {
   const GptParams& params = model_.params();
   double local = 0.0;
@@ -241,6 +258,7 @@ double Trainer::global_gradient_norm() {
     if (tied_copy && spec.layer < 0 && spec.offset < params.embeddings().end) continue;
     local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
   }
+  local_gradient_squares_ = local;
   const double over_dp = zero_.optimizer_sharded ? dp_sum(local) : local;
   return std::sqrt(group_sum(*groups_.pp, group_sum(*groups_.tp, over_dp)));
 }
@@ -279,6 +297,7 @@ StepRecord Trainer::train_step(int step) {
 
   grads_.begin_step();
   double loss_sum = 0.0;
+  local_loss_ = 0.0;
   const int micro_batches = config_.accumulation_steps();
   if (schedule_) {
     run_pipeline_step(step, loss_sum);
@@ -287,7 +306,12 @@ StepRecord Trainer::train_step(int step) {
   }
   grads_.finish();
 
+  local_loss_ = loss_sum;
   const double scaled_norm = global_gradient_norm();
+  const double global_loss = dp_sum(group_sum(*groups_.pp, loss_sum)) / static_cast<double>(tokens_per_step());
+  // fp32/bf16 have no loss scale to back off: a non-finite loss or gradient stops the run before the update.
+  if (config_.precision.compute != DType::kF16 && (!std::isfinite(scaled_norm) || !std::isfinite(global_loss)))
+    stop_on_non_finite(step, global_loss, scaled_norm);
   // fp16: every rank must skip an overflowing step together, so they agree on it explicitly.
   bool overflow = !std::isfinite(scaled_norm);
   if (config_.precision.compute == DType::kF16) overflow = dp_sum(overflow ? 1.0 : 0.0) > 0.0;
@@ -302,7 +326,7 @@ StepRecord Trainer::train_step(int step) {
   StepRecord record;
   record.step = step;
   // Only the last pipeline stage computes the loss; the others add zero.
-  record.loss = dp_sum(group_sum(*groups_.pp, loss_sum)) / static_cast<double>(tokens_per_step());
+  record.loss = global_loss;
   record.comm.dp = static_cast<std::int64_t>(groups_.dp->bytes_sent());
   record.comm.tp = static_cast<std::int64_t>(groups_.tp->bytes_sent());
   record.comm.pp = static_cast<std::int64_t>(groups_.pp->bytes_sent());

@@ -41,6 +41,8 @@ class Trainer {
   // owns; restore reads what this layout needs from a checkpoint written under any layout. restore returns
   // the step to continue after (0 when there is nothing to resume).
   void save_checkpoint(int step);
+  // True on every rank when `mine` is true on any (a collective over the world group).
+  bool any_rank(bool mine) { return group_sum(*groups_.world, mine ? 1.0 : 0.0) > 0.0; }
   int restore_checkpoint();
 
   // Testing: backward of `step` on this rank produces an infinite gradient (as an fp16 overflow would).
@@ -67,6 +69,7 @@ class Trainer {
   // The global L2 norm of the (scaled) gradients: owned shards over dp, sharded parameters over tp, and the
   // tp-replicated ones (LayerNorms, row-parallel biases, positions) counted once.
   double global_gradient_norm();
+  [[noreturn]] void stop_on_non_finite(int step, double loss, double norm);
   void check_same_config_everywhere();
   // Runs over each owned parameter segment of bucket `i`'s update range: (spec, first local element, count).
   template <typename Visit>
@@ -91,6 +94,7 @@ class Trainer {
   std::vector<ParamRange> update_ranges_;
   LossScaler scaler_;
   int overflow_step_ = 0;
+  double local_loss_ = 0.0, local_gradient_squares_ = 0.0;  // this rank's share, for naming it on NaN
   std::optional<Schedule> schedule_;  // pp > 1
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;

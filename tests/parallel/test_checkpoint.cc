@@ -9,6 +9,7 @@
 
 #include "checkpoint/format.h"
 #include "runtime/error.h"
+#include "runtime/rng.h"
 #include "tests/parallel/thread_run.h"
 
 using namespace weft;
@@ -185,4 +186,51 @@ TEST_CASE("only the newest `keep` complete checkpoints remain, and an interrupte
   fs::create_directories(dir + "/step_00000005.tmp");
   std::ofstream(dir + "/step_00000005.tmp/shard_r0.bin") << "partial";
   CHECK(*checkpoint::newest_complete(dir) == dir + "/step_00000004");
+}
+
+TEST_CASE("random damage to a manifest is refused as a usage error, never a crash") {
+  const std::string dir = fresh_dir("fuzz");
+  run(1, {}, dir, 1, 1);
+  const std::string ckpt = *checkpoint::newest_complete(dir), path = ckpt + "/manifest.pb";
+  std::string good;
+  {
+    std::ifstream in(path, std::ios::binary);
+    good.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::uint64_t key = rng_key(7, "manifest fuzz");
+  int refused = 0;
+  for (std::uint64_t trial = 0; trial < 300; ++trial) {
+    std::string bad = good;
+    const Philox4 r = philox4x32(key, trial);
+    switch (r.v[0] % 3) {
+      case 0: bad[r.v[1] % bad.size()] = static_cast<char>(r.v[2]); break;  // one byte
+      case 1: bad.resize(r.v[1] % bad.size()); break;                       // truncated
+      default:                                                               // a run of garbage
+        for (std::size_t i = r.v[1] % bad.size(), n = 0; i < bad.size() && n < 16; ++i, ++n)
+          bad[i] = static_cast<char>(philox4x32(key, trial * 64 + n).v[3]);
+    }
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+    try {
+      checkpoint::Reader reader(ckpt);
+      std::vector<float> value(1);
+      reader.read("wte.weight", "param", 0, 1, value.data());  // a mutation may still parse and hold it
+    } catch (const Error& e) {
+      REQUIRE(e.kind() == ErrorKind::kUsage);
+      ++refused;
+    }
+  }
+  CHECK(refused > 150);
+}
+
+TEST_CASE("a non-finite gradient in fp32 stops every rank before the update, naming the rank and step") {
+  try {
+    train_on_threads(2, 4, {}, [](Trainer& trainer, int rank) {
+      if (rank == 1) trainer.inject_gradient_overflow_for_testing(2);
+    });
+    FAIL("expected the run to stop");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kInternal);
+    // The gradient all-reduce spreads the infinity to every rank, so both are named.
+    CHECK_THAT(e.what(), Catch::Contains("step 2") && Catch::Contains("rank(s) 0, 1") && Catch::Contains("before the update"));
+  }
 }

@@ -10,6 +10,7 @@
 
 #include "runtime/config.h"
 #include "runtime/error.h"
+#include "runtime/rng.h"
 
 namespace weft {
 namespace {
@@ -455,3 +456,24 @@ TEST_CASE("huge and deeply nested documents are usage errors, not crashes") {
 }
 
 }  // namespace weft
+
+TEST_CASE("randomly damaged configs are usage errors or valid configs, never crashes") {
+  const std::string good =
+      "model: {layers: 2, d_model: 64, heads: 4, vocab_size: 256, seq_len: 64}\n"
+      "train: {steps: 10, global_batch: 16, micro_batch: 4, lr: 3.0e-3}\n"
+      "parallel: {dp: auto, tp: 1, pp: 1, zero: 0}\ncomm: {bucket_mb: 25, overlap: true}\n";
+  const std::uint64_t key = weft::rng_key(3, "config fuzz");
+  for (std::uint64_t trial = 0; trial < 500; ++trial) {
+    std::string text = good;
+    const weft::Philox4 r = weft::philox4x32(key, trial);
+    const std::size_t at = r.v[1] % text.size();
+    static const char kNoise[] = "{}[]:,-&*!|>'\"%@`#\n\t 0123abc";
+    if (r.v[0] % 2) text[at] = kNoise[r.v[2] % (sizeof kNoise - 1)];
+    else text.insert(at, std::string(1 + r.v[3] % 4, kNoise[r.v[2] % (sizeof kNoise - 1)]));
+    try {
+      weft::parse_config_text(text, "fuzz.yaml", {}, 1);
+    } catch (const weft::Error& e) {
+      REQUIRE(e.kind() == weft::ErrorKind::kUsage);
+    }
+  }
+}
