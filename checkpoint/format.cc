@@ -33,21 +33,28 @@ std::string read_all(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Writes and fsyncs a file; errors (a full disk among them) are reported with the path.
+// A failed save (a full disk, say) is not the user's mistake: exit code 1, with the path and the reason.
+template <typename... Args>
+[[noreturn]] void fail_save(fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(ErrorKind::kInternal, fmt::format(format, std::forward<Args>(args)...) +
+                                        "; the previous complete checkpoint is untouched");
+}
+
+// Writes and fsyncs a file.
 void write_durably(const std::string& path, const std::string& bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail_usage("{}: cannot create: {}", path, std::strerror(errno));
+  if (fd < 0) fail_save("{}: cannot create: {}", path, std::strerror(errno));
   std::size_t written = 0;
   while (written < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
     if (n < 0) {
       const int error = errno;
       ::close(fd);
-      fail_usage("{}: writing the checkpoint failed: {}", path, std::strerror(error));
+      fail_save("{}: writing the checkpoint failed: {}", path, std::strerror(error));
     }
     written += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) fail_usage("{}: flushing the checkpoint failed: {}", path, std::strerror(errno));
+  if (::fsync(fd) != 0 || ::close(fd) != 0) fail_save("{}: flushing the checkpoint failed: {}", path, std::strerror(errno));
 }
 
 void sync_directory(const std::string& path) {

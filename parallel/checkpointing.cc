@@ -1,5 +1,6 @@
 // Trainer's checkpoints: which model states each rank writes (each element once, by its owner) and how any
 // layout reads them back (by global element, so a checkpoint saved under one layout loads under another).
+#include <chrono>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -40,6 +41,7 @@ void Trainer::for_each_owned_piece(std::size_t bucket, Visit visit) {
 
 void Trainer::save_checkpoint(int step) {
   namespace fs = std::filesystem;
+  const auto started = std::chrono::steady_clock::now();
   Communicator& world = *groups_.world;
   const GptParams& params = model_.params();
   const std::string root = config_.checkpoint.dir, staging = checkpoint::checkpoint_path(root, step) + ".tmp";
@@ -80,6 +82,9 @@ void Trainer::save_checkpoint(int step) {
     });
   }
   checkpoint::write_shard(staging, world.rank(), runs);
+  std::int64_t my_bytes = 0;
+  for (const auto& run : runs) my_bytes += 4 * static_cast<std::int64_t>(run.values.size());
+  const double write_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   world.barrier()->wait();
 
   if (world.rank() == 0) {
@@ -111,6 +116,12 @@ void Trainer::save_checkpoint(int step) {
     checkpoint::commit(root, step, std::move(manifest), world.size(), config_.checkpoint.keep);
   }
   world.barrier()->wait();
+  if (world.rank() == 0) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("saved {} in {:.3f} s; rank 0 wrote {} bytes in {:.3f} s ({:.1f} MB/s)",
+                 checkpoint::checkpoint_path(root, step), seconds, my_bytes, write_seconds,
+                 my_bytes / write_seconds / 1e6);
+  }
 }
 
 int Trainer::restore_checkpoint() {
@@ -125,6 +136,7 @@ int Trainer::restore_checkpoint() {
     path = c.resume;
   }
   // Every rank validates the whole checkpoint before any state changes.
+  const auto started = std::chrono::steady_clock::now();
   const checkpoint::Reader reader(path);
   const auto& m = reader.manifest().model();
   const ModelConfig& model = config_.model;
@@ -162,9 +174,14 @@ int Trainer::restore_checkpoint() {
   }
   params_.publish_updates();  // ZeRO 1/2: every rank rebuilds the full parameters from the owners' chunks
   scaler_.restore(reader.manifest().loss_scale(), reader.manifest().loss_scale_clean_steps());
-  if (groups_.world->rank() == 0)
-    spdlog::info("resumed from {} (step {}, saved on {} rank(s))", path, reader.manifest().step(),
-                 reader.manifest().layout().world_size());
+  if (groups_.world->rank() == 0) {
+    std::int64_t bytes = 0;
+    for (const auto& file : reader.manifest().files()) bytes += file.bytes();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("resumed from {} (step {}, saved on {} rank(s)); read and verified {} bytes in {:.3f} s ({:.1f} MB/s)",
+                 path, reader.manifest().step(), reader.manifest().layout().world_size(), bytes, seconds,
+                 bytes / seconds / 1e6);
+  }
   return static_cast<int>(reader.manifest().step());
 }
 
