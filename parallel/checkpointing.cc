@@ -81,7 +81,9 @@ void Trainer::save_checkpoint(int step) {
       });
     });
   }
+  if (save_fault_ == SaveFault::kBeforeShard) throw Error(ErrorKind::kPeer, "injected: died before writing its shard");
   checkpoint::write_shard(staging, world.rank(), runs);
+  if (save_fault_ == SaveFault::kAfterShard) throw Error(ErrorKind::kPeer, "injected: died after writing its shard");
   std::int64_t my_bytes = 0;
   for (const auto& run : runs) my_bytes += 4 * static_cast<std::int64_t>(run.values.size());
   const double write_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

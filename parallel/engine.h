@@ -45,6 +45,9 @@ class Trainer {
   bool any_rank(bool mine) { return group_sum(*groups_.world, mine ? 1.0 : 0.0) > 0.0; }
   int restore_checkpoint();
 
+  // Testing: this rank dies during its next save, before (kBeforeShard) or after (kAfterShard) writing its shard.
+  enum class SaveFault { kNone, kBeforeShard, kAfterShard };
+  void inject_save_failure_for_testing(SaveFault fault) { save_fault_ = fault; }
   // Testing: backward of `step` on this rank produces an infinite gradient (as an fp16 overflow would).
   void inject_gradient_overflow_for_testing(int step) { overflow_step_ = step; }
 
@@ -94,6 +97,7 @@ class Trainer {
   std::vector<ParamRange> update_ranges_;
   LossScaler scaler_;
   int overflow_step_ = 0;
+  SaveFault save_fault_ = SaveFault::kNone;
   double local_loss_ = 0.0, local_gradient_squares_ = 0.0;  // this rank's share, for naming it on NaN
   std::optional<Schedule> schedule_;  // pp > 1
   double peak_flops_;

@@ -131,8 +131,7 @@ Plan make_plan(const Config& config, int world_size) {
   plan.tp_groups = groups_along(p, world_size, &MeshCoordinates::tp);
   plan.pp_groups = groups_along(p, world_size, &MeshCoordinates::pp);
   // Chunk c of the model runs on pipeline stage c % pp (interleaving puts several chunks on each stage).
-  for (int chunk : assign_layers(config.model.layers, p.pp * p.virtual_stages, stage_costs(config.model)))
-    plan.stage_of_layer.push_back(chunk % p.pp);
+  for (int chunk : chunk_of_layer(config)) plan.stage_of_layer.push_back(chunk % p.pp);
 
   // Rank 0's figures: the first pipeline stage, tp rank 0 (every tp rank of a stage holds the same amount).
   const StageSpan span = stage_span(config, 0);

@@ -55,6 +55,7 @@ struct ParallelConfig {
   int microbatches = 0;  // 0 = auto
   int virtual_stages = 1;
   bool sequence_parallel = false;
+  std::string layers_per_stage;  // e.g. "3,3,2": blocks per pipeline chunk, overriding the cost balance
 };
 
 struct PrecisionConfig {

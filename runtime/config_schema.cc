@@ -101,6 +101,8 @@ std::vector<KeySpec> build_schema() {
        .store = member(&C::parallel, &ParallelConfig::microbatches)},
       {.section = "parallel", .name = "virtual_stages", .kind = K::kInt, .low = 1,
        .store = member(&C::parallel, &ParallelConfig::virtual_stages)},
+      {.section = "parallel", .name = "layers_per_stage", .kind = K::kString,
+       .store = member(&C::parallel, &ParallelConfig::layers_per_stage)},
       {.section = "parallel", .name = "sequence_parallel", .kind = K::kBool,
        .store = member(&C::parallel, &ParallelConfig::sequence_parallel)},
 

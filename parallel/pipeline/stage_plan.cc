@@ -12,10 +12,45 @@ Schedule pipeline_schedule(const Config& config) {
                        config.parallel.virtual_stages);
 }
 
+std::vector<int> chunk_of_layer(const Config& config) {
+  const int chunks = config.parallel.pp * config.parallel.virtual_stages;
+  const std::string& text = config.parallel.layers_per_stage;
+  if (text.empty()) return assign_layers(config.model.layers, chunks, stage_costs(config.model));
+  // The explicit override: blocks per chunk, in model order.
+  std::vector<int> counts;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    int value = 0;
+    try {
+      std::size_t used = 0;
+      value = std::stoi(item, &used);
+      if (used != item.size()) value = 0;
+    } catch (const std::exception&) {
+    }
+    if (value < 1)
+      fail_usage("{}: parallel.layers_per_stage = \"{}\": expected positive block counts separated by commas, e.g. "
+                 "\"3,3,2\"",
+                 config.source_path, text);
+    counts.push_back(value);
+    at = comma + 1;
+  }
+  int total = 0;
+  for (int count : counts) total += count;
+  if (static_cast<int>(counts.size()) != chunks || total != config.model.layers)
+    fail_usage("{}: parallel.layers_per_stage = \"{}\": {} counts summing to {}; expected pp x virtual_stages = {} "
+               "counts summing to model.layers = {}",
+               config.source_path, text, counts.size(), total, chunks, config.model.layers);
+  std::vector<int> assignment;
+  for (int chunk = 0; chunk < chunks; ++chunk) assignment.insert(assignment.end(), counts[static_cast<std::size_t>(chunk)], chunk);
+  return assignment;
+}
+
 StageSpan stage_span(const Config& config, int pp_rank) {
   const int pp = config.parallel.pp, chunks = pp * config.parallel.virtual_stages;
   if (pp == 1) return StageSpan{{{0, config.model.layers}}, true, true};
-  const std::vector<int> chunk_of_layer = assign_layers(config.model.layers, chunks, stage_costs(config.model));
+  const std::vector<int> chunk_of_layer = weft::chunk_of_layer(config);
   StageSpan span;
   // Chunk c runs on rank c % pp: this rank holds chunks pp_rank, pp_rank + pp, ...
   for (int chunk = pp_rank; chunk < chunks; chunk += pp) {

@@ -1,6 +1,8 @@
 // What one pipeline stage of a config runs: its part of the model and how many micro-batches it keeps alive.
 #pragma once
 
+#include <vector>
+
 #include "model/gpt_params.h"
 #include "parallel/pipeline/schedule.h"
 #include "runtime/config.h"
@@ -9,6 +11,8 @@ namespace weft {
 
 // The schedule a config's pipeline runs (pp stages, one micro-batch per accumulation step).
 Schedule pipeline_schedule(const Config& config);
+// The pipeline chunk of every block: parallel.layers_per_stage when given, else balanced by cost.
+std::vector<int> chunk_of_layer(const Config& config);
 // Stage `pp_rank`'s layers (balanced by cost), with the embeddings on the first and last stage (the output head
 // is tied to them) and the final LayerNorm on the last. The whole model when pp is 1.
 StageSpan stage_span(const Config& config, int pp_rank);

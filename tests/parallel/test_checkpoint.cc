@@ -234,3 +234,28 @@ TEST_CASE("a non-finite gradient in fp32 stops every rank before the update, nam
     CHECK_THAT(e.what(), Catch::Contains("step 2") && Catch::Contains("rank(s) 0, 1") && Catch::Contains("before the update"));
   }
 }
+
+TEST_CASE("a rank that dies during a save, before or after writing its shard, leaves the previous checkpoint newest") {
+  for (auto fault : {Trainer::SaveFault::kBeforeShard, Trainer::SaveFault::kAfterShard}) {
+    const std::string dir = fresh_dir("killed_save");
+    run(2, {}, dir, 2, 2);  // a good checkpoint at step 2
+    const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                      {{"checkpoint.dir", dir}, {"comm.timeout_s", "2"}}, 2);
+    auto world = make_thread_group(2, CommOptions{std::chrono::seconds(2)});
+    CHECK_THROWS_AS(run_on_threads(world,
+                                   [&](Communicator& comm) {
+                                     ProcessGroups groups = make_process_groups(comm, config.parallel);
+                                     auto device = make_cpu_device();
+                                     Trainer trainer(config, groups, *device);
+                                     const int resumed = trainer.restore_checkpoint();
+                                     trainer.train_step(resumed + 1);
+                                     if (comm.rank() == 1) trainer.inject_save_failure_for_testing(fault);
+                                     trainer.save_checkpoint(resumed + 1);
+                                   }),
+                    Error);
+    REQUIRE(checkpoint::newest_complete(dir).has_value());
+    CHECK(*checkpoint::newest_complete(dir) == dir + "/step_00000002");
+    const auto resumed = run(2, {}, dir, 4, 0);  // and it loads: training goes on from step 3
+    CHECK(resumed.count(3) == 1);
+  }
+}

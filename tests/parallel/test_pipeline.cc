@@ -113,3 +113,16 @@ TEST_CASE("ZeRO 2 and 3 with pipelining are refused with a reason") {
     }
   }
 }
+
+TEST_CASE("parallel.layers_per_stage overrides the balanced split, and the run still matches one rank") {
+  const RunResult one = train_on_threads(1, 5, kBase);
+  const auto sets = with({{"parallel.pp", "2"}, {"parallel.layers_per_stage", "1,3"}});
+  const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", sets, 2);
+  CHECK(make_plan(config, 2).stage_of_layer == std::vector<int>{0, 1, 1, 1});
+  const RunResult piped = train_on_threads(2, 5, sets);
+  CHECK(max_relative_difference(piped.losses, one.losses, 5) <= 1e-5);
+  CHECK_THROWS_AS(make_plan(load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                        with({{"parallel.pp", "2"}, {"parallel.layers_per_stage", "2,x"}}), 2),
+                            2),
+                  Error);
+}

@@ -14,9 +14,15 @@ Config tiny_config(const std::vector<ConfigOverride>& overrides = {}) {
 }
 
 // A 1-rank job's process groups, over the in-process backend.
+ParallelConfig one_rank_layout() {
+  ParallelConfig layout;
+  layout.dp = 1;
+  return layout;
+}
+
 struct SingleRank {
   std::vector<std::unique_ptr<Communicator>> world = make_thread_group(1);
-  ProcessGroups groups = make_process_groups(*world[0], ParallelConfig{1, 1, 1});
+  ProcessGroups groups = make_process_groups(*world[0], one_rank_layout());
 };
 
 std::vector<double> train_losses(const Config& config, int steps) {
