@@ -23,10 +23,6 @@ GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DTyp
       in_flight_(layout.buckets().size()),
       segments_done_(layout.buckets().size(), 0) {}
 
-void* GradientReducer::element(std::int64_t index) const {
-  return static_cast<char*>(storage_.data()) + index * static_cast<std::int64_t>(dtype_size(type_));
-}
-
 void GradientReducer::begin_step() { storage_.zero(); }
 
 void GradientReducer::begin_micro_batch(bool last) {
@@ -37,7 +33,7 @@ void GradientReducer::begin_micro_batch(bool last) {
 }
 
 float* GradientReducer::target(int segment) {
-  if (direct()) return static_cast<float*>(element(layout_.padded_offset(segment)));
+  if (direct()) return static_cast<float*>(storage_.at(layout_.padded_offset(segment)));
   InFlight& flight = in_flight_[static_cast<std::size_t>(layout_.bucket_of(segment))];
   if (!flight.scratch.defined()) {
     const Bucket& b = layout_.buckets()[static_cast<std::size_t>(layout_.bucket_of(segment))];
@@ -53,7 +49,7 @@ void GradientReducer::bucket_complete(std::size_t index) {
   const auto size = static_cast<std::size_t>(b.padded_size);
   if (!plan_.gradients_sharded) {
     // 16-bit ZeRO 0/1: round this micro-batch's gradient into the accumulated 16-bit buffer.
-    add_into(device_, element(b.padded_begin), type_, flight.scratch.f32(), size);
+    add_into(device_, storage_.at(b.padded_begin), type_, flight.scratch.f32(), size);
     flight.scratch = Tensor();
   } else if (type_ != DType::kF32) {
     flight.narrow = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
@@ -68,9 +64,9 @@ void GradientReducer::launch(std::size_t index) {
   flight.started = Tracer::Clock::now();
   const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
   if (!plan_.optimizer_sharded) {
-    flight.work = dp_.all_reduce(element(b.padded_begin), static_cast<std::size_t>(b.padded_size), type_);
+    flight.work = dp_.all_reduce(storage_.at(b.padded_begin), static_cast<std::size_t>(b.padded_size), type_);
   } else if (!plan_.gradients_sharded) {
-    flight.work = dp_.reduce_scatter(element(b.padded_begin), element(b.padded_begin + dp_.rank() * layout_.chunk(b)),
+    flight.work = dp_.reduce_scatter(storage_.at(b.padded_begin), storage_.at(b.padded_begin + dp_.rank() * layout_.chunk(b)),
                                      chunk, type_);
   } else {
     flight.received = Tensor(device_, {layout_.chunk(b)}, type_, MemoryCategory::kComm);
@@ -116,7 +112,7 @@ void GradientReducer::wait_all() {
         kernels::kernels_for(device_.type())
             .cast(kernels::context_for(device_), wide.f32(), DType::kF32, flight.received.data(), type_, chunk);
       }
-      add_into(device_, element(b.padded_begin / layout_.dp()), type_, wide.f32(), chunk);
+      add_into(device_, storage_.at(b.padded_begin / layout_.dp()), type_, wide.f32(), chunk);
       flight = InFlight();
     }
   }
@@ -134,8 +130,8 @@ void GradientReducer::finish() {
 
 const void* GradientReducer::update_view(const Bucket& b, const ParamRange& update) {
   if (plan_.gradients_sharded)
-    return element(b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin));
-  return element(b.padded_begin + (update.begin - b.flat.begin));
+    return storage_.at(b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin));
+  return storage_.at(b.padded_begin + (update.begin - b.flat.begin));
 }
 
 double GradientReducer::owned_sum_squares(const ParamRange& range) {
@@ -146,7 +142,7 @@ double GradientReducer::owned_sum_squares(const ParamRange& range) {
     if (lo >= hi) continue;
     const std::int64_t at = plan_.gradients_sharded ? b.padded_begin / layout_.dp() + (lo - own.begin)
                                                     : b.padded_begin + (lo - b.flat.begin);
-    total += sum_squares_of(device_, element(at), type_, static_cast<std::size_t>(hi - lo));
+    total += sum_squares_of(device_, storage_.at(at), type_, static_cast<std::size_t>(hi - lo));
   }
   return total;
 }

@@ -58,7 +58,6 @@ class GradientReducer {
   bool reduces_now() const { return plan_.gradients_sharded || last_micro_batch_; }
   // Backward accumulates straight into the stored gradients (fp32, not sharded).
   bool direct() const { return !plan_.gradients_sharded && type_ == DType::kF32; }
-  void* element(std::int64_t index) const;
 
   const BucketLayout& layout_;
   ZeroPlan plan_;

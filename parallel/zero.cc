@@ -34,23 +34,19 @@ ParamStore::ParamStore(const GptParams& params, const BucketLayout& layout, Zero
   store_as(device, storage_.data(), type_, staging.f32(), static_cast<std::size_t>(storage_.numel()));
 }
 
-void* ParamStore::element(std::int64_t index) const {
-  return static_cast<char*>(storage_.data()) + index * static_cast<std::int64_t>(dtype_size(type_));
-}
-
 void ParamStore::prefetch(int segment) {
   if (!plan_.parameters_sharded || acquired_.count(segment)) return;
   const Bucket& b = layout_.buckets()[static_cast<std::size_t>(layout_.bucket_of(segment))];
   Acquired& a = acquired_[segment];
   a.gathered = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
   a.started = Tracer::Clock::now();
-  a.work = dp_.all_gather(element(b.padded_begin / layout_.dp()), a.gathered.data(),
+  a.work = dp_.all_gather(storage_.at(b.padded_begin / layout_.dp()), a.gathered.data(),
                           static_cast<std::size_t>(layout_.chunk(b)), type_);
 }
 
 const float* ParamStore::acquire(int segment) {
   if (!plan_.parameters_sharded && type_ == DType::kF32)
-    return static_cast<const float*>(element(layout_.padded_offset(segment)));
+    return static_cast<const float*>(storage_.at(layout_.padded_offset(segment)));
   prefetch(segment);
   Acquired& a = acquired_[segment];
   if (a.work) {
@@ -70,7 +66,7 @@ const float* ParamStore::acquire(int segment) {
     const std::int64_t size = layout_.segment(segment).size();
     const void* source = plan_.parameters_sharded
                              ? static_cast<const void*>(static_cast<char*>(a.gathered.data()) + offset * 2)
-                             : element(layout_.padded_offset(segment));
+                             : storage_.at(layout_.padded_offset(segment));
     a.widened = Tensor(device_, {size}, DType::kF32, MemoryCategory::kOther);
     kernels::kernels_for(device_.type())
         .cast(kernels::context_for(device_), a.widened.f32(), DType::kF32, source, type_, static_cast<std::size_t>(size));
@@ -82,8 +78,8 @@ void ParamStore::release(int segment) { acquired_.erase(segment); }
 
 void* ParamStore::update_view(const Bucket& b, const ParamRange& update) {
   if (plan_.parameters_sharded)
-    return element(b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin));
-  return element(b.padded_begin + (update.begin - b.flat.begin));
+    return storage_.at(b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin));
+  return storage_.at(b.padded_begin + (update.begin - b.flat.begin));
 }
 
 void ParamStore::publish_updates() {
@@ -91,7 +87,7 @@ void ParamStore::publish_updates() {
   std::vector<std::unique_ptr<Work>> works;
   for (const Bucket& b : layout_.buckets()) {
     const std::int64_t chunk = layout_.chunk(b);
-    works.push_back(dp_.all_gather(element(b.padded_begin + dp_.rank() * chunk), element(b.padded_begin),
+    works.push_back(dp_.all_gather(storage_.at(b.padded_begin + dp_.rank() * chunk), storage_.at(b.padded_begin),
                                    static_cast<std::size_t>(chunk), type_));
   }
   for (auto& work : works) work->wait();
@@ -102,11 +98,11 @@ std::vector<float> ParamStore::gather_flat() {
   for (const Bucket& b : layout_.buckets()) {
     Tensor full(device_, {b.padded_size}, type_, MemoryCategory::kComm);
     if (plan_.parameters_sharded) {
-      dp_.all_gather(element(b.padded_begin / layout_.dp()), full.data(), static_cast<std::size_t>(layout_.chunk(b)),
+      dp_.all_gather(storage_.at(b.padded_begin / layout_.dp()), full.data(), static_cast<std::size_t>(layout_.chunk(b)),
                      type_)
           ->wait();
     } else {
-      device_.copy_on_device(full.data(), element(b.padded_begin), full.bytes());
+      device_.copy_on_device(full.data(), storage_.at(b.padded_begin), full.bytes());
     }
     const std::vector<float> host = full.to_host_f32();
     std::copy(host.begin(), host.begin() + b.flat.size(), flat.begin() + b.flat.begin);

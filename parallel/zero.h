@@ -54,7 +54,6 @@ class ParamStore {
     std::unique_ptr<Work> work;
     Tracer::Clock::time_point started;
   };
-  void* element(std::int64_t index) const;
 
   const BucketLayout& layout_;
   ZeroPlan plan_;

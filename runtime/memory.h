@@ -20,7 +20,6 @@ struct MemorySnapshot {
   std::int64_t total_live = 0;
   std::int64_t total_peak = 0;
   std::int64_t of(MemoryCategory c) const { return live[static_cast<std::size_t>(c)]; }
-  std::int64_t peak_of(MemoryCategory c) const { return peak[static_cast<std::size_t>(c)]; }
 };
 
 // Every device allocation reports here, so metrics show bytes as allocated (padding included).

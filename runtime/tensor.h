@@ -46,6 +46,10 @@ class Tensor {
   Device& device() const { return buffer_->device(); }
 
   void* data() const { return static_cast<char*>(buffer_->data()) + offset_bytes_; }
+  // Element `index` of any dtype, as an untyped pointer.
+  void* at(std::int64_t index) const {
+    return static_cast<char*>(data()) + index * static_cast<std::int64_t>(dtype_size(dtype_));
+  }
   float* f32() const {
     WEFT_CHECK(dtype_ == DType::kF32, "tensor holds {}", dtype_name(dtype_));
     return static_cast<float*>(data());

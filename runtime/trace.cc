@@ -17,11 +17,6 @@ void Tracer::add_span(const std::string& name, const std::string& lane, Clock::t
   spans_.push_back({name, lane, micros(start), micros(end)});
 }
 
-std::size_t Tracer::span_count() const {
-  std::lock_guard lock(mutex_);
-  return spans_.size();
-}
-
 void Tracer::write(const std::string& path) const {
   std::lock_guard lock(mutex_);
   // Lanes become thread ids, named by metadata events, so Perfetto shows one row per lane.
@@ -50,25 +45,6 @@ void Tracer::write(const std::string& path) const {
   std::ofstream out(path, std::ios::trunc);
   if (!out) fail_usage("--trace {}: cannot open for writing: {}", path, std::strerror(errno));
   out << json.str() << '\n';
-}
-
-double Tracer::total_us(const std::string& lane) const {
-  std::lock_guard lock(mutex_);
-  double total = 0.0;
-  for (const auto& span : spans_)
-    if (span.lane == lane) total += span.end_us - span.start_us;
-  return total;
-}
-
-double Tracer::overlap_us(const std::string& lane, const std::string& other_lane) const {
-  std::lock_guard lock(mutex_);
-  double total = 0.0;
-  for (const auto& a : spans_) {
-    if (a.lane != lane) continue;
-    for (const auto& b : spans_)
-      if (b.lane == other_lane) total += std::max(0.0, std::min(a.end_us, b.end_us) - std::max(a.start_us, b.start_us));
-  }
-  return total;
 }
 
 }  // namespace weft

@@ -19,11 +19,6 @@ class Tracer {
   void add_span(const std::string& name, const std::string& lane, Clock::time_point start, Clock::time_point end);
   // Writes {"traceEvents": [...]} with this rank as the process id.
   void write(const std::string& path) const;
-  std::size_t span_count() const;
-
-  // Sum over spans in `lane` of the time they overlap spans in `other_lane` (microseconds).
-  double overlap_us(const std::string& lane, const std::string& other_lane) const;
-  double total_us(const std::string& lane) const;
 
  private:
   struct Span {

@@ -120,3 +120,14 @@ TEST_CASE("per-rank model-state memory follows the ZeRO paper's formulas (fp32: 
     CHECK(run.memory.of(MemoryCategory::kParams) >= static_cast<std::int64_t>(row.params));
   }
 }
+
+TEST_CASE("mesh coordinates and ranks are inverse, with tp varying fastest, then dp, then pp") {
+  ParallelConfig layout;
+  layout.dp = 3;
+  layout.tp = 2;
+  layout.pp = 2;
+  for (int rank = 0; rank < 12; ++rank) CHECK(mesh_rank(mesh_coordinates(rank, layout), layout) == rank);
+  CHECK(mesh_coordinates(1, layout).tp == 1);
+  CHECK(mesh_coordinates(2, layout).dp == 1);
+  CHECK(mesh_coordinates(6, layout).pp == 1);
+}
