@@ -61,8 +61,9 @@ std::vector<std::uint64_t> all_gather_u64(Communicator& comm, std::uint64_t valu
   return gathered;
 }
 
-// Settings the config schema accepts for features later issues build: refused, never silently ignored.
-void refuse_unbuilt_settings(const Config& c) {
+// Settings the config accepts but this weft cannot run together (or needs more for): refused with a reason,
+// never silently ignored.
+void refuse_unsupported_settings(const Config& c) {
   auto refuse = [&c](const std::string& setting, const char* what) {
     fail_usage("{}: {}: {} is not built yet in this weft", c.source_path, setting, what);
   };
@@ -132,7 +133,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
              config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
       scaler_(config.precision),
       peak_flops_(measure_peak_flops(device)) {
-  refuse_unbuilt_settings(config);
+  refuse_unsupported_settings(config);
   if (groups.dp->size() > 1 && groups.dp->memory_type() != device.type())
     fail_usage("{}: the {} communicator moves {} memory but the model runs on {}; use device: cpu with MPI",
                config.source_path, groups.dp->backend(), groups.dp->memory_type() == DeviceType::kCpu ? "host" : "GPU",

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git procps
   libopenmpi-dev openmpi-bin
   slurm-wlm munge
   libprotobuf-dev protobuf-compiler
