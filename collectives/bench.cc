@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -161,73 +162,125 @@ void for_each_case(const BenchOptions& options, int n, Fn&& fn) {
     }
 }
 
-std::vector<Row> bench_layer(const BenchOptions& options, Communicator& comm) {
-  Device* device = comm.memory_type() == DeviceType::kCuda ? options.device : nullptr;
-  if (comm.memory_type() == DeviceType::kCuda && device == nullptr)
-    fail_usage("bench on the {} backend needs a CUDA device for its buffers", comm.backend());
-  std::vector<Row> rows;
-  for_each_case(options, comm.size(), [&](const Case& c) {
-    const std::size_t element = dtype_size(options.dtype);
-    BenchBuffer send(device, c.send_count * element);
-    BenchBuffer recv(device, c.recv_count * element);
-    const std::vector<std::byte> input = make_input(c, options.dtype, comm.rank());
-    send.upload(input);
-    if (c.op == OpKind::kAllReduce || c.op == OpKind::kBroadcast) recv.upload(input);
-    issue(comm, c, options.dtype, send.data(), recv.data())->wait();
-    float wrong = static_cast<float>(count_wrong(c, options.dtype, comm.rank(), comm.size(), recv.download()));
-    for (int i = 0; i < options.warmup; ++i) issue(comm, c, options.dtype, send.data(), recv.data())->wait();
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < options.iters; ++i) issue(comm, c, options.dtype, send.data(), recv.data())->wait();
-    const std::chrono::duration<double, std::micro> elapsed = std::chrono::steady_clock::now() - start;
-    float time_us = static_cast<float>(elapsed.count() / std::max(options.iters, 1));
-    comm.all_reduce(&time_us, 1, DType::kF32, ReduceOp::kMax)->wait();
-    comm.all_reduce(&wrong, 1, DType::kF32, ReduceOp::kSum)->wait();
-    rows.push_back({c.op, case_bytes(c, options.dtype), c.count, time_us, static_cast<long>(wrong)});
-  });
-  return rows;
-}
+// Timed blocks per size, alternating between weft's layer and raw MPI so that a burst of load on a shared machine
+// slows both alike instead of one table.
+constexpr int kRounds = 5;
 
-// The same cases with blocking MPI calls straight on the communicator, run on the MPI thread.
-std::vector<Row> bench_raw_mpi(const BenchOptions& options, Communicator& comm) {
-  std::vector<Row> rows;
-  with_raw_mpi(comm, [&](MPI_Comm mpi) {
-    const MPI_Datatype type = options.dtype == DType::kF32 ? MPI_FLOAT : MPI_UINT16_T;
-    for_each_case(options, comm.size(), [&](const Case& c) {
-      const bool reduces = c.op == OpKind::kAllReduce || c.op == OpKind::kReduceScatter;
-      if (reduces && options.dtype != DType::kF32) return;  // MPI has no 16-bit float sum
-      const std::size_t element = dtype_size(options.dtype);
-      std::vector<std::byte> send = make_input(c, options.dtype, comm.rank());
-      std::vector<std::byte> recv(c.recv_count * element);
-      if (c.op == OpKind::kAllReduce || c.op == OpKind::kBroadcast) recv = send;
-      auto run = [&] {
-        const int count = static_cast<int>(c.count);
-        const int chunk = static_cast<int>(c.chunk);
-        switch (c.op) {
-          case OpKind::kAllReduce:
-            WEFT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, recv.data(), count, type, MPI_SUM, mpi));
-            break;
-          case OpKind::kReduceScatter:
-            WEFT_MPI_CHECK(MPI_Reduce_scatter_block(send.data(), recv.data(), chunk, type, MPI_SUM, mpi));
-            break;
-          case OpKind::kAllGather:
-            WEFT_MPI_CHECK(MPI_Allgather(send.data(), chunk, type, recv.data(), chunk, type, mpi));
-            break;
-          default: WEFT_MPI_CHECK(MPI_Bcast(recv.data(), count, type, 0, mpi)); break;
-        }
-      };
-      run();
-      long wrong = count_wrong(c, options.dtype, comm.rank(), comm.size(), recv);
-      for (int i = 0; i < options.warmup; ++i) run();
+// One (operation, size) through weft's layer: buffers set up and the result checked on construction.
+class LayerCase {
+ public:
+  LayerCase(const BenchOptions& options, Communicator& comm, const Case& c)
+      : options_(options),
+        comm_(comm),
+        c_(c),
+        device_(comm.memory_type() == DeviceType::kCuda ? options.device : nullptr),
+        send_(device_, c.send_count * dtype_size(options.dtype)),
+        recv_(device_, c.recv_count * dtype_size(options.dtype)) {
+    const std::vector<std::byte> input = make_input(c, options.dtype, comm.rank());
+    send_.upload(input);
+    if (c.op == OpKind::kAllReduce || c.op == OpKind::kBroadcast) recv_.upload(input);
+    issue(comm, c, options.dtype, send_.data(), recv_.data())->wait();
+    wrong = count_wrong(c, options.dtype, comm.rank(), comm.size(), recv_.download());
+    for (int i = 0; i < options.warmup; ++i) issue(comm, c, options.dtype, send_.data(), recv_.data())->wait();
+  }
+  // Microseconds for `iters` back-to-back operations on this rank.
+  double time(int iters) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) issue(comm_, c_, options_.dtype, send_.data(), recv_.data())->wait();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+  }
+  long wrong = 0;
+
+ private:
+  const BenchOptions& options_;
+  Communicator& comm_;
+  Case c_;
+  Device* device_;
+  BenchBuffer send_;
+  BenchBuffer recv_;
+};
+
+// The same case with blocking MPI calls straight on the communicator, run on the MPI thread.
+class RawCase {
+ public:
+  RawCase(const BenchOptions& options, Communicator& comm, const Case& c)
+      : comm_(comm), c_(c), type_(options.dtype == DType::kF32 ? MPI_FLOAT : MPI_UINT16_T) {
+    send_ = make_input(c, options.dtype, comm.rank());
+    recv_.resize(c.recv_count * dtype_size(options.dtype));
+    if (c.op == OpKind::kAllReduce || c.op == OpKind::kBroadcast) recv_ = send_;
+    with_raw_mpi(comm, [&](MPI_Comm mpi) {
+      run(mpi);
+      wrong = count_wrong(c, options.dtype, comm.rank(), comm.size(), recv_);
+      for (int i = 0; i < options.warmup; ++i) run(mpi);
+    });
+  }
+  double time(int iters) {
+    double elapsed = 0.0;
+    with_raw_mpi(comm_, [&](MPI_Comm mpi) {
       WEFT_MPI_CHECK(MPI_Barrier(mpi));
       const double start = MPI_Wtime();
-      for (int i = 0; i < options.iters; ++i) run();
-      double time_us = (MPI_Wtime() - start) * 1e6 / std::max(options.iters, 1);
-      WEFT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &time_us, 1, MPI_DOUBLE, MPI_MAX, mpi));
-      WEFT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG, MPI_SUM, mpi));
-      rows.push_back({c.op, case_bytes(c, options.dtype), c.count, time_us, wrong});
+      for (int i = 0; i < iters; ++i) run(mpi);
+      elapsed = (MPI_Wtime() - start) * 1e6;
     });
+    return elapsed;
+  }
+  long wrong = 0;
+
+ private:
+  void run(MPI_Comm mpi) {
+    const int count = static_cast<int>(c_.count);
+    const int chunk = static_cast<int>(c_.chunk);
+    switch (c_.op) {
+      case OpKind::kAllReduce:
+        WEFT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, recv_.data(), count, type_, MPI_SUM, mpi));
+        break;
+      case OpKind::kReduceScatter:
+        WEFT_MPI_CHECK(MPI_Reduce_scatter_block(send_.data(), recv_.data(), chunk, type_, MPI_SUM, mpi));
+        break;
+      case OpKind::kAllGather:
+        WEFT_MPI_CHECK(MPI_Allgather(send_.data(), chunk, type_, recv_.data(), chunk, type_, mpi));
+        break;
+      default: WEFT_MPI_CHECK(MPI_Bcast(recv_.data(), count, type_, 0, mpi)); break;
+    }
+  }
+
+  Communicator& comm_;
+  Case c_;
+  MPI_Datatype type_;
+  std::vector<std::byte> send_;
+  std::vector<std::byte> recv_;
+};
+
+// Both tables, measured case by case in alternating blocks. Raw rows are left out for 16-bit reductions (MPI
+// has no 16-bit float sum) and for communicators that are not MPI ones.
+std::pair<std::vector<Row>, std::vector<Row>> bench_cases(const BenchOptions& options, Communicator& comm) {
+  if (comm.memory_type() == DeviceType::kCuda && options.device == nullptr)
+    fail_usage("bench on the {} backend needs a CUDA device for its buffers", comm.backend());
+  const bool raw_possible = options.raw_mpi && with_raw_mpi(comm, [](MPI_Comm) {});
+  std::vector<Row> layer_rows;
+  std::vector<Row> raw_rows;
+  for_each_case(options, comm.size(), [&](const Case& c) {
+    const bool reduces = c.op == OpKind::kAllReduce || c.op == OpKind::kReduceScatter;
+    LayerCase layer(options, comm, c);
+    std::optional<RawCase> raw;
+    if (raw_possible && (!reduces || options.dtype == DType::kF32)) raw.emplace(options, comm, c);
+    const int rounds = std::min(kRounds, options.iters);
+    // {layer us, raw us, layer wrong, raw wrong}, summed over rounds and then over ranks (times: max).
+    float times[2] = {0.0f, 0.0f};
+    for (int round = 0; round < rounds; ++round) {
+      const int iters = options.iters / rounds + (round < options.iters % rounds ? 1 : 0);
+      times[0] += static_cast<float>(layer.time(iters));
+      if (raw) times[1] += static_cast<float>(raw->time(iters));
+    }
+    float wrong[2] = {static_cast<float>(layer.wrong), raw ? static_cast<float>(raw->wrong) : 0.0f};
+    comm.all_reduce(times, 2, DType::kF32, ReduceOp::kMax)->wait();
+    comm.all_reduce(wrong, 2, DType::kF32, ReduceOp::kSum)->wait();
+    const double iters = options.iters;
+    layer_rows.push_back({c.op, case_bytes(c, options.dtype), c.count, times[0] / iters, static_cast<long>(wrong[0])});
+    if (raw) raw_rows.push_back({c.op, case_bytes(c, options.dtype), c.count, times[1] / iters,
+                                 static_cast<long>(wrong[1])});
   });
-  return rows;
+  return {layer_rows, raw_rows};
 }
 
 void print_table(std::ostream& out, const std::string& title, const std::vector<Row>& rows, DType dtype, int n) {
@@ -257,9 +310,7 @@ long run_collectives_bench(const BenchOptions& options, Communicator& comm, std:
     fail_usage("--min-bytes {} and --max-bytes {}: need 0 < min <= max", options.min_bytes, options.max_bytes);
   if (options.iters < 1 || options.warmup < 0)
     fail_usage("bench needs at least one timed iteration (iters = {}, warmup = {})", options.iters, options.warmup);
-  const std::vector<Row> layer = bench_layer(options, comm);
-  std::vector<Row> raw;
-  if (options.raw_mpi) raw = bench_raw_mpi(options, comm);
+  const auto [layer, raw] = bench_cases(options, comm);
   long wrong = 0;
   for (const Row& row : layer) wrong += row.wrong;
   for (const Row& row : raw) wrong += row.wrong;
@@ -271,6 +322,12 @@ long run_collectives_bench(const BenchOptions& options, Communicator& comm, std:
   if (!raw.empty())
     print_table(out, "raw MPI (MPI_Allreduce, MPI_Reduce_scatter_block, MPI_Allgather, MPI_Bcast; same communicator)",
                 raw, options.dtype, comm.size());
+  for (const Row& row : raw) {
+    if (&row == raw.data()) out << fmt::format("# weft time / raw MPI time (below 1: weft is faster)\n");
+    for (const Row& mine : layer)
+      if (mine.op == row.op && mine.bytes == row.bytes)
+        out << fmt::format("  {:>14} {:>12} {:>8.2f}\n", op_name(row.op), row.bytes, mine.time_us / row.time_us);
+  }
   out.flush();
   return wrong;
 }

@@ -11,11 +11,8 @@ namespace {
 // Elements per block: the fp32 accumulator stays in L1 while every input streams through it once.
 constexpr std::size_t kBlock = 2048;
 
+// 16-bit values widened exactly to fp32, and fp32 rounded once back to 16 bits.
 void load(const void* source, std::size_t offset, std::size_t n, DType dtype, float* out) {
-  if (dtype == DType::kF32) {
-    std::memcpy(out, static_cast<const float*>(source) + offset, n * sizeof(float));
-    return;
-  }
   const std::uint16_t* in = static_cast<const std::uint16_t*>(source) + offset;
   if (dtype == DType::kBF16) {
 #pragma omp simd
@@ -26,10 +23,6 @@ void load(const void* source, std::size_t offset, std::size_t n, DType dtype, fl
 }
 
 void store(const float* values, std::size_t n, DType dtype, void* target, std::size_t offset) {
-  if (dtype == DType::kF32) {
-    std::memcpy(static_cast<float*>(target) + offset, values, n * sizeof(float));
-    return;
-  }
   std::uint16_t* out = static_cast<std::uint16_t*>(target) + offset;
   if (dtype == DType::kBF16) {
 #pragma omp simd
@@ -39,13 +32,38 @@ void store(const float* values, std::size_t n, DType dtype, void* target, std::s
   }
 }
 
+float apply(float acc, float x, ReduceOp op) {
+  // NaN wins a max, so an overflow flag that became NaN is still seen by every rank.
+  return op == ReduceOp::kSum ? acc + x : ((x > acc || x != x) ? x : acc);
+}
+
 void combine(float* acc, const float* x, std::size_t n, ReduceOp op) {
   if (op == ReduceOp::kSum) {
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) acc[i] += x[i];
   } else {
-    // NaN wins, so an overflow flag that became NaN is still seen by every rank.
-    for (std::size_t i = 0; i < n; ++i) acc[i] = (x[i] > acc[i] || x[i] != x[i]) ? x[i] : acc[i];
+    for (std::size_t i = 0; i < n; ++i) acc[i] = apply(acc[i], x[i], op);
+  }
+}
+
+// fp32 needs no widening: read the inputs in place, and for two inputs write the result in the same pass
+// (safe when an output is one of the inputs: element i is read before it is written).
+void reduce_f32(const float* const* inputs, int n_inputs, float* const* outputs, int n_outputs, std::size_t count,
+                ReduceOp op) {
+  if (n_inputs == 2 && n_outputs == 1 && op == ReduceOp::kSum) {
+    const float* a = inputs[0];
+    const float* b = inputs[1];
+    float* out = outputs[0];
+#pragma omp simd
+    for (std::size_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+    return;
+  }
+  alignas(64) float acc[kBlock];
+  for (std::size_t start = 0; start < count; start += kBlock) {
+    const std::size_t n = std::min(kBlock, count - start);
+    std::memcpy(acc, inputs[0] + start, n * sizeof(float));
+    for (int r = 1; r < n_inputs; ++r) combine(acc, inputs[r] + start, n, op);
+    for (int j = 0; j < n_outputs; ++j) std::memcpy(outputs[j] + start, acc, n * sizeof(float));
   }
 }
 
@@ -54,6 +72,11 @@ void combine(float* acc, const float* x, std::size_t n, ReduceOp op) {
 void reduce_rank_order(const void* const* inputs, int n_inputs, void* const* outputs, int n_outputs,
                        std::size_t count, DType dtype, ReduceOp op) {
   if (n_inputs <= 0) return;
+  if (dtype == DType::kF32) {
+    reduce_f32(reinterpret_cast<const float* const*>(inputs), n_inputs, reinterpret_cast<float* const*>(outputs),
+               n_outputs, count, op);
+    return;
+  }
   alignas(64) float acc[kBlock];
   alignas(64) float next[kBlock];
   for (std::size_t start = 0; start < count; start += kBlock) {

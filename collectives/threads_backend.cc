@@ -98,10 +98,10 @@ std::unique_ptr<Work> Rendezvous::park(Participant& part) {
   part.state = std::make_shared<WorkState>();
   const OpDescriptor desc = part.call.desc;
   std::weak_ptr<Rendezvous> self = weak_from_this();
-  return std::make_unique<StateWork>(desc, part.state, [self, desc] {
+  return std::make_unique<StateWork>(desc, part.state, [self, desc, state = part.state] {
     if (auto group = self.lock()) {
-      group->abort(fmt::format("rank {} of {} did not complete {} within comm.timeout_s", desc.rank, desc.size,
-                               describe(desc)));
+      group->abort(fmt::format("rank {} of {} did not complete {} within comm.timeout_s{}", desc.rank, desc.size,
+                               describe(desc), describe_waiting(state->waiting_for())));
     }
   });
 }
@@ -120,7 +120,15 @@ std::unique_ptr<Work> Rendezvous::join(int rank, Participant part) {
     if (slot.parts.empty()) slot.parts.resize(static_cast<std::size_t>(size_));
     WEFT_CHECK(!slot.parts[static_cast<std::size_t>(rank)], "rank {} joined collective #{} twice", rank, seq);
     slot.parts[static_cast<std::size_t>(rank)] = std::move(part);
-    if (++slot.arrived < size_) return work;
+    if (++slot.arrived < size_) {
+      // Each rank parked here waits for the ranks that have not arrived (named if its wait times out).
+      std::vector<int> missing;
+      for (int r = 0; r < size_; ++r)
+        if (!slot.parts[static_cast<std::size_t>(r)]) missing.push_back(r);
+      for (auto& parked : slot.parts)
+        if (parked) parked->state->set_waiting_for(missing);
+      return work;
+    }
     for (auto& p : slot.parts) ready.push_back(std::move(*p));
     slots_.erase(seq);
     ++executing_;

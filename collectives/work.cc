@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "runtime/error.h"
 
@@ -53,12 +54,18 @@ std::string describe(const OpDescriptor& desc) {
   }
 }
 
-std::string timeout_message(const OpDescriptor& desc, std::chrono::milliseconds timeout) {
+std::string timeout_message(const OpDescriptor& desc, std::chrono::milliseconds timeout,
+                            const std::vector<int>& waiting_for) {
   const std::string who = desc.group == "world" ? fmt::format("rank {} of {}", desc.rank, desc.size)
                                                 : fmt::format("rank {} of {} (world rank {})", desc.rank,
                                                               desc.size, desc.world_rank);
-  return fmt::format("weft: {} did not complete {} within comm.timeout_s = {:g} s; aborting", who, describe(desc),
-                     static_cast<double>(timeout.count()) / 1000.0);
+  return fmt::format("weft: {} did not complete {} within comm.timeout_s = {:g} s{}; aborting", who, describe(desc),
+                     static_cast<double>(timeout.count()) / 1000.0, describe_waiting(waiting_for));
+}
+
+std::string describe_waiting(const std::vector<int>& ranks) {
+  if (ranks.empty()) return "";
+  return fmt::format(", waiting for rank{} {}", ranks.size() > 1 ? "s" : "", fmt::join(ranks, ", "));
 }
 
 CallSignature signature(const OpCall& call) {
@@ -100,7 +107,7 @@ void Work::wait(std::chrono::milliseconds timeout) {
   if (wait_until(std::chrono::steady_clock::now() + bounded)) return;
   on_timeout();
   if (succeeded()) return;
-  throw Error(ErrorKind::kPeer, timeout_message(desc_, timeout));
+  throw Error(ErrorKind::kPeer, timeout_message(desc_, timeout, waiting_for()));
 }
 
 void WorkState::complete() {
@@ -157,6 +164,16 @@ bool WorkState::wait_until(std::chrono::steady_clock::time_point deadline) {
   if (!changed_.wait_until(lock, deadline, [&] { return done_; })) return false;
   if (failed_) throw Error(error_kind_, error_message_);
   return true;
+}
+
+void WorkState::set_waiting_for(std::vector<int> ranks) {
+  std::lock_guard lock(mutex_);
+  waiting_for_ = std::move(ranks);
+}
+
+std::vector<int> WorkState::waiting_for() const {
+  std::lock_guard lock(mutex_);
+  return waiting_for_;
 }
 
 StateWork::StateWork(OpDescriptor desc, std::shared_ptr<WorkState> state, std::function<void()> on_timeout)

@@ -42,9 +42,13 @@ struct OpDescriptor {
 
 // "all_reduce #118 (group dp, 6.4 MB)"; send/recv add the peer and tag.
 std::string describe(const OpDescriptor& desc);
-// "weft: rank 2 of 4 did not complete all_reduce #118 (group dp, 6.4 MB) within comm.timeout_s = 300 s; aborting"
-std::string timeout_message(const OpDescriptor& desc, std::chrono::milliseconds timeout);
-std::string format_bytes(std::uint64_t bytes);  // "512 B", "6.4 MB" (decimal units, as nccl-tests' GB/s)
+// "weft: rank 2 of 4 did not complete all_reduce #118 (group dp, 6.4 MB) within comm.timeout_s = 300 s; aborting";
+// with `waiting_for` (group ranks): "... = 300 s, waiting for rank 3; aborting".
+std::string timeout_message(const OpDescriptor& desc, std::chrono::milliseconds timeout,
+                            const std::vector<int>& waiting_for = {});
+std::string format_bytes(std::uint64_t bytes);
+// ", waiting for rank 3" / ", waiting for ranks 0, 3"; "" when `ranks` is empty.
+std::string describe_waiting(const std::vector<int>& ranks);  // "512 B", "6.4 MB" (decimal units, as nccl-tests' GB/s)
 
 // One operation as a backend receives it. `count` is in elements: the whole buffer for all_reduce,
 // broadcast, send and recv; the per-rank chunk (recv side) for reduce_scatter and (send side) for all_gather.
@@ -98,6 +102,8 @@ class Work {
   virtual void on_timeout() {}
   // Checked after on_timeout(): an operation that finished meanwhile counts as done.
   virtual bool succeeded() { return false; }
+  // The group ranks the operation still waits for, named by the timeout message; empty when unknown.
+  virtual std::vector<int> waiting_for() { return {}; }
 
  private:
   OpDescriptor desc_;
@@ -114,6 +120,9 @@ class WorkState {
   std::optional<std::chrono::steady_clock::time_point> completed_at() const;
   // True when done (throwing the stored error), false at the deadline.
   bool wait_until(std::chrono::steady_clock::time_point deadline);
+  // The group ranks whose part has not arrived yet, as far as the backend can tell (for the timeout message).
+  void set_waiting_for(std::vector<int> ranks);
+  std::vector<int> waiting_for() const;
 
  private:
   mutable std::mutex mutex_;
@@ -123,6 +132,7 @@ class WorkState {
   bool failed_ = false;
   ErrorKind error_kind_ = ErrorKind::kInternal;
   std::string error_message_;
+  std::vector<int> waiting_for_;
 };
 
 // A Work backed by a WorkState; `on_timeout` (optional) runs when a wait times out.
@@ -136,6 +146,7 @@ class StateWork : public Work {
   bool wait_until(std::chrono::steady_clock::time_point deadline) override { return state_->wait_until(deadline); }
   void on_timeout() override;
   bool succeeded() override { return state_->succeeded(); }
+  std::vector<int> waiting_for() override { return state_->waiting_for(); }
 
  private:
   std::shared_ptr<WorkState> state_;

@@ -17,7 +17,8 @@ int run_bench_collectives(const CollectivesBenchOptions& options) {
     return run_under_mpirun(options.ranks, options.mpirun_args,
                             {"bench", "collectives", "-n", std::to_string(options.ranks), "--op", options.op,
                              "--min-bytes", std::to_string(options.min_bytes), "--max-bytes",
-                             std::to_string(options.max_bytes)});
+                             std::to_string(options.max_bytes), "--iters", std::to_string(options.iters),
+                             "--warmup", std::to_string(options.warmup)});
   init_logging(detected.info.rank, detected.info.world_size);
   BenchOptions bench;
   bench.ops = parse_bench_ops(options.op);
@@ -26,6 +27,8 @@ int run_bench_collectives(const CollectivesBenchOptions& options) {
                options.max_bytes);
   bench.min_bytes = options.min_bytes;
   bench.max_bytes = options.max_bytes;
+  bench.iters = options.iters;
+  bench.warmup = options.warmup;
   MpiRuntime mpi;
   std::unique_ptr<Communicator> world = mpi.world();
   const long wrong = run_collectives_bench(bench, *world, std::cout);

@@ -28,6 +28,8 @@ struct CollectivesBenchOptions {
   std::string op = "all";
   std::size_t min_bytes = std::size_t{1} << 10;
   std::size_t max_bytes = std::size_t{64} << 20;
+  int iters = 20;
+  int warmup = 5;
   std::string mpirun_args;
 };
 

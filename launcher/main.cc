@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   collectives_cmd->add_option("--op", bench.op, "all_reduce, reduce_scatter, all_gather, broadcast or all");
   collectives_cmd->add_option("--min-bytes", bench.min_bytes, "Smallest buffer, e.g. 1K")->transform(CLI::AsSizeValue(false));
   collectives_cmd->add_option("--max-bytes", bench.max_bytes, "Largest buffer, e.g. 64M")->transform(CLI::AsSizeValue(false));
+  collectives_cmd->add_option("--iters", bench.iters, "Timed iterations per size (default 20)");
+  collectives_cmd->add_option("--warmup", bench.warmup, "Untimed iterations per size (default 5)");
   collectives_cmd->add_option("--mpirun-args", bench.mpirun_args, "Extra mpirun flags");
 
   std::string ckpt_dir, safetensors_path;

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "collectives/mpi/mpi_check.h"
+#include "collectives/mpi/mpi_task.h"
 #include "collectives/reduce.h"
 #include "runtime/error.h"
 
@@ -15,143 +16,17 @@ namespace weft {
 
 namespace {
 
-// A failure every rank detects identically (a signature mismatch): the ranks stay in step.
-class ConsistentFailure : public Error {
- public:
-  using Error::Error;
-};
-
-// What an MPI communicator shares with its tasks. `comm` and the scratch buffer are used on the MPI thread
-// only, by one collective at a time; `poison` is read by the issuing thread too.
-struct CommContext {
-  MPI_Comm comm = MPI_COMM_NULL;
-  int rank = 0;
-  int size = 1;
-
-  std::byte* scratch(std::size_t bytes) {
-    if (bytes > scratch_bytes) {
-      scratch_buffer = std::make_unique_for_overwrite<std::byte[]>(bytes);
-      scratch_bytes = bytes;
-    }
-    return scratch_buffer.get();
-  }
-  std::unique_ptr<std::byte[]> scratch_buffer;
-  std::size_t scratch_bytes = 0;
-
-  // Set when an operation failed in a way that leaves the ranks out of step; every later operation fails.
-  void poison(const std::string& reason) {
-    std::lock_guard lock(mutex);
-    if (poison_reason.empty()) poison_reason = reason;
-  }
-  std::string poisoned() const {
-    std::lock_guard lock(mutex);
-    return poison_reason;
-  }
-  mutable std::mutex mutex;
-  std::string poison_reason;
-};
-
-// An operation as a list of steps: each posts one nonblocking MPI call, then runs local work once it has
-// completed (a step without a post is local work only). Runs on the MPI thread.
-class StepTask final : public MpiTask {
- public:
-  using Post = std::function<void(MPI_Request*)>;
-  using Done = std::function<void(const MPI_Status&)>;
-
-  StepTask(OpDescriptor desc, std::shared_ptr<CommContext> ctx)
-      : desc_(std::move(desc)), ctx_(std::move(ctx)), state_(std::make_shared<WorkState>()) {}
-
-  void add(Post post, Done done = {}) { steps_.push_back({std::move(post), std::move(done)}); }
-  // An earlier collective of the same communicator that must finish before this one posts anything.
-  void run_after(std::shared_ptr<StepTask> earlier) { earlier_ = std::move(earlier); }
-  const std::shared_ptr<WorkState>& state() const { return state_; }
-
-  Progress progress() override {
-    if (earlier_) {
-      if (!earlier_->finished_) return Progress::kIdle;
-      earlier_.reset();
-    }
-    bool advanced = false;
-    try {
-      while (next_ < steps_.size()) {
-        Step& step = steps_[next_];
-        MPI_Status status{};
-        if (step.post) {
-          if (!posted_) {
-            step.post(&request_);
-            posted_ = true;
-            advanced = true;
-          }
-          int flag = 0;
-          const int code = MPI_Test(&request_, &flag, &status);
-          if (code != MPI_SUCCESS) throw_mpi_failure(code);
-          if (!flag) return advanced ? Progress::kAdvanced : Progress::kIdle;
-          posted_ = false;
-        }
-        if (step.done) step.done(status);
-        ++next_;
-        advanced = true;
-      }
-      state_->complete();
-    } catch (const ConsistentFailure&) {
-      state_->fail(std::current_exception());
-    } catch (const std::exception& e) {
-      ctx_->poison(e.what());
-      state_->fail(std::current_exception());
-    }
-    finished_ = true;
-    return Progress::kDone;
-  }
-
-  void cancel(const std::string& reason) override {
-    state_->fail(std::make_exception_ptr(
-        Error(ErrorKind::kInternal, fmt::format("weft: {} on rank {} was cancelled: {}", describe(desc_), desc_.rank,
-                                                reason))));
-    finished_ = true;
-  }
-
- private:
-  struct Step {
-    Post post;
-    Done done;
-  };
-
-  [[noreturn]] void throw_mpi_failure(int code) {
-    int error_class = 0;
-    MPI_Error_class(code, &error_class);
-    if (error_class == MPI_ERR_TRUNCATE) {
-      throw ConsistentFailure(
-          ErrorKind::kPeer, fmt::format("weft: rank {} of {}: rank {} sent more than the {} {} expects", desc_.rank,
-                                        desc_.size, desc_.peer, format_bytes(desc_.bytes), describe(desc_)));
-    }
-    throw Error(ErrorKind::kPeer, fmt::format("weft: rank {} of {}: {} failed inside MPI: {}; a peer rank has "
-                                              "probably died",
-                                              desc_.rank, desc_.size, describe(desc_),
-                                              mpi_detail::mpi_error_string(code)));
-  }
-
-  OpDescriptor desc_;
-  std::shared_ptr<CommContext> ctx_;
-  std::shared_ptr<WorkState> state_;
-  std::vector<Step> steps_;
-  std::shared_ptr<StepTask> earlier_;
-  std::size_t next_ = 0;
-  bool posted_ = false;
-  MPI_Request request_ = MPI_REQUEST_NULL;
-  bool finished_ = false;  // MPI thread only
-};
-
 MPI_Datatype mpi_type(DType dtype) { return dtype == DType::kF32 ? MPI_FLOAT : MPI_UINT16_T; }
 
 // Rank r's share of an all_reduce: count / n elements, one more for the first count % n ranks.
 struct Chunks {
-  std::vector<int> counts;
-  std::vector<int> displs;
+  std::vector<std::size_t> counts;
+  std::vector<std::size_t> displs;
   Chunks(std::size_t count, int n) : counts(static_cast<std::size_t>(n)), displs(static_cast<std::size_t>(n)) {
     const auto ranks = static_cast<std::size_t>(n);
-    int offset = 0;
+    std::size_t offset = 0;
     for (std::size_t r = 0; r < ranks; ++r) {
-      counts[r] = static_cast<int>(count / ranks + (r < count % ranks ? 1 : 0));
+      counts[r] = count / ranks + (r < count % ranks ? 1 : 0);
       displs[r] = offset;
       offset += counts[r];
     }
@@ -172,7 +47,10 @@ class MpiCommunicator final : public Communicator {
     OpDescriptor desc;
     desc.group = name();
     auto task = std::make_shared<StepTask>(desc, ctx_);
-    task->add({}, [ctx = ctx_](const MPI_Status&) { MPI_Comm_free(&ctx->comm); });
+    task->add({}, [ctx = ctx_](const MPI_Status&) {
+      MPI_Comm_free(&ctx->comm);
+      MPI_Comm_free(&ctx->peer_comm);
+    });
     task->run_after(last_collective_);
     engine_->submit(task);
   }
@@ -204,9 +82,9 @@ std::unique_ptr<Work> MpiCommunicator::submit(const std::shared_ptr<StepTask>& t
     task->run_after(last_collective_);
     last_collective_ = task;
   }
-  auto work = std::make_unique<StateWork>(desc, task->state(), [ctx = ctx_, desc] {
-    ctx->poison(fmt::format("rank {} of {} did not complete {} within comm.timeout_s", desc.rank, desc.size,
-                            describe(desc)));
+  auto work = std::make_unique<StateWork>(desc, task->state(), [ctx = ctx_, desc, state = task->state()] {
+    ctx->poison(fmt::format("rank {} of {} did not complete {} within comm.timeout_s{}", desc.rank, desc.size,
+                            describe(desc), describe_waiting(state->waiting_for())));
   });
   engine_->submit(task);
   return work;
@@ -214,20 +92,7 @@ std::unique_ptr<Work> MpiCommunicator::submit(const std::shared_ptr<StepTask>& t
 
 void MpiCommunicator::add_signature_check(StepTask& task, const OpCall& call) {
   if (options().mismatch_check == MismatchCheck::kOff) return;
-  struct Exchange {
-    CallSignature mine;
-    std::vector<CallSignature> all;
-  };
-  auto exchange = std::make_shared<Exchange>(Exchange{signature(call), std::vector<CallSignature>(size())});
-  task.add(
-      [ctx = ctx_, exchange](MPI_Request* request) {
-        WEFT_MPI_CHECK(MPI_Iallgather(&exchange->mine, sizeof(CallSignature), MPI_BYTE, exchange->all.data(),
-                                      sizeof(CallSignature), MPI_BYTE, ctx->comm, request));
-      },
-      [exchange, desc = call.desc](const MPI_Status&) {
-        const std::string mismatch = find_mismatch(desc, exchange->all);
-        if (!mismatch.empty()) throw ConsistentFailure(ErrorKind::kPeer, mismatch);
-      });
+  task.add(signature_phase(ctx_, call.desc, signature(call)));
 }
 
 void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
@@ -239,47 +104,18 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
   std::shared_ptr<CommContext> ctx = ctx_;
   switch (call.desc.op) {
     case OpKind::kAllReduce: {
-      auto chunks = std::make_shared<Chunks>(call.count, n);
-      const int mine = chunks->counts[static_cast<std::size_t>(me)];
-      auto row = std::make_shared<std::pair<std::vector<int>, std::vector<int>>>(
-          std::vector<int>(static_cast<std::size_t>(n), mine), std::vector<int>(static_cast<std::size_t>(n)));
-      for (int r = 0; r < n; ++r) row->second[static_cast<std::size_t>(r)] = r * mine;
-      char* buffer = static_cast<char*>(call.recv);
-      task.add(
-          [=](MPI_Request* request) {
-            std::byte* scratch = ctx->scratch(static_cast<std::size_t>(mine) * element * static_cast<std::size_t>(n));
-            WEFT_MPI_CHECK(MPI_Ialltoallv(buffer, chunks->counts.data(), chunks->displs.data(), type, scratch,
-                                          row->first.data(), row->second.data(), type, ctx->comm, request));
-          },
-          [=, dtype = call.dtype, reduce = call.reduce](const MPI_Status&) {
-            // Row r of the scratch is rank r's copy of this rank's chunk.
-            const std::size_t row_bytes = static_cast<std::size_t>(mine) * element;
-            std::vector<const void*> inputs(static_cast<std::size_t>(n));
-            for (std::size_t r = 0; r < inputs.size(); ++r) inputs[r] = ctx->scratch_buffer.get() + r * row_bytes;
-            void* out = buffer + static_cast<std::size_t>(chunks->displs[static_cast<std::size_t>(me)]) * element;
-            reduce_rank_order(inputs.data(), n, &out, 1, static_cast<std::size_t>(mine), dtype, reduce);
-          });
-      task.add([=](MPI_Request* request) {
-        WEFT_MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, chunks->counts.data(),
-                                       chunks->displs.data(), type, ctx->comm, request));
-      });
+      const Chunks chunks(call.count, n);
+      auto* buffer = static_cast<std::byte*>(call.recv);
+      SegmentedReduce plan{buffer, buffer + chunks.displs[static_cast<std::size_t>(me)] * element, buffer,
+                           chunks.counts, chunks.displs, call.dtype, call.reduce};
+      task.add(segmented_reduce_phase(ctx, std::move(plan)));
       break;
     }
     case OpKind::kReduceScatter: {
-      const void* send = call.send;
-      void* recv = call.recv;
-      task.add(
-          [=](MPI_Request* request) {
-            std::byte* scratch = ctx->scratch(call.count * element * static_cast<std::size_t>(n));
-            WEFT_MPI_CHECK(MPI_Ialltoall(send, count, type, scratch, count, type, ctx->comm, request));
-          },
-          [=, dtype = call.dtype, reduce = call.reduce](const MPI_Status&) {
-            const std::size_t row_bytes = call.count * element;
-            std::vector<const void*> inputs(static_cast<std::size_t>(n));
-            for (std::size_t r = 0; r < inputs.size(); ++r) inputs[r] = ctx->scratch_buffer.get() + r * row_bytes;
-            void* out = recv;
-            reduce_rank_order(inputs.data(), n, &out, 1, call.count, dtype, reduce);
-          });
+      const Chunks chunks(call.count * static_cast<std::size_t>(n), n);
+      SegmentedReduce plan{static_cast<const std::byte*>(call.send), static_cast<std::byte*>(call.recv), nullptr,
+                           chunks.counts, chunks.displs, call.dtype, call.reduce};
+      task.add(segmented_reduce_phase(ctx, std::move(plan)));
       break;
     }
     case OpKind::kAllGather: {
@@ -362,6 +198,7 @@ std::unique_ptr<Work> MpiCommunicator::start(const OpCall& call) {
 
 struct SplitResult {
   MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm peer_comm = MPI_COMM_NULL;
   int rank = 0;
   int size = 0;
 };
@@ -385,10 +222,15 @@ std::unique_ptr<Communicator> MpiCommunicator::start_split(const OpDescriptor& d
               WEFT_MPI_CHECK(MPI_Comm_rank(result->comm, &result->rank));
               WEFT_MPI_CHECK(MPI_Comm_size(result->comm, &result->size));
             });
+  task->add([result](MPI_Request* request) {
+    if (result->comm == MPI_COMM_NULL) return;
+    WEFT_MPI_CHECK(MPI_Comm_idup(result->comm, &result->peer_comm, request));
+  });
   submit(task, desc)->wait(options().timeout);
   if (result->comm == MPI_COMM_NULL) return nullptr;
   auto child = std::make_shared<CommContext>();
   child->comm = result->comm;
+  child->peer_comm = result->peer_comm;
   child->rank = result->rank;
   child->size = result->size;
   return std::make_unique<MpiCommunicator>(engine_, child, name, world_rank(), options());
@@ -397,9 +239,11 @@ std::unique_ptr<Communicator> MpiCommunicator::start_split(const OpDescriptor& d
 }  // namespace
 
 std::unique_ptr<Communicator> make_mpi_communicator(std::shared_ptr<MpiEngine> engine, MPI_Comm comm,
-                                                    std::string name, int world_rank, CommOptions options) {
+                                                    MPI_Comm peer_comm, std::string name, int world_rank,
+                                                    CommOptions options) {
   auto ctx = std::make_shared<CommContext>();
   ctx->comm = comm;
+  ctx->peer_comm = peer_comm;
   engine->run([&] {
     WEFT_MPI_CHECK(MPI_Comm_rank(comm, &ctx->rank));
     WEFT_MPI_CHECK(MPI_Comm_size(comm, &ctx->size));
@@ -424,9 +268,12 @@ std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, 
   auto result = std::make_shared<SplitResult>();
   auto task = std::make_shared<StepTask>(desc, setup);
   task->add([result](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &result->comm, request)); });
+  task->add([result](MPI_Request* request) {
+    WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &result->peer_comm, request));
+  });
   engine->submit(task);
   StateWork(desc, task->state()).wait(options.timeout);
-  return make_mpi_communicator(std::move(engine), result->comm, "world", world_rank, options);
+  return make_mpi_communicator(std::move(engine), result->comm, result->peer_comm, "world", world_rank, options);
 }
 
 bool with_raw_mpi(Communicator& comm, const std::function<void(MPI_Comm)>& fn) {

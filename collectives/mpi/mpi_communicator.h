@@ -13,22 +13,27 @@
 namespace weft {
 
 // How the MPI backend computes, and what it guarantees:
-// - all_reduce = MPI_Ialltoallv of chunk r to rank r, a local reduction of the n copies of this rank's chunk in
-//   rank order (collectives/reduce.h), then MPI_Iallgatherv. That sends 2(n-1)/n x size per rank like a ring,
-//   and makes the result independent of Open MPI's algorithm choice: bit-identical on every rank, from run to
-//   run, and equal to the threads backend. reduce_scatter is the first half. bf16/fp16 travel as 16 bits and
-//   are summed in fp32 and rounded once. all_gather, broadcast, barrier, send and recv are plain MPI_I* calls.
-// - Mismatch check (CommOptions::mismatch_check, on by default): before its data, each collective exchanges
-//   a 48-byte CallSignature {op, #N, count, dtype, reduce op, root} with MPI_Iallgather; every rank sees every
+// - all_reduce is built from point-to-point messages on a duplicate communicator (mpi_task.h): rank r receives
+//   every rank's copy of chunk r in 256 KiB segments, reduces each segment in rank order as soon as it is
+//   complete (collectives/reduce.h) and sends the result to every rank, so reducing overlaps the transfer.
+//   That sends 2(n-1)/n x size per rank like a ring, and makes the result independent of Open MPI's algorithm
+//   choice: bit-identical on every rank, from run to run, and equal to the threads backend. reduce_scatter is
+//   the first half. bf16/fp16 travel as 16 bits and are summed in fp32 and rounded once. all_gather,
+//   broadcast, barrier, send and recv are plain MPI_I* calls.
+// - Mismatch check (CommOptions::mismatch_check, on by default): before its data, each collective sends a
+//   48-byte CallSignature {op, #N, count, dtype, reduce op, root} to every other rank; every rank sees every
 //   signature, so all ranks fail the same collective with the same message and the group stays usable. Cost:
-//   one small allgather (n x 48 bytes, a few microseconds on one host) per collective. A recv checks the
-//   received count with MPI_Get_count instead.
+//   one small message each way per peer (a few microseconds on one host). A recv checks the received count
+//   with MPI_Get_count instead.
 // - Collectives of one communicator run one after another on the MPI thread (MPI requires the same order on
 //   every rank); send/recv are posted at once. Counts above 2^31-1 elements per call are rejected.
-// - Every wait has a deadline; a timeout or an MPI error leaves the ranks out of step, so the communicator
-//   fails every later operation at once. Errors are returned, not fatal (MPI_ERRORS_RETURN).
+// - Every wait has a deadline; a timeout names the ranks whose messages had not arrived (Work::waiting_for),
+//   and, like an MPI error, leaves the ranks out of step, so the communicator fails every later operation at
+//   once. Errors are returned, not fatal (MPI_ERRORS_RETURN).
+// `peer_comm` is a duplicate of `comm` (the communicator owns and frees both).
 std::unique_ptr<Communicator> make_mpi_communicator(std::shared_ptr<MpiEngine> engine, MPI_Comm comm,
-                                                    std::string name, int world_rank, CommOptions options);
+                                                    MPI_Comm peer_comm, std::string name, int world_rank,
+                                                    CommOptions options);
 
 // Duplicates MPI_COMM_WORLD (MPI_Comm_idup, with the deadline of options.timeout) into the "world" communicator.
 std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, CommOptions options);

@@ -74,7 +74,7 @@ void MpiEngine::loop() {
     {
       std::unique_lock lock(mutex_);
       auto has_news = [&] { return stopping_ || !incoming_.empty() || !jobs_.empty(); };
-      if (active.empty()) {
+      if (active.empty() && idle > kSpinPolls) {
         wake_.wait(lock, has_news);
       } else if (idle > kSpinPolls) {
         wake_.wait_for(lock, sleep, has_news);

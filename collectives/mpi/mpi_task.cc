@@ -1,0 +1,369 @@
+#include "collectives/mpi/mpi_task.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "collectives/mpi/mpi_check.h"
+#include "collectives/reduce.h"
+
+namespace weft {
+
+namespace {
+
+// Bytes per segment of a segmented reduction: an eighth of a chunk, so that reducing one segment overlaps the
+// transfer of the next, within bounds: large enough that per-message costs stay small, small enough that a
+// segment is reduced while it is still in cache (measured on 2 ranks: docs/benchmarks.md).
+constexpr std::size_t kMinSegmentBytes = std::size_t{256} << 10;
+constexpr std::size_t kMaxSegmentBytes = std::size_t{1} << 20;
+// Tags on peer_comm: signatures use 0, segment s of a reduction 1 + 2s (to the reducing rank) and 2 + 2s (its
+// result). MPI guarantees tags up to 32767; a repeated tag is harmless, as messages of one tag match in order.
+constexpr int kSignatureTag = 0;
+constexpr int kTagLimit = 32767;
+int segment_tag(std::size_t segment, int direction) {
+  return static_cast<int>((1 + 2 * segment + static_cast<std::size_t>(direction)) % kTagLimit);
+}
+
+// Tests every non-null request; true when all are complete. Throws MpiFailure on an MPI error.
+bool test_all(std::vector<MPI_Request>& requests) {
+  bool all = true;
+  for (MPI_Request& request : requests) {
+    if (request == MPI_REQUEST_NULL) continue;
+    int flag = 0;
+    const int code = MPI_Test(&request, &flag, MPI_STATUS_IGNORE);
+    if (code != MPI_SUCCESS) throw MpiFailure{code};
+    if (!flag) all = false;
+  }
+  return all;
+}
+
+class RequestPhase final : public Phase {
+ public:
+  RequestPhase(std::function<void(MPI_Request*)> post, std::function<void(const MPI_Status&)> done)
+      : post_(std::move(post)), done_(std::move(done)) {}
+
+  Progress advance() override {
+    MPI_Status status{};
+    bool advanced = false;
+    if (post_) {
+      if (!posted_) {
+        post_(&request_);
+        posted_ = true;
+        advanced = true;
+      }
+      int flag = 0;
+      const int code = MPI_Test(&request_, &flag, &status);
+      if (code != MPI_SUCCESS) throw MpiFailure{code};
+      if (!flag) return advanced ? Progress::kAdvanced : Progress::kIdle;
+    }
+    if (done_) done_(status);
+    return Progress::kDone;
+  }
+
+ private:
+  std::function<void(MPI_Request*)> post_;
+  std::function<void(const MPI_Status&)> done_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  bool posted_ = false;
+};
+
+class SignaturePhase final : public Phase {
+ public:
+  SignaturePhase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine)
+      : ctx_(std::move(ctx)), desc_(std::move(desc)), all_(static_cast<std::size_t>(ctx_->size)) {
+    all_[static_cast<std::size_t>(ctx_->rank)] = mine;
+  }
+
+  Progress advance() override {
+    const int n = ctx_->size;
+    bool advanced = false;
+    if (recvs_.empty()) {
+      recvs_.assign(static_cast<std::size_t>(n), MPI_REQUEST_NULL);
+      sends_.assign(static_cast<std::size_t>(n), MPI_REQUEST_NULL);
+      const auto* mine = &all_[static_cast<std::size_t>(ctx_->rank)];
+      for (int peer = 0; peer < n; ++peer) {
+        if (peer == ctx_->rank) continue;
+        const auto p = static_cast<std::size_t>(peer);
+        WEFT_MPI_CHECK(MPI_Irecv(&all_[p], sizeof(CallSignature), MPI_BYTE, peer, kSignatureTag, ctx_->peer_comm,
+                                 &recvs_[p]));
+        WEFT_MPI_CHECK(
+            MPI_Isend(mine, sizeof(CallSignature), MPI_BYTE, peer, kSignatureTag, ctx_->peer_comm, &sends_[p]));
+      }
+      advanced = true;
+    }
+    const auto pending = [this] { return std::count(recvs_.begin(), recvs_.end(), MPI_REQUEST_NULL); };
+    const auto before = pending();
+    const bool heard = test_all(recvs_);
+    advanced = advanced || pending() != before;  // someone new arrived: the ranks waited for changed
+    if (!heard || !test_all(sends_)) return advanced ? Progress::kAdvanced : Progress::kIdle;
+    const std::string mismatch = find_mismatch(desc_, all_);
+    if (!mismatch.empty()) throw ConsistentFailure(ErrorKind::kPeer, mismatch);
+    return Progress::kDone;
+  }
+
+  std::vector<int> waiting_for() const override {
+    std::vector<int> ranks;
+    for (std::size_t p = 0; p < recvs_.size(); ++p)
+      if (recvs_[p] != MPI_REQUEST_NULL) ranks.push_back(static_cast<int>(p));
+    return ranks;
+  }
+
+ private:
+  std::shared_ptr<CommContext> ctx_;
+  OpDescriptor desc_;
+  std::vector<CallSignature> all_;
+  std::vector<MPI_Request> recvs_;
+  std::vector<MPI_Request> sends_;
+};
+
+class SegmentedReducePhase final : public Phase {
+ public:
+  SegmentedReducePhase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan)
+      : ctx_(std::move(ctx)), plan_(std::move(plan)), element_(dtype_size(plan_.dtype)) {
+    const std::size_t largest = *std::max_element(plan_.counts.begin(), plan_.counts.end());
+    const std::size_t chunk_bytes = largest * element_;
+    segment_ = std::clamp(chunk_bytes / 8, kMinSegmentBytes, kMaxSegmentBytes) / element_;
+    segments_ = (largest + segment_ - 1) / segment_;
+    const auto slots = segments_ * static_cast<std::size_t>(ctx_->size);
+    for (auto* requests : {&to_reduce_, &sent_, &gathered_, &results_sent_}) requests->assign(slots, MPI_REQUEST_NULL);
+  }
+
+  Progress advance() override {
+    bool advanced = false;
+    if (!posted_) {
+      post_chunks();
+      posted_ = true;
+      advanced = true;
+    }
+    // Reduce the segments of this rank's chunk in order, each as soon as every copy of it has arrived.
+    while (reduced_ < segments_ && test_segment(reduced_)) {
+      reduce_segment(reduced_);
+      advanced = true;
+      ++reduced_;
+    }
+    for (const int slot : test_some(sent_)) {
+      // A peer's result may land where this rank's copy of its chunk was sent from: post once that send is done.
+      if (plan_.gather != nullptr) post_gather(static_cast<std::size_t>(slot));
+      advanced = true;
+    }
+    if (!test_some(gathered_).empty()) advanced = true;
+    if (!test_some(results_sent_).empty()) advanced = true;
+    if (reduced_ == segments_ && outstanding_ == 0) return Progress::kDone;
+    return advanced ? Progress::kAdvanced : Progress::kIdle;
+  }
+
+  std::vector<int> waiting_for() const override {
+    std::vector<int> ranks;
+    const auto n = static_cast<std::size_t>(ctx_->size);
+    for (std::size_t peer = 0; peer < n; ++peer) {
+      bool waiting = false;
+      for (std::size_t slot = peer; slot < to_reduce_.size() && !waiting; slot += n) {
+        for (const auto* requests : {&to_reduce_, &sent_, &gathered_, &results_sent_})
+          waiting = waiting || (*requests)[slot] != MPI_REQUEST_NULL;
+      }
+      if (waiting) ranks.push_back(static_cast<int>(peer));
+    }
+    return ranks;
+  }
+
+ private:
+  // Segment s of rank r's chunk: (first element within the chunk, length); chunks differ in length by at most
+  // one element, so a chunk may have an empty last segment, which no message carries.
+  std::pair<std::size_t, std::size_t> extent(int rank, std::size_t s) const {
+    const std::size_t count = plan_.counts[static_cast<std::size_t>(rank)];
+    const std::size_t begin = std::min(count, s * segment_);
+    return {begin, std::min(count, begin + segment_) - begin};
+  }
+
+  std::byte* scratch_row(int rank) const {
+    const std::size_t row = plan_.counts[static_cast<std::size_t>(ctx_->rank)] * element_;
+    return ctx_->scratch_buffer.get() + static_cast<std::size_t>(rank) * row;
+  }
+
+  std::byte* chunk_of(std::byte* base, int rank, std::size_t begin) const {
+    return base + (plan_.displs[static_cast<std::size_t>(rank)] + begin) * element_;
+  }
+
+  void post(bool receive, void* data, std::size_t elements, int peer, int tag, MPI_Request* request) {
+    const int bytes = static_cast<int>(elements * element_);
+    if (receive) {
+      WEFT_MPI_CHECK(MPI_Irecv(data, bytes, MPI_BYTE, peer, tag, ctx_->peer_comm, request));
+    } else {
+      WEFT_MPI_CHECK(MPI_Isend(data, bytes, MPI_BYTE, peer, tag, ctx_->peer_comm, request));
+    }
+    ++outstanding_;
+  }
+
+  void post_chunks() {
+    const int n = ctx_->size;
+    const int me = ctx_->rank;
+    ctx_->scratch(plan_.counts[static_cast<std::size_t>(me)] * element_ * static_cast<std::size_t>(n));
+    auto* source = const_cast<std::byte*>(plan_.source);  // MPI_Isend takes const void*; this only reads
+    for (std::size_t s = 0; s < segments_; ++s) {
+      const auto [mine_begin, mine_length] = extent(me, s);
+      for (int peer = 0; peer < n; ++peer) {
+        if (peer == me) continue;
+        const std::size_t slot = s * static_cast<std::size_t>(n) + static_cast<std::size_t>(peer);
+        if (mine_length > 0)
+          post(true, scratch_row(peer) + mine_begin * element_, mine_length, peer, segment_tag(s, 0),
+               &to_reduce_[slot]);
+        if (const auto [begin, length] = extent(peer, s); length > 0)
+          post(false, chunk_of(source, peer, begin), length, peer, segment_tag(s, 0), &sent_[slot]);
+      }
+    }
+  }
+
+  void post_gather(std::size_t slot) {
+    const auto n = static_cast<std::size_t>(ctx_->size);
+    const int peer = static_cast<int>(slot % n);
+    const std::size_t s = slot / n;
+    const auto [begin, length] = extent(peer, s);
+    post(true, chunk_of(plan_.gather, peer, begin), length, peer, segment_tag(s, 1), &gathered_[slot]);
+  }
+
+  void reduce_segment(std::size_t s) {
+    const int n = ctx_->size;
+    const int me = ctx_->rank;
+    const auto [begin, length] = extent(me, s);
+    if (length == 0) return;
+    std::vector<const void*> inputs(static_cast<std::size_t>(n));
+    for (int r = 0; r < n; ++r) {
+      inputs[static_cast<std::size_t>(r)] =
+          r == me ? static_cast<const void*>(plan_.source + (plan_.displs[static_cast<std::size_t>(me)] + begin) *
+                                                                element_)
+                  : scratch_row(r) + begin * element_;
+    }
+    std::byte* out = plan_.reduced + begin * element_;
+    void* outputs[] = {out};
+    reduce_rank_order(inputs.data(), n, outputs, 1, length, plan_.dtype, plan_.op);
+    if (plan_.gather == nullptr) return;
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      post(false, out, length, peer, segment_tag(s, 1),
+           &results_sent_[s * static_cast<std::size_t>(n) + static_cast<std::size_t>(peer)]);
+    }
+  }
+
+  // Whether every copy of segment s of this rank's chunk has arrived.
+  bool test_segment(std::size_t s) {
+    const auto n = static_cast<std::size_t>(ctx_->size);
+    MPI_Request* first = &to_reduce_[s * n];
+    const auto pending = static_cast<std::size_t>(
+        std::count_if(first, first + n, [](MPI_Request request) { return request != MPI_REQUEST_NULL; }));
+    int flag = 0;
+    const int code = MPI_Testall(static_cast<int>(n), first, &flag, MPI_STATUSES_IGNORE);
+    if (code != MPI_SUCCESS) throw MpiFailure{code};
+    if (flag) outstanding_ -= pending;
+    return flag != 0;
+  }
+
+  // Completes what has finished among `requests` (nulling them); returns their indices.
+  std::vector<int> test_some(std::vector<MPI_Request>& requests) {
+    std::vector<int> done(requests.size());
+    int count = 0;
+    const int code = MPI_Testsome(static_cast<int>(requests.size()), requests.data(), &count, done.data(),
+                                  MPI_STATUSES_IGNORE);
+    if (code != MPI_SUCCESS) throw MpiFailure{code};
+    if (count == MPI_UNDEFINED) count = 0;
+    outstanding_ -= static_cast<std::size_t>(count);
+    done.resize(static_cast<std::size_t>(count));
+    return done;
+  }
+
+  std::shared_ptr<CommContext> ctx_;
+  SegmentedReduce plan_;
+  std::size_t element_;
+  std::size_t segment_ = 1;
+  std::size_t segments_ = 0;
+  bool posted_ = false;
+  std::size_t reduced_ = 0;
+  std::size_t outstanding_ = 0;  // posted requests not yet completed
+  // Indexed by segment x peer: copies of this rank's segments arriving, this rank's copies of the peers' chunks
+  // leaving, the peers' results arriving, and this rank's results leaving.
+  std::vector<MPI_Request> to_reduce_, sent_, gathered_, results_sent_;
+};
+
+}  // namespace
+
+std::byte* CommContext::scratch(std::size_t bytes) {
+  if (bytes > scratch_bytes) {
+    scratch_buffer = std::make_unique_for_overwrite<std::byte[]>(bytes);
+    scratch_bytes = bytes;
+  }
+  return scratch_buffer.get();
+}
+
+void CommContext::poison(const std::string& reason) {
+  std::lock_guard lock(mutex);
+  if (poison_reason.empty()) poison_reason = reason;
+}
+
+std::string CommContext::poisoned() const {
+  std::lock_guard lock(mutex);
+  return poison_reason;
+}
+
+std::unique_ptr<Phase> request_phase(std::function<void(MPI_Request*)> post,
+                                     std::function<void(const MPI_Status&)> done) {
+  return std::make_unique<RequestPhase>(std::move(post), std::move(done));
+}
+
+std::unique_ptr<Phase> signature_phase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine) {
+  return std::make_unique<SignaturePhase>(std::move(ctx), std::move(desc), mine);
+}
+
+std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {
+  return std::make_unique<SegmentedReducePhase>(std::move(ctx), std::move(plan));
+}
+
+MpiTask::Progress StepTask::progress() {
+  if (earlier_) {
+    if (!earlier_->finished_) return Progress::kIdle;
+    earlier_.reset();
+  }
+  bool advanced = false;
+  try {
+    while (next_ < phases_.size()) {
+      Phase& phase = *phases_[next_];
+      const Phase::Progress step = phase.advance();
+      if (step == Phase::Progress::kIdle) return advanced ? Progress::kAdvanced : Progress::kIdle;
+      advanced = true;
+      if (step == Phase::Progress::kAdvanced) {
+        state_->set_waiting_for(phase.waiting_for());
+        return Progress::kAdvanced;
+      }
+      ++next_;
+      if (next_ < phases_.size()) state_->set_waiting_for({});
+    }
+    state_->complete();
+  } catch (const ConsistentFailure&) {
+    state_->fail(std::current_exception());
+  } catch (const MpiFailure& failure) {
+    int error_class = 0;
+    MPI_Error_class(failure.code, &error_class);
+    const bool truncated = error_class == MPI_ERR_TRUNCATE;
+    Error error(ErrorKind::kPeer,
+                truncated ? fmt::format("weft: rank {} of {}: rank {} sent more than the {} {} expects", desc_.rank,
+                                        desc_.size, desc_.peer, format_bytes(desc_.bytes), describe(desc_))
+                          : fmt::format("weft: rank {} of {}: {} failed inside MPI: {}; a peer rank has probably died",
+                                        desc_.rank, desc_.size, describe(desc_),
+                                        mpi_detail::mpi_error_string(failure.code)));
+    // A truncated receive is detected alike by every rank involved; anything else leaves the ranks out of step.
+    if (!truncated) ctx_->poison(error.what());
+    state_->fail(std::make_exception_ptr(error));
+  } catch (const std::exception& e) {
+    ctx_->poison(e.what());
+    state_->fail(std::current_exception());
+  }
+  finished_ = true;
+  return Progress::kDone;
+}
+
+void StepTask::cancel(const std::string& reason) {
+  state_->fail(std::make_exception_ptr(Error(
+      ErrorKind::kInternal,
+      fmt::format("weft: {} on rank {} was cancelled: {}", describe(desc_), desc_.rank, reason))));
+  finished_ = true;
+}
+
+}  // namespace weft

@@ -1,0 +1,115 @@
+// The MPI backend's operations as tasks on the MPI thread: a task is a list of phases, each posting nonblocking
+// MPI calls and polling them (MPI_Test*, never MPI_Wait). mpi_communicator.cc builds the tasks.
+#pragma once
+
+#include <mpi.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "collectives/mpi/mpi_engine.h"
+#include "collectives/work.h"
+#include "runtime/error.h"
+
+namespace weft {
+
+// A failure every rank detects identically (a signature mismatch): the ranks stay in step and the group usable.
+class ConsistentFailure : public Error {
+ public:
+  using Error::Error;
+};
+
+// What an MPI communicator shares with its tasks. The communicators and the scratch buffer are used on the MPI
+// thread only, by one collective at a time; `poison` is read by the issuing thread too.
+struct CommContext {
+  MPI_Comm comm = MPI_COMM_NULL;
+  // A duplicate of `comm` for the point-to-point messages that collectives are built from, so they can never
+  // match a user's send/recv on `comm`, whatever its tag.
+  MPI_Comm peer_comm = MPI_COMM_NULL;
+  int rank = 0;
+  int size = 1;
+
+  std::byte* scratch(std::size_t bytes);
+  std::unique_ptr<std::byte[]> scratch_buffer;
+  std::size_t scratch_bytes = 0;
+
+  // Set when an operation failed in a way that leaves the ranks out of step; every later operation fails.
+  void poison(const std::string& reason);
+  std::string poisoned() const;
+  mutable std::mutex mutex;
+  std::string poison_reason;
+};
+
+// One stage of an operation: posts its MPI calls on the first advance and polls them after.
+class Phase {
+ public:
+  enum class Progress { kIdle, kAdvanced, kDone };
+  virtual ~Phase() = default;
+  // Never blocks on a peer. Throws Error (or ConsistentFailure) when the phase fails.
+  virtual Progress advance() = 0;
+  // Group ranks whose messages this phase still waits for; empty when it cannot tell (an MPI collective).
+  virtual std::vector<int> waiting_for() const { return {}; }
+};
+
+// A phase of one nonblocking MPI call: `post` starts it, `done` runs local work once it completed. A phase
+// without a post is local work only.
+std::unique_ptr<Phase> request_phase(std::function<void(MPI_Request*)> post,
+                                     std::function<void(const MPI_Status&)> done = {});
+
+// Every rank sends `mine` to every other over peer_comm; once all arrived, a disagreement throws
+// ConsistentFailure with find_mismatch's message on every rank. While it waits it names the ranks that have
+// not reached this collective yet.
+std::unique_ptr<Phase> signature_phase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine);
+
+// The deterministic reduction behind all_reduce and reduce_scatter, from point-to-point messages in segments
+// so that reducing one segment overlaps the transfer of the next. `source` holds one chunk per rank
+// (counts/displs in elements); rank r receives every rank's copy of chunk r, reduces them in rank order
+// (collectives/reduce.h) into `reduced`, and, when `gather` is set, sends the result to every rank, which
+// places chunk r at gather + displs[r] (all_reduce: source == gather, reduced == its own chunk).
+struct SegmentedReduce {
+  const std::byte* source = nullptr;
+  std::byte* reduced = nullptr;
+  std::byte* gather = nullptr;
+  std::vector<std::size_t> counts;
+  std::vector<std::size_t> displs;
+  DType dtype = DType::kF32;
+  ReduceOp op = ReduceOp::kSum;
+};
+std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan);
+
+// An operation on the MPI thread: its phases in order, after an earlier collective of the same communicator.
+class StepTask final : public MpiTask {
+ public:
+  StepTask(OpDescriptor desc, std::shared_ptr<CommContext> ctx)
+      : desc_(std::move(desc)), ctx_(std::move(ctx)), state_(std::make_shared<WorkState>()) {}
+
+  void add(std::unique_ptr<Phase> phase) { phases_.push_back(std::move(phase)); }
+  void add(std::function<void(MPI_Request*)> post, std::function<void(const MPI_Status&)> done = {}) {
+    add(request_phase(std::move(post), std::move(done)));
+  }
+  // An earlier collective of the same communicator that must finish before this one posts anything.
+  void run_after(std::shared_ptr<StepTask> earlier) { earlier_ = std::move(earlier); }
+  const std::shared_ptr<WorkState>& state() const { return state_; }
+
+  Progress progress() override;
+  void cancel(const std::string& reason) override;
+
+ private:
+  OpDescriptor desc_;
+  std::shared_ptr<CommContext> ctx_;
+  std::shared_ptr<WorkState> state_;
+  std::vector<std::unique_ptr<Phase>> phases_;
+  std::shared_ptr<StepTask> earlier_;
+  std::size_t next_ = 0;
+  bool finished_ = false;  // MPI thread only
+};
+
+// What a phase throws when an MPI call returns an error; the task turns it into weft's error for its operation.
+struct MpiFailure {
+  int code;
+};
+
+}  // namespace weft
