@@ -26,9 +26,9 @@ std::vector<OpKind> parse_bench_ops(std::string_view name);
 
 // Every rank of `comm` calls it; rank 0 writes the tables to `out`, one row per (operation, size) as in
 // nccl-tests: size is the full buffer (reduce_scatter's input, all_gather's output) rounded down to a multiple
-// of size() elements, time the slowest rank's mean per iteration, algbw = size / time, busbw = algbw x
-// bus_factor(); the layer and raw MPI are timed in alternating blocks of iterations. Each size is first run once
-// on integer-valued data and checked (#wrong counts bad elements).
+// of size() elements, time the slowest rank's mean per iteration in its fastest block (the layer and raw MPI are
+// timed in 5 alternating blocks of iterations), algbw = size / time, busbw = algbw x bus_factor(). Each size is
+// first run once on integer-valued data and checked (#wrong counts bad elements).
 // Returns the total #wrong (0 when everything is right).
 long run_collectives_bench(const BenchOptions& options, Communicator& comm, std::ostream& out);
 

@@ -124,8 +124,9 @@ class SegmentedReducePhase final : public Phase {
     const std::size_t chunk_bytes = largest * element_;
     segment_ = std::clamp(chunk_bytes / 8, kMinSegmentBytes, kMaxSegmentBytes) / element_;
     segments_ = (largest + segment_ - 1) / segment_;
-    const auto slots = segments_ * static_cast<std::size_t>(ctx_->size);
-    for (auto* requests : {&to_reduce_, &sent_, &gathered_, &results_sent_}) requests->assign(slots, MPI_REQUEST_NULL);
+    slots_ = segments_ * static_cast<std::size_t>(ctx_->size);
+    requests_.assign(kKinds * slots_, MPI_REQUEST_NULL);
+    arrived_.assign(segments_, 0);
   }
 
   Progress advance() override {
@@ -135,19 +136,28 @@ class SegmentedReducePhase final : public Phase {
       posted_ = true;
       advanced = true;
     }
+    // One MPI_Testsome over every request: one pass of MPI's progress engine per poll, however many segments.
+    int count = 0;
+    completed_.resize(requests_.size());
+    const int code = MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, completed_.data(),
+                                  MPI_STATUSES_IGNORE);
+    if (code != MPI_SUCCESS) throw MpiFailure{code};
+    if (count == MPI_UNDEFINED) count = 0;
+    outstanding_ -= static_cast<std::size_t>(count);
+    for (int i = 0; i < count; ++i) {
+      const auto index = static_cast<std::size_t>(completed_[static_cast<std::size_t>(i)]);
+      const std::size_t slot = index % slots_;
+      if (index / slots_ == kToReduce) ++arrived_[slot / static_cast<std::size_t>(ctx_->size)];
+      // A peer's result may land where this rank's copy of its chunk was sent from: post once that send is done.
+      if (index / slots_ == kSent && plan_.gather != nullptr) post_gather(slot);
+      advanced = true;
+    }
     // Reduce the segments of this rank's chunk in order, each as soon as every copy of it has arrived.
-    while (reduced_ < segments_ && test_segment(reduced_)) {
+    while (reduced_ < segments_ && arrived_[reduced_] == copies_expected(reduced_)) {
       reduce_segment(reduced_);
       advanced = true;
       ++reduced_;
     }
-    for (const int slot : test_some(sent_)) {
-      // A peer's result may land where this rank's copy of its chunk was sent from: post once that send is done.
-      if (plan_.gather != nullptr) post_gather(static_cast<std::size_t>(slot));
-      advanced = true;
-    }
-    if (!test_some(gathered_).empty()) advanced = true;
-    if (!test_some(results_sent_).empty()) advanced = true;
     if (reduced_ == segments_ && outstanding_ == 0) return Progress::kDone;
     return advanced ? Progress::kAdvanced : Progress::kIdle;
   }
@@ -157,16 +167,21 @@ class SegmentedReducePhase final : public Phase {
     const auto n = static_cast<std::size_t>(ctx_->size);
     for (std::size_t peer = 0; peer < n; ++peer) {
       bool waiting = false;
-      for (std::size_t slot = peer; slot < to_reduce_.size() && !waiting; slot += n) {
-        for (const auto* requests : {&to_reduce_, &sent_, &gathered_, &results_sent_})
-          waiting = waiting || (*requests)[slot] != MPI_REQUEST_NULL;
-      }
+      for (std::size_t index = peer; index < requests_.size() && !waiting; index += n)
+        waiting = requests_[index] != MPI_REQUEST_NULL;
       if (waiting) ranks.push_back(static_cast<int>(peer));
     }
     return ranks;
   }
 
  private:
+  // requests_ holds kKinds blocks of segment x peer slots: copies of this rank's segments arriving, this rank's
+  // copies of the peers' chunks leaving, the peers' results arriving, and this rank's results leaving.
+  static constexpr std::size_t kToReduce = 0, kSent = 1, kGathered = 2, kResultSent = 3, kKinds = 4;
+  MPI_Request* request(std::size_t kind, std::size_t s, int peer) {
+    return &requests_[kind * slots_ + s * static_cast<std::size_t>(ctx_->size) + static_cast<std::size_t>(peer)];
+  }
+
   // Segment s of rank r's chunk: (first element within the chunk, length); chunks differ in length by at most
   // one element, so a chunk may have an empty last segment, which no message carries.
   std::pair<std::size_t, std::size_t> extent(int rank, std::size_t s) const {
@@ -174,6 +189,8 @@ class SegmentedReducePhase final : public Phase {
     const std::size_t begin = std::min(count, s * segment_);
     return {begin, std::min(count, begin + segment_) - begin};
   }
+
+  int copies_expected(std::size_t s) const { return extent(ctx_->rank, s).second > 0 ? ctx_->size - 1 : 0; }
 
   std::byte* scratch_row(int rank) const {
     const std::size_t row = plan_.counts[static_cast<std::size_t>(ctx_->rank)] * element_;
@@ -198,17 +215,16 @@ class SegmentedReducePhase final : public Phase {
     const int n = ctx_->size;
     const int me = ctx_->rank;
     ctx_->scratch(plan_.counts[static_cast<std::size_t>(me)] * element_ * static_cast<std::size_t>(n));
-    auto* source = const_cast<std::byte*>(plan_.source);  // MPI_Isend takes const void*; this only reads
+    auto* source = const_cast<std::byte*>(plan_.source);  // only read: MPI_Isend's buffer
     for (std::size_t s = 0; s < segments_; ++s) {
       const auto [mine_begin, mine_length] = extent(me, s);
       for (int peer = 0; peer < n; ++peer) {
         if (peer == me) continue;
-        const std::size_t slot = s * static_cast<std::size_t>(n) + static_cast<std::size_t>(peer);
         if (mine_length > 0)
           post(true, scratch_row(peer) + mine_begin * element_, mine_length, peer, segment_tag(s, 0),
-               &to_reduce_[slot]);
+               request(kToReduce, s, peer));
         if (const auto [begin, length] = extent(peer, s); length > 0)
-          post(false, chunk_of(source, peer, begin), length, peer, segment_tag(s, 0), &sent_[slot]);
+          post(false, chunk_of(source, peer, begin), length, peer, segment_tag(s, 0), request(kSent, s, peer));
       }
     }
   }
@@ -218,7 +234,7 @@ class SegmentedReducePhase final : public Phase {
     const int peer = static_cast<int>(slot % n);
     const std::size_t s = slot / n;
     const auto [begin, length] = extent(peer, s);
-    post(true, chunk_of(plan_.gather, peer, begin), length, peer, segment_tag(s, 1), &gathered_[slot]);
+    post(true, chunk_of(plan_.gather, peer, begin), length, peer, segment_tag(s, 1), request(kGathered, s, peer));
   }
 
   void reduce_segment(std::size_t s) {
@@ -237,37 +253,8 @@ class SegmentedReducePhase final : public Phase {
     void* outputs[] = {out};
     reduce_rank_order(inputs.data(), n, outputs, 1, length, plan_.dtype, plan_.op);
     if (plan_.gather == nullptr) return;
-    for (int peer = 0; peer < n; ++peer) {
-      if (peer == me) continue;
-      post(false, out, length, peer, segment_tag(s, 1),
-           &results_sent_[s * static_cast<std::size_t>(n) + static_cast<std::size_t>(peer)]);
-    }
-  }
-
-  // Whether every copy of segment s of this rank's chunk has arrived.
-  bool test_segment(std::size_t s) {
-    const auto n = static_cast<std::size_t>(ctx_->size);
-    MPI_Request* first = &to_reduce_[s * n];
-    const auto pending = static_cast<std::size_t>(
-        std::count_if(first, first + n, [](MPI_Request request) { return request != MPI_REQUEST_NULL; }));
-    int flag = 0;
-    const int code = MPI_Testall(static_cast<int>(n), first, &flag, MPI_STATUSES_IGNORE);
-    if (code != MPI_SUCCESS) throw MpiFailure{code};
-    if (flag) outstanding_ -= pending;
-    return flag != 0;
-  }
-
-  // Completes what has finished among `requests` (nulling them); returns their indices.
-  std::vector<int> test_some(std::vector<MPI_Request>& requests) {
-    std::vector<int> done(requests.size());
-    int count = 0;
-    const int code = MPI_Testsome(static_cast<int>(requests.size()), requests.data(), &count, done.data(),
-                                  MPI_STATUSES_IGNORE);
-    if (code != MPI_SUCCESS) throw MpiFailure{code};
-    if (count == MPI_UNDEFINED) count = 0;
-    outstanding_ -= static_cast<std::size_t>(count);
-    done.resize(static_cast<std::size_t>(count));
-    return done;
+    for (int peer = 0; peer < n; ++peer)
+      if (peer != me) post(false, out, length, peer, segment_tag(s, 1), request(kResultSent, s, peer));
   }
 
   std::shared_ptr<CommContext> ctx_;
@@ -275,12 +262,13 @@ class SegmentedReducePhase final : public Phase {
   std::size_t element_;
   std::size_t segment_ = 1;
   std::size_t segments_ = 0;
+  std::size_t slots_ = 0;  // segments x ranks
   bool posted_ = false;
   std::size_t reduced_ = 0;
   std::size_t outstanding_ = 0;  // posted requests not yet completed
-  // Indexed by segment x peer: copies of this rank's segments arriving, this rank's copies of the peers' chunks
-  // leaving, the peers' results arriving, and this rank's results leaving.
-  std::vector<MPI_Request> to_reduce_, sent_, gathered_, results_sent_;
+  std::vector<MPI_Request> requests_;
+  std::vector<int> arrived_;     // per segment: copies of this rank's segment received
+  std::vector<int> completed_;   // MPI_Testsome's output, kept to avoid an allocation per poll
 };
 
 }  // namespace
