@@ -48,6 +48,7 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
       rows_(micro_batch * model.seq_len),
       stream_rows_(sequence_parallel_ ? rows_ / tp_.size() : rows_),
       attention_shape_{micro_batch, model.seq_len, model.heads / tp_.size(), model.d_model / model.heads} {
+  if (device.type() == DeviceType::kCuda) ctx_.gemm_inputs = options.compute;
   const int tp_size = tp_.size();
   WEFT_CHECK(!sequence_parallel_ || rows_ % tp_size == 0, "{} tokens do not split over tp = {}", rows_, tp_size);
   local_vocab_ = static_cast<int>(params_.local_vocab());

@@ -26,6 +26,9 @@ struct GptModelOptions {
   StageSpan stage;           // the pipeline stage's part of the model
   int activation_slots = 1;  // micro-batches whose activations can be alive at once
   const kernels::KernelBackend* kernels = nullptr;  // overrides the device's table (benchmarks record GEMMs)
+  // precision.compute. On CUDA a 16-bit type makes every GEMM a 16-bit-input, fp32-accumulating one (tensor
+  // cores); the CPU engine keeps fp32 arithmetic on the 16-bit-rounded parameters.
+  DType compute = DType::kF32;
 };
 
 // Works on flat parameter and gradient buffers laid out by GptParams; keeps the activations of one

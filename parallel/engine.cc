@@ -97,6 +97,7 @@ GptModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {
   options.sequence_parallel = config.parallel.sequence_parallel;
   options.stage = stage_span(config, pp_rank);
   options.activation_slots = activation_slots(config, pp_rank);
+  options.compute = config.precision.compute;
   return options;
 }
 

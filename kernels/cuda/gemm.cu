@@ -1,7 +1,11 @@
 // CUDA GEMM through cuBLAS. cuBLAS is column-major: a row-major matrix read column-major is its transpose, so
 // row-major C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T, i.e. with the operands swapped.
+// With ctx.gemm_inputs 16-bit the operands are cast to it and multiplied by cublasGemmEx (fp32 accumulation).
 #include <cublas_v2.h>
 
+#include <algorithm>
+
+#include "kernels/cast.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/gemm.h"
 
@@ -22,6 +26,43 @@ cublasHandle_t handle_on_stream(const KernelContext& ctx) {
   return handle;
 }
 
+// Elements an operand of `rows` rows of `cols` with row stride `ld` spans (`batch` of them `stride` apart).
+std::size_t span(int rows, int cols, int ld, long long stride = 0, int batch = 1) {
+  if (rows == 0 || cols == 0 || batch == 0) return 0;
+  return static_cast<std::size_t>(batch - 1) * static_cast<std::size_t>(stride) +
+         static_cast<std::size_t>(rows - 1) * static_cast<std::size_t>(ld) + static_cast<std::size_t>(cols);
+}
+
+cudaDataType_t to_cuda(DType type) { return type == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F; }
+
+// 16-bit copies of the two operands, stream-ordered: allocated and filled on ctx's stream, freed there after the
+// GEMM that reads them.
+class HalfOperands {
+ public:
+  HalfOperands(const KernelContext& ctx, const float* a, std::size_t a_elements, const float* b,
+               std::size_t b_elements)
+      : stream_(cuda_impl::stream_of(ctx)) {
+    const std::size_t element = dtype_size(ctx.gemm_inputs);
+    WEFT_CUDA_CHECK(cudaMallocAsync(&a_, std::max<std::size_t>(a_elements, 1) * element, stream_));
+    WEFT_CUDA_CHECK(cudaMallocAsync(&b_, std::max<std::size_t>(b_elements, 1) * element, stream_));
+    cast(ctx, a_, ctx.gemm_inputs, a, DType::kF32, a_elements);
+    cast(ctx, b_, ctx.gemm_inputs, b, DType::kF32, b_elements);
+  }
+  ~HalfOperands() {
+    cudaFreeAsync(a_, stream_);
+    cudaFreeAsync(b_, stream_);
+  }
+  HalfOperands(const HalfOperands&) = delete;
+  HalfOperands& operator=(const HalfOperands&) = delete;
+  const void* a() const { return a_; }
+  const void* b() const { return b_; }
+
+ private:
+  cudaStream_t stream_;
+  void* a_ = nullptr;
+  void* b_ = nullptr;
+};
+
 }  // namespace
 
 void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
@@ -29,6 +70,16 @@ void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m,
   if (m <= 0 || n <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
+  if (ctx.gemm_inputs != DType::kF32) {
+    // Mixed precision: 16-bit operands on the tensor cores, fp32 accumulation and output.
+    HalfOperands half(ctx, a, trans_a == Transpose::kNo ? span(m, k, lda) : span(k, m, lda), b,
+                      trans_b == Transpose::kNo ? span(k, n, ldb) : span(n, k, ldb));
+    const cudaDataType_t type = to_cuda(ctx.gemm_inputs);
+    WEFT_CUBLAS_CHECK(cublasGemmEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, half.b(), type, ldb,
+                                   half.a(), type, lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT));
+    return;
+  }
   WEFT_CUBLAS_CHECK(cublasSgemm(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb, a, lda, &beta,
                                 c, ldc));
 }
@@ -39,6 +90,16 @@ void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose
   if (m <= 0 || n <= 0 || batch <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
+  if (ctx.gemm_inputs != DType::kF32) {
+    HalfOperands half(ctx, a, trans_a == Transpose::kNo ? span(m, k, lda, stride_a, batch) : span(k, m, lda, stride_a, batch),
+                      b, trans_b == Transpose::kNo ? span(k, n, ldb, stride_b, batch) : span(n, k, ldb, stride_b, batch));
+    const cudaDataType_t type = to_cuda(ctx.gemm_inputs);
+    WEFT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha,
+                                                 half.b(), type, ldb, stride_b, half.a(), type, lda, stride_a, &beta, c,
+                                                 CUDA_R_32F, ldc, stride_c, batch, CUBLAS_COMPUTE_32F,
+                                                 CUBLAS_GEMM_DEFAULT));
+    return;
+  }
   WEFT_CUBLAS_CHECK(cublasSgemmStridedBatched(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb,
                                               stride_b, a, lda, stride_a, &beta, c, ldc, stride_c, batch));
 }

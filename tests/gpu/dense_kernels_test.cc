@@ -31,14 +31,20 @@ float op_at(const std::vector<float>& x, Transpose t, int ld, int row, int col) 
 // a length-k dot product (Higham, "Accuracy and Stability of Numerical Algorithms", 3.1) is
 // |fl(s) - s| <= k eps sum|a_i b_i|; two implementations summing in different orders differ by at most twice
 // that, plus the alpha/beta scaling (k + 2 roundings in all).
-void check_gemm(Transpose ta, Transpose tb, int batch) {
+// With 16-bit `inputs` both devices round the operands first; the products are then exact in fp32 and the same
+// bound covers the summation, doubled: the magnitudes are of the unrounded operands (under 1% apart), and tensor
+// cores may round their fp32 partial sums differently from IEEE additions.
+void check_gemm(Transpose ta, Transpose tb, int batch, DType inputs = DType::kF32) {
   Backends d;
+  d.cc.gemm_inputs = inputs;
+  d.gc.gemm_inputs = inputs;
   const int m = 37, n = 29, k = 53;
   const int lda = (ta == Transpose::kNo ? k : m) + 3, ldb = (tb == Transpose::kNo ? n : k) + 5, ldc = n + 2;
   const long long stride_a = static_cast<long long>(ta == Transpose::kNo ? m : k) * lda + 7;
   const long long stride_b = static_cast<long long>(tb == Transpose::kNo ? k : n) * ldb + 11;
   const long long stride_c = static_cast<long long>(m) * ldc + 13;
   const float alpha = 0.75f, beta = -0.5f;
+  const double factor = inputs == DType::kF32 ? 2.0 : 4.0;
   auto a = random_normal(stride_a * batch, 11);
   auto b = random_normal(stride_b * batch, 12);
   auto c = random_normal(stride_c * batch, 13);
@@ -51,7 +57,7 @@ void check_gemm(Transpose ta, Transpose tb, int batch) {
         double magnitude = 0.0;
         for (int j = 0; j < k; ++j) magnitude += std::fabs(op_at(ai, ta, lda, r, j) * op_at(bi, tb, ldb, j, col));
         std::size_t at = i * stride_c + static_cast<std::size_t>(r) * ldc + col;
-        bound[at] = static_cast<float>(2.0 * (k + 2) * FLT_EPSILON *
+        bound[at] = static_cast<float>(factor * (k + 2) * FLT_EPSILON *
                                        (std::fabs(alpha) * magnitude + std::fabs(beta) * std::fabs(c[at])));
       }
   }
@@ -69,7 +75,8 @@ void check_gemm(Transpose ta, Transpose tb, int batch) {
   std::size_t failures = 0;
   for (std::size_t i = 0; i < c.size(); ++i)
     if (!(std::fabs(got[i] - c[i]) <= bound[i])) ++failures;
-  INFO("trans_a " << (ta == Transpose::kYes) << ", trans_b " << (tb == Transpose::kYes) << ", batch " << batch);
+  INFO("trans_a " << (ta == Transpose::kYes) << ", trans_b " << (tb == Transpose::kYes) << ", batch " << batch
+                   << ", inputs " << dtype_name(inputs));
   REQUIRE(failures == 0);
 }
 
@@ -81,6 +88,13 @@ TEST_CASE("cuda gemm matches the CPU for every transpose pair with padded leadin
 TEST_CASE("cuda strided-batched gemm matches the CPU for every transpose pair") {
   for (Transpose ta : {Transpose::kNo, Transpose::kYes})
     for (Transpose tb : {Transpose::kNo, Transpose::kYes}) check_gemm(ta, tb, 5);
+}
+
+TEST_CASE("cuda 16-bit gemms (cublasGemmEx, bf16 and fp16 inputs) match the CPU's rounded-operand gemm") {
+  for (DType inputs : {DType::kBF16, DType::kF16})
+    for (Transpose ta : {Transpose::kNo, Transpose::kYes})
+      for (Transpose tb : {Transpose::kNo, Transpose::kYes})
+        for (int batch : {1, 5}) check_gemm(ta, tb, batch, inputs);
 }
 
 // GELU runs the same WEFT_HD formula on both devices; results differ only where one compiler fuses a

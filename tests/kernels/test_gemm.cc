@@ -54,3 +54,42 @@ TEST_CASE("strided-batched gemm equals one gemm per batch entry") {
            0.0f, single.data() + i * m * n, n);
   CHECK(batched == single);
 }
+
+TEST_CASE("16-bit gemm inputs: the operands are rounded to bf16/fp16 and the products summed in fp32") {
+  const auto& k = kernels_for(DeviceType::kCpu);
+  const int m = 19, n = 23, kk = 41;
+  for (DType type : {DType::kBF16, DType::kF16}) {
+    for (Transpose ta : {Transpose::kNo, Transpose::kYes}) {
+      // Padded rows (lda > the operand's width) check that the rounding covers exactly the strided operand.
+      const int lda = (ta == Transpose::kNo ? kk : m) + 3, ldb = n + 2;
+      auto a = random_normal_vector(static_cast<std::size_t>(ta == Transpose::kNo ? m : kk) * lda, 6);
+      auto b = random_normal_vector(static_cast<std::size_t>(kk) * ldb, 7);
+      auto round = [type](float x) {
+        return static_cast<double>(type == DType::kBF16 ? bf16_to_float(float_to_bf16(x))
+                                                        : fp16_to_float(float_to_fp16(x)));
+      };
+      std::vector<double> expected(static_cast<std::size_t>(m) * n), unrounded(expected.size());
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          double sum = 0.0, plain = 0.0;
+          for (int p = 0; p < kk; ++p) {
+            sum += round(static_cast<float>(at(a, ta, i, p, lda))) * round(static_cast<float>(at(b, Transpose::kNo, p, j, ldb)));
+            plain += at(a, ta, i, p, lda) * at(b, Transpose::kNo, p, j, ldb);
+          }
+          expected[static_cast<std::size_t>(i) * n + j] = sum;
+          unrounded[static_cast<std::size_t>(i) * n + j] = plain;
+        }
+      KernelContext ctx;
+      ctx.gemm_inputs = type;
+      std::vector<float> c(expected.size());
+      const auto a_before = a;
+      k.gemm(ctx, ta, Transpose::kNo, m, n, kk, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), n);
+      INFO(dtype_name(type) << (ta == Transpose::kYes ? ", A transposed" : ""));
+      // Products of 16-bit values are exact in fp32, so only the fp32 summation differs from the double one.
+      CHECK(max_relative_error(c, expected) < 1e-5);
+      // And the rounding did happen: bf16 keeps 8 significant bits, fp16 11, far coarser than 1e-5.
+      CHECK(max_relative_error(c, unrounded) > 1e-4);
+      CHECK(a == a_before);  // the caller's operands are untouched
+    }
+  }
+}
