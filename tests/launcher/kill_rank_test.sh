@@ -35,4 +35,6 @@ cat "$work/log" | grep -v '^--' | grep -v '^$' | head -20
 [ "$elapsed" -le 30 ] || { echo "FAIL: the job took ${elapsed}s to end (comm.timeout_s = 5)"; exit 1; }
 grep -q "did not complete" "$work/log" || { echo "FAIL: no survivor reported the operation it waited in"; exit 1; }
 grep -q "rank 1 (pid $victim) is no longer running" "$work/log" || { echo "FAIL: the dead rank was not named"; exit 1; }
+# The watchdog itself names the rank whose part never arrived (also for a remote or stuck rank).
+grep -Eq "waiting for ranks? ([0-9]+, )*1[,;]" "$work/log" || { echo "FAIL: no survivor named rank 1 as the rank it waited for"; exit 1; }
 echo "PASS: the job ended ${elapsed}s after rank 1 died, exit code $code, survivors named the operation and rank 1"
