@@ -4,11 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
 
@@ -21,16 +22,85 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::uint64_t fnv1a(const std::string& bytes) {
-  std::uint64_t hash = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) hash = (hash ^ c) * 0x100000001b3ull;
-  return hash;
+constexpr std::uint64_t kFnvOffset = 0xcbf29ce484222325ull;
+constexpr std::uint64_t kFnvPrime = 0x100000001b3ull;
+
+// A shard file's checksum, fed piece by piece. Format 1: FNV-1a 64 over the bytes. Format 2 (written now): the
+// FNV-1a step on 64-bit little-endian words in 8 interleaved lanes, whose multiplications do not wait on each
+// other (about 8x faster than byte by byte), the lanes then folded into one; trailing bytes go byte by byte
+// into lane 0. Each step is a bijection of its lane's state, so any change within one lane always shows.
+class ShardChecksum {
+ public:
+  explicit ShardChecksum(int format) : format_(format) { lanes_.fill(kFnvOffset); }
+
+  void update(const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    if (format_ == 1) {
+      for (std::size_t i = 0; i < size; ++i) lanes_[0] = (lanes_[0] ^ bytes[i]) * kFnvPrime;
+      return;
+    }
+    while (size > 0) {
+      if (pending_ == 0 && size >= kBlock) {
+        const std::size_t blocks = size / kBlock;
+        for (std::size_t b = 0; b < blocks; ++b) mix(bytes + b * kBlock);
+        bytes += blocks * kBlock;
+        size -= blocks * kBlock;
+        continue;
+      }
+      const std::size_t n = std::min(size, kBlock - pending_);
+      std::memcpy(block_.data() + pending_, bytes, n);
+      pending_ += n;
+      bytes += n;
+      size -= n;
+      if (pending_ == kBlock) {
+        mix(block_.data());
+        pending_ = 0;
+      }
+    }
+  }
+
+  std::uint64_t value() const {
+    if (format_ == 1) return lanes_[0];
+    std::uint64_t first = lanes_[0];
+    for (std::size_t i = 0; i < pending_; ++i) first = (first ^ block_[i]) * kFnvPrime;
+    std::uint64_t hash = kFnvOffset;
+    for (std::size_t lane = 0; lane < kLanes; ++lane) hash = (hash ^ (lane == 0 ? first : lanes_[lane])) * kFnvPrime;
+    return hash;
+  }
+
+ private:
+  static constexpr std::size_t kLanes = 8, kBlock = 8 * kLanes;
+  void mix(const unsigned char* block) {
+    for (std::size_t lane = 0; lane < kLanes; ++lane) {
+      std::uint64_t word;
+      std::memcpy(&word, block + 8 * lane, 8);
+      if constexpr (std::endian::native == std::endian::big) word = __builtin_bswap64(word);
+      lanes_[lane] = (lanes_[lane] ^ word) * kFnvPrime;
+    }
+  }
+
+  int format_;
+  std::array<std::uint64_t, kLanes> lanes_;
+  std::array<unsigned char, kBlock> block_{};
+  std::size_t pending_ = 0;
+};
+
+std::uint64_t checksum(int format, const std::string& bytes) {
+  ShardChecksum sum(format);
+  sum.update(bytes.data(), bytes.size());
+  return sum.value();
 }
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail_usage("{}: cannot read: {}", path, std::strerror(errno));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::error_code error;
+  const std::uintmax_t size = fs::file_size(path, error);
+  if (!in || error) fail_usage("{}: cannot read: {}", path, error ? error.message() : std::strerror(errno));
+  // One read of the whole file: sized by the file system, never by what the file says about itself.
+  std::string bytes(static_cast<std::size_t>(size), '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(size)) || in.gcount() != static_cast<std::streamsize>(size))
+    fail_usage("{}: cannot read all {} bytes", path, size);
+  return bytes;
 }
 
 // A failed save (a full disk, say) is not the user's mistake: exit code 1, with the path and the reason.
@@ -40,21 +110,48 @@ template <typename... Args>
                                         "; the previous complete checkpoint is untouched");
 }
 
-// Writes and fsyncs a file.
-void write_durably(const std::string& path, const std::string& bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail_save("{}: cannot create: {}", path, std::strerror(errno));
-  std::size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      fail_save("{}: writing the checkpoint failed: {}", path, std::strerror(error));
-    }
-    written += static_cast<std::size_t>(n);
+// A file written durably: created, written in full (retrying short writes), fsynced and closed. A failure is a
+// fail_save naming the file.
+class DurableFile {
+ public:
+  explicit DurableFile(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd_ < 0) fail_save("{}: cannot create: {}", path_, std::strerror(errno));
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) fail_save("{}: flushing the checkpoint failed: {}", path, std::strerror(errno));
+  ~DurableFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  DurableFile(const DurableFile&) = delete;
+  DurableFile& operator=(const DurableFile&) = delete;
+
+  void write(const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const char*>(data);
+    for (std::size_t written = 0; written < size;) {
+      const ssize_t n = ::write(fd_, bytes + written, size - written);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail_save("{}: writing the checkpoint failed: {}", path_, std::strerror(errno));
+      }
+      written += static_cast<std::size_t>(n);
+    }
+  }
+  void finish() {
+    const bool synced = ::fsync(fd_) == 0;
+    const int error = errno;
+    const bool closed = ::close(fd_) == 0;
+    fd_ = -1;
+    if (!synced || !closed) fail_save("{}: flushing the checkpoint failed: {}", path_, std::strerror(error));
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+void write_durably(const std::string& path, const std::string& bytes) {
+  DurableFile file(path);
+  file.write(bytes.data(), bytes.size());
+  file.finish();
 }
 
 void sync_directory(const std::string& path) {
@@ -78,19 +175,25 @@ void write_shard(const std::string& staging, int rank, const std::vector<RunData
   ShardFile shard;
   shard.set_path(shard_name(rank));
   shard.set_rank(rank);
-  std::string bytes;
+  // Streamed: each run goes from the caller's memory to the file, hashed on the way, with no staging copy.
+  DurableFile file((fs::path(staging) / shard_name(rank)).string());
+  ShardChecksum sum(kFormatVersion);
+  std::int64_t offset = 0;
   for (const RunData& run : runs) {
     Run* entry = shard.add_runs();
     entry->set_tensor(run.tensor);
     entry->set_state(run.state);
     entry->set_global_start(run.global_start);
     entry->set_count(static_cast<std::int64_t>(run.values.size()));
-    entry->set_file_offset(static_cast<std::int64_t>(bytes.size()));
-    bytes.append(reinterpret_cast<const char*>(run.values.data()), run.values.size() * sizeof(float));
+    entry->set_file_offset(offset);
+    const std::size_t bytes = run.values.size_bytes();
+    sum.update(run.values.data(), bytes);
+    file.write(run.values.data(), bytes);
+    offset += static_cast<std::int64_t>(bytes);
   }
-  shard.set_bytes(static_cast<std::int64_t>(bytes.size()));
-  shard.set_checksum(fnv1a(bytes));
-  write_durably((fs::path(staging) / shard_name(rank)).string(), bytes);
+  file.finish();
+  shard.set_bytes(offset);
+  shard.set_checksum(sum.value());
   write_durably((fs::path(staging) / meta_name(rank)).string(), shard.SerializeAsString());
 }
 
@@ -150,9 +253,9 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
                dir);
   if (!manifest_.ParseFromString(read_all(manifest_path)))
     fail_usage("{}: the manifest is damaged (it does not parse)", manifest_path);
-  if (manifest_.format_version() != kFormatVersion)
-    fail_usage("{}: checkpoint format version {}, but this weft reads version {}", manifest_path,
-               manifest_.format_version(), kFormatVersion);
+  if (manifest_.format_version() < kOldestFormatVersion || manifest_.format_version() > kFormatVersion)
+    fail_usage("{}: checkpoint format version {}, but this weft reads versions {} to {}", manifest_path,
+               manifest_.format_version(), kOldestFormatVersion, kFormatVersion);
   for (int f = 0; f < manifest_.files_size(); ++f) {
     const ShardFile& shard = manifest_.files(f);
     const std::string path = (fs::path(dir) / shard.path()).string();
@@ -161,9 +264,9 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
     if (static_cast<std::int64_t>(bytes.size()) != shard.bytes())
       fail_usage("{}: {} bytes, but the manifest records {}: the file is truncated or damaged", path, bytes.size(),
                  shard.bytes());
-    if (fnv1a(bytes) != shard.checksum())
+    if (const std::uint64_t found = checksum(manifest_.format_version(), bytes); found != shard.checksum())
       fail_usage("{}: checksum mismatch (expected {:016x}, found {:016x}); the checkpoint is damaged", path,
-                 shard.checksum(), fnv1a(bytes));
+                 shard.checksum(), found);
     for (const Run& run : shard.runs()) {
       if (run.count() < 0 || run.file_offset() < 0 || run.file_offset() + run.count() * 4 > shard.bytes())
         fail_usage("{}: a run of {} lies outside the file", manifest_path, run.tensor());

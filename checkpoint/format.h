@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -12,14 +13,18 @@
 
 namespace weft::checkpoint {
 
-inline constexpr int kFormatVersion = 1;
+// 2: the shard checksum is the 8-lane word FNV-1a (format.cc); 1 (byte-wise FNV-1a) is still read.
+inline constexpr int kFormatVersion = 2;
+inline constexpr int kOldestFormatVersion = 1;
 
 // Elements [global_start, global_start + values.size()) of one state of one tensor, as this rank holds them.
+// A run of consecutive global elements of one tensor's state; `values` views the caller's memory, which must
+// outlive write_shard.
 struct RunData {
   std::string tensor;
   std::string state;  // "param", "adam_m", "adam_v"
   std::int64_t global_start = 0;
-  std::vector<float> values;
+  std::span<const float> values;
 };
 
 // "DIR/step_00000200"; its staging twin ends in ".tmp".

@@ -45,7 +45,7 @@ int run_ckpt_inspect(const std::string& dir) {
              l.world_size(), l.dp(), l.tp(), l.pp(), l.zero(), l.virtual_stages(), l.precision(), m.loss_scale());
   fmt::print("{} shard files, {} bytes, {} runs (all checksums verified):\n", m.files_size(), bytes, runs);
   for (const auto& file : m.files())
-    fmt::print("  {}  rank {}  {} bytes  fnv1a64 {:016x}  {} runs\n", file.path(), file.rank(), file.bytes(),
+    fmt::print("  {}  rank {}  {} bytes  checksum {:016x}  {} runs\n", file.path(), file.rank(), file.bytes(),
                file.checksum(), file.runs_size());
   fmt::print("{} tensors (param, adam_m, adam_v each):\n", m.tensors_size());
   for (const auto& tensor : m.tensors()) {

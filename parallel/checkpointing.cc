@@ -20,12 +20,22 @@ constexpr const char* kStates[] = {"param", "adam_m", "adam_v"};
 template <typename Visit>
 void for_each_global_run(const GptParams& params, const ParamSpec& spec, std::int64_t first, std::int64_t count,
                          Visit visit) {
+  // Within a row of the local slice the global indices are consecutive for every split, so runs are found a
+  // row at a time: a run goes on while the next row starts right after where the previous one ended.
+  const std::int64_t cols = spec.shape.size() > 1 ? spec.shape[1] : 1;
+  const std::int64_t end = first + count;
   std::int64_t run_start = first;
-  for (std::int64_t i = first + 1; i <= first + count; ++i) {
-    if (i < first + count && params.global_index(spec, i) == params.global_index(spec, i - 1) + 1) continue;
-    visit(params.global_index(spec, run_start), run_start - first, i - run_start);
-    run_start = i;
+  std::int64_t next_global = params.global_index(spec, first);
+  for (std::int64_t i = first; i < end;) {
+    const std::int64_t row_end = std::min(end, (i / cols + 1) * cols);
+    if (params.global_index(spec, i) != next_global) {
+      visit(params.global_index(spec, run_start), run_start - first, i - run_start);
+      run_start = i;
+    }
+    next_global = params.global_index(spec, i) + (row_end - i);
+    i = row_end;
   }
+  if (end > run_start) visit(params.global_index(spec, run_start), run_start - first, end - run_start);
 }
 
 }  // namespace
@@ -55,6 +65,7 @@ void Trainer::save_checkpoint(int step) {
   // Each element once: dp rank 0 unless the optimizer state is sharded, tp rank 0 for tp-replicated
   // parameters, the first pipeline stage for the tied embeddings.
   std::vector<checkpoint::RunData> runs;
+  std::vector<std::vector<float>> held;  // the host copies of the states that `runs` point into
   const bool writes = zero_.optimizer_sharded || groups_.coords.dp == 0;
   const bool tied_copy = groups_.pp->size() > 1 && params.has_final_norm();
   for (std::size_t i = 0; writes && i < optimizers_.size(); ++i) {
@@ -76,10 +87,11 @@ void Trainer::save_checkpoint(int step) {
       for_each_global_run(params, spec, first, count, [&](std::int64_t global, std::int64_t offset, std::int64_t n) {
         for (int s = 0; s < 3; ++s) {
           const float* begin = values[s].data() + at + offset;
-          runs.push_back({spec.name, kStates[s], global, std::vector<float>(begin, begin + n)});
+          runs.push_back({spec.name, kStates[s], global, std::span<const float>(begin, static_cast<std::size_t>(n))});
         }
       });
     });
+    for (auto& state : values) held.push_back(std::move(state));  // moving keeps each buffer where it is
   }
   if (save_fault_ == SaveFault::kBeforeShard) throw Error(ErrorKind::kPeer, "injected: died before writing its shard");
   checkpoint::write_shard(staging, world.rank(), runs);

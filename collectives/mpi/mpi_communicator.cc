@@ -119,13 +119,19 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
       break;
     }
     case OpKind::kAllGather: {
-      const bool in_place = static_cast<const char*>(call.send) ==
-                            static_cast<const char*>(call.recv) + static_cast<std::size_t>(me) * call.count * element;
-      const void* send = in_place ? MPI_IN_PLACE : call.send;
-      void* recv = call.recv;
-      task.add([=](MPI_Request* request) {
-        WEFT_MPI_CHECK(MPI_Iallgather(send, count, type, recv, count, type, ctx->comm, request));
-      });
+      // This rank's chunk to every peer and theirs into place: (n-1)/n of the buffer each way, like a ring.
+      const std::size_t chunk = call.count * element;
+      auto* recv = static_cast<std::byte*>(call.recv);
+      std::byte* mine = recv + static_cast<std::size_t>(me) * chunk;
+      if (call.send != mine && chunk > 0)
+        task.add({}, [mine, send = call.send, chunk](const MPI_Status&) { std::memcpy(mine, send, chunk); });
+      std::vector<PeerMessage> messages;
+      for (int peer = 0; peer < n; ++peer) {
+        if (peer == me || chunk == 0) continue;
+        messages.push_back({peer, true, recv + static_cast<std::size_t>(peer) * chunk, chunk});
+        messages.push_back({peer, false, mine, chunk});
+      }
+      task.add(exchange_phase(ctx, std::move(messages)));
       break;
     }
     case OpKind::kBroadcast: {

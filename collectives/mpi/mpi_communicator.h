@@ -18,8 +18,8 @@ namespace weft {
 //   complete (collectives/reduce.h) and sends the result to every rank, so reducing overlaps the transfer.
 //   That sends 2(n-1)/n x size per rank like a ring, and makes the result independent of Open MPI's algorithm
 //   choice: bit-identical on every rank, from run to run, and equal to the threads backend. reduce_scatter is
-//   the first half. bf16/fp16 travel as 16 bits and are summed in fp32 and rounded once. all_gather,
-//   broadcast, barrier, send and recv are plain MPI_I* calls.
+//   the first half. bf16/fp16 travel as 16 bits and are summed in fp32 and rounded once. all_gather sends this
+//   rank's chunk to every peer the same way; broadcast, barrier, send and recv are plain MPI_I* calls.
 // - Mismatch check (CommOptions::mismatch_check, on by default): before its data, each collective sends a
 //   48-byte CallSignature {op, #N, count, dtype, reduce op, root} to every other rank; every rank sees every
 //   signature, so all ranks fail the same collective with the same message and the group stays usable. Cost:

@@ -17,9 +17,10 @@ namespace {
 constexpr std::size_t kMinSegmentBytes = std::size_t{256} << 10;
 constexpr std::size_t kMaxSegmentBytes = std::size_t{1} << 20;
 // Tags on peer_comm: signatures use 0, segment s of a reduction 1 + 2s (to the reducing rank) and 2 + 2s (its
-// result). MPI guarantees tags up to 32767; a repeated tag is harmless, as messages of one tag match in order.
+// result), an all_gather 32767. MPI guarantees tags up to 32767; a repeated tag is harmless, as messages of one tag match in order.
 constexpr int kSignatureTag = 0;
 constexpr int kTagLimit = 32767;
+constexpr int kExchangeTag = kTagLimit;  // all_gather's messages
 int segment_tag(std::size_t segment, int direction) {
   return static_cast<int>((1 + 2 * segment + static_cast<std::size_t>(direction)) % kTagLimit);
 }
@@ -114,6 +115,54 @@ class SignaturePhase final : public Phase {
   std::vector<CallSignature> all_;
   std::vector<MPI_Request> recvs_;
   std::vector<MPI_Request> sends_;
+};
+
+class ExchangePhase final : public Phase {
+ public:
+  ExchangePhase(std::shared_ptr<CommContext> ctx, std::vector<PeerMessage> messages)
+      : ctx_(std::move(ctx)), messages_(std::move(messages)), requests_(messages_.size(), MPI_REQUEST_NULL) {}
+
+  Progress advance() override {
+    bool advanced = false;
+    if (!posted_) {
+      for (std::size_t i = 0; i < messages_.size(); ++i) {
+        const PeerMessage& m = messages_[i];
+        const int bytes = static_cast<int>(m.bytes);
+        if (m.receive) {
+          WEFT_MPI_CHECK(MPI_Irecv(m.data, bytes, MPI_BYTE, m.peer, kExchangeTag, ctx_->peer_comm, &requests_[i]));
+        } else {
+          WEFT_MPI_CHECK(MPI_Isend(m.data, bytes, MPI_BYTE, m.peer, kExchangeTag, ctx_->peer_comm, &requests_[i]));
+        }
+      }
+      posted_ = true;
+      advanced = true;
+    }
+    int count = 0;
+    completed_.resize(requests_.size());
+    const int code = MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, completed_.data(),
+                                  MPI_STATUSES_IGNORE);
+    if (code != MPI_SUCCESS) throw MpiFailure{code};
+    if (count == MPI_UNDEFINED) return Progress::kDone;  // every request was already complete
+    if (std::all_of(requests_.begin(), requests_.end(), [](MPI_Request r) { return r == MPI_REQUEST_NULL; }))
+      return Progress::kDone;
+    return advanced || count > 0 ? Progress::kAdvanced : Progress::kIdle;
+  }
+
+  std::vector<int> waiting_for() const override {
+    std::vector<int> ranks;
+    for (std::size_t i = 0; i < messages_.size(); ++i)
+      if (requests_[i] != MPI_REQUEST_NULL && std::find(ranks.begin(), ranks.end(), messages_[i].peer) == ranks.end())
+        ranks.push_back(messages_[i].peer);
+    std::sort(ranks.begin(), ranks.end());
+    return ranks;
+  }
+
+ private:
+  std::shared_ptr<CommContext> ctx_;
+  std::vector<PeerMessage> messages_;
+  std::vector<MPI_Request> requests_;
+  std::vector<int> completed_;
+  bool posted_ = false;
 };
 
 class SegmentedReducePhase final : public Phase {
@@ -298,6 +347,10 @@ std::unique_ptr<Phase> request_phase(std::function<void(MPI_Request*)> post,
 
 std::unique_ptr<Phase> signature_phase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine) {
   return std::make_unique<SignaturePhase>(std::move(ctx), std::move(desc), mine);
+}
+
+std::unique_ptr<Phase> exchange_phase(std::shared_ptr<CommContext> ctx, std::vector<PeerMessage> messages) {
+  return std::make_unique<ExchangePhase>(std::move(ctx), std::move(messages));
 }
 
 std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {

@@ -64,6 +64,16 @@ std::unique_ptr<Phase> request_phase(std::function<void(MPI_Request*)> post,
 // not reached this collective yet.
 std::unique_ptr<Phase> signature_phase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine);
 
+// Point-to-point messages on peer_comm, all posted at once (all_gather: this rank's chunk to every peer and
+// every peer's chunk into place). While it waits it names the peers whose messages are still in flight.
+struct PeerMessage {
+  int peer;
+  bool receive;
+  void* data;
+  std::size_t bytes;
+};
+std::unique_ptr<Phase> exchange_phase(std::shared_ptr<CommContext> ctx, std::vector<PeerMessage> messages);
+
 // The deterministic reduction behind all_reduce and reduce_scatter, from point-to-point messages in segments
 // so that reducing one segment overlaps the transfer of the next. `source` holds one chunk per rank
 // (counts/displs in elements); rank r receives every rank's copy of chunk r, reduces them in rank order

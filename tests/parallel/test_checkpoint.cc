@@ -163,6 +163,69 @@ TEST_CASE("damaged checkpoints are refused naming the file and the problem") {
   CHECK_FALSE(checkpoint::newest_complete(dir).has_value());
 }
 
+TEST_CASE("format 1 checkpoints (byte-wise FNV-1a checksums) still load; each format checks its own checksum") {
+  const std::string dir = fresh_dir("format1");
+  run(1, {}, dir, 2, 2);
+  const std::string ckpt = *checkpoint::newest_complete(dir);
+  checkpoint::Manifest manifest;
+  {
+    std::ifstream in(ckpt + "/manifest.pb", std::ios::binary);
+    REQUIRE(manifest.ParseFromIstream(&in));
+  }
+  REQUIRE(manifest.format_version() == checkpoint::kFormatVersion);
+  const std::string tensor = manifest.files(0).runs(0).tensor();
+  const std::int64_t start = manifest.files(0).runs(0).global_start(), count = manifest.files(0).runs(0).count();
+  std::vector<float> current(static_cast<std::size_t>(count)), old(current.size());
+  checkpoint::Reader(ckpt).read(tensor, "param", start, count, current.data());
+  // Rewrite the manifest as format 1 would have: the same files, byte-wise FNV-1a 64 (the reference here).
+  auto fnv1a_bytes = [](const std::string& bytes) {
+    std::uint64_t hash = 0xcbf29ce484222325ull;
+    for (unsigned char c : bytes) hash = (hash ^ c) * 0x100000001b3ull;
+    return hash;
+  };
+  const std::uint64_t format2_checksum = manifest.files(0).checksum();
+  for (auto& file : *manifest.mutable_files()) {
+    std::ifstream in(ckpt + "/" + file.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    file.set_checksum(fnv1a_bytes(bytes));
+  }
+  CHECK(manifest.files(0).checksum() != format2_checksum);  // the two formats' checksums differ
+  manifest.set_format_version(1);
+  std::ofstream(ckpt + "/manifest.pb", std::ios::binary | std::ios::trunc) << manifest.SerializeAsString();
+  checkpoint::Reader(ckpt).read(tensor, "param", start, count, old.data());
+  CHECK(old == current);
+  // A format 1 manifest with format 2's checksum is damaged, not silently accepted.
+  manifest.mutable_files(0)->set_checksum(format2_checksum);
+  std::ofstream(ckpt + "/manifest.pb", std::ios::binary | std::ios::trunc) << manifest.SerializeAsString();
+  CHECK_THROWS_WITH(checkpoint::Reader(ckpt), Catch::Contains("checksum mismatch"));
+}
+
+TEST_CASE("the checksum catches a flipped bit anywhere in a shard, the trailing bytes included") {
+  const std::string dir = fresh_dir("flips");
+  run(1, {}, dir, 1, 1);
+  const std::string ckpt = *checkpoint::newest_complete(dir);
+  const std::string shard = ckpt + "/shard_r0.bin";
+  std::string bytes;
+  {
+    std::ifstream in(shard, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  REQUIRE(bytes.size() > 200);
+  // Every lane of the first block, a bit of the top byte of a word, and the last bytes (the partial block).
+  for (std::size_t at : {std::size_t{0}, std::size_t{9}, std::size_t{63}, std::size_t{64 + 7}, bytes.size() - 1,
+                         bytes.size() - 5}) {
+    for (int bit : {0, 7}) {
+      std::string flipped = bytes;
+      flipped[at] = static_cast<char>(flipped[at] ^ (1 << bit));
+      std::ofstream(shard, std::ios::binary | std::ios::trunc) << flipped;
+      INFO("byte " << at << " bit " << bit);
+      CHECK_THROWS_WITH(checkpoint::Reader(ckpt), Catch::Contains("checksum mismatch"));
+    }
+  }
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+  CHECK_NOTHROW(checkpoint::Reader(ckpt));
+}
+
 TEST_CASE("a checkpoint of another model is refused before training starts") {
   const std::string dir = fresh_dir("other_model");
   run(1, {}, dir, 1, 1);
