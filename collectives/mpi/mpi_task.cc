@@ -38,6 +38,17 @@ bool test_all(std::vector<MPI_Request>& requests) {
   return all;
 }
 
+// One MPI_Testsome over `requests` (one pass of MPI's progress engine, however many there are): completes and
+// nulls what has finished and returns how many, their indices in `completed`. Throws MpiFailure on an error.
+int test_some(std::vector<MPI_Request>& requests, std::vector<int>& completed) {
+  int count = 0;
+  completed.resize(requests.size());
+  const int code =
+      MPI_Testsome(static_cast<int>(requests.size()), requests.data(), &count, completed.data(), MPI_STATUSES_IGNORE);
+  if (code != MPI_SUCCESS) throw MpiFailure{code};
+  return count == MPI_UNDEFINED ? 0 : count;
+}
+
 class RequestPhase final : public Phase {
  public:
   RequestPhase(std::function<void(MPI_Request*)> post, std::function<void(const MPI_Status&)> done)
@@ -137,12 +148,7 @@ class ExchangePhase final : public Phase {
       posted_ = true;
       advanced = true;
     }
-    int count = 0;
-    completed_.resize(requests_.size());
-    const int code = MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, completed_.data(),
-                                  MPI_STATUSES_IGNORE);
-    if (code != MPI_SUCCESS) throw MpiFailure{code};
-    if (count == MPI_UNDEFINED) return Progress::kDone;  // every request was already complete
+    const int count = test_some(requests_, completed_);
     if (std::all_of(requests_.begin(), requests_.end(), [](MPI_Request r) { return r == MPI_REQUEST_NULL; }))
       return Progress::kDone;
     return advanced || count > 0 ? Progress::kAdvanced : Progress::kIdle;
@@ -185,13 +191,7 @@ class SegmentedReducePhase final : public Phase {
       posted_ = true;
       advanced = true;
     }
-    // One MPI_Testsome over every request: one pass of MPI's progress engine per poll, however many segments.
-    int count = 0;
-    completed_.resize(requests_.size());
-    const int code = MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, completed_.data(),
-                                  MPI_STATUSES_IGNORE);
-    if (code != MPI_SUCCESS) throw MpiFailure{code};
-    if (count == MPI_UNDEFINED) count = 0;
+    const int count = test_some(requests_, completed_);
     outstanding_ -= static_cast<std::size_t>(count);
     for (int i = 0; i < count; ++i) {
       const auto index = static_cast<std::size_t>(completed_[static_cast<std::size_t>(i)]);
