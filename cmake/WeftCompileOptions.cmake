@@ -21,4 +21,7 @@ if(WEFT_SANITIZE)
                       $<$<COMPILE_LANGUAGE:CXX>:-fno-omit-frame-pointer>
                       $<$<COMPILE_LANGUAGE:CXX>:-fno-sanitize-recover=undefined>)
   add_link_options(-fsanitize=address,undefined)
+  # Open MPI's one-time allocations are suppressed for LeakSanitizer in every executable (MPI tests included).
+  add_library(weft_sanitizer_defaults OBJECT ${CMAKE_CURRENT_LIST_DIR}/sanitizer_defaults.cc)
+  link_libraries(weft_sanitizer_defaults)
 endif()
