@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -110,8 +111,9 @@ template <typename... Args>
                                         "; the previous complete checkpoint is untouched");
 }
 
-// A file written durably: created, written in full (retrying short writes), fsynced and closed. A failure is a
-// fail_save naming the file.
+// A file written durably: created, written in full (retrying short writes), fsynced and closed. Small writes
+// (a column-parallel tensor is one run per row) are gathered into a buffer so that each is not a system call.
+// A failure is a fail_save naming the file.
 class DurableFile {
  public:
   explicit DurableFile(std::string path) : path_(std::move(path)) {
@@ -125,6 +127,31 @@ class DurableFile {
   DurableFile& operator=(const DurableFile&) = delete;
 
   void write(const void* data, std::size_t size) {
+    if (buffer_.size() + size > kBufferBytes) flush();
+    if (size >= kBufferBytes) {
+      write_through(data, size);
+    } else {
+      const auto* bytes = static_cast<const char*>(data);
+      buffer_.insert(buffer_.end(), bytes, bytes + size);
+    }
+  }
+  void finish() {
+    flush();
+    const bool synced = ::fsync(fd_) == 0;
+    const int error = errno;
+    const bool closed = ::close(fd_) == 0;
+    fd_ = -1;
+    if (!synced || !closed) fail_save("{}: flushing the checkpoint failed: {}", path_, std::strerror(error));
+  }
+
+ private:
+  static constexpr std::size_t kBufferBytes = std::size_t{1} << 20;
+
+  void flush() {
+    write_through(buffer_.data(), buffer_.size());
+    buffer_.clear();
+  }
+  void write_through(const void* data, std::size_t size) {
     const auto* bytes = static_cast<const char*>(data);
     for (std::size_t written = 0; written < size;) {
       const ssize_t n = ::write(fd_, bytes + written, size - written);
@@ -135,17 +162,10 @@ class DurableFile {
       written += static_cast<std::size_t>(n);
     }
   }
-  void finish() {
-    const bool synced = ::fsync(fd_) == 0;
-    const int error = errno;
-    const bool closed = ::close(fd_) == 0;
-    fd_ = -1;
-    if (!synced || !closed) fail_save("{}: flushing the checkpoint failed: {}", path_, std::strerror(error));
-  }
 
- private:
   std::string path_;
   int fd_ = -1;
+  std::vector<char> buffer_;
 };
 
 void write_durably(const std::string& path, const std::string& bytes) {

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -163,6 +164,9 @@ void for_each_case(const BenchOptions& options, int n, Fn&& fn) {
     }
 }
 
+// all_reduce and broadcast work in place: their output buffer starts as the input.
+bool in_place(OpKind op) { return op == OpKind::kAllReduce || op == OpKind::kBroadcast; }
+
 // Timed blocks per size, alternating between weft's layer and raw MPI; each side reports its fastest block, so a
 // burst of load from elsewhere on a shared machine (here: +-20% from run to run) skews neither table.
 constexpr int kRounds = 5;
@@ -179,7 +183,7 @@ class LayerCase {
         recv_(device_, c.recv_count * dtype_size(options.dtype)) {
     const std::vector<std::byte> input = make_input(c, options.dtype, comm.rank());
     send_.upload(input);
-    if (c.op == OpKind::kAllReduce || c.op == OpKind::kBroadcast) recv_.upload(input);
+    if (in_place(c.op)) recv_.upload(input);
     issue(comm, c, options.dtype, send_.data(), recv_.data())->wait();
     wrong = count_wrong(c, options.dtype, comm.rank(), comm.size(), recv_.download());
     for (int i = 0; i < options.warmup; ++i) issue(comm, c, options.dtype, send_.data(), recv_.data())->wait();
@@ -208,7 +212,7 @@ class RawCase {
       : comm_(comm), c_(c), type_(options.dtype == DType::kF32 ? MPI_FLOAT : MPI_UINT16_T) {
     send_ = make_input(c, options.dtype, comm.rank());
     recv_.resize(c.recv_count * dtype_size(options.dtype));
-    if (c.op == OpKind::kAllReduce || c.op == OpKind::kBroadcast) recv_ = send_;
+    if (in_place(c.op)) recv_ = send_;
     with_raw_mpi(comm, [&](MPI_Comm mpi) {
       run(mpi);
       wrong = count_wrong(c, options.dtype, comm.rank(), comm.size(), recv_);
@@ -321,11 +325,11 @@ long run_collectives_bench(const BenchOptions& options, Communicator& comm, std:
   if (!raw.empty())
     print_table(out, "raw MPI (MPI_Allreduce, MPI_Reduce_scatter_block, MPI_Allgather, MPI_Bcast; same communicator)",
                 raw, options.dtype, comm.size());
+  if (!raw.empty()) out << "# weft time / raw MPI time (below 1: weft is faster)\n";
   for (const Row& row : raw) {
-    if (&row == raw.data()) out << fmt::format("# weft time / raw MPI time (below 1: weft is faster)\n");
-    for (const Row& mine : layer)
-      if (mine.op == row.op && mine.bytes == row.bytes)
-        out << fmt::format("  {:>14} {:>12} {:>8.2f}\n", op_name(row.op), row.bytes, mine.time_us / row.time_us);
+    auto mine = std::find_if(layer.begin(), layer.end(),
+                             [&](const Row& r) { return r.op == row.op && r.bytes == row.bytes; });
+    out << fmt::format("  {:>14} {:>12} {:>8.2f}\n", op_name(row.op), row.bytes, mine->time_us / row.time_us);
   }
   out.flush();
   return wrong;

@@ -32,17 +32,13 @@ void store(const float* values, std::size_t n, DType dtype, void* target, std::s
   }
 }
 
-float apply(float acc, float x, ReduceOp op) {
-  // NaN wins a max, so an overflow flag that became NaN is still seen by every rank.
-  return op == ReduceOp::kSum ? acc + x : ((x > acc || x != x) ? x : acc);
-}
-
 void combine(float* acc, const float* x, std::size_t n, ReduceOp op) {
   if (op == ReduceOp::kSum) {
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) acc[i] += x[i];
   } else {
-    for (std::size_t i = 0; i < n; ++i) acc[i] = apply(acc[i], x[i], op);
+    // NaN wins, so an overflow flag that became NaN is still seen by every rank.
+    for (std::size_t i = 0; i < n; ++i) acc[i] = (x[i] > acc[i] || x[i] != x[i]) ? x[i] : acc[i];
   }
 }
 

@@ -100,8 +100,7 @@ std::unique_ptr<Work> Rendezvous::park(Participant& part) {
   std::weak_ptr<Rendezvous> self = weak_from_this();
   return std::make_unique<StateWork>(desc, part.state, [self, desc, state = part.state] {
     if (auto group = self.lock()) {
-      group->abort(fmt::format("rank {} of {} did not complete {} within comm.timeout_s{}", desc.rank, desc.size,
-                               describe(desc), describe_waiting(state->waiting_for())));
+      group->abort(timeout_reason(desc, state->waiting_for()));
     }
   });
 }

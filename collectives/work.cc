@@ -68,6 +68,11 @@ std::string describe_waiting(const std::vector<int>& ranks) {
   return fmt::format(", waiting for rank{} {}", ranks.size() > 1 ? "s" : "", fmt::join(ranks, ", "));
 }
 
+std::string timeout_reason(const OpDescriptor& desc, const std::vector<int>& waiting_for) {
+  return fmt::format("rank {} of {} did not complete {} within comm.timeout_s{}", desc.rank, desc.size,
+                     describe(desc), describe_waiting(waiting_for));
+}
+
 CallSignature signature(const OpCall& call) {
   return CallSignature{static_cast<std::int64_t>(call.desc.op),     static_cast<std::int64_t>(call.desc.seq),
                        static_cast<std::int64_t>(call.count),       static_cast<std::int64_t>(call.dtype),

@@ -48,7 +48,10 @@ std::string timeout_message(const OpDescriptor& desc, std::chrono::milliseconds 
                             const std::vector<int>& waiting_for = {});
 std::string format_bytes(std::uint64_t bytes);
 // ", waiting for rank 3" / ", waiting for ranks 0, 3"; "" when `ranks` is empty.
-std::string describe_waiting(const std::vector<int>& ranks);  // "512 B", "6.4 MB" (decimal units, as nccl-tests' GB/s)
+std::string describe_waiting(const std::vector<int>& ranks);
+// Why a group became unusable after a wait timed out (the reason its later operations fail with):
+// "rank 2 of 4 did not complete all_reduce #118 (group dp, 6.4 MB) within comm.timeout_s, waiting for rank 3".
+std::string timeout_reason(const OpDescriptor& desc, const std::vector<int>& waiting_for);  // "512 B", "6.4 MB" (decimal units, as nccl-tests' GB/s)
 
 // One operation as a backend receives it. `count` is in elements: the whole buffer for all_reduce,
 // broadcast, send and recv; the per-rank chunk (recv side) for reduce_scatter and (send side) for all_gather.

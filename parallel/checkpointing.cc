@@ -25,17 +25,20 @@ void for_each_global_run(const GptParams& params, const ParamSpec& spec, std::in
   const std::int64_t cols = spec.shape.size() > 1 ? spec.shape[1] : 1;
   const std::int64_t end = first + count;
   std::int64_t run_start = first;
-  std::int64_t next_global = params.global_index(spec, first);
+  std::int64_t run_global = params.global_index(spec, first);
+  std::int64_t next_global = run_global;
   for (std::int64_t i = first; i < end;) {
     const std::int64_t row_end = std::min(end, (i / cols + 1) * cols);
-    if (params.global_index(spec, i) != next_global) {
-      visit(params.global_index(spec, run_start), run_start - first, i - run_start);
+    const std::int64_t global = params.global_index(spec, i);
+    if (global != next_global) {
+      visit(run_global, run_start - first, i - run_start);
       run_start = i;
+      run_global = global;
     }
-    next_global = params.global_index(spec, i) + (row_end - i);
+    next_global = global + (row_end - i);
     i = row_end;
   }
-  if (end > run_start) visit(params.global_index(spec, run_start), run_start - first, end - run_start);
+  if (end > run_start) visit(run_global, run_start - first, end - run_start);
 }
 
 }  // namespace

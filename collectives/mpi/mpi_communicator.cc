@@ -9,7 +9,6 @@
 
 #include "collectives/mpi/mpi_check.h"
 #include "collectives/mpi/mpi_task.h"
-#include "collectives/reduce.h"
 #include "runtime/error.h"
 
 namespace weft {
@@ -83,8 +82,7 @@ std::unique_ptr<Work> MpiCommunicator::submit(const std::shared_ptr<StepTask>& t
     last_collective_ = task;
   }
   auto work = std::make_unique<StateWork>(desc, task->state(), [ctx = ctx_, desc, state = task->state()] {
-    ctx->poison(fmt::format("rank {} of {} did not complete {} within comm.timeout_s{}", desc.rank, desc.size,
-                            describe(desc), describe_waiting(state->waiting_for())));
+    ctx->poison(timeout_reason(desc, state->waiting_for()));
   });
   engine_->submit(task);
   return work;

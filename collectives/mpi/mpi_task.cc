@@ -1,6 +1,7 @@
 #include "collectives/mpi/mpi_task.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -17,7 +18,8 @@ namespace {
 constexpr std::size_t kMinSegmentBytes = std::size_t{256} << 10;
 constexpr std::size_t kMaxSegmentBytes = std::size_t{1} << 20;
 // Tags on peer_comm: signatures use 0, segment s of a reduction 1 + 2s (to the reducing rank) and 2 + 2s (its
-// result), an all_gather 32767. MPI guarantees tags up to 32767; a repeated tag is harmless, as messages of one tag match in order.
+// result), an all_gather 32767. MPI guarantees tags up to 32767; a repeated tag is harmless, as messages of one
+// tag match in order.
 constexpr int kSignatureTag = 0;
 constexpr int kTagLimit = 32767;
 constexpr int kExchangeTag = kTagLimit;  // all_gather's messages
@@ -25,17 +27,15 @@ int segment_tag(std::size_t segment, int direction) {
   return static_cast<int>((1 + 2 * segment + static_cast<std::size_t>(direction)) % kTagLimit);
 }
 
-// Tests every non-null request; true when all are complete. Throws MpiFailure on an MPI error.
-bool test_all(std::vector<MPI_Request>& requests) {
-  bool all = true;
-  for (MPI_Request& request : requests) {
-    if (request == MPI_REQUEST_NULL) continue;
-    int flag = 0;
-    const int code = MPI_Test(&request, &flag, MPI_STATUS_IGNORE);
-    if (code != MPI_SUCCESS) throw MpiFailure{code};
-    if (!flag) all = false;
+// Posts one nonblocking point-to-point message of `bytes` bytes on peer_comm.
+void post_message(const CommContext& ctx, bool receive, void* data, std::size_t bytes, int peer, int tag,
+                  MPI_Request* request) {
+  const int count = static_cast<int>(bytes);
+  if (receive) {
+    WEFT_MPI_CHECK(MPI_Irecv(data, count, MPI_BYTE, peer, tag, ctx.peer_comm, request));
+  } else {
+    WEFT_MPI_CHECK(MPI_Isend(data, count, MPI_BYTE, peer, tag, ctx.peer_comm, request));
   }
-  return all;
 }
 
 // One MPI_Testsome over `requests` (one pass of MPI's progress engine, however many there are): completes and
@@ -79,96 +79,77 @@ class RequestPhase final : public Phase {
   bool posted_ = false;
 };
 
-class SignaturePhase final : public Phase {
- public:
-  SignaturePhase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine)
-      : ctx_(std::move(ctx)), desc_(std::move(desc)), all_(static_cast<std::size_t>(ctx_->size)) {
-    all_[static_cast<std::size_t>(ctx_->rank)] = mine;
-  }
-
-  Progress advance() override {
-    const int n = ctx_->size;
-    bool advanced = false;
-    if (recvs_.empty()) {
-      recvs_.assign(static_cast<std::size_t>(n), MPI_REQUEST_NULL);
-      sends_.assign(static_cast<std::size_t>(n), MPI_REQUEST_NULL);
-      const auto* mine = &all_[static_cast<std::size_t>(ctx_->rank)];
-      for (int peer = 0; peer < n; ++peer) {
-        if (peer == ctx_->rank) continue;
-        const auto p = static_cast<std::size_t>(peer);
-        WEFT_MPI_CHECK(MPI_Irecv(&all_[p], sizeof(CallSignature), MPI_BYTE, peer, kSignatureTag, ctx_->peer_comm,
-                                 &recvs_[p]));
-        WEFT_MPI_CHECK(
-            MPI_Isend(mine, sizeof(CallSignature), MPI_BYTE, peer, kSignatureTag, ctx_->peer_comm, &sends_[p]));
-      }
-      advanced = true;
-    }
-    const auto pending = [this] { return std::count(recvs_.begin(), recvs_.end(), MPI_REQUEST_NULL); };
-    const auto before = pending();
-    const bool heard = test_all(recvs_);
-    advanced = advanced || pending() != before;  // someone new arrived: the ranks waited for changed
-    if (!heard || !test_all(sends_)) return advanced ? Progress::kAdvanced : Progress::kIdle;
-    const std::string mismatch = find_mismatch(desc_, all_);
-    if (!mismatch.empty()) throw ConsistentFailure(ErrorKind::kPeer, mismatch);
-    return Progress::kDone;
-  }
-
-  std::vector<int> waiting_for() const override {
-    std::vector<int> ranks;
-    for (std::size_t p = 0; p < recvs_.size(); ++p)
-      if (recvs_[p] != MPI_REQUEST_NULL) ranks.push_back(static_cast<int>(p));
-    return ranks;
-  }
-
- private:
-  std::shared_ptr<CommContext> ctx_;
-  OpDescriptor desc_;
-  std::vector<CallSignature> all_;
-  std::vector<MPI_Request> recvs_;
-  std::vector<MPI_Request> sends_;
-};
-
 class ExchangePhase final : public Phase {
  public:
-  ExchangePhase(std::shared_ptr<CommContext> ctx, std::vector<PeerMessage> messages)
-      : ctx_(std::move(ctx)), messages_(std::move(messages)), requests_(messages_.size(), MPI_REQUEST_NULL) {}
+  ExchangePhase(std::shared_ptr<CommContext> ctx, std::vector<PeerMessage> messages, int tag)
+      : ctx_(std::move(ctx)), messages_(std::move(messages)), tag_(tag), requests_(messages_.size(), MPI_REQUEST_NULL) {}
 
   Progress advance() override {
     bool advanced = false;
     if (!posted_) {
       for (std::size_t i = 0; i < messages_.size(); ++i) {
         const PeerMessage& m = messages_[i];
-        const int bytes = static_cast<int>(m.bytes);
-        if (m.receive) {
-          WEFT_MPI_CHECK(MPI_Irecv(m.data, bytes, MPI_BYTE, m.peer, kExchangeTag, ctx_->peer_comm, &requests_[i]));
-        } else {
-          WEFT_MPI_CHECK(MPI_Isend(m.data, bytes, MPI_BYTE, m.peer, kExchangeTag, ctx_->peer_comm, &requests_[i]));
-        }
+        post_message(*ctx_, m.receive, m.data, m.bytes, m.peer, tag_, &requests_[i]);
       }
+      outstanding_ = messages_.size();
       posted_ = true;
       advanced = true;
     }
-    const int count = test_some(requests_, completed_);
-    if (std::all_of(requests_.begin(), requests_.end(), [](MPI_Request r) { return r == MPI_REQUEST_NULL; }))
-      return Progress::kDone;
+    const auto count = static_cast<std::size_t>(test_some(requests_, completed_));
+    outstanding_ -= count;
+    if (outstanding_ == 0) return Progress::kDone;
     return advanced || count > 0 ? Progress::kAdvanced : Progress::kIdle;
   }
 
   std::vector<int> waiting_for() const override {
     std::vector<int> ranks;
     for (std::size_t i = 0; i < messages_.size(); ++i)
-      if (requests_[i] != MPI_REQUEST_NULL && std::find(ranks.begin(), ranks.end(), messages_[i].peer) == ranks.end())
-        ranks.push_back(messages_[i].peer);
+      if (requests_[i] != MPI_REQUEST_NULL) ranks.push_back(messages_[i].peer);
     std::sort(ranks.begin(), ranks.end());
+    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
     return ranks;
   }
 
  private:
   std::shared_ptr<CommContext> ctx_;
   std::vector<PeerMessage> messages_;
+  int tag_;
   std::vector<MPI_Request> requests_;
   std::vector<int> completed_;
+  std::size_t outstanding_ = 0;
   bool posted_ = false;
+};
+
+// The signature exchange: an ExchangePhase of 48-byte messages, then the comparison.
+class SignaturePhase final : public Phase {
+ public:
+  SignaturePhase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine)
+      : desc_(std::move(desc)), all_(static_cast<std::size_t>(ctx->size)) {
+    const auto me = static_cast<std::size_t>(ctx->rank);
+    all_[me] = mine;
+    std::vector<PeerMessage> messages;
+    for (int peer = 0; peer < ctx->size; ++peer) {
+      if (peer == ctx->rank) continue;
+      messages.push_back({peer, true, &all_[static_cast<std::size_t>(peer)], sizeof(CallSignature)});
+      messages.push_back({peer, false, &all_[me], sizeof(CallSignature)});
+    }
+    exchange_.emplace(std::move(ctx), std::move(messages), kSignatureTag);
+  }
+
+  Progress advance() override {
+    const Progress progress = exchange_->advance();
+    if (progress != Progress::kDone) return progress;
+    const std::string mismatch = find_mismatch(desc_, all_);
+    if (!mismatch.empty()) throw ConsistentFailure(ErrorKind::kPeer, mismatch);
+    return Progress::kDone;
+  }
+
+  std::vector<int> waiting_for() const override { return exchange_->waiting_for(); }
+
+ private:
+  OpDescriptor desc_;
+  std::vector<CallSignature> all_;  // the messages point into it, so it is sized once and never moves
+  std::optional<ExchangePhase> exchange_;
 };
 
 class SegmentedReducePhase final : public Phase {
@@ -251,12 +232,7 @@ class SegmentedReducePhase final : public Phase {
   }
 
   void post(bool receive, void* data, std::size_t elements, int peer, int tag, MPI_Request* request) {
-    const int bytes = static_cast<int>(elements * element_);
-    if (receive) {
-      WEFT_MPI_CHECK(MPI_Irecv(data, bytes, MPI_BYTE, peer, tag, ctx_->peer_comm, request));
-    } else {
-      WEFT_MPI_CHECK(MPI_Isend(data, bytes, MPI_BYTE, peer, tag, ctx_->peer_comm, request));
-    }
+    post_message(*ctx_, receive, data, elements * element_, peer, tag, request);
     ++outstanding_;
   }
 
@@ -350,7 +326,7 @@ std::unique_ptr<Phase> signature_phase(std::shared_ptr<CommContext> ctx, OpDescr
 }
 
 std::unique_ptr<Phase> exchange_phase(std::shared_ptr<CommContext> ctx, std::vector<PeerMessage> messages) {
-  return std::make_unique<ExchangePhase>(std::move(ctx), std::move(messages));
+  return std::make_unique<ExchangePhase>(std::move(ctx), std::move(messages), kExchangeTag);
 }
 
 std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {

@@ -11,12 +11,6 @@ namespace {
 
 CBLAS_TRANSPOSE to_cblas(Transpose t) { return t == Transpose::kYes ? CblasTrans : CblasNoTrans; }
 
-// Elements an operand of `rows` rows of `cols` with row stride `ld` spans.
-std::size_t span(int rows, int cols, int ld) {
-  return rows == 0 || cols == 0 ? 0 : static_cast<std::size_t>(rows - 1) * static_cast<std::size_t>(ld) +
-                                          static_cast<std::size_t>(cols);
-}
-
 // `x` rounded to `type` and widened back (every bf16/fp16 value is exact in fp32).
 const float* rounded(const float* x, std::size_t n, DType type, std::vector<float>& scratch) {
   scratch.resize(n);
@@ -31,8 +25,8 @@ void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m,
           const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (ctx.gemm_inputs != DType::kF32) {
     thread_local std::vector<float> a16, b16;
-    a = rounded(a, trans_a == Transpose::kNo ? span(m, k, lda) : span(k, m, lda), ctx.gemm_inputs, a16);
-    b = rounded(b, trans_b == Transpose::kNo ? span(k, n, ldb) : span(n, k, ldb), ctx.gemm_inputs, b16);
+    a = rounded(a, gemm_operand_span(trans_a, m, k, lda), ctx.gemm_inputs, a16);
+    b = rounded(b, gemm_operand_span(trans_b, k, n, ldb), ctx.gemm_inputs, b16);
   }
   cblas_sgemm(CblasRowMajor, to_cblas(trans_a), to_cblas(trans_b), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -26,13 +26,6 @@ cublasHandle_t handle_on_stream(const KernelContext& ctx) {
   return handle;
 }
 
-// Elements an operand of `rows` rows of `cols` with row stride `ld` spans (`batch` of them `stride` apart).
-std::size_t span(int rows, int cols, int ld, long long stride = 0, int batch = 1) {
-  if (rows == 0 || cols == 0 || batch == 0) return 0;
-  return static_cast<std::size_t>(batch - 1) * static_cast<std::size_t>(stride) +
-         static_cast<std::size_t>(rows - 1) * static_cast<std::size_t>(ld) + static_cast<std::size_t>(cols);
-}
-
 cudaDataType_t to_cuda(DType type) { return type == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F; }
 
 // 16-bit copies of the two operands, stream-ordered: allocated and filled on ctx's stream, freed there after the
@@ -72,8 +65,7 @@ void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m,
   cublasHandle_t handle = handle_on_stream(ctx);
   if (ctx.gemm_inputs != DType::kF32) {
     // Mixed precision: 16-bit operands on the tensor cores, fp32 accumulation and output.
-    HalfOperands half(ctx, a, trans_a == Transpose::kNo ? span(m, k, lda) : span(k, m, lda), b,
-                      trans_b == Transpose::kNo ? span(k, n, ldb) : span(n, k, ldb));
+    HalfOperands half(ctx, a, gemm_operand_span(trans_a, m, k, lda), b, gemm_operand_span(trans_b, k, n, ldb));
     const cudaDataType_t type = to_cuda(ctx.gemm_inputs);
     WEFT_CUBLAS_CHECK(cublasGemmEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, half.b(), type, ldb,
                                    half.a(), type, lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
@@ -91,8 +83,8 @@ void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose
   cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
   if (ctx.gemm_inputs != DType::kF32) {
-    HalfOperands half(ctx, a, trans_a == Transpose::kNo ? span(m, k, lda, stride_a, batch) : span(k, m, lda, stride_a, batch),
-                      b, trans_b == Transpose::kNo ? span(k, n, ldb, stride_b, batch) : span(n, k, ldb, stride_b, batch));
+    HalfOperands half(ctx, a, gemm_operand_span(trans_a, m, k, lda, stride_a, batch), b,
+                      gemm_operand_span(trans_b, k, n, ldb, stride_b, batch));
     const cudaDataType_t type = to_cuda(ctx.gemm_inputs);
     WEFT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha,
                                                  half.b(), type, ldb, stride_b, half.a(), type, lda, stride_a, &beta, c,
