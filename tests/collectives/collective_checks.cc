@@ -118,6 +118,31 @@ void check_all_reduce_16bit(Communicator& comm) {
   }
 }
 
+// Buffers large enough that the MPI backend splits each chunk into segments (1 MiB each from 2 MiB chunks):
+// rank 0's chunk of the all_reduce is one element longer, so it alone has a one-element last segment, and the
+// reduce_scatter chunk ends in a short segment.
+void check_segmented_reductions(Communicator& comm) {
+  const auto n = static_cast<std::size_t>(comm.size());
+  const std::size_t segment = std::size_t{1} << 18;  // elements of fp32 in 1 MiB
+  const std::size_t count = n * 2 * segment + 1;
+  std::vector<float> data = inputs(comm.rank(), count, 10);
+  comm.all_reduce(data.data(), count, DType::kF32)->wait();
+  std::vector<double> expected(count, 0.0);
+  for (int r = 0; r < comm.size(); ++r)
+    for (std::size_t i = 0; i < count; ++i) expected[i] += input_value(r, i, 10);
+  expect_values(comm, "segmented all_reduce", data.data(), expected);
+
+  const std::size_t chunk = 2 * segment + 7;
+  const auto me = static_cast<std::size_t>(comm.rank());
+  std::vector<float> send = inputs(comm.rank(), n * chunk, 11);
+  std::vector<float> recv(chunk, -7.0f);
+  comm.reduce_scatter(send.data(), recv.data(), chunk, DType::kF32)->wait();
+  expected.assign(chunk, 0.0);
+  for (int r = 0; r < comm.size(); ++r)
+    for (std::size_t j = 0; j < chunk; ++j) expected[j] += input_value(r, me * chunk + j, 11);
+  expect_values(comm, "segmented reduce_scatter", recv.data(), expected);
+}
+
 void check_reduce_scatter(Communicator& comm) {
   const std::size_t chunk = 37;
   const auto n = static_cast<std::size_t>(comm.size());
@@ -294,6 +319,7 @@ const std::vector<NamedCheck>& all_checks() {
   static const std::vector<NamedCheck> checks{
       {"all_reduce sum", check_all_reduce_sum},     {"all_reduce max", check_all_reduce_max},
       {"all_reduce bf16/fp16", check_all_reduce_16bit}, {"reduce_scatter", check_reduce_scatter},
+      {"segmented reductions", check_segmented_reductions},
       {"all_gather", check_all_gather},             {"broadcast", check_broadcast},
       {"send/recv ring", check_send_recv_ring},     {"async and barrier", check_barrier_and_async},
       {"split", check_split},                       {"byte counters", check_byte_counters},

@@ -19,6 +19,7 @@ void check_all_reduce_sum(Communicator& comm);        // 1001 fp32 elements (not
 void check_all_reduce_max(Communicator& comm);        // the overflow-flag use: max over ranks
 void check_all_reduce_16bit(Communicator& comm);      // bf16 and fp16: summed in fp32, rounded once
 void check_reduce_scatter(Communicator& comm);        // chunk 37, out of place and in place
+void check_segmented_reductions(Communicator& comm);  // buffers the MPI backend splits into several segments
 void check_all_gather(Communicator& comm);            // chunk 37, out of place and in place
 void check_broadcast(Communicator& comm);             // root = last rank, 1001 elements
 void check_send_recv_ring(Communicator& comm);        // each rank to the next, both directions posted first
