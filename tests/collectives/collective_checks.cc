@@ -35,6 +35,14 @@ std::vector<float> inputs(int rank, std::size_t count, std::uint64_t salt) {
   return values;
 }
 
+// Element j: the sum over ranks of input_value(rank, first + j, salt), what a sum reduction must give.
+std::vector<double> rank_sums(const Communicator& comm, std::size_t count, std::uint64_t salt, std::size_t first = 0) {
+  std::vector<double> sums(count, 0.0);
+  for (int r = 0; r < comm.size(); ++r)
+    for (std::size_t j = 0; j < count; ++j) sums[j] += input_value(r, first + j, salt);
+  return sums;
+}
+
 std::uint16_t to_16(float value, DType dtype) {
   return dtype == DType::kBF16 ? float_to_bf16(value) : float_to_fp16(value);
 }
@@ -73,10 +81,7 @@ void check_all_reduce_sum(Communicator& comm) {
   for (std::size_t count : {std::size_t{1001}, std::size_t{1}}) {
     std::vector<float> data = inputs(comm.rank(), count, 1);
     comm.all_reduce(data.data(), count, DType::kF32)->wait();
-    std::vector<double> expected(count, 0.0);
-    for (int r = 0; r < comm.size(); ++r)
-      for (std::size_t i = 0; i < count; ++i) expected[i] += input_value(r, i, 1);
-    expect_values(comm, "all_reduce sum", data.data(), expected);
+    expect_values(comm, "all_reduce sum", data.data(), rank_sums(comm, count, 1));
   }
 }
 
@@ -127,29 +132,21 @@ void check_segmented_reductions(Communicator& comm) {
   const std::size_t count = n * 2 * segment + 1;
   std::vector<float> data = inputs(comm.rank(), count, 10);
   comm.all_reduce(data.data(), count, DType::kF32)->wait();
-  std::vector<double> expected(count, 0.0);
-  for (int r = 0; r < comm.size(); ++r)
-    for (std::size_t i = 0; i < count; ++i) expected[i] += input_value(r, i, 10);
-  expect_values(comm, "segmented all_reduce", data.data(), expected);
+  expect_values(comm, "segmented all_reduce", data.data(), rank_sums(comm, count, 10));
 
   const std::size_t chunk = 2 * segment + 7;
   const auto me = static_cast<std::size_t>(comm.rank());
   std::vector<float> send = inputs(comm.rank(), n * chunk, 11);
   std::vector<float> recv(chunk, -7.0f);
   comm.reduce_scatter(send.data(), recv.data(), chunk, DType::kF32)->wait();
-  expected.assign(chunk, 0.0);
-  for (int r = 0; r < comm.size(); ++r)
-    for (std::size_t j = 0; j < chunk; ++j) expected[j] += input_value(r, me * chunk + j, 11);
-  expect_values(comm, "segmented reduce_scatter", recv.data(), expected);
+  expect_values(comm, "segmented reduce_scatter", recv.data(), rank_sums(comm, chunk, 11, me * chunk));
 }
 
 void check_reduce_scatter(Communicator& comm) {
   const std::size_t chunk = 37;
   const auto n = static_cast<std::size_t>(comm.size());
   const auto me = static_cast<std::size_t>(comm.rank());
-  std::vector<double> expected(chunk, 0.0);
-  for (int r = 0; r < comm.size(); ++r)
-    for (std::size_t j = 0; j < chunk; ++j) expected[j] += input_value(r, me * chunk + j, 4);
+  const std::vector<double> expected = rank_sums(comm, chunk, 4, me * chunk);
   std::vector<float> send = inputs(comm.rank(), n * chunk, 4);
   std::vector<float> recv(chunk, -7.0f);
   comm.reduce_scatter(send.data(), recv.data(), chunk, DType::kF32)->wait();
@@ -223,10 +220,7 @@ void check_barrier_and_async(Communicator& comm) {
   b->wait();
   a->wait();
   expect(comm, a->is_completed() && b->is_completed() && c->is_completed(), "a waited operation is not completed");
-  std::vector<double> expected(count, 0.0);
-  for (int r = 0; r < comm.size(); ++r)
-    for (std::size_t i = 0; i < count; ++i) expected[i] += input_value(r, i, 9);
-  expect_values(comm, "all_reduce waited last", reduced.data(), expected);
+  expect_values(comm, "all_reduce waited last", reduced.data(), rank_sums(comm, count, 9));
   std::vector<double> expected_gather(n * chunk);
   for (std::size_t r = 0; r < n; ++r)
     for (std::size_t j = 0; j < chunk; ++j) expected_gather[r * chunk + j] = input_value(static_cast<int>(r), j, 10);
