@@ -104,6 +104,11 @@ std::string read_all(const std::string& path) {
   return bytes;
 }
 
+void check_size(const std::string& path, std::int64_t found, std::int64_t recorded) {
+  if (found != recorded)
+    fail_usage("{}: {} bytes, but the manifest records {}: the file is truncated or damaged", path, found, recorded);
+}
+
 // A failed save (a full disk, say) is not the user's mistake: exit code 1, with the path and the reason.
 template <typename... Args>
 [[noreturn]] void fail_save(fmt::format_string<Args...> format, Args&&... args) {
@@ -280,26 +285,39 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
     const ShardFile& shard = manifest_.files(f);
     const std::string path = (fs::path(dir) / shard.path()).string();
     if (!fs::exists(path)) fail_usage("{}: missing (the manifest lists it); the checkpoint is damaged", path);
-    std::string bytes = read_all(path);
-    if (static_cast<std::int64_t>(bytes.size()) != shard.bytes())
-      fail_usage("{}: {} bytes, but the manifest records {}: the file is truncated or damaged", path, bytes.size(),
-                 shard.bytes());
-    if (const std::uint64_t found = checksum(manifest_.format_version(), bytes); found != shard.checksum())
-      fail_usage("{}: checksum mismatch (expected {:016x}, found {:016x}); the checkpoint is damaged", path,
-                 shard.checksum(), found);
+    check_size(path, static_cast<std::int64_t>(fs::file_size(path)), shard.bytes());
     for (const Run& run : shard.runs()) {
       if (run.count() < 0 || run.file_offset() < 0 || run.file_offset() + run.count() * 4 > shard.bytes())
         fail_usage("{}: a run of {} lies outside the file", manifest_path, run.tensor());
       index_[{run.tensor(), run.state()}].push_back({run.global_start(), run.count(), run.file_offset(), f});
     }
-    file_bytes_.push_back(std::move(bytes));
   }
+  file_bytes_.resize(static_cast<std::size_t>(manifest_.files_size()));
   for (auto& [key, pieces] : index_)
     std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) { return a.start < b.start; });
 }
 
-void Reader::read(const std::string& tensor, const std::string& state, std::int64_t global_start, std::int64_t count,
-                  float* out) const {
+const std::string& Reader::file(int f) const {
+  std::optional<std::string>& bytes = file_bytes_[static_cast<std::size_t>(f)];
+  if (bytes) return *bytes;
+  const ShardFile& shard = manifest_.files(f);
+  const std::string path = (fs::path(dir_) / shard.path()).string();
+  std::string loaded = read_all(path);
+  check_size(path, static_cast<std::int64_t>(loaded.size()), shard.bytes());
+  if (const std::uint64_t found = checksum(manifest_.format_version(), loaded); found != shard.checksum())
+    fail_usage("{}: checksum mismatch (expected {:016x}, found {:016x}); the checkpoint is damaged", path,
+               shard.checksum(), found);
+  bytes_loaded_ += shard.bytes();
+  return bytes.emplace(std::move(loaded));
+}
+
+void Reader::verify_all() const {
+  for (int f = 0; f < manifest_.files_size(); ++f) file(f);
+}
+
+void Reader::for_each_piece(const std::string& tensor, const std::string& state, std::int64_t global_start,
+                            std::int64_t count,
+                            const std::function<void(const Piece&, std::int64_t, std::int64_t)>& fn) const {
   auto found = index_.find({tensor, state});
   std::int64_t at = global_start;
   const std::int64_t end = global_start + count;
@@ -314,15 +332,27 @@ void Reader::read(const std::string& tensor, const std::string& state, std::int6
       const std::int64_t piece_end = piece->start + piece->count;
       if (piece_end <= at) continue;
       const std::int64_t n = std::min(end, piece_end) - at;
-      std::memcpy(out + (at - global_start),
-                  file_bytes_[static_cast<std::size_t>(piece->file)].data() + piece->offset + (at - piece->start) * 4,
-                  static_cast<std::size_t>(n) * sizeof(float));
+      fn(*piece, at, n);
       at += n;
     }
   }
   if (at < end)
     fail_usage("{}: holds no {} values for {} element {} (the checkpoint does not cover the model)", dir_, state,
                tensor, at);
+}
+
+void Reader::require(const std::string& tensor, const std::string& state, std::int64_t global_start,
+                     std::int64_t count) const {
+  for_each_piece(tensor, state, global_start, count,
+                 [&](const Piece& piece, std::int64_t, std::int64_t) { file(piece.file); });
+}
+
+void Reader::read(const std::string& tensor, const std::string& state, std::int64_t global_start, std::int64_t count,
+                  float* out) const {
+  for_each_piece(tensor, state, global_start, count, [&](const Piece& piece, std::int64_t at, std::int64_t n) {
+    std::memcpy(out + (at - global_start), file(piece.file).data() + piece.offset + (at - piece.start) * 4,
+                static_cast<std::size_t>(n) * sizeof(float));
+  });
 }
 
 }  // namespace weft::checkpoint

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -41,9 +42,10 @@ void commit(const std::string& root, std::int64_t step, Manifest manifest, int w
 // The newest directory under `root` that holds a manifest, if any.
 std::optional<std::string> newest_complete(const std::string& root);
 
-// Opens a checkpoint and checks it (manifest present and parseable, format version, every shard file present
-// with the recorded size and checksum) before anything is read; throws Error(kUsage) naming the file and the
-// problem otherwise.
+// Opens a checkpoint and checks its manifest (present, parseable, format version, every shard file present with
+// the recorded size); throws Error(kUsage) naming the file and the problem otherwise. A shard file is read and
+// its checksum checked the first time a require() or read() touches it, so each rank reads only the shards that
+// hold its part of the state and no value is served from an unchecked file.
 class Reader {
  public:
   explicit Reader(const std::string& dir);
@@ -53,15 +55,28 @@ class Reader {
   // the checkpoint does not hold all of them.
   void read(const std::string& tensor, const std::string& state, std::int64_t global_start, std::int64_t count,
             float* out) const;
+  // Reads and checks the shard files that hold those elements without copying anything out (the same errors as
+  // read()): lets a caller validate everything it will read before it changes any state.
+  void require(const std::string& tensor, const std::string& state, std::int64_t global_start,
+               std::int64_t count) const;
+  // Reads and checks every shard file (`weft ckpt inspect`).
+  void verify_all() const;
+  // Bytes of shard files read and checked so far.
+  std::int64_t bytes_loaded() const { return bytes_loaded_; }
 
  private:
   struct Piece {
     std::int64_t start, count, offset;
     int file;
   };
+  const std::string& file(int f) const;  // read and checked on first use
+  void for_each_piece(const std::string& tensor, const std::string& state, std::int64_t global_start,
+                      std::int64_t count,
+                      const std::function<void(const Piece&, std::int64_t at, std::int64_t n)>& fn) const;
   std::string dir_;
   Manifest manifest_;
-  std::vector<std::string> file_bytes_;
+  mutable std::vector<std::optional<std::string>> file_bytes_;
+  mutable std::int64_t bytes_loaded_ = 0;
   std::map<std::pair<std::string, std::string>, std::vector<Piece>> index_;  // sorted by start
 };
 

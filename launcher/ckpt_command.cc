@@ -30,6 +30,7 @@ bool is_conv1d(const std::string& name) {
 
 int run_ckpt_inspect(const std::string& dir) {
   const checkpoint::Reader reader(dir);
+  reader.verify_all();
   const auto& m = reader.manifest();
   const auto& l = m.layout();
   std::int64_t bytes = 0, runs = 0;

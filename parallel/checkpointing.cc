@@ -1,6 +1,7 @@
 // Trainer's checkpoints: which model states each rank writes (each element once, by its owner) and how any
 // layout reads them back (by global element, so a checkpoint saved under one layout loads under another).
 #include <chrono>
+#include <functional>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -152,7 +153,6 @@ int Trainer::restore_checkpoint() {
   } else {
     path = c.resume;
   }
-  // Every rank validates the whole checkpoint before any state changes.
   const auto started = std::chrono::steady_clock::now();
   const checkpoint::Reader reader(path);
   const auto& m = reader.manifest().model();
@@ -164,18 +164,44 @@ int Trainer::restore_checkpoint() {
                path, m.layers(), m.d_model(), m.heads(), m.vocab_size(), m.seq_len(), model.layers, model.d_model,
                model.heads, model.vocab_size, model.seq_len);
   const GptParams& params = model_.params();
-  for (std::size_t i = 0; i < optimizers_.size(); ++i) {
-    const ParamRange& range = update_ranges_[i];
-    if (range.size() == 0) continue;
-    std::vector<float> values[3];
-    for (auto& v : values) v.assign(static_cast<std::size_t>(range.size()), 0.0f);
+  // fn(tensor, global start, count, offset in the bucket's update range) for every run of saved elements that
+  // bucket i's optimizer shard on this rank holds.
+  using SavedRun = std::function<void(const std::string&, std::int64_t, std::int64_t, std::int64_t)>;
+  auto for_each_saved_run = [&](std::size_t i, const SavedRun& fn) {
     for_each_owned_piece(i, [&](const ParamSpec& spec, std::int64_t first, std::int64_t count, std::int64_t at) {
       for_each_global_run(params, spec, first, count, [&](std::int64_t global, std::int64_t offset, std::int64_t n) {
         // Padding rows of the vocabulary (beyond vocab_size) hold no saved values and stay zero.
         const std::int64_t real = spec.name == "wte.weight" ? model.vocab_size * model.d_model : -1;
         const std::int64_t wanted = real < 0 ? n : std::max<std::int64_t>(0, std::min(n, real - global));
-        for (int s = 0; s < 3; ++s) reader.read(spec.name, kStates[s], global, wanted, values[s].data() + at + offset);
+        fn(spec.name, global, wanted, at + offset);
       });
+    });
+  };
+  // Each rank reads and checks only the shards its part of the state lives in, all of them before any state
+  // changes; then the ranks agree, so a damaged shard stops every rank with exit 2, not only those that read it.
+  std::string damage;
+  try {
+    for (std::size_t i = 0; i < optimizers_.size(); ++i)
+      for_each_saved_run(i, [&](const std::string& tensor, std::int64_t global, std::int64_t count, std::int64_t) {
+        for (int s = 0; s < 3; ++s) reader.require(tensor, kStates[s], global, count);
+      });
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kUsage) throw;
+    damage = e.what();
+  }
+  float failed_rank = damage.empty() ? 0.0f : static_cast<float>(groups_.world->rank() + 1);
+  groups_.world->all_reduce(&failed_rank, 1, DType::kF32, ReduceOp::kMax)->wait();
+  if (!damage.empty()) throw Error(ErrorKind::kUsage, damage);
+  if (failed_rank > 0.0f)
+    fail_usage("{}: rank {} could not read its part of the checkpoint (its message names the file); no rank resumed",
+               path, static_cast<int>(failed_rank) - 1);
+  for (std::size_t i = 0; i < optimizers_.size(); ++i) {
+    const ParamRange& range = update_ranges_[i];
+    if (range.size() == 0) continue;
+    std::vector<float> values[3];
+    for (auto& v : values) v.assign(static_cast<std::size_t>(range.size()), 0.0f);
+    for_each_saved_run(i, [&](const std::string& tensor, std::int64_t global, std::int64_t count, std::int64_t at) {
+      for (int s = 0; s < 3; ++s) reader.read(tensor, kStates[s], global, count, values[s].data() + at);
     });
     ShardOptimizer& optimizer = optimizers_[i];
     const Bucket& bucket = layout_.buckets()[i];
@@ -192,12 +218,14 @@ int Trainer::restore_checkpoint() {
   params_.publish_updates();  // ZeRO 1/2: every rank rebuilds the full parameters from the owners' chunks
   scaler_.restore(reader.manifest().loss_scale(), reader.manifest().loss_scale_clean_steps());
   if (groups_.world->rank() == 0) {
-    std::int64_t bytes = 0;
-    for (const auto& file : reader.manifest().files()) bytes += file.bytes();
+    std::int64_t total = 0;
+    for (const auto& file : reader.manifest().files()) total += file.bytes();
+    const auto bytes = static_cast<double>(reader.bytes_loaded());
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    spdlog::info("resumed from {} (step {}, saved on {} rank(s)); read and verified {} bytes in {:.3f} s ({:.1f} MB/s)",
-                 path, reader.manifest().step(), reader.manifest().layout().world_size(), bytes, seconds,
-                 bytes / seconds / 1e6);
+    spdlog::info("resumed from {} (step {}, saved on {} rank(s)); rank 0 read and verified {} of the checkpoint's {} "
+                 "bytes in {:.3f} s ({:.1f} MB/s)",
+                 path, reader.manifest().step(), reader.manifest().layout().world_size(), reader.bytes_loaded(), total,
+                 seconds, bytes / seconds / 1e6);
   }
   return static_cast<int>(reader.manifest().step());
 }

@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
+#include <iterator>
 #include <fstream>
 #include <string>
 
@@ -108,4 +110,30 @@ TEST_CASE("weft data prepare writes a token file that training reads, as does a 
       run_weft("train " + tiny() + " --set train.steps=2 --set data.source=text --set data.path=" + text_path);
   INFO(from_text.output);
   CHECK(from_text.exit_code == 0);
+}
+
+TEST_CASE("a damaged shard makes weft ckpt inspect and a resuming weft train exit 2 naming the file") {
+  const std::string dir = "/tmp/weft_cli_damaged_ckpt";
+  std::system(("rm -rf " + dir).c_str());
+  const std::string save = "train " + tiny() + " --set train.steps=1 --set checkpoint.every=1 --set checkpoint.dir=" + dir;
+  const auto saved = run_weft(save);
+  INFO(saved.output);
+  REQUIRE(saved.exit_code == 0);
+  const std::string ckpt = dir + "/step_00000001";
+  CHECK(run_weft("ckpt inspect " + ckpt).exit_code == 0);
+  const std::string shard = ckpt + "/shard_r0.bin";
+  std::string bytes;
+  {
+    std::ifstream in(shard, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  REQUIRE(bytes.size() > 100);
+  bytes[100] = static_cast<char>(bytes[100] ^ 0x10);
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+  for (const std::string& arguments : {"ckpt inspect " + ckpt, save + " --set train.steps=2"}) {
+    const auto outcome = run_weft(arguments);
+    INFO(arguments << "\n" << outcome.output);
+    CHECK(outcome.exit_code == 2);
+    CHECK_THAT(outcome.output, Catch::Contains("shard_r0.bin: checksum mismatch"));
+  }
 }

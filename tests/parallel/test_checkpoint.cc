@@ -52,6 +52,19 @@ std::map<int, double> run(int ranks, std::vector<ConfigOverride> overrides, cons
   return losses;
 }
 
+// Opens `ckpt` and reads the first run of shard file `file`, which reads and checks that file.
+void read_first_run(const std::string& ckpt, int file = 0) {
+  const checkpoint::Reader reader(ckpt);
+  const checkpoint::Run& run = reader.manifest().files(file).runs(0);
+  std::vector<float> values(static_cast<std::size_t>(run.count()));
+  reader.read(run.tensor(), run.state(), run.global_start(), run.count(), values.data());
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 // Every saved value of every tensor's real elements, bit for bit.
 bool same_states(const std::string& a_dir, const std::string& b_dir) {
   const checkpoint::Reader a(*checkpoint::newest_complete(a_dir)), b(*checkpoint::newest_complete(b_dir));
@@ -126,7 +139,7 @@ TEST_CASE("damaged checkpoints are refused naming the file and the problem") {
   const std::string shard = ckpt + "/shard_r0.bin";
   auto expect_refused = [&](const std::string& fragment) {
     try {
-      checkpoint::Reader reader(ckpt);
+      read_first_run(ckpt);
       FAIL("expected a refusal mentioning " << fragment);
     } catch (const Error& e) {
       CHECK(e.kind() == ErrorKind::kUsage);
@@ -197,7 +210,7 @@ TEST_CASE("format 1 checkpoints (byte-wise FNV-1a checksums) still load; each fo
   // A format 1 manifest with format 2's checksum is damaged, not silently accepted.
   manifest.mutable_files(0)->set_checksum(format2_checksum);
   std::ofstream(ckpt + "/manifest.pb", std::ios::binary | std::ios::trunc) << manifest.SerializeAsString();
-  CHECK_THROWS_WITH(checkpoint::Reader(ckpt), Catch::Contains("checksum mismatch"));
+  CHECK_THROWS_WITH(read_first_run(ckpt), Catch::Contains("checksum mismatch"));
 }
 
 TEST_CASE("the checksum catches a flipped bit anywhere in a shard, the trailing bytes included") {
@@ -219,11 +232,57 @@ TEST_CASE("the checksum catches a flipped bit anywhere in a shard, the trailing 
       flipped[at] = static_cast<char>(flipped[at] ^ (1 << bit));
       std::ofstream(shard, std::ios::binary | std::ios::trunc) << flipped;
       INFO("byte " << at << " bit " << bit);
-      CHECK_THROWS_WITH(checkpoint::Reader(ckpt), Catch::Contains("checksum mismatch"));
+      CHECK_THROWS_WITH(read_first_run(ckpt), Catch::Contains("checksum mismatch"));
     }
   }
   std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
-  CHECK_NOTHROW(checkpoint::Reader(ckpt));
+  CHECK_NOTHROW(read_first_run(ckpt));
+}
+
+TEST_CASE("each rank reads only the shards it needs, and a damaged one stops every rank with exit 2") {
+  const std::string dir = fresh_dir("lazy_shards");
+  const std::vector<ConfigOverride> zero1 = {{"parallel.zero", "1"}};
+  run(2, zero1, dir, 2, 2);
+  const std::string ckpt = *checkpoint::newest_complete(dir);
+  {
+    const checkpoint::Reader reader(ckpt);
+    REQUIRE(reader.manifest().files_size() == 2);
+    CHECK(reader.bytes_loaded() == 0);  // opening checks sizes only
+    read_first_run(ckpt, 0);
+    const checkpoint::Run& run = reader.manifest().files(0).runs(0);
+    std::vector<float> values(static_cast<std::size_t>(run.count()));
+    reader.read(run.tensor(), run.state(), run.global_start(), run.count(), values.data());
+    CHECK(reader.bytes_loaded() == reader.manifest().files(0).bytes());  // shard 1 untouched
+  }
+  const std::string shard1 = ckpt + "/shard_r1.bin";
+  std::string bytes = read_file(shard1);
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x01);
+  std::ofstream(shard1, std::ios::binary | std::ios::trunc) << bytes;
+  CHECK_NOTHROW(read_first_run(ckpt, 0));
+  CHECK_THROWS_WITH(read_first_run(ckpt, 1), Catch::Contains("shard_r1.bin: checksum mismatch"));
+
+  // Resuming the same layout: rank 0 needs only shard 0, yet it stops too, naming the rank that found the damage.
+  const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                    {{"parallel.zero", "1"}, {"checkpoint.dir", dir}}, 2);
+  auto world = make_thread_group(2);
+  std::string messages[2];
+  double first_loss = 0.0;
+  run_on_threads(world, [&](Communicator& comm) {
+    ProcessGroups groups = make_process_groups(comm, config.parallel);
+    auto device = make_cpu_device();
+    Trainer trainer(config, groups, *device);
+    try {
+      trainer.restore_checkpoint();
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::kUsage) messages[comm.rank()] = e.what();
+    }
+    // Nothing was restored: the next step is a fresh run's first.
+    const double loss = trainer.train_step(1).loss;
+    if (comm.rank() == 0) first_loss = loss;
+  });
+  CHECK_THAT(messages[1], Catch::Contains("shard_r1.bin: checksum mismatch"));
+  CHECK_THAT(messages[0], Catch::Contains("rank 1 could not read its part of the checkpoint"));
+  CHECK(first_loss == run(2, zero1, fresh_dir("lazy_shards_fresh"), 1, 0).at(1));
 }
 
 TEST_CASE("a checkpoint of another model is refused before training starts") {
