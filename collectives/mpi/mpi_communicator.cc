@@ -17,6 +17,43 @@ namespace {
 
 MPI_Datatype mpi_type(DType dtype) { return dtype == DType::kF32 ? MPI_FLOAT : MPI_UINT16_T; }
 
+// Staging per rank and round in shared memory: 512 KiB of each chunk, so that a round's segments are reduced
+// while still in cache (2 ranks: 2 MiB of /dev/shm per rank and communicator, two buffers of two slots).
+constexpr std::size_t kSharedSlotBytes = std::size_t{512} << 10;
+
+// Through shared memory when every rank of the communicator is on this host, else point-to-point messages.
+std::unique_ptr<Phase> reduce_phase(const std::shared_ptr<CommContext>& ctx, SegmentedReduce plan) {
+  return ctx->shared ? shared_reduce_phase(ctx, std::move(plan)) : segmented_reduce_phase(ctx, std::move(plan));
+}
+
+// A new communicator as the MPI thread creates it (world or split), before its CommContext exists.
+struct SplitResult {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm peer_comm = MPI_COMM_NULL;
+  int rank = 0;
+  int size = 0;
+  std::unique_ptr<SharedSegments> shared;
+};
+
+// The last step of creating a communicator: its rank, size and shared-memory staging (collective, blocking,
+// so it runs only after a nonblocking collective on the new communicator has shown every rank arrived).
+void finish_setup(SplitResult& result) {
+  if (result.comm == MPI_COMM_NULL) return;
+  WEFT_MPI_CHECK(MPI_Comm_rank(result.comm, &result.rank));
+  WEFT_MPI_CHECK(MPI_Comm_size(result.comm, &result.size));
+  result.shared = SharedSegments::create(result.comm, kSharedSlotBytes);
+}
+
+std::shared_ptr<CommContext> context_of(SplitResult& result) {
+  auto ctx = std::make_shared<CommContext>();
+  ctx->comm = result.comm;
+  ctx->peer_comm = result.peer_comm;
+  ctx->rank = result.rank;
+  ctx->size = result.size;
+  ctx->shared = std::move(result.shared);
+  return ctx;
+}
+
 // Rank r's share of an all_reduce: count / n elements, one more for the first count % n ranks.
 struct Chunks {
   std::vector<std::size_t> counts;
@@ -106,14 +143,14 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
       auto* buffer = static_cast<std::byte*>(call.recv);
       SegmentedReduce plan{buffer, buffer + chunks.displs[static_cast<std::size_t>(me)] * element, buffer,
                            chunks.counts, chunks.displs, call.dtype, call.reduce};
-      task.add(segmented_reduce_phase(ctx, std::move(plan)));
+      task.add(reduce_phase(ctx, std::move(plan)));
       break;
     }
     case OpKind::kReduceScatter: {
       const Chunks chunks(call.count * static_cast<std::size_t>(n), n);
       SegmentedReduce plan{static_cast<const std::byte*>(call.send), static_cast<std::byte*>(call.recv), nullptr,
                            chunks.counts, chunks.displs, call.dtype, call.reduce};
-      task.add(segmented_reduce_phase(ctx, std::move(plan)));
+      task.add(reduce_phase(ctx, std::move(plan)));
       break;
     }
     case OpKind::kAllGather: {
@@ -200,13 +237,6 @@ std::unique_ptr<Work> MpiCommunicator::start(const OpCall& call) {
   return submit(task, desc);
 }
 
-struct SplitResult {
-  MPI_Comm comm = MPI_COMM_NULL;
-  MPI_Comm peer_comm = MPI_COMM_NULL;
-  int rank = 0;
-  int size = 0;
-};
-
 std::unique_ptr<Communicator> MpiCommunicator::start_split(const OpDescriptor& desc, int color, int key,
                                                            const std::string& name) {
   if (const std::string reason = ctx_->poisoned(); !reason.empty())
@@ -222,38 +252,18 @@ std::unique_ptr<Communicator> MpiCommunicator::start_split(const OpDescriptor& d
   task->add([ctx](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Ibarrier(ctx->comm, request)); },
             [ctx, result, color, key](const MPI_Status&) {
               WEFT_MPI_CHECK(MPI_Comm_split(ctx->comm, color == kNoColor ? MPI_UNDEFINED : color, key, &result->comm));
-              if (result->comm == MPI_COMM_NULL) return;
-              WEFT_MPI_CHECK(MPI_Comm_rank(result->comm, &result->rank));
-              WEFT_MPI_CHECK(MPI_Comm_size(result->comm, &result->size));
             });
   task->add([result](MPI_Request* request) {
     if (result->comm == MPI_COMM_NULL) return;
     WEFT_MPI_CHECK(MPI_Comm_idup(result->comm, &result->peer_comm, request));
   });
+  task->add({}, [result](const MPI_Status&) { finish_setup(*result); });
   submit(task, desc)->wait(options().timeout);
   if (result->comm == MPI_COMM_NULL) return nullptr;
-  auto child = std::make_shared<CommContext>();
-  child->comm = result->comm;
-  child->peer_comm = result->peer_comm;
-  child->rank = result->rank;
-  child->size = result->size;
-  return std::make_unique<MpiCommunicator>(engine_, child, name, world_rank(), options());
+  return std::make_unique<MpiCommunicator>(engine_, context_of(*result), name, world_rank(), options());
 }
 
 }  // namespace
-
-std::unique_ptr<Communicator> make_mpi_communicator(std::shared_ptr<MpiEngine> engine, MPI_Comm comm,
-                                                    MPI_Comm peer_comm, std::string name, int world_rank,
-                                                    CommOptions options) {
-  auto ctx = std::make_shared<CommContext>();
-  ctx->comm = comm;
-  ctx->peer_comm = peer_comm;
-  engine->run([&] {
-    WEFT_MPI_CHECK(MPI_Comm_rank(comm, &ctx->rank));
-    WEFT_MPI_CHECK(MPI_Comm_size(comm, &ctx->size));
-  });
-  return std::make_unique<MpiCommunicator>(std::move(engine), ctx, std::move(name), world_rank, options);
-}
 
 std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, CommOptions options) {
   int world_rank = 0;
@@ -275,9 +285,10 @@ std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, 
   task->add([result](MPI_Request* request) {
     WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &result->peer_comm, request));
   });
+  task->add({}, [result](const MPI_Status&) { finish_setup(*result); });
   engine->submit(task);
   StateWork(desc, task->state()).wait(options.timeout);
-  return make_mpi_communicator(std::move(engine), result->comm, result->peer_comm, "world", world_rank, options);
+  return std::make_unique<MpiCommunicator>(std::move(engine), context_of(*result), "world", world_rank, options);
 }
 
 bool with_raw_mpi(Communicator& comm, const std::function<void(MPI_Comm)>& fn) {

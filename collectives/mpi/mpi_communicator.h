@@ -30,11 +30,6 @@ namespace weft {
 // - Every wait has a deadline; a timeout names the ranks whose messages had not arrived (Work::waiting_for),
 //   and, like an MPI error, leaves the ranks out of step, so the communicator fails every later operation at
 //   once. Errors are returned, not fatal (MPI_ERRORS_RETURN).
-// `peer_comm` is a duplicate of `comm` (the communicator owns and frees both).
-std::unique_ptr<Communicator> make_mpi_communicator(std::shared_ptr<MpiEngine> engine, MPI_Comm comm,
-                                                    MPI_Comm peer_comm, std::string name, int world_rank,
-                                                    CommOptions options);
-
 // Duplicates MPI_COMM_WORLD (MPI_Comm_idup, with the deadline of options.timeout) into the "world" communicator.
 std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, CommOptions options);
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "collectives/mpi/mpi_engine.h"
+#include "collectives/mpi/shared_memory.h"
 #include "collectives/work.h"
 #include "runtime/error.h"
 
@@ -35,6 +36,10 @@ struct CommContext {
   std::byte* scratch(std::size_t bytes);
   std::unique_ptr<std::byte[]> scratch_buffer;
   std::size_t scratch_bytes = 0;
+
+  // Every rank's staging memory when all ranks of the communicator share this host (and it could be set up);
+  // all_reduce and reduce_scatter then run through it instead of messages.
+  std::unique_ptr<SharedSegments> shared;
 
   // Set when an operation failed in a way that leaves the ranks out of step; every later operation fails.
   void poison(const std::string& reason);
@@ -89,6 +94,16 @@ struct SegmentedReduce {
   ReduceOp op = ReduceOp::kSum;
 };
 std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan);
+
+// The same reduction through ctx->shared, in rounds of at most slot_bytes() of every chunk. Round k (numbered
+// per communicator) uses staging buffer k % 2 of every rank: each rank copies its copy of every other rank's
+// segment into its buffer and publishes kStaged = k; rank r waits until every rank has staged k, reduces its
+// segment in rank order from its own input and the others' buffers, writes the result to its output (and, for
+// an all_reduce, to its own slot of its buffer) and publishes kReduced = k; an all_reduce then copies every
+// other rank's result out of that rank's buffer. A buffer is next written in round k + 2, and a rank starts
+// round k + 2 only after it has seen every rank stage round k + 1, which each does after finishing round k:
+// so nobody overwrites what a peer may still read, without a third counter.
+std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan);
 
 // An operation on the MPI thread: its phases in order, after an earlier collective of the same communicator.
 class StepTask final : public MpiTask {

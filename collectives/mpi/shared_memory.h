@@ -1,0 +1,50 @@
+// Shared-memory reductions for an MPI communicator whose ranks are all on one host: each rank maps every rank's
+// staging segment, so all_reduce and reduce_scatter need no MPI messages at all for their data.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace weft {
+
+// One POSIX shared-memory segment per rank of a communicator, mapped by every rank of it: this rank's writable,
+// the others' read-only. A segment holds two progress counters, each on its own cache line, and two staging
+// buffers used by alternate rounds (see shared_reduce_phase in mpi_task.h for the protocol).
+class SharedSegments {
+ public:
+  // Collective over `comm`, blocking (call it only once every rank has arrived, on the MPI thread). Returns null,
+  // on every rank alike, when the ranks are not all on this host, when WEFT_SHM_DISABLE=1 is set on any rank,
+  // or when any rank cannot create or map its segment (/dev/shm too small, say); the caller then uses messages.
+  static std::unique_ptr<SharedSegments> create(MPI_Comm comm, std::size_t slot_bytes);
+  ~SharedSegments();
+  SharedSegments(const SharedSegments&) = delete;
+  SharedSegments& operator=(const SharedSegments&) = delete;
+
+  // The rank's counters: the last round whose inputs it has staged, and the last whose result it has staged.
+  enum Counter { kStaged = 0, kReduced = 1 };
+  std::uint64_t counter(int rank, Counter which) const;
+  void publish(Counter which, std::uint64_t round);
+  // The staging buffer of `rank` used by `round` (rounds alternate between two), slot_bytes() per rank of the
+  // communicator; this rank's is writable, the others' only read.
+  std::byte* buffer(int rank, std::uint64_t round) const;
+  std::size_t slot_bytes() const { return slot_bytes_; }
+  // Rounds are numbered from 1, per communicator, in the same order on every rank.
+  std::uint64_t next_round() { return ++rounds_; }
+
+ private:
+  SharedSegments(int rank, int size, std::size_t slot_bytes);
+  std::size_t segment_bytes() const;
+  std::uint64_t* counter_of(int rank, Counter which) const;
+
+  int rank_;
+  int size_;
+  std::size_t slot_bytes_;
+  std::vector<std::byte*> bases_;  // every rank's mapping; null where mapping failed
+  std::uint64_t rounds_ = 0;
+};
+
+}  // namespace weft

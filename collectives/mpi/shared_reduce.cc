@@ -1,0 +1,139 @@
+// shared_reduce_phase (mpi_task.h): all_reduce and reduce_scatter through shared memory, no MPI calls.
+#include <algorithm>
+#include <cstring>
+
+#include "collectives/mpi/mpi_task.h"
+#include "collectives/reduce.h"
+
+namespace weft {
+
+namespace {
+
+class SharedReducePhase final : public Phase {
+ public:
+  SharedReducePhase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan)
+      : ctx_(std::move(ctx)), shared_(*ctx_->shared), plan_(std::move(plan)), element_(dtype_size(plan_.dtype)) {
+    const std::size_t largest = *std::max_element(plan_.counts.begin(), plan_.counts.end());
+    segment_ = std::max<std::size_t>(1, std::min(largest, shared_.slot_bytes() / element_));
+    rounds_ = (largest + segment_ - 1) / segment_;
+  }
+
+  Progress advance() override {
+    bool advanced = false;
+    while (next_ < rounds_) {
+      if (step_ == Step::kStage) {
+        stage();
+        advanced = true;
+      }
+      if (step_ == Step::kReduce) {
+        if (!all_reached(SharedSegments::kStaged)) break;
+        reduce();
+        advanced = true;
+      }
+      if (step_ == Step::kGather) {
+        if (!all_reached(SharedSegments::kReduced)) break;
+        gather();
+        advanced = true;
+      }
+    }
+    if (next_ == rounds_) return Progress::kDone;
+    return advanced ? Progress::kAdvanced : Progress::kIdle;
+  }
+
+  std::vector<int> waiting_for() const override {
+    std::vector<int> ranks;
+    if (next_ == rounds_ || step_ == Step::kStage) return ranks;
+    const auto counter = step_ == Step::kReduce ? SharedSegments::kStaged : SharedSegments::kReduced;
+    for (int peer = 0; peer < ctx_->size; ++peer)
+      if (peer != ctx_->rank && shared_.counter(peer, counter) < round_) ranks.push_back(peer);
+    return ranks;
+  }
+
+ private:
+  enum class Step { kStage, kReduce, kGather };
+
+  // Segment `next_` of rank r's chunk: (first element within the chunk, length), possibly empty.
+  std::pair<std::size_t, std::size_t> extent(int rank) const {
+    const std::size_t count = plan_.counts[static_cast<std::size_t>(rank)];
+    const std::size_t begin = std::min(count, next_ * segment_);
+    return {begin, std::min(count, begin + segment_) - begin};
+  }
+  std::size_t chunk_offset(int rank, std::size_t begin) const {
+    return (plan_.displs[static_cast<std::size_t>(rank)] + begin) * element_;
+  }
+  // Where rank `owner`'s buffer holds segment data for chunk `chunk` this round.
+  std::byte* slot(int owner, int chunk) const {
+    return shared_.buffer(owner, round_) + static_cast<std::size_t>(chunk) * shared_.slot_bytes();
+  }
+
+  bool all_reached(SharedSegments::Counter counter) const {
+    for (int peer = 0; peer < ctx_->size; ++peer)
+      if (peer != ctx_->rank && shared_.counter(peer, counter) < round_) return false;
+    return true;
+  }
+
+  // This rank's copies of the other ranks' segments into its buffer.
+  void stage() {
+    round_ = shared_.next_round();
+    for (int peer = 0; peer < ctx_->size; ++peer) {
+      if (peer == ctx_->rank) continue;
+      const auto [begin, length] = extent(peer);
+      if (length > 0) std::memcpy(slot(ctx_->rank, peer), plan_.source + chunk_offset(peer, begin), length * element_);
+    }
+    shared_.publish(SharedSegments::kStaged, round_);
+    step_ = Step::kReduce;
+  }
+
+  void reduce() {
+    const int me = ctx_->rank;
+    const auto [begin, length] = extent(me);
+    if (length > 0) {
+      std::vector<const void*> inputs(static_cast<std::size_t>(ctx_->size));
+      for (int r = 0; r < ctx_->size; ++r)
+        inputs[static_cast<std::size_t>(r)] = r == me ? plan_.source + chunk_offset(me, begin) : slot(r, me);
+      std::byte* out = plan_.reduced + begin * element_;
+      reduce_rank_order(inputs.data(), ctx_->size, reinterpret_cast<void* const*>(&out), 1, length, plan_.dtype,
+                        plan_.op);
+      if (plan_.gather != nullptr) std::memcpy(slot(me, me), out, length * element_);
+    }
+    shared_.publish(SharedSegments::kReduced, round_);
+    if (plan_.gather != nullptr) {
+      step_ = Step::kGather;
+    } else {
+      finish_round();
+    }
+  }
+
+  // Every other rank's result, from its buffer into place.
+  void gather() {
+    for (int peer = 0; peer < ctx_->size; ++peer) {
+      if (peer == ctx_->rank) continue;
+      const auto [begin, length] = extent(peer);
+      if (length > 0) std::memcpy(plan_.gather + chunk_offset(peer, begin), slot(peer, peer), length * element_);
+    }
+    finish_round();
+  }
+
+  void finish_round() {
+    ++next_;
+    step_ = Step::kStage;
+  }
+
+  std::shared_ptr<CommContext> ctx_;
+  SharedSegments& shared_;
+  SegmentedReduce plan_;
+  std::size_t element_;
+  std::size_t segment_ = 1;  // elements of each chunk per round
+  std::size_t rounds_ = 0;
+  std::size_t next_ = 0;     // the round in progress
+  std::uint64_t round_ = 0;  // its number in the communicator's sequence
+  Step step_ = Step::kStage;
+};
+
+}  // namespace
+
+std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {
+  return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
+}
+
+}  // namespace weft
