@@ -104,6 +104,10 @@ std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, 
 // round k + 2 only after it has seen every rank stage round k + 1, which each does after finishing round k:
 // so nobody overwrites what a peer may still read, without a third counter.
 std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan);
+// all_gather the same way: each rank stages its own segment of `count` elements at `mine`, publishes kStaged,
+// and copies every other rank's out of that rank's buffer into gather + rank x count.
+std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, const std::byte* mine, std::byte* gather,
+                                           std::size_t count, DType dtype);
 
 // An operation on the MPI thread: its phases in order, after an earlier collective of the same communicator.
 class StepTask final : public MpiTask {

@@ -1,4 +1,5 @@
-// shared_reduce_phase (mpi_task.h): all_reduce and reduce_scatter through shared memory, no MPI calls.
+// shared_reduce_phase and shared_gather_phase (mpi_task.h): all_reduce, reduce_scatter and all_gather through
+// shared memory, no MPI calls.
 #include <algorithm>
 #include <cstring>
 
@@ -31,7 +32,7 @@ class SharedReducePhase final : public Phase {
         advanced = true;
       }
       if (step_ == Step::kGather) {
-        if (!all_reached(SharedSegments::kReduced)) break;
+        if (!all_reached(gather_counter())) break;
         gather();
         advanced = true;
       }
@@ -43,7 +44,7 @@ class SharedReducePhase final : public Phase {
   std::vector<int> waiting_for() const override {
     std::vector<int> ranks;
     if (next_ == rounds_ || step_ == Step::kStage) return ranks;
-    const auto counter = step_ == Step::kReduce ? SharedSegments::kStaged : SharedSegments::kReduced;
+    const auto counter = step_ == Step::kReduce ? SharedSegments::kStaged : gather_counter();
     for (int peer = 0; peer < ctx_->size; ++peer)
       if (peer != ctx_->rank && shared_.counter(peer, counter) < round_) ranks.push_back(peer);
     return ranks;
@@ -51,6 +52,12 @@ class SharedReducePhase final : public Phase {
 
  private:
   enum class Step { kStage, kReduce, kGather };
+
+  // An all_gather stages only this rank's own segment and copies the others' as soon as they are staged.
+  bool gather_only() const { return plan_.reduced == nullptr; }
+  SharedSegments::Counter gather_counter() const {
+    return gather_only() ? SharedSegments::kStaged : SharedSegments::kReduced;
+  }
 
   // Segment `next_` of rank r's chunk: (first element within the chunk, length), possibly empty.
   std::pair<std::size_t, std::size_t> extent(int rank) const {
@@ -72,16 +79,19 @@ class SharedReducePhase final : public Phase {
     return true;
   }
 
-  // This rank's copies of the other ranks' segments into its buffer.
+  // This rank's copies of the other ranks' segments into its buffer (all_gather: its own segment).
   void stage() {
     round_ = shared_.next_round();
+    const int me = ctx_->rank;
     for (int peer = 0; peer < ctx_->size; ++peer) {
-      if (peer == ctx_->rank) continue;
+      if ((peer == me) != gather_only()) continue;
       const auto [begin, length] = extent(peer);
-      if (length > 0) std::memcpy(slot(ctx_->rank, peer), plan_.source + chunk_offset(peer, begin), length * element_);
+      // An all_gather's source is this rank's chunk alone.
+      const std::byte* from = gather_only() ? plan_.source + begin * element_ : plan_.source + chunk_offset(peer, begin);
+      if (length > 0) std::memcpy(slot(me, peer), from, length * element_);
     }
     shared_.publish(SharedSegments::kStaged, round_);
-    step_ = Step::kReduce;
+    step_ = gather_only() ? Step::kGather : Step::kReduce;
   }
 
   void reduce() {
@@ -133,6 +143,18 @@ class SharedReducePhase final : public Phase {
 }  // namespace
 
 std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {
+  return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
+}
+
+std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, const std::byte* mine, std::byte* gather,
+                                           std::size_t count, DType dtype) {
+  SegmentedReduce plan;
+  const auto n = static_cast<std::size_t>(ctx->size);
+  plan.counts.assign(n, count);
+  for (std::size_t r = 0; r < n; ++r) plan.displs.push_back(r * count);
+  plan.source = mine;
+  plan.gather = gather;
+  plan.dtype = dtype;
   return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
 }
 
