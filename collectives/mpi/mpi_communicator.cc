@@ -177,6 +177,10 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
     case OpKind::kBroadcast: {
       void* data = call.recv;
       const int root = call.root;
+      if (ctx->shared) {
+        task.add(shared_broadcast_phase(ctx, static_cast<std::byte*>(data), call.count, root, call.dtype));
+        break;
+      }
       task.add([=](MPI_Request* request) {
         WEFT_MPI_CHECK(MPI_Ibcast(data, count, type, root, ctx->comm, request));
       });

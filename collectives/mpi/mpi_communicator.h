@@ -13,15 +13,16 @@
 namespace weft {
 
 // How the MPI backend computes, and what it guarantees:
-// - all_reduce, reduce_scatter and all_gather never use Open MPI's collectives. When every rank of the
-//   communicator is on this host they run through shared memory (shared_memory.h, shared_reduce_phase in
-//   mpi_task.h): no messages, each rank copies from the others' staging buffers. Otherwise (or with
+// - all_reduce, reduce_scatter and all_gather never use Open MPI's collectives (broadcast only across hosts).
+//   When every rank of the communicator is on this host they run through shared memory (shared_memory.h,
+//   shared_reduce_phase in mpi_task.h): no messages, each rank copies from the others' staging buffers. Otherwise (or with
 //   WEFT_SHM_DISABLE=1) they are point-to-point messages on a duplicate communicator: rank r receives every
 //   rank's copy of chunk r in segments, reduces each in rank order as soon as it is complete
 //   (collectives/reduce.h) and sends the result to every rank. Both send 2(n-1)/n x size per rank like a ring,
 //   and make the result independent of Open MPI's algorithm choice: bit-identical on every rank, from run to
 //   run, and equal to the threads backend. reduce_scatter is the first half. bf16/fp16 travel as 16 bits and
-//   are summed in fp32 and rounded once. broadcast, barrier, send and recv are plain MPI_I* calls.
+//   are summed in fp32 and rounded once. broadcast is shared memory on one host; across hosts it, barrier,
+//   send and recv are plain MPI_I* calls.
 // - Mismatch check (CommOptions::mismatch_check, on by default): before its data, each collective sends a
 //   48-byte CallSignature {op, #N, count, dtype, reduce op, root} to every other rank; every rank sees every
 //   signature, so all ranks fail the same collective with the same message and the group stays usable. Cost:

@@ -108,6 +108,9 @@ std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, Seg
 // and copies every other rank's out of that rank's buffer into gather + rank x count.
 std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, const std::byte* mine, std::byte* gather,
                                            std::size_t count, DType dtype);
+// broadcast as an all_gather in which only `root` has a chunk: it stages `data`, the others copy it out.
+std::unique_ptr<Phase> shared_broadcast_phase(std::shared_ptr<CommContext> ctx, std::byte* data, std::size_t count,
+                                              int root, DType dtype);
 
 // An operation on the MPI thread: its phases in order, after an earlier collective of the same communicator.
 class StepTask final : public MpiTask {

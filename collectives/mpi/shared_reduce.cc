@@ -158,4 +158,18 @@ std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, con
   return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
 }
 
+std::unique_ptr<Phase> shared_broadcast_phase(std::shared_ptr<CommContext> ctx, std::byte* data, std::size_t count,
+                                              int root, DType dtype) {
+  // An all_gather in which only the root has a chunk, and every rank's chunk lands at `data`.
+  SegmentedReduce plan;
+  const auto n = static_cast<std::size_t>(ctx->size);
+  plan.counts.assign(n, 0);
+  plan.counts[static_cast<std::size_t>(root)] = count;
+  plan.displs.assign(n, 0);
+  plan.source = data;
+  plan.gather = data;
+  plan.dtype = dtype;
+  return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
+}
+
 }  // namespace weft
