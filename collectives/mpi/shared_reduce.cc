@@ -1,5 +1,7 @@
-// shared_reduce_phase and shared_gather_phase (mpi_task.h): all_reduce, reduce_scatter and all_gather through
-// shared memory, no MPI calls.
+// shared_reduce_phase, shared_gather_phase and shared_broadcast_phase (mpi_task.h): all_reduce, reduce_scatter,
+// all_gather and broadcast through shared memory, no MPI calls. One phase class runs all four: a reduction
+// stages the other ranks' segments, reduces its own and copies results out; a gather (broadcast: only the root
+// has a segment) stages its own segment and copies the others'.
 #include <algorithm>
 #include <cstring>
 
@@ -10,9 +12,9 @@ namespace weft {
 
 namespace {
 
-class SharedReducePhase final : public Phase {
+class SharedMemoryPhase final : public Phase {
  public:
-  SharedReducePhase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan)
+  SharedMemoryPhase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan)
       : ctx_(std::move(ctx)), shared_(*ctx_->shared), plan_(std::move(plan)), element_(dtype_size(plan_.dtype)) {
     const std::size_t largest = *std::max_element(plan_.counts.begin(), plan_.counts.end());
     segment_ = std::max<std::size_t>(1, std::min(largest, shared_.slot_bytes() / element_));
@@ -143,7 +145,7 @@ class SharedReducePhase final : public Phase {
 }  // namespace
 
 std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {
-  return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
+  return std::make_unique<SharedMemoryPhase>(std::move(ctx), std::move(plan));
 }
 
 std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, const std::byte* mine, std::byte* gather,
@@ -155,7 +157,7 @@ std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, con
   plan.source = mine;
   plan.gather = gather;
   plan.dtype = dtype;
-  return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
+  return std::make_unique<SharedMemoryPhase>(std::move(ctx), std::move(plan));
 }
 
 std::unique_ptr<Phase> shared_broadcast_phase(std::shared_ptr<CommContext> ctx, std::byte* data, std::size_t count,
@@ -169,7 +171,7 @@ std::unique_ptr<Phase> shared_broadcast_phase(std::shared_ptr<CommContext> ctx, 
   plan.source = data;
   plan.gather = data;
   plan.dtype = dtype;
-  return std::make_unique<SharedReducePhase>(std::move(ctx), std::move(plan));
+  return std::make_unique<SharedMemoryPhase>(std::move(ctx), std::move(plan));
 }
 
 }  // namespace weft
