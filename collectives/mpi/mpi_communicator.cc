@@ -127,7 +127,8 @@ std::unique_ptr<Work> MpiCommunicator::submit(const std::shared_ptr<StepTask>& t
 
 void MpiCommunicator::add_signature_check(StepTask& task, const OpCall& call) {
   if (options().mismatch_check == MismatchCheck::kOff) return;
-  task.add(signature_phase(ctx_, call.desc, signature(call)));
+  task.add(ctx_->shared ? shared_signature_phase(ctx_, call.desc, signature(call))
+                        : signature_phase(ctx_, call.desc, signature(call)));
 }
 
 void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {

@@ -69,6 +69,12 @@ std::unique_ptr<Phase> request_phase(std::function<void(MPI_Request*)> post,
 // not reached this collective yet.
 std::unique_ptr<Phase> signature_phase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine);
 
+// The same check through ctx->shared: each rank writes its signature into its slot for this collective (slots
+// alternate) and raises kSigned; once every rank's kSigned has reached this collective's number it compares.
+// A slot is next written two collectives later, after every rank has raised kSigned for the one in between,
+// which each does only after reading everyone's slot for this one.
+std::unique_ptr<Phase> shared_signature_phase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine);
+
 // Point-to-point messages on peer_comm, all posted at once (all_gather: this rank's chunk to every peer and
 // every peer's chunk into place). While it waits it names the peers whose messages are still in flight.
 struct PeerMessage {

@@ -18,9 +18,12 @@ namespace weft {
 
 namespace {
 
-// The two counters, each on its own cache line so that a rank polling one does not slow the other's writer.
+// The three counters, each on its own cache line so that a rank polling one does not slow the other's writer,
+// then the two signature slots, then the staging buffers.
 constexpr std::size_t kCacheLine = 64;
-constexpr std::size_t kHeaderBytes = 2 * kCacheLine;
+constexpr std::size_t kCounters = 3;
+constexpr std::size_t kSignatureOffset = kCounters * kCacheLine;
+constexpr std::size_t kHeaderBytes = kSignatureOffset + 2 * SharedSegments::kSignatureBytes;
 
 std::atomic<std::uint64_t> segments_created{0};  // makes names unique within a process
 
@@ -124,6 +127,10 @@ std::uint64_t SharedSegments::counter(int rank, Counter which) const {
 
 void SharedSegments::publish(Counter which, std::uint64_t round) {
   std::atomic_ref<std::uint64_t>(*counter_of(rank_, which)).store(round, std::memory_order_release);
+}
+
+std::byte* SharedSegments::signature_slot(int rank, std::uint64_t number) const {
+  return bases_[static_cast<std::size_t>(rank)] + kSignatureOffset + (number % 2) * kSignatureBytes;
 }
 
 std::byte* SharedSegments::buffer(int rank, std::uint64_t round) const {

@@ -12,8 +12,9 @@
 namespace weft {
 
 // One POSIX shared-memory segment per rank of a communicator, mapped by every rank of it: this rank's writable,
-// the others' read-only. A segment holds two progress counters, each on its own cache line, and two staging
-// buffers used by alternate rounds (see shared_reduce_phase in mpi_task.h for the protocol).
+// the others' read-only. A segment holds three progress counters, each on its own cache line, two signature
+// slots and two staging buffers, each pair used by alternate collectives or rounds (see shared_reduce_phase and
+// shared_signature_phase in mpi_task.h for the protocols).
 class SharedSegments {
  public:
   // Collective over `comm`, blocking (call it only once every rank has arrived, on the MPI thread). Returns null,
@@ -24,8 +25,9 @@ class SharedSegments {
   SharedSegments(const SharedSegments&) = delete;
   SharedSegments& operator=(const SharedSegments&) = delete;
 
-  // The rank's counters: the last round whose inputs it has staged, and the last whose result it has staged.
-  enum Counter { kStaged = 0, kReduced = 1 };
+  // The rank's counters: the last round whose inputs it has staged, the last whose result it has staged, and
+  // the last collective whose signature it has written.
+  enum Counter { kStaged = 0, kReduced = 1, kSigned = 2 };
   std::uint64_t counter(int rank, Counter which) const;
   void publish(Counter which, std::uint64_t round);
   // The staging buffer of `rank` used by `round` (rounds alternate between two), slot_bytes() per rank of the
@@ -34,6 +36,11 @@ class SharedSegments {
   std::size_t slot_bytes() const { return slot_bytes_; }
   // Rounds are numbered from 1, per communicator, in the same order on every rank.
   std::uint64_t next_round() { return ++rounds_; }
+  // `rank`'s signature slot for collective `number` (slots alternate), kSignatureBytes long.
+  static constexpr std::size_t kSignatureBytes = 64;
+  std::byte* signature_slot(int rank, std::uint64_t number) const;
+  // Collectives are numbered from 1, per communicator, in the same order on every rank.
+  std::uint64_t next_signature() { return ++signatures_; }
 
  private:
   SharedSegments(int rank, int size, std::size_t slot_bytes);
@@ -45,6 +52,7 @@ class SharedSegments {
   std::size_t slot_bytes_;
   std::vector<std::byte*> bases_;  // every rank's mapping; null where mapping failed
   std::uint64_t rounds_ = 0;
+  std::uint64_t signatures_ = 0;
 };
 
 }  // namespace weft

@@ -1,5 +1,5 @@
-// shared_reduce_phase, shared_gather_phase and shared_broadcast_phase (mpi_task.h): all_reduce, reduce_scatter,
-// all_gather and broadcast through shared memory, no MPI calls. One phase class runs all four: a reduction
+// shared_signature_phase, shared_reduce_phase, shared_gather_phase and shared_broadcast_phase (mpi_task.h): the
+// mismatch check, all_reduce, reduce_scatter, all_gather and broadcast through shared memory, no MPI calls. One phase class runs all four: a reduction
 // stages the other ranks' segments, reduces its own and copies results out; a gather (broadcast: only the root
 // has a segment) stages its own segment and copies the others'.
 #include <algorithm>
@@ -40,7 +40,7 @@ class SharedMemoryPhase final : public Phase {
       }
     }
     if (next_ == rounds_) return Progress::kDone;
-    return advanced ? Progress::kAdvanced : Progress::kIdle;
+    return advanced || waiting_changed() ? Progress::kAdvanced : Progress::kIdle;
   }
 
   std::vector<int> waiting_for() const override {
@@ -54,6 +54,15 @@ class SharedMemoryPhase final : public Phase {
 
  private:
   enum class Step { kStage, kReduce, kGather };
+
+  // True when fewer ranks are awaited than at the last call: reported as progress, so that the task publishes
+  // the ranks a timeout would name (they arrive by polling, not by a completed request).
+  bool waiting_changed() {
+    const std::size_t waiting = waiting_for().size();
+    const bool changed = waiting != last_waiting_;
+    last_waiting_ = waiting;
+    return changed;
+  }
 
   // An all_gather stages only this rank's own segment and copies the others' as soon as they are staged.
   bool gather_only() const { return plan_.reduced == nullptr; }
@@ -140,9 +149,60 @@ class SharedMemoryPhase final : public Phase {
   std::size_t next_ = 0;     // the round in progress
   std::uint64_t round_ = 0;  // its number in the communicator's sequence
   Step step_ = Step::kStage;
+  std::size_t last_waiting_ = 0;
+};
+
+class SharedSignaturePhase final : public Phase {
+ public:
+  SharedSignaturePhase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine)
+      : ctx_(std::move(ctx)), shared_(*ctx_->shared), desc_(std::move(desc)), mine_(mine) {
+    static_assert(sizeof(CallSignature) <= SharedSegments::kSignatureBytes);
+  }
+
+  Progress advance() override {
+    bool advanced = false;
+    if (number_ == 0) {
+      number_ = shared_.next_signature();
+      std::memcpy(shared_.signature_slot(ctx_->rank, number_), &mine_, sizeof(CallSignature));
+      shared_.publish(SharedSegments::kSigned, number_);
+      advanced = true;
+    }
+    // A change in who is awaited counts as progress, so that the task publishes the ranks a timeout names.
+    const std::size_t waiting = waiting_for().size();
+    if (waiting > 0) {
+      const bool changed = waiting != last_waiting_;
+      last_waiting_ = waiting;
+      return advanced || changed ? Progress::kAdvanced : Progress::kIdle;
+    }
+    std::vector<CallSignature> all(static_cast<std::size_t>(ctx_->size));
+    for (int r = 0; r < ctx_->size; ++r)
+      std::memcpy(&all[static_cast<std::size_t>(r)], shared_.signature_slot(r, number_), sizeof(CallSignature));
+    const std::string mismatch = find_mismatch(desc_, all);
+    if (!mismatch.empty()) throw ConsistentFailure(ErrorKind::kPeer, mismatch);
+    return Progress::kDone;
+  }
+
+  std::vector<int> waiting_for() const override {
+    std::vector<int> ranks;
+    for (int peer = 0; peer < ctx_->size; ++peer)
+      if (peer != ctx_->rank && shared_.counter(peer, SharedSegments::kSigned) < number_) ranks.push_back(peer);
+    return ranks;
+  }
+
+ private:
+  std::shared_ptr<CommContext> ctx_;
+  SharedSegments& shared_;
+  OpDescriptor desc_;
+  CallSignature mine_;
+  std::uint64_t number_ = 0;  // this collective's number; 0 until its signature is written
+  std::size_t last_waiting_ = 0;
 };
 
 }  // namespace
+
+std::unique_ptr<Phase> shared_signature_phase(std::shared_ptr<CommContext> ctx, OpDescriptor desc, CallSignature mine) {
+  return std::make_unique<SharedSignaturePhase>(std::move(ctx), std::move(desc), mine);
+}
 
 std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {
   return std::make_unique<SharedMemoryPhase>(std::move(ctx), std::move(plan));
