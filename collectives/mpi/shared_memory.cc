@@ -125,8 +125,8 @@ std::uint64_t SharedSegments::counter(int rank, Counter which) const {
   return std::atomic_ref<std::uint64_t>(*counter_of(rank, which)).load(std::memory_order_acquire);
 }
 
-void SharedSegments::publish(Counter which, std::uint64_t round) {
-  std::atomic_ref<std::uint64_t>(*counter_of(rank_, which)).store(round, std::memory_order_release);
+void SharedSegments::publish(Counter which, std::uint64_t value) {
+  std::atomic_ref<std::uint64_t>(*counter_of(rank_, which)).store(value, std::memory_order_release);
 }
 
 std::byte* SharedSegments::signature_slot(int rank, std::uint64_t number) const {

@@ -1,5 +1,5 @@
-// Shared-memory reductions for an MPI communicator whose ranks are all on one host: each rank maps every rank's
-// staging segment, so all_reduce and reduce_scatter need no MPI messages at all for their data.
+// Shared-memory staging for an MPI communicator whose ranks are all on one host: each rank maps every rank's
+// segment, so the mismatch check, all_reduce, reduce_scatter, all_gather and broadcast need no MPI messages.
 #pragma once
 
 #include <mpi.h>
@@ -29,7 +29,7 @@ class SharedSegments {
   // the last collective whose signature it has written.
   enum Counter { kStaged = 0, kReduced = 1, kSigned = 2 };
   std::uint64_t counter(int rank, Counter which) const;
-  void publish(Counter which, std::uint64_t round);
+  void publish(Counter which, std::uint64_t value);  // release: what was written before it is visible with it
   // The staging buffer of `rank` used by `round` (rounds alternate between two), slot_bytes() per rank of the
   // communicator; this rank's is writable, the others' only read.
   std::byte* buffer(int rank, std::uint64_t round) const;
