@@ -160,12 +160,12 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
       const std::size_t chunk = call.count * element;
       auto* recv = static_cast<std::byte*>(call.recv);
       std::byte* mine = recv + static_cast<std::size_t>(me) * chunk;
-      if (call.send != mine && chunk > 0)
-        task.add({}, [mine, send = call.send, chunk](const MPI_Status&) { std::memcpy(mine, send, chunk); });
       if (ctx->shared) {
-        task.add(shared_gather_phase(ctx, mine, recv, call.count, call.dtype));
+        task.add(shared_gather_phase(ctx, static_cast<const std::byte*>(call.send), recv, call.count, call.dtype));
         break;
       }
+      if (call.send != mine && chunk > 0)
+        task.add({}, [mine, send = call.send, chunk](const MPI_Status&) { std::memcpy(mine, send, chunk); });
       std::vector<PeerMessage> messages;
       for (int peer = 0; peer < n; ++peer) {
         if (peer == me || chunk == 0) continue;

@@ -111,7 +111,8 @@ std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, 
 // so nobody overwrites what a peer may still read, without a third counter.
 std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan);
 // all_gather the same way: each rank stages its own segment of `count` elements at `mine`, publishes kStaged,
-// and copies every other rank's out of that rank's buffer into gather + rank x count.
+// copies it to gather + rank x count (unless it is already there) and every other rank's out of that rank's
+// buffer into place.
 std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, const std::byte* mine, std::byte* gather,
                                            std::size_t count, DType dtype);
 // broadcast as an all_gather in which only `root` has a chunk: it stages `data`, the others copy it out.

@@ -102,6 +102,13 @@ class SharedMemoryPhase final : public Phase {
       if (length > 0) std::memcpy(slot(me, peer), from, length * element_);
     }
     shared_.publish(SharedSegments::kStaged, round_);
+    if (gather_only()) {
+      // This rank's own segment into place (an out-of-place all_gather) while the others stage theirs.
+      const auto [begin, length] = extent(me);
+      std::byte* to = plan_.gather + chunk_offset(me, begin);
+      const std::byte* from = plan_.source + begin * element_;
+      if (length > 0 && to != from) std::memcpy(to, from, length * element_);
+    }
     step_ = gather_only() ? Step::kGather : Step::kReduce;
   }
 
