@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <vector>
 #include <fstream>
+#include <vector>
 
 #include <fmt/format.h>
 

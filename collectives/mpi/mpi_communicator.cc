@@ -157,13 +157,13 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
     case OpKind::kAllGather: {
       // This rank's chunk to every peer and theirs into place: through shared memory on one host, else as
       // messages, (n-1)/n of the buffer each way like a ring.
-      const std::size_t chunk = call.count * element;
       auto* recv = static_cast<std::byte*>(call.recv);
-      std::byte* mine = recv + static_cast<std::size_t>(me) * chunk;
       if (ctx->shared) {
         task.add(shared_gather_phase(ctx, static_cast<const std::byte*>(call.send), recv, call.count, call.dtype));
         break;
       }
+      const std::size_t chunk = call.count * element;
+      std::byte* mine = recv + static_cast<std::size_t>(me) * chunk;
       if (call.send != mine && chunk > 0)
         task.add({}, [mine, send = call.send, chunk](const MPI_Status&) { std::memcpy(mine, send, chunk); });
       std::vector<PeerMessage> messages;

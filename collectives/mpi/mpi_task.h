@@ -37,8 +37,8 @@ struct CommContext {
   std::unique_ptr<std::byte[]> scratch_buffer;
   std::size_t scratch_bytes = 0;
 
-  // Every rank's staging memory when all ranks of the communicator share this host (and it could be set up);
-  // all_reduce and reduce_scatter then run through it instead of messages.
+  // Every rank's staging memory when all ranks of the communicator share this host (and it could be set up); the
+  // signature check, all_reduce, reduce_scatter, all_gather and broadcast then run through it, not messages.
   std::unique_ptr<SharedSegments> shared;
 
   // Set when an operation failed in a way that leaves the ranks out of step; every later operation fails.

@@ -129,6 +129,19 @@ void SharedSegments::publish(Counter which, std::uint64_t value) {
   std::atomic_ref<std::uint64_t>(*counter_of(rank_, which)).store(value, std::memory_order_release);
 }
 
+bool SharedSegments::all_reached(Counter which, std::uint64_t value) const {
+  for (int peer = 0; peer < size_; ++peer)
+    if (peer != rank_ && counter(peer, which) < value) return false;
+  return true;
+}
+
+std::vector<int> SharedSegments::behind(Counter which, std::uint64_t value) const {
+  std::vector<int> ranks;
+  for (int peer = 0; peer < size_; ++peer)
+    if (peer != rank_ && counter(peer, which) < value) ranks.push_back(peer);
+  return ranks;
+}
+
 std::byte* SharedSegments::signature_slot(int rank, std::uint64_t number) const {
   return bases_[static_cast<std::size_t>(rank)] + kSignatureOffset + (number % 2) * kSignatureBytes;
 }

@@ -30,6 +30,9 @@ class SharedSegments {
   enum Counter { kStaged = 0, kReduced = 1, kSigned = 2 };
   std::uint64_t counter(int rank, Counter which) const;
   void publish(Counter which, std::uint64_t value);  // release: what was written before it is visible with it
+  // Whether every other rank's counter has reached `value`, and which have not (for a timeout's message).
+  bool all_reached(Counter which, std::uint64_t value) const;
+  std::vector<int> behind(Counter which, std::uint64_t value) const;
   // The staging buffer of `rank` used by `round` (rounds alternate between two), slot_bytes() per rank of the
   // communicator; this rank's is writable, the others' only read.
   std::byte* buffer(int rank, std::uint64_t round) const;

@@ -12,6 +12,20 @@ namespace weft {
 
 namespace {
 
+// Ranks arrive by polling, not by a completed request, so a phase reports fewer awaited ranks than at its last
+// poll (or more, after a step) as progress: the task then publishes the ranks a timeout would name.
+class AwaitedCount {
+ public:
+  bool changed(std::size_t awaited) {
+    const bool changed = awaited != last_;
+    last_ = awaited;
+    return changed;
+  }
+
+ private:
+  std::size_t last_ = 0;
+};
+
 class SharedMemoryPhase final : public Phase {
  public:
   SharedMemoryPhase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan)
@@ -29,40 +43,28 @@ class SharedMemoryPhase final : public Phase {
         advanced = true;
       }
       if (step_ == Step::kReduce) {
-        if (!all_reached(SharedSegments::kStaged)) break;
+        if (!shared_.all_reached(SharedSegments::kStaged, round_)) break;
         reduce();
         advanced = true;
       }
       if (step_ == Step::kGather) {
-        if (!all_reached(gather_counter())) break;
+        if (!shared_.all_reached(gather_counter(), round_)) break;
         gather();
         advanced = true;
       }
     }
     if (next_ == rounds_) return Progress::kDone;
-    return advanced || waiting_changed() ? Progress::kAdvanced : Progress::kIdle;
+    return advanced || awaited_.changed(waiting_for().size()) ? Progress::kAdvanced : Progress::kIdle;
   }
 
   std::vector<int> waiting_for() const override {
-    std::vector<int> ranks;
-    if (next_ == rounds_ || step_ == Step::kStage) return ranks;
-    const auto counter = step_ == Step::kReduce ? SharedSegments::kStaged : gather_counter();
-    for (int peer = 0; peer < ctx_->size; ++peer)
-      if (peer != ctx_->rank && shared_.counter(peer, counter) < round_) ranks.push_back(peer);
-    return ranks;
+    if (next_ == rounds_ || step_ == Step::kStage) return {};
+    return shared_.behind(step_ == Step::kReduce ? SharedSegments::kStaged : gather_counter(), round_);
   }
 
  private:
   enum class Step { kStage, kReduce, kGather };
 
-  // True when fewer ranks are awaited than at the last call: reported as progress, so that the task publishes
-  // the ranks a timeout would name (they arrive by polling, not by a completed request).
-  bool waiting_changed() {
-    const std::size_t waiting = waiting_for().size();
-    const bool changed = waiting != last_waiting_;
-    last_waiting_ = waiting;
-    return changed;
-  }
 
   // An all_gather stages only this rank's own segment and copies the others' as soon as they are staged.
   bool gather_only() const { return plan_.reduced == nullptr; }
@@ -82,12 +84,6 @@ class SharedMemoryPhase final : public Phase {
   // Where rank `owner`'s buffer holds segment data for chunk `chunk` this round.
   std::byte* slot(int owner, int chunk) const {
     return shared_.buffer(owner, round_) + static_cast<std::size_t>(chunk) * shared_.slot_bytes();
-  }
-
-  bool all_reached(SharedSegments::Counter counter) const {
-    for (int peer = 0; peer < ctx_->size; ++peer)
-      if (peer != ctx_->rank && shared_.counter(peer, counter) < round_) return false;
-    return true;
   }
 
   // This rank's copies of the other ranks' segments into its buffer (all_gather: its own segment).
@@ -156,7 +152,7 @@ class SharedMemoryPhase final : public Phase {
   std::size_t next_ = 0;     // the round in progress
   std::uint64_t round_ = 0;  // its number in the communicator's sequence
   Step step_ = Step::kStage;
-  std::size_t last_waiting_ = 0;
+  AwaitedCount awaited_;
 };
 
 class SharedSignaturePhase final : public Phase {
@@ -174,13 +170,8 @@ class SharedSignaturePhase final : public Phase {
       shared_.publish(SharedSegments::kSigned, number_);
       advanced = true;
     }
-    // A change in who is awaited counts as progress, so that the task publishes the ranks a timeout names.
-    const std::size_t waiting = waiting_for().size();
-    if (waiting > 0) {
-      const bool changed = waiting != last_waiting_;
-      last_waiting_ = waiting;
-      return advanced || changed ? Progress::kAdvanced : Progress::kIdle;
-    }
+    if (!shared_.all_reached(SharedSegments::kSigned, number_))
+      return advanced || awaited_.changed(waiting_for().size()) ? Progress::kAdvanced : Progress::kIdle;
     std::vector<CallSignature> all(static_cast<std::size_t>(ctx_->size));
     for (int r = 0; r < ctx_->size; ++r)
       std::memcpy(&all[static_cast<std::size_t>(r)], shared_.signature_slot(r, number_), sizeof(CallSignature));
@@ -189,12 +180,7 @@ class SharedSignaturePhase final : public Phase {
     return Progress::kDone;
   }
 
-  std::vector<int> waiting_for() const override {
-    std::vector<int> ranks;
-    for (int peer = 0; peer < ctx_->size; ++peer)
-      if (peer != ctx_->rank && shared_.counter(peer, SharedSegments::kSigned) < number_) ranks.push_back(peer);
-    return ranks;
-  }
+  std::vector<int> waiting_for() const override { return shared_.behind(SharedSegments::kSigned, number_); }
 
  private:
   std::shared_ptr<CommContext> ctx_;
@@ -202,7 +188,7 @@ class SharedSignaturePhase final : public Phase {
   OpDescriptor desc_;
   CallSignature mine_;
   std::uint64_t number_ = 0;  // this collective's number; 0 until its signature is written
-  std::size_t last_waiting_ = 0;
+  AwaitedCount awaited_;
 };
 
 }  // namespace
