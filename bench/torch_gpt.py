@@ -39,7 +39,7 @@ class Gpt(nn.Module):
 
     def forward(self, tokens, targets):
         t = tokens.size(1)
-        x = self.wte(tokens) + self.wpe(torch.arange(t))
+        x = self.wte(tokens) + self.wpe(torch.arange(t, device=tokens.device))
         for block in self.blocks:
             x = block(x, self.mask[:t, :t])
         logits = self.ln_f(x) @ self.wte.weight.T

@@ -82,6 +82,8 @@ class GptModel {
 
   // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
   double flops_per_token() const { return flops_per_token(model_); }
+  // The operand type of this model's GEMMs (16-bit on CUDA under bf16/fp16 compute, else fp32).
+  DType gemm_inputs() const { return ctx_.gemm_inputs; }
   static double flops_per_token(const ModelConfig& model);
 
  private:

@@ -58,6 +58,9 @@ inline const char* cublas_hint(cublasStatus_t status) {
 }
 
 [[noreturn]] inline void throw_cuda(const char* expression, const char* file, int line, cudaError_t error) {
+  // The error is reported here, so take it off the thread's last-error slot: otherwise the next launch check
+  // (cudaGetLastError) would report this stale error as its own. Sticky errors stay in the context regardless.
+  cudaGetLastError();
   throw Error(ErrorKind::kInternal,
               fmt::format("CUDA call {} failed at {}:{}: {} ({}); {}", expression, file, line,
                           cudaGetErrorString(error), cudaGetErrorName(error), cuda_hint(error)));

@@ -89,6 +89,8 @@ TEST_CASE("cuda check macros throw weft::Error naming the call, the place and th
     CHECK(message.find("device_test.cc:") != std::string::npos);
     CHECK(message.find(cudaGetErrorString(cudaErrorInvalidDevice)) != std::string::npos);
   }
+  // The reported error must not linger for the next launch check to report as its own.
+  CHECK(cudaGetLastError() == cudaSuccess);
   try {
     WEFT_CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE);
     FAIL("no exception");
