@@ -8,7 +8,8 @@
 #include <cstdlib>
 #include <vector>
 
-#include "model/gpt.h"
+#include "model/model.h"
+#include "runtime/tensor.h"
 
 namespace {
 
@@ -51,9 +52,11 @@ int main(int argc, char** argv) {
   weft::kernels::KernelBackend recording = weft::kernels::kernels_for(weft::DeviceType::kCpu);
   recording.gemm = record_gemm;
   recording.gemm_strided_batched = record_batched;
-  weft::GptModelOptions options;
+  weft::ModelOptions options;
   options.kernels = &recording;
-  weft::GptModel gpt(model, *device, micro_batch, options);
+  const weft::ModelFamily& family = weft::model_family(model);
+  std::unique_ptr<weft::Model> built = family.build(model, *device, micro_batch, options);
+  weft::Model& gpt = *built;
   const auto total = gpt.params().total();
   std::vector<float> params(static_cast<std::size_t>(total));
   gpt.params().initialise(1, params.data());
@@ -89,6 +92,6 @@ int main(int argc, char** argv) {
   const double median = times[times.size() / 2];
   std::printf("{\"gemm_calls\": %zu, \"gemm_flops\": %.0f, \"gemm_ms\": %.3f, \"gemm_gflops\": %.2f, "
               "\"model_flops_per_token\": %.0f}\n",
-              recorded.size(), flops, median * 1000.0, flops / median / 1e9, gpt.flops_per_token());
+              recorded.size(), flops, median * 1000.0, flops / median / 1e9, family.flops_per_token(model));
   return 0;
 }

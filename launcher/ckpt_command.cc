@@ -8,7 +8,7 @@
 
 #include "checkpoint/format.h"
 #include "launcher/commands.h"
-#include "model/gpt_params.h"
+#include "model/model.h"
 #include "runtime/error.h"
 #include "runtime/json_writer.h"
 
@@ -60,7 +60,7 @@ int run_ckpt_inspect(const std::string& dir) {
 int run_ckpt_export(const std::string& dir, const std::string& out_path) {
   const checkpoint::Reader reader(dir);
   const ModelConfig model = model_of(reader.manifest());
-  const GptParams whole(model);
+  const ParamLayout whole = model_family(model).layout(model, 0, 1, {});
   // safetensors: 8-byte little-endian header length, a JSON header of names, dtypes, shapes and byte ranges,
   // then the tensors' bytes back to back.
   JsonWriter header;

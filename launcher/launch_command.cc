@@ -13,6 +13,7 @@
 #include "launcher/commands.h"
 #include <fmt/format.h>
 
+#include "parallel/capabilities.h"
 #include "runtime/error.h"
 
 namespace weft {
@@ -83,6 +84,12 @@ int run_under_mpirun(int ranks, const std::string& mpirun_args, const std::vecto
 
 int run_launch(const LaunchOptions& options) {
   if (options.max_restarts < 0) fail_usage("--max-restarts {}: expected 0 or more", options.max_restarts);
+  // The ranks would refuse a config or layout one by one after mpirun started them all: refuse it here, once.
+  if (options.ranks >= 1) {
+    std::vector<ConfigOverride> overrides;
+    for (const auto& text : options.train.overrides) overrides.push_back(parse_override(text));
+    load_job_config(options.train.config_path, overrides, options.ranks);
+  }
   std::vector<std::string> args = {"train", options.train.config_path};
   for (const auto& assignment : options.train.overrides) args.insert(args.end(), {"--set", assignment});
   if (!options.train.metrics_path.empty()) args.insert(args.end(), {"--metrics", options.train.metrics_path});

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "launcher/commands.h"
+#include "parallel/capabilities.h"
 #include "parallel/cost_model.h"
 #include "parallel/planner.h"
 #include "runtime/error.h"
@@ -11,7 +12,10 @@ namespace weft {
 int run_plan(const PlanOptions& options) {
   std::vector<ConfigOverride> overrides;
   for (const auto& text : options.overrides) overrides.push_back(parse_override(text));
-  const Config config = load_config(options.config_path, overrides, options.ranks);
+  // --auto picks the layout itself (each candidate passes the same check train makes); otherwise the layout given
+  // must be one weft train would run.
+  const Config config = options.auto_rank ? load_config(options.config_path, overrides, options.ranks)
+                                          : load_job_config(options.config_path, overrides, options.ranks);
   if (options.auto_rank) {
     if (!config.cluster.given())
       fail_usage("{}: weft plan --auto needs a cluster: section (devices_per_node, peak_tflops, memory_gib, "

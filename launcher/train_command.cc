@@ -10,6 +10,7 @@
 #include "launcher/environment.h"
 #include "launcher/peers.h"
 #include "launcher/signals.h"
+#include "parallel/capabilities.h"
 #include "parallel/engine.h"
 #include "runtime/log.h"
 
@@ -87,7 +88,7 @@ int run_train(const TrainOptions& options) {
   // Every rank validates the same config before any communicator exists, so a bad one stops them all alike.
   std::vector<ConfigOverride> overrides;
   for (const auto& text : options.overrides) overrides.push_back(parse_override(text));
-  const Config config = load_config(options.config_path, overrides, detected.info.world_size);
+  const Config config = load_job_config(options.config_path, overrides, detected.info.world_size);
 
   CommOptions comm_options;
   comm_options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.comm.timeout_s * 1000.0));

@@ -1,4 +1,5 @@
-// GptModel: forward and backward of a GPT-2 (pre-LayerNorm, learned positions, tied embedding, GELU MLP) on one device.
+// GptModel: forward and backward of a GPT-2 (pre-LayerNorm, learned positions, tied embedding, GELU MLP) on one
+// device, as the stage calls of the Model interface.
 #pragma once
 
 #include <cstdint>
@@ -6,85 +7,47 @@
 #include <vector>
 
 #include "kernels/attention.h"
-#include "kernels/backend.h"
-#include "model/gpt_params.h"
-#include "model/tp_group.h"
+#include "model/gpt_layout.h"
+#include "model/model.h"
+#include "model/tp_layers.h"
 #include "runtime/tensor.h"
 
 namespace weft {
 
-struct GptModelOptions {
-  // With kBlock only each block's input is kept; backward recomputes the block's activations first.
-  Recompute recompute = Recompute::kNone;
-  // Null: one rank. Otherwise every block is split Megatron-style: attention by heads (QKV column-parallel,
-  // output row-parallel), the MLP by columns then rows, the embedding and the loss by vocabulary; LayerNorms
-  // are replicated.
-  TpGroup* tp = nullptr;
-  // With tp > 1, also split the LayerNorms and the residual stream across tp by rows (tokens): the all-reduces
-  // become reduce-scatters and all-gathers (Korthikanti et al. 2022).
-  bool sequence_parallel = false;
-  StageSpan stage;           // the pipeline stage's part of the model
-  int activation_slots = 1;  // micro-batches whose activations can be alive at once
-  const kernels::KernelBackend* kernels = nullptr;  // overrides the device's table (benchmarks record GEMMs)
-  // precision.compute. On CUDA a 16-bit type makes every GEMM a 16-bit-input, fp32-accumulating one (tensor
-  // cores); the CPU engine keeps fp32 arithmetic on the 16-bit-rounded parameters.
-  DType compute = DType::kF32;
-};
-
-// Works on flat parameter and gradient buffers laid out by GptParams; keeps the activations of one
-// micro-batch of `micro_batch` sequences for the backward pass. The stages (embedding, each block, the
-// head and loss) are separate calls so pipeline schedules can run any range of them.
-class GptModel {
+// Works on flat parameter and gradient buffers laid out by gpt2_layout; keeps the activations of
+// `activation_slots` micro-batches of `micro_batch` sequences for the backward pass.
+class GptModel final : public Model {
  public:
-  GptModel(const ModelConfig& model, Device& device, int micro_batch, const GptModelOptions& options = {});
+  GptModel(const ModelConfig& model, Device& device, int micro_batch, const ModelOptions& options = {});
 
-  // Pipelines keep several micro-batches in flight: every stage call works on the activations of slot
-  // `slot` (0 <= slot < activation_slots) until the next select.
-  void select_slot(int slot);
-  int activation_slots() const { return static_cast<int>(slots_.size()); }
-  // The pipeline boundary, per local chunk k (this stage's chunks in model order): the stream entering it
-  // (received from the previous stage) and leaving it (sent to the next), and d(loss)/d(stream) at either end
-  // of the backward pass (received before the chunk's last block's backward, sent after its first block's).
-  float* chunk_input(int k);
-  const float* chunk_output(int k);
-  float* stream_gradient() { return d_residual_; }
-  std::size_t stream_elements() const { return static_cast<std::size_t>(stream_rows_) * model_.d_model; }
-
-  const GptParams& params() const { return params_; }
-  const ModelConfig& config() const { return model_; }
+  const ParamLayout& params() const override { return params_; }
+  const ModelConfig& config() const override { return model_; }
+  std::int64_t tokens_per_micro_batch() const override { return rows_; }
+  DType gemm_inputs() const override { return ctx_.gemm_inputs; }
   int micro_batch() const { return micro_batch_; }
-  std::int64_t tokens_per_micro_batch() const { return rows_; }
 
-  // One micro-batch: forward, loss, backward. Gradients accumulate into `grads` scaled by `grad_scale`
-  // (1 / tokens in the global batch, so summing over micro-batches and ranks gives the mean's gradient).
-  // Returns the sum of the per-token losses. Tokens are host arrays of micro_batch * seq_len ids.
-  double forward_backward(const float* params, float* grads, const std::int32_t* inputs, const std::int32_t* targets,
-                          float grad_scale);
-  // Forward and loss only; returns the sum of per-token losses.
-  double forward_loss(const float* params, const std::int32_t* inputs, const std::int32_t* targets);
+  void select_slot(int slot) override;
+  int activation_slots() const override { return static_cast<int>(slots_.size()); }
+  float* chunk_input(int k) override;
+  const float* chunk_output(int k) override;
+  float* stream_gradient() override { return d_residual_; }
+  std::size_t stream_elements() const override {
+    return static_cast<std::size_t>(layers_.stream_rows()) * model_.d_model;
+  }
 
-  // The stages, for schedules and sharded layouts that hold one segment at a time. Each takes pointers to
-  // the start of the segments it reads (parameters) or accumulates into (gradients); see GptParams.
-  void load_batch(const std::int32_t* inputs, const std::int32_t* targets);
-  void embed_forward(const float* embeddings);
-  void block_forward(const float* block, int layer);
-  // Also leaves d(loss)/d(logits) for head_backward.
-  double head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale);
+  void load_batch(const std::int32_t* inputs, const std::int32_t* targets) override;
+  void embed_forward(const float* embeddings) override;
+  void block_forward(const float* block, int layer) override;
+  double head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) override;
   void head_backward(const float* final_norm, const float* embeddings, float* final_norm_grads,
-                     float* embedding_grads);
-  void block_backward(const float* block, float* block_grads, int layer);
-  void embed_backward(float* embedding_grads);  // needs no parameters
+                     float* embedding_grads) override;
+  void block_backward(const float* block, float* block_grads, int layer) override;
+  void embed_backward(float* embedding_grads) override;
 
   // Bytes of activation memory a model of this shape allocates (saved tensors, backward scratch, token ids).
   // (options.tp is not read: `tp_size` gives the group's size.)
-  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, const GptModelOptions& options,
+  static std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, const ModelOptions& options,
                                        int tp_size);
-
-  // Model FLOPs of one token's forward + backward (6 per parameter-token plus attention's score products).
-  double flops_per_token() const { return flops_per_token(model_); }
-  // The operand type of this model's GEMMs (16-bit on CUDA under bf16/fp16 compute, else fp32).
-  DType gemm_inputs() const { return ctx_.gemm_inputs; }
-  static double flops_per_token(const ModelConfig& model);
 
  private:
   struct BlockActivations {
@@ -108,40 +71,20 @@ class GptModel {
   BlockActivations& activations(int layer) {
     return slot_->blocks[recompute_ == Recompute::kBlock ? 0 : static_cast<std::size_t>(params_.held_index(layer))];
   }
-  // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
-  // this rank's rows of W [out, in] and of b; backward all-reduces dx over tp. dW += dy^T x; db += sums of dy.
-  void column_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
-  void column_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
-                                int in, int out);
-  // Row-parallel linear (Megatron's g: all-reduce forward, identity backward): y = sum over tp of x W^T, with
-  // this rank's columns of W and the (replicated) bias added once.
-  void row_parallel_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
-  void row_parallel_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
-                             int out);
-  // Sums every tp rank's partial d(stream) of all rows: in place (all-reduce), or this rank's rows into a chunk
-  // buffer (reduce-scatter, sequence parallel). Returns the reduced rows.
-  const float* reduce_partial_stream(float* partial_full);
-  // The full residual-stream tensor of this rank's rows (an all-gather under sequence parallelism).
-  const float* gather_stream(const float* rows);
-  // LayerNorm of the stream rows this rank holds, whole (all rows) at `out_full`.
-  void replicated_layernorm_forward(float* out_full, float* mean, float* rstd, const float* in, const float* w,
-                                    const float* b);
-  // Its backward; under sequence parallelism each rank holds some rows, so the weight gradients are summed over tp.
-  void replicated_layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out, const float* in,
-                                     const float* w, const float* mean, const float* rstd);
 
   ModelConfig model_;
   SoloTpGroup solo_;
-  TpGroup& tp_;
-  GptParams params_;
+  ParamLayout params_;
+  GptBlockOffsets offsets_;
+  std::int64_t wpe_offset_ = 0;  // the positions within the embedding segment
+  VocabShard vocab_;
   Device& device_;
   const kernels::KernelBackend& kernels_;
   kernels::KernelContext ctx_;
   int micro_batch_;
   Recompute recompute_;
-  bool sequence_parallel_;
-  int rows_;         // micro_batch * seq_len
-  int stream_rows_;  // rows of the residual stream this rank holds: rows_, or rows_ / tp with sequence parallelism
+  int rows_;  // micro_batch * seq_len
+  TensorParallelLayers layers_;
   kernels::AttentionShape attention_shape_;
 
   Tensor activation_memory_;
@@ -149,12 +92,8 @@ class GptModel {
   std::vector<Slot> slots_;
   Slot* slot_ = nullptr;
   std::vector<int> stream_index_;  // per held block: its input's index in Slot::residual (chunk k adds k)
-  int local_vocab_ = 0, valid_vocab_ = 0;  // this tp rank's logit columns and how many are real vocabulary
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
-  // Sequence parallelism: a full-stream buffer (partial sums, gathered gradients), a chunk, LayerNorm grads.
-  float *sp_full_ = nullptr, *sp_chunk_ = nullptr, *ln_grads_ = nullptr;
-  std::vector<float> host_losses_;
 };
 
 }  // namespace weft

@@ -21,7 +21,7 @@ float clip_factor(double norm, double max_norm) {
   return static_cast<float>(max_norm / (norm + 1e-6));
 }
 
-AdamWOptimizer::AdamWOptimizer(const GptParams& params, const TrainConfig& train, Device& device, std::int64_t begin,
+AdamWOptimizer::AdamWOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, std::int64_t begin,
                                std::int64_t end, std::int64_t allocated)
     : train_(train),
       kernels_(kernels::kernels_for(device.type())),

@@ -6,7 +6,8 @@
 #include <vector>
 
 #include "kernels/backend.h"
-#include "model/gpt_params.h"
+#include "model/param_layout.h"
+#include "runtime/config.h"
 #include "runtime/tensor.h"
 
 namespace weft {
@@ -21,7 +22,7 @@ class AdamWOptimizer {
  public:
   // Owns Adam's m and v for elements [begin, end) of the flat buffer (category optimizer), allocated for
   // `allocated` elements (>= end - begin: a ZeRO chunk counts its padding).
-  AdamWOptimizer(const GptParams& params, const TrainConfig& train, Device& device, std::int64_t begin,
+  AdamWOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, std::int64_t begin,
                  std::int64_t end, std::int64_t allocated = -1);
 
   // One step. `params` and `grads` point at element `begin` of their flat buffers.

@@ -6,9 +6,9 @@
 
 namespace weft {
 
-BucketLayout::BucketLayout(const GptParams& params, double bucket_mb, int dp, BucketGranularity granularity)
-    : has_final_norm_(params.has_final_norm()), has_embeddings_(params.has_embeddings()), dp_(dp) {
-  if (has_final_norm_) segments_.push_back(params.final_norm());
+BucketLayout::BucketLayout(const ParamLayout& params, double bucket_mb, int dp, BucketGranularity granularity)
+    : has_head_(params.has_head()), has_embeddings_(params.has_embeddings()), dp_(dp) {
+  if (has_head_) segments_.push_back(params.head());
   const std::vector<int>& held = params.held_layers();
   block_segment_.assign(held.empty() ? 0 : static_cast<std::size_t>(held.back() + 1), -1);
   for (auto l = held.rbegin(); l != held.rend(); ++l) {

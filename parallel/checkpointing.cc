@@ -19,7 +19,7 @@ constexpr const char* kStates[] = {"param", "adam_m", "adam_v"};
 // Splits this rank's elements [first, first + count) of `spec` into runs of consecutive global indices
 // (a column-parallel slice breaks at every row) and calls visit(global_start, local_offset, run_count).
 template <typename Visit>
-void for_each_global_run(const GptParams& params, const ParamSpec& spec, std::int64_t first, std::int64_t count,
+void for_each_global_run(const ParamLayout& params, const ParamSpec& spec, std::int64_t first, std::int64_t count,
                          Visit visit) {
   // Within a row of the local slice the global indices are consecutive for every split, so runs are found a
   // row at a time: a run goes on while the next row starts right after where the previous one ended.
@@ -47,7 +47,7 @@ void for_each_global_run(const GptParams& params, const ParamSpec& spec, std::in
 template <typename Visit>
 void Trainer::for_each_owned_piece(std::size_t bucket, Visit visit) {
   const ParamRange& range = update_ranges_[bucket];
-  for (const ParamSpec& spec : model_.params().specs()) {
+  for (const ParamSpec& spec : model_->params().specs()) {
     const std::int64_t lo = std::max(spec.offset, range.begin), hi = std::min(spec.offset + spec.numel, range.end);
     if (lo < hi) visit(spec, lo - spec.offset, hi - lo, lo - range.begin);
   }
@@ -57,7 +57,7 @@ void Trainer::save_checkpoint(int step) {
   namespace fs = std::filesystem;
   const auto started = std::chrono::steady_clock::now();
   Communicator& world = *groups_.world;
-  const GptParams& params = model_.params();
+  const ParamLayout& params = model_->params();
   const std::string root = config_.checkpoint.dir, staging = checkpoint::checkpoint_path(root, step) + ".tmp";
   if (world.rank() == 0) {
     std::error_code ignored;
@@ -71,7 +71,6 @@ void Trainer::save_checkpoint(int step) {
   std::vector<checkpoint::RunData> runs;
   std::vector<std::vector<float>> held;  // the host copies of the states that `runs` point into
   const bool writes = zero_.optimizer_sharded || groups_.coords.dp == 0;
-  const bool tied_copy = groups_.pp->size() > 1 && params.has_final_norm();
   for (std::size_t i = 0; writes && i < optimizers_.size(); ++i) {
     const ParamRange& range = update_ranges_[i];
     if (range.size() == 0) continue;
@@ -86,8 +85,7 @@ void Trainer::save_checkpoint(int step) {
     values[1] = optimizer.adam_m().slice(0, range.size()).to_host_f32();
     values[2] = optimizer.adam_v().slice(0, range.size()).to_host_f32();
     for_each_owned_piece(i, [&](const ParamSpec& spec, std::int64_t first, std::int64_t count, std::int64_t at) {
-      if (spec.split == TpSplit::kReplicated && params.tp_rank() != 0) return;
-      if (tied_copy && spec.layer < 0 && spec.offset < params.embeddings().end) return;
+      if (!params.counts(spec)) return;
       for_each_global_run(params, spec, first, count, [&](std::int64_t global, std::int64_t offset, std::int64_t n) {
         for (int s = 0; s < 3; ++s) {
           const float* begin = values[s].data() + at + offset;
@@ -125,7 +123,7 @@ void Trainer::save_checkpoint(int step) {
     manifest.set_samples_consumed(static_cast<std::int64_t>(step) * config_.train.global_batch);
     manifest.set_loss_scale(scaler_.scale());
     manifest.set_loss_scale_clean_steps(scaler_.clean_steps());
-    GptParams whole(config_.model, 0, config_.parallel.tp);
+    const ParamLayout whole = model_family(config_.model).layout(config_.model, 0, config_.parallel.tp, {});
     for (const ParamSpec& spec : whole.specs()) {
       auto* tensor = manifest.add_tensors();
       tensor->set_name(spec.name);
@@ -163,7 +161,7 @@ int Trainer::restore_checkpoint() {
                "config asks for {}, {}, {}, {}, {}",
                path, m.layers(), m.d_model(), m.heads(), m.vocab_size(), m.seq_len(), model.layers, model.d_model,
                model.heads, model.vocab_size, model.seq_len);
-  const GptParams& params = model_.params();
+  const ParamLayout& params = model_->params();
   // fn(tensor, global start, count, offset in the bucket's update range) for every run of saved elements that
   // bucket i's optimizer shard on this rank holds.
   using SavedRun = std::function<void(const std::string&, std::int64_t, std::int64_t, std::int64_t)>;
@@ -171,7 +169,7 @@ int Trainer::restore_checkpoint() {
     for_each_owned_piece(i, [&](const ParamSpec& spec, std::int64_t first, std::int64_t count, std::int64_t at) {
       for_each_global_run(params, spec, first, count, [&](std::int64_t global, std::int64_t offset, std::int64_t n) {
         // Padding rows of the vocabulary (beyond vocab_size) hold no saved values and stay zero.
-        const std::int64_t real = spec.name == "wte.weight" ? model.vocab_size * model.d_model : -1;
+        const std::int64_t real = spec.real_rows < 0 ? -1 : spec.real_rows * spec.global_shape[1];
         const std::int64_t wanted = real < 0 ? n : std::max<std::int64_t>(0, std::min(n, real - global));
         fn(spec.name, global, wanted, at + offset);
       });

@@ -4,7 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "model/gpt.h"
+#include "model/model.h"
+#include "parallel/capabilities.h"
 #include "runtime/error.h"
 
 namespace weft {
@@ -30,7 +31,7 @@ Prediction predict(const Config& config, const Plan& plan) {
                config.source_path);
   Prediction p;
   const double tokens = static_cast<double>(config.train.global_batch) * config.model.seq_len;
-  const double step_flops = GptModel::flops_per_token(config.model) * tokens;
+  const double step_flops = model_family(config.model).flops_per_token(config.model) * tokens;
   const double rate = c.peak_tflops * 1e12 * c.compute_efficiency;
   p.compute_ms = step_flops / plan.world_size / rate * 1e3;
   p.bubble_ms = plan.bubble_fraction > 0 ? p.compute_ms * plan.bubble_fraction / (1.0 - plan.bubble_fraction) : 0.0;
@@ -49,22 +50,24 @@ Prediction predict(const Config& config, const Plan& plan) {
 
 std::vector<RankedLayout> rank_layouts(const Config& config, int world_size) {
   std::vector<RankedLayout> ranking;
-  const ModelConfig& m = config.model;
   for (int tp = 1; tp <= world_size; ++tp) {
-    if (world_size % tp || m.heads % tp || m.d_model % tp) continue;
+    if (world_size % tp) continue;
     for (int pp = 1; pp <= world_size / tp; ++pp) {
-      if ((world_size / tp) % pp || (m.layers * config.parallel.virtual_stages) % pp) continue;
-      const int dp = world_size / (tp * pp);
-      if (config.train.global_batch % (config.train.micro_batch * dp)) continue;
+      if ((world_size / tp) % pp) continue;
       for (int zero = 0; zero <= 3; ++zero) {
-        if (pp > 1 && zero > 1) continue;  // refused by the trainer (see engine.cc)
         Config variant = config;
-        variant.parallel.dp = dp;
+        variant.world_size = world_size;
+        variant.parallel.dp = world_size / (tp * pp);
         variant.parallel.tp = tp;
         variant.parallel.pp = pp;
         variant.parallel.zero = zero;
-        if (pp == 1) variant.parallel.schedule = PipelineSchedule::k1F1B;
-        if (variant.parallel.sequence_parallel && (config.train.micro_batch * m.seq_len) % tp) continue;
+        if (pp == 1) {
+          variant.parallel.schedule = PipelineSchedule::k1F1B;
+          variant.parallel.virtual_stages = 1;
+          variant.parallel.layers_per_stage.clear();
+        }
+        // Only what weft train would run: the same check it makes.
+        if (find_layout_problem(variant)) continue;
         const Plan plan = make_plan(variant, world_size);
         ranking.push_back({variant.parallel, plan, predict(variant, plan)});
       }

@@ -6,6 +6,7 @@
 
 #include "kernels/backend.h"
 #include "parallel/mixed_precision.h"
+#include "runtime/error.h"
 
 namespace weft {
 
@@ -20,112 +21,160 @@ GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DTyp
       tracer_(tracer),
       storage_(device, {plan.gradients_sharded ? layout.shard_size() : layout.padded_total()}, type,
                MemoryCategory::kGrads),
-      in_flight_(layout.buckets().size()),
-      segments_done_(layout.buckets().size(), 0) {}
+      buckets_(layout.buckets().size()),
+      tied_copies_(layout.buckets().size(), 0) {}
 
-void GradientReducer::begin_step() { storage_.zero(); }
+void GradientReducer::expect_tied_copy(int segment) {
+  WEFT_CHECK(direct(), "a tied copy's gradient is summed in place: fp32 ZeRO 0/1 only");
+  ++tied_copies_[static_cast<std::size_t>(layout_.bucket_of(segment))];
+}
 
-void GradientReducer::begin_micro_batch(bool last) {
-  last_micro_batch_ = last;
+int GradientReducer::segments_in(std::size_t bucket) const {
+  const Bucket& b = layout_.buckets()[bucket];
+  return b.last_segment - b.first_segment + 1;
+}
+
+int GradientReducer::completions_for_final(std::size_t bucket) const {
+  return segments_in(bucket) * micro_batches_ + tied_copies_[bucket];
+}
+
+void GradientReducer::begin_step(int micro_batches) {
+  WEFT_CHECK(in_flight_.empty(), "a step began with {} reductions in flight", in_flight_.size());
+  storage_.zero();
+  micro_batches_ = micro_batches;
+  for (BucketState& state : buckets_) state = BucketState();
   next_launch_ = 0;
-  next_complete_ = 0;
-  std::fill(segments_done_.begin(), segments_done_.end(), 0);
+  micro_batches_reduced_ = 0;
+  micro_launched_.clear();
+  micro_buckets_done_.clear();
 }
 
-float* GradientReducer::target(int segment) {
+float* GradientReducer::target(int segment, int micro) {
   if (direct()) return static_cast<float*>(storage_.at(layout_.padded_offset(segment)));
-  InFlight& flight = in_flight_[static_cast<std::size_t>(layout_.bucket_of(segment))];
-  if (!flight.scratch.defined()) {
-    const Bucket& b = layout_.buckets()[static_cast<std::size_t>(layout_.bucket_of(segment))];
-    flight.scratch = Tensor(device_, {b.padded_size}, DType::kF32, MemoryCategory::kComm);  // zero-filled
-  }
-  return flight.scratch.f32() + layout_.offset_in_bucket(segment);
+  const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
+  Tensor& scratch = buckets_[bucket].scratch[micro];
+  if (!scratch.defined())
+    scratch = Tensor(device_, {layout_.buckets()[bucket].padded_size}, DType::kF32, MemoryCategory::kComm);  // zeros
+  return scratch.f32() + layout_.offset_in_bucket(segment);
 }
 
-void GradientReducer::bucket_complete(std::size_t index) {
-  InFlight& flight = in_flight_[index];
-  if (direct() || !flight.scratch.defined()) return;
-  const Bucket& b = layout_.buckets()[index];
+void GradientReducer::segment_done(int segment, int micro) {
+  const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
+  BucketState& state = buckets_[bucket];
+  ++state.done;
+  if (micro != kTiedCopy && ++state.done_by_micro[micro] == segments_in(bucket)) bucket_complete(bucket, micro);
+  if (overlap_ == Overlap::kOn) launch_ready(false);
+  if (plan_.gradients_sharded && micro != kTiedCopy &&
+      micro_buckets_done_[micro] == static_cast<int>(buckets_.size())) {
+    // ZeRO 2/3: this micro-batch is done with every bucket; its scratch must be free before the next one.
+    launch_ready(true);
+    for (Reduction& r : in_flight_) wait(r);
+    in_flight_.clear();
+    if (on_ready_ && ++micro_batches_reduced_ == micro_batches_)
+      for (std::size_t b = 0; b < buckets_.size(); ++b) on_ready_(b);
+  }
+}
+
+void GradientReducer::bucket_complete(std::size_t bucket, int micro) {
+  ++micro_buckets_done_[micro];
+  if (direct()) return;
+  BucketState& state = buckets_[bucket];
+  Tensor& scratch = state.scratch[micro];
+  const Bucket& b = layout_.buckets()[bucket];
   const auto size = static_cast<std::size_t>(b.padded_size);
   if (!plan_.gradients_sharded) {
     // 16-bit ZeRO 0/1: round this micro-batch's gradient into the accumulated 16-bit buffer.
-    add_into(device_, storage_.at(b.padded_begin), type_, flight.scratch.f32(), size);
-    flight.scratch = Tensor();
+    add_into(device_, storage_.at(b.padded_begin), type_, scratch.f32(), size);
+    state.scratch.erase(micro);
   } else if (type_ != DType::kF32) {
-    flight.narrow = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
-    store_as(device_, flight.narrow.data(), type_, flight.scratch.f32(), size);
-    flight.scratch = Tensor();
+    // 16-bit ZeRO 2/3: what is communicated is the gradient rounded to 16 bits; the fp32 scratch can go now.
+    Tensor& narrow = state.narrow[micro];
+    narrow = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
+    store_as(device_, narrow.data(), type_, scratch.f32(), size);
+    state.scratch.erase(micro);
   }
 }
 
-void GradientReducer::launch(std::size_t index) {
-  const Bucket& b = layout_.buckets()[index];
-  InFlight& flight = in_flight_[index];
-  flight.started = Tracer::Clock::now();
+void GradientReducer::launch_ready(bool all) {
+  if (!plan_.gradients_sharded) {
+    // ZeRO 0/1: a bucket is reduced once, when every micro-batch (and a tied copy) is done with it.
+    if (dp_.size() == 1) return;
+    while (next_launch_ < buckets_.size() &&
+           (all || buckets_[next_launch_].done == completions_for_final(next_launch_)))
+      launch(next_launch_++, 0);
+    return;
+  }
+  // ZeRO 2/3: every micro-batch reduces each bucket it completed, in bucket order.
+  for (const auto& [micro, done] : micro_buckets_done_) {
+    std::size_t& launched = micro_launched_[micro];
+    while (launched < buckets_.size() &&
+           (all || buckets_[launched].done_by_micro[micro] == segments_in(launched)))
+      launch(launched++, micro);
+  }
+}
+
+void GradientReducer::launch(std::size_t bucket, int micro) {
+  const Bucket& b = layout_.buckets()[bucket];
+  Reduction r;
+  r.bucket = bucket;
+  r.micro = micro;
+  r.started = Tracer::Clock::now();
   const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
   if (!plan_.optimizer_sharded) {
-    flight.work = dp_.all_reduce(storage_.at(b.padded_begin), static_cast<std::size_t>(b.padded_size), type_);
+    r.work = dp_.all_reduce(storage_.at(b.padded_begin), static_cast<std::size_t>(b.padded_size), type_);
   } else if (!plan_.gradients_sharded) {
-    flight.work = dp_.reduce_scatter(storage_.at(b.padded_begin), storage_.at(b.padded_begin + dp_.rank() * layout_.chunk(b)),
-                                     chunk, type_);
+    r.work = dp_.reduce_scatter(storage_.at(b.padded_begin), storage_.at(b.padded_begin + dp_.rank() * layout_.chunk(b)),
+                                chunk, type_);
   } else {
-    flight.received = Tensor(device_, {layout_.chunk(b)}, type_, MemoryCategory::kComm);
-    const void* send = type_ == DType::kF32 ? flight.scratch.data() : flight.narrow.data();
-    flight.work = dp_.reduce_scatter(send, flight.received.data(), chunk, type_);
-  }
-}
-
-void GradientReducer::segment_done(int segment) {
-  const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
-  ++segments_done_[bucket];
-  // Buckets complete in order (segments finish in backward order).
-  while (next_complete_ < in_flight_.size()) {
-    const Bucket& b = layout_.buckets()[next_complete_];
-    if (segments_done_[next_complete_] < b.last_segment - b.first_segment + 1) break;
-    bucket_complete(next_complete_++);
-  }
-  if (overlap_ == Overlap::kOff || !reduces_now() || (!plan_.gradients_sharded && dp_.size() == 1)) return;
-  while (next_launch_ < next_complete_) launch(next_launch_++);
-}
-
-void GradientReducer::wait_all() {
-  while (next_launch_ < in_flight_.size()) launch(next_launch_++);
-  for (std::size_t i = 0; i < in_flight_.size(); ++i) {
-    InFlight& flight = in_flight_[i];
-    if (!flight.work) continue;
-    const auto wait_start = Tracer::Clock::now();
-    flight.work->wait();
-    const auto done = Tracer::Clock::now();
-    if (tracer_) {
-      // The comm lane shows when the reduction really ran: from launch to the backend's completion time.
-      tracer_->add_span(fmt::format("reduce bucket {}", i), "comm", flight.started,
-                        flight.work->completion_time().value_or(done));
-      tracer_->add_span(fmt::format("wait bucket {}", i), "wait", wait_start, done);
+    BucketState& state = buckets_[bucket];
+    if (type_ == DType::kF32) {
+      r.sent = std::move(state.scratch[micro]);
+      state.scratch.erase(micro);
+    } else {
+      r.sent = std::move(state.narrow[micro]);
+      state.narrow.erase(micro);
     }
-    flight.work.reset();
-    if (plan_.gradients_sharded) {
-      const Bucket& b = layout_.buckets()[i];
-      const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
-      Tensor wide = flight.received;
-      if (type_ != DType::kF32) {
-        wide = Tensor(device_, {layout_.chunk(b)}, DType::kF32, MemoryCategory::kComm);
-        kernels::kernels_for(device_.type())
-            .cast(kernels::context_for(device_), wide.f32(), DType::kF32, flight.received.data(), type_, chunk);
-      }
-      add_into(device_, storage_.at(b.padded_begin / layout_.dp()), type_, wide.f32(), chunk);
-      flight = InFlight();
-    }
+    const void* send = r.sent.data();
+    r.received = Tensor(device_, {layout_.chunk(b)}, type_, MemoryCategory::kComm);
+    r.work = dp_.reduce_scatter(send, r.received.data(), chunk, type_);
   }
+  in_flight_.push_back(std::move(r));
 }
 
-void GradientReducer::end_micro_batch() {
-  // ZeRO 2/3 reduce every micro-batch (the scratch must be free for the next); with one rank there is
-  // nothing to sum, but the scratch still has to land in the shard.
-  if (plan_.gradients_sharded) wait_all();
+void GradientReducer::wait(Reduction& r) {
+  const auto wait_start = Tracer::Clock::now();
+  r.work->wait();
+  const auto done = Tracer::Clock::now();
+  if (tracer_) {
+    // The comm lane shows when the reduction really ran: from launch to the backend's completion time.
+    tracer_->add_span(fmt::format("reduce bucket {}", r.bucket), "comm", r.started,
+                      r.work->completion_time().value_or(done));
+    tracer_->add_span(fmt::format("wait bucket {}", r.bucket), "wait", wait_start, done);
+  }
+  r.work.reset();
+  if (!plan_.gradients_sharded) return;
+  const Bucket& b = layout_.buckets()[r.bucket];
+  const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
+  Tensor wide = r.received;
+  if (type_ != DType::kF32) {
+    wide = Tensor(device_, {layout_.chunk(b)}, DType::kF32, MemoryCategory::kComm);
+    kernels::kernels_for(device_.type())
+        .cast(kernels::context_for(device_), wide.f32(), DType::kF32, r.received.data(), type_, chunk);
+  }
+  add_into(device_, storage_.at(b.padded_begin / layout_.dp()), type_, wide.f32(), chunk);
+  r = Reduction();
 }
 
 void GradientReducer::finish() {
-  if (!plan_.gradients_sharded && dp_.size() > 1) wait_all();
+  if (plan_.gradients_sharded) return;  // every micro-batch already reduced its buckets
+  launch_ready(true);
+  for (Reduction& r : in_flight_) {
+    wait(r);
+    if (on_ready_) on_ready_(r.bucket);
+  }
+  in_flight_.clear();
+  if (on_ready_ && dp_.size() == 1)
+    for (std::size_t b = 0; b < buckets_.size(); ++b) on_ready_(b);
 }
 
 const void* GradientReducer::update_view(const Bucket& b, const ParamRange& update) {

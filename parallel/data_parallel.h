@@ -2,6 +2,8 @@
 // group while backward still runs (all-reduce for ZeRO 0, reduce-scatter for 1-3).
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -15,27 +17,36 @@ namespace weft {
 
 enum class Overlap { kOn, kOff };
 
-// Per optimizer step: begin_step(); per micro-batch begin_micro_batch(last), target() for each segment the
-// model writes, segment_done() as backward finishes each segment, end_micro_batch(); then finish().
+// Per optimizer step: begin_step(); for every backward that accumulates a segment's gradient, target(segment,
+// micro) gives where, and segment_done(segment, micro) says that micro-batch's gradient of it is complete;
+// then finish(). Micro-batches may finish in any order (pipeline schedules interleave them).
 //
-// - ZeRO 0/1: gradients accumulate over micro-batches in a full padded buffer; in the last micro-batch each
-//   bucket is all-reduced (0) or reduce-scattered in place (1) as soon as its last segment is done.
+// - ZeRO 0/1: gradients accumulate over micro-batches in a full padded buffer; once every micro-batch is done
+//   with every segment of a bucket, the bucket is all-reduced (0) or reduce-scattered in place (1).
 // - ZeRO 2/3: a bucket's gradient accumulates in a scratch buffer (comm memory) for one micro-batch only, is
-//   reduce-scattered as soon as it is complete, and the received chunk is added into the rank's gradient shard.
+//   reduce-scattered as soon as that micro-batch completes it, and the received chunk is added into the rank's
+//   gradient shard once the micro-batch is done with all buckets.
 // - 16-bit gradients (bf16/fp16): backward always writes a bucket's fp32 scratch; a complete bucket is rounded
 //   into the 16-bit buffer (0/1) or to a 16-bit copy that is reduce-scattered (2/3), so communication is 16-bit.
-// Gradients are already scaled by 1 / global tokens, so the sums are the global mean's gradient.
+// Buckets launch in index order (the same on every dp rank). Gradients are already scaled by 1 / global tokens,
+// so the sums are the global mean's gradient.
 class GradientReducer {
  public:
+  // The contribution that completes a segment outside any micro-batch: the tied embeddings' copy from the other
+  // end of a pipeline, added after the last backward.
+  static constexpr int kTiedCopy = -1;
+
   GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp, Device& device,
                   Overlap overlap, Tracer* tracer);
 
-  void begin_step();
-  void begin_micro_batch(bool last);
-  float* target(int segment);
-  void segment_done(int segment);
-  void end_micro_batch();
+  // `segment` also needs one kTiedCopy contribution each step before its gradient is final.
+  void expect_tied_copy(int segment);
+  void begin_step(int micro_batches);
+  float* target(int segment, int micro);
+  void segment_done(int segment, int micro);
   void finish();
+  // Called with a bucket's index once its reduced gradients are in place (from finish(), on the step's thread).
+  void on_bucket_ready(std::function<void(std::size_t bucket)> hook) { on_ready_ = std::move(hook); }
 
   DType type() const { return type_; }
   // The reduced gradients AdamW reads for bucket b (in type()), at the first element of `update`.
@@ -45,17 +56,27 @@ class GradientReducer {
   double owned_sum_squares(const ParamRange& range);
 
  private:
-  struct InFlight {
+  struct BucketState {
+    int done = 0;                      // segment completions this step
+    std::map<int, int> done_by_micro;  // ... per micro-batch
+    std::map<int, Tensor> scratch;     // per micro-batch: the bucket's fp32 gradient (ZeRO 2/3, or 16-bit)
+    std::map<int, Tensor> narrow;      // ZeRO 2/3 with 16-bit gradients: the scratch rounded for communication
+  };
+  struct Reduction {  // one collective in flight
+    std::size_t bucket = 0;
+    int micro = 0;
     std::unique_ptr<Work> work;
-    Tensor scratch;   // the bucket's fp32 micro-batch gradient (ZeRO 2/3, or 16-bit gradients)
-    Tensor narrow;    // ZeRO 2/3 with 16-bit gradients: the scratch rounded for communication
+    Tensor sent;      // ZeRO 2/3: the micro-batch's bucket gradient being reduce-scattered (fp32 or 16-bit)
     Tensor received;  // ZeRO 2/3: the reduced chunk, added into the shard when done
     Tracer::Clock::time_point started;
   };
-  void bucket_complete(std::size_t bucket);
-  void launch(std::size_t bucket);
-  void wait_all();
-  bool reduces_now() const { return plan_.gradients_sharded || last_micro_batch_; }
+  int segments_in(std::size_t bucket) const;
+  int completions_for_final(std::size_t bucket) const;
+  // A micro-batch finished every segment of a bucket.
+  void bucket_complete(std::size_t bucket, int micro);
+  void launch(std::size_t bucket, int micro);
+  void launch_ready(bool all);
+  void wait(Reduction& reduction);
   // Backward accumulates straight into the stored gradients (fp32, not sharded).
   bool direct() const { return !plan_.gradients_sharded && type_ == DType::kF32; }
 
@@ -67,11 +88,15 @@ class GradientReducer {
   Overlap overlap_;
   Tracer* tracer_;
   Tensor storage_;  // padded full buffer (ZeRO 0/1) or the shard (2/3)
-  std::vector<InFlight> in_flight_;  // by bucket
-  std::vector<int> segments_done_;   // by bucket, this micro-batch
-  std::size_t next_launch_ = 0;
-  std::size_t next_complete_ = 0;
-  bool last_micro_batch_ = false;
+  std::vector<BucketState> buckets_;
+  std::vector<int> tied_copies_;  // per bucket: kTiedCopy contributions expected
+  int micro_batches_ = 1;
+  std::size_t next_launch_ = 0;                // ZeRO 0/1: the next bucket to reduce
+  std::map<int, std::size_t> micro_launched_;  // ZeRO 2/3: per micro-batch, buckets reduced so far
+  std::map<int, int> micro_buckets_done_;      // per micro-batch, buckets complete
+  int micro_batches_reduced_ = 0;              // ZeRO 2/3: micro-batches whose reductions all landed
+  std::vector<Reduction> in_flight_;
+  std::function<void(std::size_t)> on_ready_;
 };
 
 }  // namespace weft

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "checkpoint/format.h"
+#include "parallel/capabilities.h"
 #include "parallel/pipeline/stage_plan.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
@@ -64,37 +65,8 @@ std::vector<std::uint64_t> all_gather_u64(Communicator& comm, std::uint64_t valu
   return gathered;
 }
 
-// Settings the config accepts but this weft cannot run together (or needs more for): refused with a reason,
-// never silently ignored.
-void refuse_unsupported_settings(const Config& c) {
-  auto refuse = [&c](const std::string& setting, const char* what) {
-    fail_usage("{}: {}: {} is not built yet in this weft", c.source_path, setting, what);
-  };
-  if (c.parallel.pp > 1 && c.parallel.zero > 1)
-    fail_usage("{}: parallel.zero = {} with parallel.pp = {}: refused. ZeRO 2 would reduce-scatter every bucket of a "
-               "stage after each micro-batch's backward and ZeRO 3 would gather each stage's parameters again for "
-               "every micro-batch, multiplying traffic by the number of micro-batches; use parallel.zero = 1, which "
-               "shards the optimizer state and reduces gradients once per step",
-               c.source_path, c.parallel.zero, c.parallel.pp);
-  if (c.parallel.pp > 1 && c.precision.compute != DType::kF32)
-    refuse(fmt::format("precision.compute = {} with parallel.pp = {}", dtype_name(c.precision.compute), c.parallel.pp),
-           "16-bit pipelines (use fp32)");
-  if (c.parallel.pp > 1 && c.parallel.microbatches != 0 && c.parallel.microbatches != c.accumulation_steps())
-    fail_usage("{}: parallel.microbatches = {}: the pipeline runs global_batch / (micro_batch x dp) = {} micro-batches "
-               "per step; set it to {} or auto",
-               c.source_path, c.parallel.microbatches, c.accumulation_steps(), c.accumulation_steps());
-  if (c.parallel.sequence_parallel && c.parallel.tp > 1 && (c.train.micro_batch * c.model.seq_len) % c.parallel.tp != 0)
-    fail_usage("{}: parallel.sequence_parallel = true: the {} tokens of a micro-batch (micro_batch {} x seq_len {}) "
-               "must split evenly over tp = {}",
-               c.source_path, c.train.micro_batch * c.model.seq_len, c.train.micro_batch, c.model.seq_len,
-               c.parallel.tp);
-  if (c.checkpoint.every > 0 && c.checkpoint.dir.empty())
-    fail_usage("{}: checkpoint.every = {}: needs checkpoint.dir, the directory to save into", c.source_path,
-               c.checkpoint.every);
-}
-
-GptModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {
-  GptModelOptions options;
+ModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {
+  ModelOptions options;
   options.recompute = config.train.recompute;
   options.tp = &tp;
   options.sequence_parallel = config.parallel.sequence_parallel;
@@ -102,6 +74,12 @@ GptModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {
   options.activation_slots = activation_slots(config, pp_rank);
   options.compute = config.precision.compute;
   return options;
+}
+
+std::unique_ptr<Model> build_model(const Config& config, Device& device, TpGroup& tp, int pp_rank) {
+  check_layout(config);  // the same check every command made before: a library caller gets it too
+  return model_family(config.model).build(config.model, device, config.train.micro_batch,
+                                          model_options(config, tp, pp_rank));
 }
 
 }  // namespace
@@ -127,31 +105,38 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       corpus_(open_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
       tp_group_(*groups.tp),
-      model_(config.model, device, config.train.micro_batch, model_options(config, tp_group_, groups.coords.pp)),
+      model_(build_model(config, device, tp_group_, groups.coords.pp)),
       zero_(ZeroPlan::for_stage(config.parallel.zero)),
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
-      layout_(model_.params(), config.comm.bucket_mb, groups.dp->size(),
+      layout_(model_->params(), config.comm.bucket_mb, groups.dp->size(),
               zero_.parameters_sharded ? BucketGranularity::kOnePerSegment : BucketGranularity::kBySize),
-      params_(model_.params(), layout_, zero_, config.precision.compute, *groups.dp, device, config.train.seed, tracer),
+      params_(model_->params(), layout_, zero_, config.precision.compute, *groups.dp, device, config.train.seed,
+              tracer),
       grads_(layout_, zero_, config.precision.compute, *groups.dp, device,
              config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
       scaler_(config.precision),
-      peak_flops_(measure_peak_flops(device, model_.gemm_inputs())) {
-  refuse_unsupported_settings(config);
+      peak_flops_(measure_peak_flops(device, model_->gemm_inputs())) {
   if (groups.dp->size() > 1 && groups.dp->memory_type() != device.type())
     fail_usage("{}: the {} communicator moves {} memory but the model runs on {}; use device: cpu with MPI",
                config.source_path, groups.dp->backend(), groups.dp->memory_type() == DeviceType::kCpu ? "host" : "GPU",
                device.name());
   check_same_config_everywhere();
-  if (config.parallel.pp > 1) schedule_ = pipeline_schedule(config);
+  // A plain step is the one-stage schedule: forward then backward of each micro-batch in turn.
+  const Schedule schedule = config.parallel.pp > 1 ? pipeline_schedule(config)
+                                                   : make_schedule(PipelineSchedule::k1F1B, 1,
+                                                                   config.accumulation_steps(), 1);
+  const bool transient = zero_.parameters_sharded || config.precision.compute != DType::kF32;
+  program_ = lower_schedule(schedule, groups.coords.pp, model_->params(), layout_,
+                            transient ? ParamResidency::kTransient : ParamResidency::kResident);
+  if (ties_across_stages()) grads_.expect_tied_copy(layout_.embedding_segment());
   for (const Bucket& b : layout_.buckets()) {
     const ParamRange range = zero_.optimizer_sharded ? layout_.owned_flat(b, groups.dp->rank()) : b.flat;
     update_ranges_.push_back(range);
-    optimizers_.emplace_back(model_.params(), config.train, device, range,
+    optimizers_.emplace_back(model_->params(), config.train, device, range,
                              zero_.optimizer_sharded ? layout_.chunk(b) : b.flat.size(), config.precision.compute,
                              config.train.seed);
   }
-  const auto rows = static_cast<std::size_t>(model_.tokens_per_micro_batch());
+  const auto rows = static_cast<std::size_t>(model_->tokens_per_micro_batch());
   inputs_.resize(rows);
   targets_.resize(rows);
 }
@@ -175,66 +160,7 @@ void Trainer::load_micro_batch(int step, int micro) {
   for (int row = 0; row < train.micro_batch; ++row)
     samples_.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
                     targets_.data() + static_cast<std::ptrdiff_t>(row) * seq);
-  model_.load_batch(inputs_.data(), targets_.data());
-}
-
-void Trainer::run_micro_batch(int step, int micro, bool last, double& loss_sum) {
-  // fp16 scales the loss (and so every gradient) up so small gradients survive; the update divides it out.
-  const float grad_scale = static_cast<float>(scaler_.scale() / static_cast<double>(tokens_per_step()));
-  const int layers = config_.model.layers;
-  const int embeddings = layout_.embedding_segment(), final_norm = layout_.final_norm_segment();
-  grads_.begin_micro_batch(last);
-  {
-    TraceScope scope(tracer_, fmt::format("forward mb{}", micro), "compute");
-    load_micro_batch(step, micro);
-    model_.embed_forward(params_.acquire(embeddings));
-    params_.prefetch(layout_.block_segment(0));
-    params_.release(embeddings);
-    for (int l = 0; l < layers; ++l) {
-      const float* block = params_.acquire(layout_.block_segment(l));
-      // ZeRO 3: gather the next unit while this one computes.
-      if (l + 1 < layers) {
-        params_.prefetch(layout_.block_segment(l + 1));
-      } else {
-        params_.prefetch(final_norm);
-        params_.prefetch(embeddings);
-      }
-      model_.block_forward(block, l);
-      params_.release(layout_.block_segment(l));
-    }
-    loss_sum += model_.head_forward_loss(params_.acquire(final_norm), params_.acquire(embeddings), grad_scale);
-  }
-  {
-    TraceScope scope(tracer_, fmt::format("backward head mb{}", micro), "compute");
-    params_.prefetch(layout_.block_segment(layers - 1));
-    model_.head_backward(params_.acquire(final_norm), params_.acquire(embeddings), grads_.target(final_norm),
-                         grads_.target(embeddings));
-    params_.release(final_norm);
-    params_.release(embeddings);
-  }
-  grads_.segment_done(final_norm);
-  for (int l = layers - 1; l >= 0; --l) {
-    {
-      TraceScope scope(tracer_, fmt::format("backward h.{} mb{}", l, micro), "compute");
-      const int segment = layout_.block_segment(l);
-      const float* block = params_.acquire(segment);
-      if (l > 0) params_.prefetch(layout_.block_segment(l - 1));
-      model_.block_backward(block, grads_.target(segment), l);
-      params_.release(segment);
-    }
-    grads_.segment_done(layout_.block_segment(l));
-  }
-  {
-    TraceScope scope(tracer_, fmt::format("backward embedding mb{}", micro), "compute");
-    float* embedding_grads = grads_.target(embeddings);
-    model_.embed_backward(embedding_grads);
-    if (last && step == overflow_step_) {
-      const float infinity = std::numeric_limits<float>::infinity();
-      device_.copy_from_host(embedding_grads, &infinity, sizeof infinity);
-    }
-  }
-  grads_.segment_done(embeddings);
-  grads_.end_micro_batch();
+  model_->load_batch(inputs_.data(), targets_.data());
 }
 
 void Trainer::stop_on_non_finite(int step, double loss, double norm) {
@@ -254,15 +180,11 @@ void Trainer::stop_on_non_finite(int step, double loss, double norm) {
 }
 
 double Trainer::global_gradient_norm() {
-  const GptParams& params = model_.params();
+  const ParamLayout& params = model_->params();
   double local = 0.0;
-  // The last pipeline stage's copy of the tied embeddings is the first stage's, counted there.
-  const bool tied_copy = groups_.pp->size() > 1 && params.has_final_norm();
-  for (const ParamSpec& spec : params.specs()) {
-    if (spec.split == TpSplit::kReplicated && params.tp_rank() != 0) continue;
-    if (tied_copy && spec.layer < 0 && spec.offset < params.embeddings().end) continue;
-    local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
-  }
+  // Each element once: tp-replicated parameters on tp rank 0, tied embeddings on the first stage.
+  for (const ParamSpec& spec : params.specs())
+    if (params.counts(spec)) local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
   local_gradient_squares_ = local;
   const double over_dp = zero_.optimizer_sharded ? dp_sum(local) : local;
   return std::sqrt(group_sum(*groups_.pp, group_sum(*groups_.tp, over_dp)));
@@ -300,15 +222,9 @@ StepRecord Trainer::train_step(int step) {
   for (Communicator* group : {groups_.dp.get(), groups_.tp.get(), groups_.pp.get()}) group->reset_bytes_sent();
   const TrainConfig& train = config_.train;
 
-  grads_.begin_step();
-  double loss_sum = 0.0;
+  grads_.begin_step(program_.micro_batches);
   local_loss_ = 0.0;
-  const int micro_batches = config_.accumulation_steps();
-  if (schedule_) {
-    run_pipeline_step(step, loss_sum);
-  } else {
-    for (int micro = 0; micro < micro_batches; ++micro) run_micro_batch(step, micro, micro + 1 == micro_batches, loss_sum);
-  }
+  const double loss_sum = run_program(step);
   grads_.finish();
 
   local_loss_ = loss_sum;
@@ -342,7 +258,8 @@ StepRecord Trainer::train_step(int step) {
   record.step_ms = elapsed_ms(start);
   record.tokens_per_s = static_cast<double>(tokens_per_step()) / (record.step_ms / 1000.0);
   // MFU per device: this rank's share of the step's model FLOPs over its measured GEMM peak.
-  record.mfu = model_.flops_per_token() * record.tokens_per_s / groups_.world->size() / peak_flops_;
+  record.mfu = model_family(config_.model).flops_per_token(config_.model) * record.tokens_per_s /
+               groups_.world->size() / peak_flops_;
   record.memory = device_.memory().snapshot();
   return record;
 }

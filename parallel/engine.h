@@ -1,5 +1,5 @@
-// Trainer: one rank's training step: micro-batches, gradient accumulation, data-parallel gradient sums
-// overlapped with backward (ZeRO 0-3), clipping by the global norm, and AdamW.
+// Trainer: one rank's training step: its step program (micro-batches through this rank's pipeline stage),
+// data-parallel gradient sums overlapped with backward (ZeRO 0-3), clipping by the global norm, and AdamW.
 #pragma once
 
 #include <cstdint>
@@ -8,14 +8,14 @@
 #include <vector>
 
 #include "model/data.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "model/optimizer.h"
 #include "parallel/bucket_layout.h"
 #include "parallel/data_parallel.h"
 #include "parallel/mesh.h"
 #include "parallel/metrics.h"
 #include "parallel/mixed_precision.h"
-#include "parallel/pipeline/schedule.h"
+#include "parallel/step_program.h"
 #include "parallel/tensor_parallel.h"
 #include "parallel/zero.h"
 #include "runtime/config.h"
@@ -33,7 +33,7 @@ class Trainer {
   StepRecord train_step(int step);
 
   const Config& config() const { return config_; }
-  const GptModel& model() const { return model_; }
+  const Model& model() const { return *model_; }
   std::int64_t tokens_per_step() const {
     return static_cast<std::int64_t>(config_.train.global_batch) * config_.model.seq_len;
   }
@@ -56,13 +56,18 @@ class Trainer {
   const BucketLayout& layout() const { return layout_; }
 
  private:
-  void run_micro_batch(int step, int micro, bool last, double& loss_sum);
   // Reads micro-batch `micro` of `step` (this dp rank's samples) into the model's current activation slot.
   void load_micro_batch(int step, int micro);
-  // pp > 1: runs this stage's action list of the schedule for one step (pipeline_step.cc).
-  void run_pipeline_step(int step, double& loss_sum);
-  void pipeline_forward(int step, int micro, int chunk, double& loss_sum);
-  void pipeline_backward(int micro, int chunk);
+  // Runs this rank's step program for one step (executor.cc); returns this rank's sum of per-token losses.
+  double run_program(int step);
+  void run_compute(const StepAction& action, int step, double& loss_sum);
+  // The segments whose gradient for the action's micro-batch is complete once the action ran.
+  std::vector<int> segments_completed(const StepAction& action) const;
+  // Whether this stage holds one of two copies of tied embeddings (the first and the last pipeline stage).
+  bool ties_across_stages() const {
+    return groups_.pp->size() > 1 && model_->params().has_embeddings() &&
+           model_family(config_.model).ties_embeddings(config_.model);
+  }
   // The tied embedding's gradient: the first and last stage each hold a copy; both end with the sum.
   void tie_embedding_gradients();
   void optimizer_step(int step, double lr, float grad_scale);
@@ -87,7 +92,7 @@ class Trainer {
   std::unique_ptr<TokenCorpus> corpus_;
   SampleSource samples_;
   CommTpGroup tp_group_;
-  GptModel model_;
+  std::unique_ptr<Model> model_;
   ZeroPlan zero_;
   BucketLayout layout_;
   ParamStore params_;
@@ -99,7 +104,7 @@ class Trainer {
   int overflow_step_ = 0;
   SaveFault save_fault_ = SaveFault::kNone;
   double local_loss_ = 0.0, local_gradient_squares_ = 0.0;  // this rank's share, for naming it on NaN
-  std::optional<Schedule> schedule_;  // pp > 1
+  StepProgram program_;
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;
 };

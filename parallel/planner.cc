@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "collectives/communicator.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "parallel/bucket_layout.h"
 #include "parallel/pipeline/stage_plan.h"
 #include "parallel/pipeline/stages.h"
@@ -18,7 +18,7 @@ std::int64_t bus(OpKind op, std::int64_t bytes, int n) {
 }
 
 // Mirrors Trainer, ParamStore and GradientReducer: every collective one dp rank issues in a step.
-std::int64_t dp_bytes_per_step(const Config& config, const GptParams& params, const BucketLayout& layout,
+std::int64_t dp_bytes_per_step(const Config& config, const ParamLayout& params, const BucketLayout& layout,
                                ZeroPlan zero) {
   const int n = layout.dp();
   const auto element = static_cast<std::int64_t>(dtype_size(config.precision.compute));
@@ -45,14 +45,14 @@ std::int64_t dp_bytes_per_step(const Config& config, const GptParams& params, co
       return bus(OpKind::kAllGather,
                  layout.buckets()[static_cast<std::size_t>(layout.bucket_of(segment))].padded_size * element, n);
     };
-    std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(layout.final_norm_segment());
+    std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(layout.head_segment());
     for (int l : params.held_layers()) per_micro += 2 * gathered(layout.block_segment(l));
     total += micro_batches * per_micro;
   }
   return total;
 }
 
-// Mirrors GptModel's parallel layers: per micro-batch, all-reduces of the residual stream (batch x seq x d_model)
+// Mirrors the model's tensor-parallel layers (model/tp_layers.h): per micro-batch, all-reduces of the residual stream (batch x seq x d_model)
 // for the embedding, two per block forward, two per block backward (two more when recomputed), the head's
 // backward, and the vocab-parallel loss statistics; then the norm's exact gather.
 // With sequence parallelism each all-reduce of the stream becomes a reduce-scatter plus an all-gather (the same
@@ -66,12 +66,12 @@ std::int64_t tp_bytes_per_step(const Config& config, const StageSpan& span, bool
   int layers = 0;
   for (const LayerRange& chunk : span.chunks) layers += chunk.end - chunk.begin;
   const int per_block = config.train.recompute == Recompute::kBlock ? 6 : 4;
-  const std::int64_t stream_ops = (first_stage ? 1 : 0) + (span.final_norm ? 1 : 0) + per_block * layers;
+  const std::int64_t stream_ops = (first_stage ? 1 : 0) + (span.head ? 1 : 0) + per_block * layers;
   std::int64_t per_micro =
-      span.final_norm ? bus(OpKind::kAllReduce, rows * 4, t) + bus(OpKind::kAllReduce, 2 * rows * 4, t) : 0;
+      span.head ? bus(OpKind::kAllReduce, rows * 4, t) + bus(OpKind::kAllReduce, 2 * rows * 4, t) : 0;
   if (config.parallel.sequence_parallel && t > 1) {
     per_micro += stream_ops * (bus(OpKind::kReduceScatter, stream, t) + bus(OpKind::kAllGather, stream, t));
-    per_micro += ((span.final_norm ? 1 : 0) + 2 * layers) * bus(OpKind::kAllReduce, 2 * config.model.d_model * 4, t);
+    per_micro += ((span.head ? 1 : 0) + 2 * layers) * bus(OpKind::kAllReduce, 2 * config.model.d_model * 4, t);
   } else {
     per_micro += stream_ops * bus(OpKind::kAllReduce, stream, t);
   }
@@ -80,7 +80,7 @@ std::int64_t tp_bytes_per_step(const Config& config, const StageSpan& span, bool
 
 // Pipeline rank 0 (the first stage) sends each micro-batch's output stream forward, its copy of the tied
 // embeddings' gradient to the last stage, and takes part in the exact sums of the loss and the norm.
-std::int64_t pp_bytes_per_step(const Config& config, const GptParams& first_stage) {
+std::int64_t pp_bytes_per_step(const Config& config, const ParamLayout& first_stage) {
   const int pp = config.parallel.pp;
   if (pp == 1) return 0;
   const int t = config.parallel.tp;
@@ -135,8 +135,9 @@ Plan make_plan(const Config& config, int world_size) {
 
   // Rank 0's figures: the first pipeline stage, tp rank 0 (every tp rank of a stage holds the same amount).
   const StageSpan span = stage_span(config, 0);
-  const GptParams params(config.model, 0, p.tp, span);
-  plan.parameters = GptParams(config.model).total();
+  const ModelFamily& family = model_family(config.model);
+  const ParamLayout params = family.layout(config.model, 0, p.tp, span);
+  plan.parameters = family.layout(config.model, 0, 1, {}).total();
   const ZeroPlan zero = ZeroPlan::for_stage(p.zero);
   const BucketLayout layout(params, config.comm.bucket_mb, p.dp,
                             zero.parameters_sharded ? BucketGranularity::kOnePerSegment : BucketGranularity::kBySize);
@@ -148,12 +149,12 @@ Plan make_plan(const Config& config, int world_size) {
   std::int64_t optimizer_elements = 0;
   for (const Bucket& b : layout.buckets()) optimizer_elements += zero.optimizer_sharded ? layout.chunk(b) : b.flat.size();
   plan.memory.optimizer = optimizer_elements * 4 * (config.precision.compute == DType::kF32 ? 2 : 3);
-  GptModelOptions options;
+  ModelOptions options;
   options.recompute = config.train.recompute;
   options.sequence_parallel = p.sequence_parallel;
   options.stage = span;
   options.activation_slots = activation_slots(config, 0);  // the schedule's peak for the first stage
-  plan.memory.activations = GptModel::activation_bytes(config.model, config.train.micro_batch, options, p.tp);
+  plan.memory.activations = family.activation_bytes(config.model, config.train.micro_batch, options, p.tp);
   plan.comm.dp = dp_bytes_per_step(config, params, layout, zero);
   plan.comm.tp = tp_bytes_per_step(config, span, true);
   plan.comm.pp = pp_bytes_per_step(config, params);

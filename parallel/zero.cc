@@ -9,7 +9,7 @@
 
 namespace weft {
 
-ParamStore::ParamStore(const GptParams& params, const BucketLayout& layout, ZeroPlan plan, DType type,
+ParamStore::ParamStore(const ParamLayout& params, const BucketLayout& layout, ZeroPlan plan, DType type,
                        Communicator& dp, Device& device, std::uint64_t seed, Tracer* tracer)
     : layout_(layout),
       plan_(plan),
@@ -110,7 +110,7 @@ std::vector<float> ParamStore::gather_flat() {
   return flat;
 }
 
-ShardOptimizer::ShardOptimizer(const GptParams& params, const TrainConfig& train, Device& device, ParamRange update,
+ShardOptimizer::ShardOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, ParamRange update,
                                std::int64_t allocated, DType param_type, std::uint64_t seed)
     : device_(device), adam_(params, train, device, update.begin, update.end, allocated), param_type_(param_type) {
   if (param_type == DType::kF32) return;

@@ -28,7 +28,7 @@ struct ZeroPlan {
 // into a transient copy while acquired (the CPU engine computes in fp32 on 16-bit storage).
 class ParamStore {
  public:
-  ParamStore(const GptParams& params, const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
+  ParamStore(const ParamLayout& params, const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
              Device& device, std::uint64_t seed, Tracer* tracer);
 
   DType type() const { return type_; }
@@ -69,7 +69,7 @@ class ParamStore {
 // when the parameters are stored in 16 bits (their memory counts as optimizer state, as in the ZeRO paper).
 class ShardOptimizer {
  public:
-  ShardOptimizer(const GptParams& params, const TrainConfig& train, Device& device, ParamRange update,
+  ShardOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, ParamRange update,
                  std::int64_t allocated, DType param_type, std::uint64_t seed);
 
   // `params` (param_type) and `grads` (grad_type) point at the range's first element.

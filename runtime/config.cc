@@ -177,11 +177,10 @@ class ConfigBuilder {
     origins_[spec.path()] = origin;
   }
 
-  // A broken cross-key invariant, reported where the key to change was set (or at the file for a default).
-  [[noreturn]] void fail(const config_internal::Violation& broken) const {
-    auto found = origins_.find(broken.path);
-    std::string where = found == origins_.end() ? source_ + ": " : at(found->second);
-    throw Error(ErrorKind::kUsage, fmt::format("{}{} = {}: {}", where, broken.path, broken.value, broken.what));
+  // Records where every key came from in the config, so later checks can point at the line (or --set).
+  Config& finish() {
+    for (const auto& [path, origin] : origins_) config_.origins[path] = at(origin);
+    return config_;
   }
 
  private:
@@ -409,8 +408,20 @@ Config parse_config_text(const std::string& yaml_text, const std::string& source
   read_yaml(builder, yaml_text);
   for (const ConfigOverride& override_ : overrides) apply_override(builder, override_);
   if (world_size < 1) fail_usage("{}: the world size must be >= 1, got {}", source_name, world_size);
-  if (auto broken = config_internal::check_invariants(builder.config(), world_size)) builder.fail(*broken);
-  return builder.config();
+  Config& config = builder.finish();
+  config.world_size = world_size;
+  if (auto broken = config_internal::check_invariants(config, world_size))
+    fail_config_key(config, broken->path, broken->value, broken->what);
+  return config;
+}
+
+std::string Config::where(const std::string& path) const {
+  auto found = origins.find(path);
+  return found == origins.end() ? source_path + ": " : found->second;
+}
+
+void fail_config_key(const Config& config, const std::string& path, const std::string& value, const std::string& what) {
+  throw Error(ErrorKind::kUsage, fmt::format("{}{} = {}: {}", config.where(path), path, value, what));
 }
 
 Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides, int world_size) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -102,9 +103,29 @@ struct Config {
   CheckpointConfig checkpoint;
   ClusterConfig cluster;
 
+  int world_size = 1;  // the ranks it was loaded for
+  // Where each key that was set came from, as a message prefix: "run.yaml:7:9: " or "--set parallel.tp=3: ".
+  std::map<std::string, std::string> origins;
+
   // Micro-batches per optimizer step on each data-parallel rank.
   int accumulation_steps() const { return train.global_batch / (train.micro_batch * parallel.dp); }
+  // The message prefix for a problem with key `path`: where it was set, or the file for a default.
+  std::string where(const std::string& path) const;
 };
+
+// One broken rule of a config: the key to change, its value as written, and why (with what would work).
+struct ConfigProblem {
+  std::string key;
+  std::string value;
+  std::string why;
+};
+
+// Throws Error(kUsage) "<where path was set><path> = <value>: <what>", the form of every config error.
+[[noreturn]] void fail_config_key(const Config& config, const std::string& path, const std::string& value,
+                                  const std::string& what);
+// Suggestions for messages: the divisors of n nearest to `wanted` ("4 or 8"), or all of them when few ("2, 4 or 8").
+std::string nearest_divisors(std::int64_t n, std::int64_t wanted);
+std::string divisor_choices(std::int64_t n, std::int64_t wanted);
 
 // One `--set key.path=value` override, applied after the file is read.
 struct ConfigOverride {
@@ -113,7 +134,9 @@ struct ConfigOverride {
 };
 
 // Reads, overrides and validates a config; throws Error(kUsage) with file:line:column, the key path, the
-// value and what was expected. `world_size` resolves dp: auto and checks dp * tp * pp == world_size.
+// value and what was expected. `world_size` resolves dp: auto (when tp * pp divides it). Whether the layout
+// can run (dp * tp * pp == world_size and every other rule of which settings combine) is parallel/
+// capabilities.h's check_layout, which every command calls next.
 Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides, int world_size);
 Config parse_config_text(const std::string& yaml_text, const std::string& source_name,
                          const std::vector<ConfigOverride>& overrides, int world_size);

@@ -179,31 +179,6 @@ Violation violation(std::string_view path, const Value& value, std::string what)
   return Violation{std::string(path), fmt::format("{}", value), std::move(what)};
 }
 
-// Divisors of `n` nearest to `wanted` from below and above, e.g. "4 or 8" (scans are bounded so that absurd
-// values cannot stall the message).
-std::string nearest_divisors(std::int64_t n, std::int64_t wanted) {
-  std::vector<std::int64_t> found;
-  std::int64_t d = std::min(wanted - 1, n);
-  while (d > 1 && n % d != 0 && wanted - d < (1 << 20)) --d;
-  if (d >= 1 && n % d == 0) found.push_back(d);
-  for (d = wanted + 1; d <= n && d - wanted < (1 << 20); ++d) {
-    if (n % d == 0) break;
-  }
-  if (d <= n && n % d == 0) found.push_back(d);
-  return fmt::format("{}", fmt::join(found, " or "));
-}
-
-// The divisors of `n` above 1 as "2, 4 or 8" when there are a few, else the ones nearest `wanted`.
-std::string divisor_choices(std::int64_t n, std::int64_t wanted) {
-  std::vector<std::string> divisors;
-  for (std::int64_t d = 2; d <= n && divisors.size() <= 6; ++d) {
-    if (n % d == 0) divisors.push_back(std::to_string(d));
-  }
-  if (divisors.empty()) return "1";
-  if (divisors.size() > 6) return nearest_divisors(n, wanted);
-  return join_or(std::vector<std::string_view>(divisors.begin(), divisors.end()));
-}
-
 // The name a choice key gives to `value`, e.g. "1f1b" for PipelineSchedule::k1F1B.
 template <typename Enum>
 std::string_view choice_name(std::string_view section, std::string_view name, Enum value) {
@@ -347,65 +322,10 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
                      fmt::format("d_model ({}) must be divisible by heads; try heads = {}", model.d_model,
                                  nearest_divisors(model.d_model, model.heads)));
   }
-  bool interleaved = parallel.schedule == PipelineSchedule::kInterleaved;
-  if (interleaved && parallel.virtual_stages <= 1) {
-    return violation("parallel.schedule", "interleaved",
-                     fmt::format("the interleaved schedule needs parallel.virtual_stages > 1 (it is {}); try "
-                                 "virtual_stages = 2",
-                                 parallel.virtual_stages));
-  }
-  if (!interleaved && parallel.virtual_stages > 1) {
-    return violation("parallel.virtual_stages", parallel.virtual_stages,
-                     fmt::format("virtual_stages > 1 needs parallel.schedule = interleaved (it is {})",
-                                 choice_name("parallel", "schedule", parallel.schedule)));
-  }
-  if (model.heads % parallel.tp != 0 || model.d_model % parallel.tp != 0) {
-    return violation("parallel.tp", parallel.tp,
-                     fmt::format("d_model ({}) and heads ({}) must be divisible by tp; try tp = {}", model.d_model,
-                                 model.heads, divisor_choices(std::gcd(model.d_model, model.heads), parallel.tp)));
-  }
-  std::int64_t stages = std::int64_t{model.layers} * parallel.virtual_stages;
-  if (stages % parallel.pp != 0) {
-    return violation("parallel.pp", parallel.pp,
-                     fmt::format("layers ({}) * virtual_stages ({}) = {} must be divisible by pp; try pp = {}",
-                                 model.layers, parallel.virtual_stages, stages, nearest_divisors(stages, parallel.pp)));
-  }
-
-  std::int64_t tp_pp = std::int64_t{parallel.tp} * parallel.pp;
-  std::int64_t ranks = 0;  // dp * tp * pp, saturated: absurd values must not overflow
-  if (__builtin_mul_overflow(tp_pp, std::int64_t{parallel.dp}, &ranks)) ranks = INT64_MAX;
-  if (parallel.dp == 0) {
-    if (world_size % tp_pp != 0) {
-      return violation("parallel.dp", "auto",
-                       fmt::format("dp = world size / (tp * pp) needs the world size ({}) to be divisible by tp ({}) "
-                                   "* pp ({}) = {}; change tp or pp, or run a multiple of {} ranks",
-                                   world_size, parallel.tp, parallel.pp, tp_pp, tp_pp));
-    }
-    parallel.dp = static_cast<int>(world_size / tp_pp);
-  } else if (world_size % tp_pp != 0 || world_size / tp_pp != parallel.dp) {
-    std::string fix = world_size % tp_pp == 0 ? fmt::format("try dp = {} or dp = auto", world_size / tp_pp)
-                                              : fmt::format("change tp or pp, or run {} ranks", ranks);
-    return violation("parallel.dp", parallel.dp,
-                     fmt::format("dp ({}) * tp ({}) * pp ({}) = {} must equal the world size ({}); {}", parallel.dp,
-                                 parallel.tp, parallel.pp, ranks, world_size, fix));
-  }
-
-  const TrainConfig& train = config.train;
-  std::int64_t unit = std::int64_t{train.micro_batch} * parallel.dp;
-  if (train.global_batch % unit != 0) {
-    std::int64_t below = train.global_batch / unit * unit;
-    std::int64_t above = below + unit;
-    std::int64_t suggestion = below > 0 && train.global_batch - below <= above - train.global_batch ? below : above;
-    std::string micro;
-    if (train.global_batch % parallel.dp == 0) {
-      micro =
-          fmt::format(", or micro_batch = {}", nearest_divisors(train.global_batch / parallel.dp, train.micro_batch));
-    }
-    return violation("train.global_batch", train.global_batch,
-                     fmt::format("global_batch = micro_batch * accumulation * dp must be a multiple of micro_batch "
-                                 "({}) * dp ({}) = {}; try global_batch = {}{}",
-                                 train.micro_batch, parallel.dp, unit, suggestion, micro));
-  }
+  // dp = auto takes the ranks tp and pp leave; whether the layout fits the world (and every other rule of which
+  // settings combine) is parallel/capabilities.cc's check_layout.
+  const std::int64_t tp_pp = std::int64_t{parallel.tp} * parallel.pp;
+  if (parallel.dp == 0 && world_size % tp_pp == 0) parallel.dp = static_cast<int>(world_size / tp_pp);
 
   const DataConfig& data = config.data;
   std::string_view source = choice_name("data", "source", data.source);
@@ -438,3 +358,32 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
 }
 
 }  // namespace weft::config_internal
+
+namespace weft {
+
+// Divisors of `n` nearest to `wanted` from below and above, e.g. "4 or 8" (scans are bounded so that absurd
+// values cannot stall the message).
+std::string nearest_divisors(std::int64_t n, std::int64_t wanted) {
+  std::vector<std::int64_t> found;
+  std::int64_t d = std::min(wanted - 1, n);
+  while (d > 1 && n % d != 0 && wanted - d < (1 << 20)) --d;
+  if (d >= 1 && n % d == 0) found.push_back(d);
+  for (d = wanted + 1; d <= n && d - wanted < (1 << 20); ++d) {
+    if (n % d == 0) break;
+  }
+  if (d <= n && n % d == 0) found.push_back(d);
+  return fmt::format("{}", fmt::join(found, " or "));
+}
+
+// The divisors of `n` above 1 as "2, 4 or 8" when there are a few, else the ones nearest `wanted`.
+std::string divisor_choices(std::int64_t n, std::int64_t wanted) {
+  std::vector<std::string> divisors;
+  for (std::int64_t d = 2; d <= n && divisors.size() <= 6; ++d) {
+    if (n % d == 0) divisors.push_back(std::to_string(d));
+  }
+  if (divisors.empty()) return "1";
+  if (divisors.size() > 6) return nearest_divisors(n, wanted);
+  return config_internal::join_or(std::vector<std::string_view>(divisors.begin(), divisors.end()));
+}
+
+}  // namespace weft

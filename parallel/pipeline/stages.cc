@@ -6,13 +6,7 @@
 
 namespace weft {
 
-StageCosts stage_costs(const ModelConfig& m) {
-  const double d = m.d_model, t = m.seq_len, v = m.vocab_size;
-  // 6 FLOPs per weight per token (forward 2, backward 4) plus attention's QK^T and PV (12 t d per layer).
-  return StageCosts{6.0 * 12.0 * d * d + 12.0 * t * d, 6.0 * d, 6.0 * v * d};
-}
-
-std::vector<int> assign_layers(int layers, int chunks, const StageCosts& costs) {
+std::vector<int> assign_layers(int layers, int chunks, const SegmentCosts& costs) {
   if (layers < chunks)
     fail_usage("model.layers = {}: the pipeline needs at least one layer per chunk (pp x virtual_stages = {})", layers,
                chunks);

@@ -4,20 +4,12 @@
 
 #include <vector>
 
-#include "runtime/config.h"
+#include "model/model.h"
 
 namespace weft {
 
-struct StageCosts {
-  double block;       // one transformer block's forward+backward FLOPs per token
-  double embedding;   // the first chunk's extra work
-  double head;        // the last chunk's extra work (tied output projection and the loss)
-};
-
-StageCosts stage_costs(const ModelConfig& model);
-
 // chunk_of_layer[l] for l in [0, layers): non-decreasing, every chunk non-empty, minimising the most expensive
 // chunk (ties broken towards earlier cuts). Throws Error(kUsage) when there are fewer layers than chunks.
-std::vector<int> assign_layers(int layers, int chunks, const StageCosts& costs);
+std::vector<int> assign_layers(int layers, int chunks, const SegmentCosts& costs);
 
 }  // namespace weft

@@ -1,6 +1,7 @@
 // The LR schedule, the clipping factor and AdamW's weight-decay segments.
 #include <catch2/catch.hpp>
 
+#include "model/gpt_layout.h"
 #include "model/optimizer.h"
 
 using namespace weft;
@@ -26,7 +27,7 @@ TEST_CASE("clipping scales only gradients whose norm exceeds the limit") {
 
 TEST_CASE("weight decay touches matrices and embeddings but not biases or LayerNorm, in any range") {
   ModelConfig model{1, 4, 2, 8, 3};
-  GptParams params(model);
+  const ParamLayout params = gpt2_layout(model);
   TrainConfig train;
   train.weight_decay = 0.5;
   auto device = make_cpu_device();

@@ -2,6 +2,8 @@
 // and damaged checkpoints are refused before anything changes.
 #include <catch2/catch.hpp>
 
+#include "model/gpt_layout.h"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -69,7 +71,7 @@ std::string read_file(const std::string& path) {
 bool same_states(const std::string& a_dir, const std::string& b_dir) {
   const checkpoint::Reader a(*checkpoint::newest_complete(a_dir)), b(*checkpoint::newest_complete(b_dir));
   const ModelConfig model{2, 64, 4, 256, 64};
-  const GptParams whole(model);
+  const ParamLayout whole = gpt2_layout(model);
   for (const ParamSpec& spec : whole.specs())
     for (const char* state : {"param", "adam_m", "adam_v"}) {
       std::vector<float> x(static_cast<std::size_t>(spec.numel)), y(x.size());

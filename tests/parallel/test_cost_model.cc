@@ -25,7 +25,7 @@ TEST_CASE("predicted compute time is the model FLOPs per rank at peak x efficien
   const Config config = cluster_config(4);
   const Plan plan = make_plan(config, 4);
   const Prediction p = predict(config, plan);
-  const double flops = GptModel::flops_per_token(config.model) * 64 * config.model.seq_len;
+  const double flops = model_family(config.model).flops_per_token(config.model) * 64 * config.model.seq_len;
   CHECK(p.compute_ms == Approx(flops / 4 / (100e12 * 0.5) * 1e3));
   CHECK(p.step_ms >= p.compute_ms);
   CHECK(p.mfu == Approx(flops / 4 / (p.step_ms / 1e3) / 100e12));

@@ -1,6 +1,8 @@
 // Data parallelism trains the same model as one rank: dp ranks as threads over the in-process backend.
 #include <catch2/catch.hpp>
 
+#include "model/gpt_layout.h"
+
 #include <mutex>
 
 #include "parallel/bucket_layout.h"
@@ -36,7 +38,7 @@ TEST_CASE("overlap on and off give bit-identical losses, and two dp runs are bit
 TEST_CASE("the dp traffic per step is one all-reduce of the gradients: 2(n-1)/n of their bytes") {
   const RunResult run = train_on_threads(4, 2, {{"comm.bucket_mb", "0.1"}});
   const ModelConfig model{2, 64, 4, 256, 64};
-  const BucketLayout layout(GptParams(model), 0.1, 4, BucketGranularity::kBySize);
+  const BucketLayout layout(gpt2_layout(model), 0.1, 4, BucketGranularity::kBySize);
   // The padded buckets, all-reduced; plus the loss gather's (n-1)/n x 32 bytes.
   const std::int64_t expected = 4 * layout.padded_total() * 2 * 3 / 4 + 24;
   CHECK(std::abs(run.dp_bytes[1] - expected) <= static_cast<std::int64_t>(layout.buckets().size()));
@@ -44,7 +46,7 @@ TEST_CASE("the dp traffic per step is one all-reduce of the gradients: 2(n-1)/n 
 
 TEST_CASE("buckets cover the parameters in backward order, padded to the dp size, never splitting a segment") {
   const ModelConfig model{3, 32, 4, 61, 16};
-  const GptParams params(model);
+  const ParamLayout params = gpt2_layout(model);
   for (double mb : {1e-9, 0.02, 100.0}) {
     for (int dp : {1, 3, 4}) {
       const BucketLayout layout(params, mb, dp, BucketGranularity::kBySize);
@@ -100,7 +102,7 @@ TEST_CASE("ZeRO 3 with one rank and no accumulation is bit-identical to plain tr
 }
 
 TEST_CASE("per-rank model-state memory follows the ZeRO paper's formulas (fp32: 4+4+8 bytes per parameter)") {
-  const double psi = static_cast<double>(GptParams(ModelConfig{2, 64, 4, 256, 64}).total());
+  const double psi = static_cast<double>(gpt2_layout(ModelConfig{2, 64, 4, 256, 64}).total());
   const int n = 4;
   struct Expected {
     int stage;

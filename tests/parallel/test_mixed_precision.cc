@@ -2,6 +2,8 @@
 // compute, and an fp16 overflow on one rank makes every rank skip that step together.
 #include <catch2/catch.hpp>
 
+#include "model/gpt_layout.h"
+
 #include "parallel/mixed_precision.h"
 #include "tests/parallel/thread_run.h"
 
@@ -27,7 +29,7 @@ TEST_CASE("bf16 with ZeRO 0-3 on 2 and 4 ranks trains the same model as one bf16
 }
 
 TEST_CASE("per-rank model-state memory follows the ZeRO formulas for 16-bit compute: 2+2+12 bytes per parameter") {
-  const double psi = static_cast<double>(GptParams(ModelConfig{2, 64, 4, 256, 64}).total());
+  const double psi = static_cast<double>(gpt2_layout(ModelConfig{2, 64, 4, 256, 64}).total());
   const int n = 4;
   struct Expected {
     int stage;

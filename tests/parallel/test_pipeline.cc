@@ -2,6 +2,7 @@
 // mesh; the planner's figures for the first stage equal what it measures.
 #include <catch2/catch.hpp>
 
+#include "parallel/capabilities.h"
 #include "parallel/planner.h"
 #include "runtime/error.h"
 #include "tests/parallel/thread_run.h"
@@ -121,8 +122,7 @@ TEST_CASE("parallel.layers_per_stage overrides the balanced split, and the run s
   CHECK(make_plan(config, 2).stage_of_layer == std::vector<int>{0, 1, 1, 1});
   const RunResult piped = train_on_threads(2, 5, sets);
   CHECK(max_relative_difference(piped.losses, one.losses, 5) <= 1e-5);
-  CHECK_THROWS_AS(make_plan(load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
-                                        with({{"parallel.pp", "2"}, {"parallel.layers_per_stage", "2,x"}}), 2),
-                            2),
+  CHECK_THROWS_AS(load_job_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                  with({{"parallel.pp", "2"}, {"parallel.layers_per_stage", "2,x"}}), 2),
                   Error);
 }

@@ -10,7 +10,7 @@ using namespace weft;
 
 namespace {
 
-double most_expensive(const std::vector<int>& chunk_of_layer, int chunks, const StageCosts& c) {
+double most_expensive(const std::vector<int>& chunk_of_layer, int chunks, const SegmentCosts& c) {
   std::vector<double> load(static_cast<std::size_t>(chunks), 0.0);
   for (int chunk : chunk_of_layer) load[static_cast<std::size_t>(chunk)] += c.block;
   load.front() += c.embedding;
@@ -19,7 +19,7 @@ double most_expensive(const std::vector<int>& chunk_of_layer, int chunks, const 
 }
 
 // The optimum by trying every way to cut `layers` into `chunks` non-empty runs.
-double brute_force(int layers, int chunks, const StageCosts& c) {
+double brute_force(int layers, int chunks, const SegmentCosts& c) {
   double best = 1e300;
   std::vector<int> assignment(static_cast<std::size_t>(layers));
   std::function<void(int, int)> place = [&](int layer, int chunk) {
@@ -41,7 +41,9 @@ double brute_force(int layers, int chunks, const StageCosts& c) {
 }  // namespace
 
 TEST_CASE("layers are split into contiguous, non-empty chunks whose largest cost is the optimum") {
-  for (const StageCosts costs : {StageCosts{1.0, 0.0, 0.0}, StageCosts{1.0, 0.3, 2.5}, StageCosts{1.0, 1.7, 0.2}}) {
+  for (const SegmentCosts costs : {SegmentCosts{.embedding = 0.0, .block = 1.0, .head = 0.0},
+                                  SegmentCosts{.embedding = 0.3, .block = 1.0, .head = 2.5},
+                                  SegmentCosts{.embedding = 1.7, .block = 1.0, .head = 0.2}}) {
     for (int layers = 1; layers <= 9; ++layers) {
       for (int chunks = 1; chunks <= layers; ++chunks) {
         const auto assignment = assign_layers(layers, chunks, costs);
@@ -58,7 +60,7 @@ TEST_CASE("layers are split into contiguous, non-empty chunks whose largest cost
 }
 
 TEST_CASE("a heavy output head moves layers off the last stage; too few layers is a usage error") {
-  const StageCosts heavy_head{1.0, 0.0, 2.0};
+  const SegmentCosts heavy_head{.embedding = 0.0, .block = 1.0, .head = 2.0};
   CHECK(assign_layers(6, 2, heavy_head) == std::vector<int>{0, 0, 0, 0, 1, 1});
   CHECK_THROWS_AS(assign_layers(3, 4, heavy_head), Error);
 }

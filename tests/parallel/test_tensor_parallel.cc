@@ -2,6 +2,8 @@
 // the same model as one rank, and tp traffic follows the formula.
 #include <catch2/catch.hpp>
 
+#include "model/gpt.h"
+
 #include "kernels/backend.h"
 #include "parallel/planner.h"
 #include "parallel/tensor_parallel.h"
@@ -15,7 +17,7 @@ namespace {
 
 // Loss and gradients (in the whole model's layout) of one forward+backward, computed on `tp` thread-ranks.
 std::pair<double, std::vector<double>> split_model_gradients(const ModelConfig& model, int tp, bool sp = false) {
-  const GptParams whole(model);
+  const ParamLayout whole = gpt2_layout(model);
   std::vector<double> gathered(static_cast<std::size_t>(whole.total()), 0.0);
   double loss = 0.0;
   std::mutex mutex;
@@ -25,11 +27,11 @@ std::pair<double, std::vector<double>> split_model_gradients(const ModelConfig& 
   run_on_threads(group, [&](Communicator& comm) {
     CommTpGroup tp_group(comm);
     auto device = make_cpu_device();
-    GptModelOptions options;
+    ModelOptions options;
     options.tp = &tp_group;
     options.sequence_parallel = sp;
     GptModel gpt(model, *device, 2, options);
-    const GptParams& local = gpt.params();
+    const ParamLayout& local = gpt.params();
     Tensor p(*device, {local.total()}, DType::kF32, MemoryCategory::kParams);
     Tensor g(*device, {local.total()}, DType::kF32, MemoryCategory::kGrads);
     std::vector<float> values(static_cast<std::size_t>(local.total()));
@@ -62,7 +64,7 @@ TEST_CASE("every column-, row- and vocab-parallel layer gives the unsplit model'
     const auto [loss_t, grads_t] = split_model_gradients(model, tp, sp);
     INFO("tp = " << tp << ", sequence parallel " << sp);
     CHECK(loss_t == Approx(loss_1).epsilon(1e-6));
-    const GptParams whole(model);
+    const ParamLayout whole = gpt2_layout(model);
     for (const auto& spec : whole.specs()) {
       std::vector<float> split(grads_t.begin() + spec.offset, grads_t.begin() + spec.offset + spec.numel);
       std::vector<double> unsplit(grads_1.begin() + spec.offset, grads_1.begin() + spec.offset + spec.numel);

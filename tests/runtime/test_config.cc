@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "parallel/capabilities.h"
 #include "runtime/config.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
@@ -29,14 +30,23 @@ class TempFile {
   std::filesystem::path path_;
 };
 
+// What a user's config goes through before anything starts: the loader, then the layout check (parallel/
+// capabilities.h), which together produce every config error.
+Config parse_and_check(const std::string& yaml, const std::string& name, const std::vector<ConfigOverride>& overrides,
+                       int world_size) {
+  Config config = parse_config_text(yaml, name, overrides, world_size);
+  check_layout(config);
+  return config;
+}
+
 Config parse(const std::string& yaml, const std::vector<ConfigOverride>& overrides = {}, int world_size = 1) {
-  return parse_config_text(yaml, "run.yaml", overrides, world_size);
+  return parse_and_check(yaml, "run.yaml", overrides, world_size);
 }
 
 // The usage error that parsing `yaml` throws; fails the test when it parses or throws anything else.
 Error usage_error(const std::string& yaml, const std::vector<ConfigOverride>& overrides = {}, int world_size = 1) {
   try {
-    parse_config_text(yaml, "bad.yaml", overrides, world_size);
+    parse_and_check(yaml, "bad.yaml", overrides, world_size);
   } catch (const Error& error) {
     return error;
   }

@@ -1,0 +1,82 @@
+#include "model/model.h"
+
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "model/gpt.h"
+#include "runtime/error.h"
+
+namespace weft {
+
+double Model::forward_backward(const float* params, float* grads, const std::int32_t* inputs,
+                               const std::int32_t* targets, float grad_scale) {
+  const ParamLayout& s = this->params();
+  const float* tied = s.has_embeddings() ? params + s.embeddings().begin : nullptr;
+  float* tied_grads = s.has_embeddings() ? grads + s.embeddings().begin : nullptr;
+  load_batch(inputs, targets);
+  embed_forward(params + s.embeddings().begin);
+  for (int l : s.held_layers()) block_forward(params + s.block(l).begin, l);
+  const double loss = head_forward_loss(params + s.head().begin, tied, grad_scale);
+  head_backward(params + s.head().begin, tied, grads + s.head().begin, tied_grads);
+  for (auto l = s.held_layers().rbegin(); l != s.held_layers().rend(); ++l)
+    block_backward(params + s.block(*l).begin, grads + s.block(*l).begin, *l);
+  embed_backward(grads + s.embeddings().begin);
+  return loss;
+}
+
+double Model::forward_loss(const float* params, const std::int32_t* inputs, const std::int32_t* targets) {
+  const ParamLayout& s = this->params();
+  load_batch(inputs, targets);
+  embed_forward(params + s.embeddings().begin);
+  for (int l : s.held_layers()) block_forward(params + s.block(l).begin, l);
+  return head_forward_loss(params + s.head().begin, s.has_embeddings() ? params + s.embeddings().begin : nullptr,
+                           0.0f);
+}
+
+double ModelFamily::flops_per_token(const ModelConfig& model) const {
+  const SegmentCosts costs = segment_costs(model);
+  return model.layers * costs.block + costs.head;
+}
+
+namespace {
+
+class Gpt2Family final : public ModelFamily {
+ public:
+  std::string_view name() const override { return "gpt2"; }
+  ParamLayout layout(const ModelConfig& model, int tp_rank, int tp_size, const StageSpan& span) const override {
+    return gpt2_layout(model, tp_rank, tp_size, span);
+  }
+  std::unique_ptr<Model> build(const ModelConfig& model, Device& device, int micro_batch,
+                               const ModelOptions& options) const override {
+    return std::make_unique<GptModel>(model, device, micro_batch, options);
+  }
+  std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, const ModelOptions& options,
+                                int tp_size) const override {
+    return GptModel::activation_bytes(model, micro_batch, options, tp_size);
+  }
+  SegmentCosts segment_costs(const ModelConfig& m) const override {
+    const double d = m.d_model, t = m.seq_len, v = m.vocab_size;
+    // 6 FLOPs per weight per token (forward 2, backward 4): 12 d^2 weights per block, plus attention's QK^T and
+    // PV (2 x 2 t d forward, twice that backward); the tied output head's v d weights. The lookup: 6 d, a
+    // stand-in for its memory traffic in the stage balance.
+    return SegmentCosts{6.0 * d, 6.0 * 12.0 * d * d + 12.0 * t * d, 6.0 * v * d};
+  }
+  bool ties_embeddings(const ModelConfig&) const override { return true; }
+  std::optional<ConfigProblem> layout_problem(const ModelConfig& m, const ParallelConfig& p) const override {
+    if (m.heads % p.tp != 0 || m.d_model % p.tp != 0)
+      return ConfigProblem{"parallel.tp", std::to_string(p.tp),
+                           fmt::format("d_model ({}) and heads ({}) must be divisible by tp; try tp = {}", m.d_model,
+                                       m.heads, divisor_choices(std::gcd(m.d_model, m.heads), p.tp))};
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+const ModelFamily& model_family(const ModelConfig&) {
+  static const Gpt2Family gpt2;
+  return gpt2;
+}
+
+}  // namespace weft

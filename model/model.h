@@ -1,0 +1,114 @@
+// Model and ModelFamily: what the engine needs of a model (stage calls on flat parameter segments, activation
+// slots, the pipeline boundary) and of a family of models (its parameter layout, cost formulas and rules).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "model/param_layout.h"
+#include "model/tp_group.h"
+#include "runtime/config.h"
+#include "runtime/device.h"
+
+namespace weft {
+
+struct ModelOptions {
+  // With kBlock only each block's input is kept; backward recomputes the block's activations first.
+  Recompute recompute = Recompute::kNone;
+  // Null: one rank. Otherwise every block is split Megatron-style: attention by heads, the MLP by columns
+  // then rows, the embedding and the loss by vocabulary; norms are replicated.
+  TpGroup* tp = nullptr;
+  // With tp > 1, also split the norms and the residual stream across tp by rows (tokens): the all-reduces
+  // become reduce-scatters and all-gathers (Korthikanti et al. 2022).
+  bool sequence_parallel = false;
+  StageSpan stage;           // the pipeline stage's part of the model
+  int activation_slots = 1;  // micro-batches whose activations can be alive at once
+  const kernels::KernelBackend* kernels = nullptr;  // overrides the device's table (benchmarks record GEMMs)
+  // precision.compute. On CUDA a 16-bit type makes every GEMM a 16-bit-input, fp32-accumulating one (tensor
+  // cores); the CPU engine keeps fp32 arithmetic on the 16-bit-rounded parameters.
+  DType compute = DType::kF32;
+};
+
+// One model on one device: forward and backward of a micro-batch, as separate stage calls on the segments of
+// its ParamLayout (embeddings, each block, the head) so schedules and sharded layouts can hold one segment at a
+// time. Every call takes pointers to the start of the segments it reads (parameters) or accumulates into
+// (gradients). Gradients are scaled by `grad_scale` (1 / tokens in the global batch, so summing over
+// micro-batches and ranks gives the global mean's gradient).
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual const ParamLayout& params() const = 0;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::int64_t tokens_per_micro_batch() const = 0;
+  // The operand type of this model's GEMMs (16-bit on CUDA under bf16/fp16 compute, else fp32).
+  virtual DType gemm_inputs() const = 0;
+
+  // Pipelines keep several micro-batches in flight: every stage call works on the activations of slot
+  // `slot` (0 <= slot < activation_slots) until the next select.
+  virtual void select_slot(int slot) = 0;
+  virtual int activation_slots() const = 0;
+  // The pipeline boundary, per local chunk k (this stage's chunks in model order): the stream entering it and
+  // leaving it, and d(loss)/d(stream) at either end of the backward pass.
+  virtual float* chunk_input(int k) = 0;
+  virtual const float* chunk_output(int k) = 0;
+  virtual float* stream_gradient() = 0;
+  virtual std::size_t stream_elements() const = 0;
+
+  // Host arrays of tokens_per_micro_batch() ids into the current slot.
+  virtual void load_batch(const std::int32_t* inputs, const std::int32_t* targets) = 0;
+  virtual void embed_forward(const float* embeddings) = 0;
+  virtual void block_forward(const float* block, int layer) = 0;
+  // The head and the loss; `embeddings` is the tied output projection (null when untied). Returns the sum of
+  // the per-token losses and leaves d(loss)/d(logits) for head_backward.
+  virtual double head_forward_loss(const float* head, const float* embeddings, float grad_scale) = 0;
+  virtual void head_backward(const float* head, const float* embeddings, float* head_grads, float* embedding_grads) = 0;
+  virtual void block_backward(const float* block, float* block_grads, int layer) = 0;
+  virtual void embed_backward(float* embedding_grads) = 0;  // needs no parameters
+
+  // One micro-batch over whole flat buffers (every segment held): forward, loss, backward; returns the sum of
+  // the per-token losses. The stage calls in order; for tests and tools.
+  double forward_backward(const float* params, float* grads, const std::int32_t* inputs, const std::int32_t* targets,
+                          float grad_scale);
+  double forward_loss(const float* params, const std::int32_t* inputs, const std::int32_t* targets);
+};
+
+// Per-token forward + backward FLOPs of each kind of segment: the one cost formula of a family. The planner's
+// stage balance, MFU and step-time predictions all read it. `embedding` is the lookup's work: it weighs in the
+// stage balance but is not a model FLOP (no matrix product).
+struct SegmentCosts {
+  double embedding = 0.0, block = 0.0, head = 0.0;
+};
+
+// A family of models (GPT-2, Llama): everything the engine, the planner and checkpoints need to know of it.
+class ModelFamily {
+ public:
+  virtual ~ModelFamily() = default;
+  virtual std::string_view name() const = 0;
+  // The parameters tensor-parallel rank `tp_rank` of `tp_size` holds of the stage `span`.
+  virtual ParamLayout layout(const ModelConfig& model, int tp_rank, int tp_size, const StageSpan& span) const = 0;
+  virtual std::unique_ptr<Model> build(const ModelConfig& model, Device& device, int micro_batch,
+                                       const ModelOptions& options) const = 0;
+  // Bytes of activation memory build() allocates (saved tensors, backward scratch, token ids).
+  virtual std::int64_t activation_bytes(const ModelConfig& model, int micro_batch, const ModelOptions& options,
+                                        int tp_size) const = 0;
+  virtual SegmentCosts segment_costs(const ModelConfig& model) const = 0;
+  // Whether the embeddings double as the output projection (then the last pipeline stage holds a copy).
+  virtual bool ties_embeddings(const ModelConfig& model) const = 0;
+  // The family's own rules for a layout (tp against heads, ...): the first one broken, for check_layout
+  // (parallel/capabilities.h) to report.
+  virtual std::optional<ConfigProblem> layout_problem(const ModelConfig& model, const ParallelConfig& parallel) const = 0;
+
+  // Model FLOPs of one token's forward + backward: every block and the head (the lookup is free).
+  double flops_per_token(const ModelConfig& model) const;
+};
+
+// The family a config names.
+const ModelFamily& model_family(const ModelConfig& model);
+
+}  // namespace weft

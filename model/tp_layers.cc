@@ -1,0 +1,179 @@
+#include "model/tp_layers.h"
+
+#include <cmath>
+
+#include "runtime/error.h"
+
+namespace weft {
+
+using kernels::Transpose;
+
+TensorParallelLayers::TensorParallelLayers(TpGroup& tp, Device& device, const kernels::KernelBackend& kernels,
+                                           const kernels::KernelContext& ctx, int rows, int d_model,
+                                           bool sequence_parallel)
+    : tp_(tp),
+      device_(device),
+      kernels_(kernels),
+      ctx_(ctx),
+      rows_(rows),
+      d_model_(d_model),
+      sequence_parallel_(sequence_parallel && tp.size() > 1) {
+  WEFT_CHECK(!sequence_parallel_ || rows % tp.size() == 0, "{} tokens do not split over tp = {}", rows, tp.size());
+  stream_rows_ = sequence_parallel_ ? rows / tp.size() : rows;
+}
+
+std::int64_t TensorParallelLayers::scratch_floats(std::int64_t rows, std::int64_t d_model, int tp_size,
+                                                  bool sequence_parallel) {
+  if (!sequence_parallel || tp_size == 1) return 0;
+  return rows * d_model + rows / tp_size * d_model + 2 * d_model;  // a full stream, a chunk, norm gradients
+}
+
+void TensorParallelLayers::bind_scratch(float* scratch) {
+  if (!sequence_parallel_) return;
+  sp_full_ = scratch;
+  sp_chunk_ = sp_full_ + static_cast<std::size_t>(rows_) * d_model_;
+  norm_grads_ = sp_chunk_ + static_cast<std::size_t>(stream_rows_) * d_model_;
+}
+
+void TensorParallelLayers::column_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
+  kernels_.bias_broadcast(ctx_, y, b, rows_, out);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+}
+
+void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                                        const float* w, int in, int out) {
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, out, in, rows_, 1.0f, dy, out, x, in, 1.0f, dw, in);
+  kernels_.bias_backward(ctx_, db, dy, rows_, out);
+}
+
+void TensorParallelLayers::column_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                                           const float* w, int in, int out) {
+  // The same arithmetic as the row-parallel backward; the caller then sums every rank's part of dx.
+  row_backward(dx, dw, db, dy, x, w, in, out);
+}
+
+void TensorParallelLayers::row_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
+  // The replicated bias enters the sum once: from tp rank 0 (all-reduce), or from the rank whose rows these are
+  // (reduce-scatter, sequence parallel).
+  float* partial = sequence_parallel_ ? sp_full_ : y;
+  const std::size_t full = static_cast<std::size_t>(rows_) * out;
+  if (sequence_parallel_) {
+    device_.fill_zero(partial, sizeof(float) * full);
+    kernels_.bias_broadcast(ctx_, partial + static_cast<std::size_t>(tp_.rank()) * stream_rows_ * out, b, stream_rows_,
+                            out);
+  } else if (tp_.rank() == 0) {
+    kernels_.bias_broadcast(ctx_, partial, b, rows_, out);
+  } else {
+    device_.fill_zero(partial, sizeof(float) * full);
+  }
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, partial, out);
+  if (sequence_parallel_) tp_.reduce_scatter_sum(partial, y, static_cast<std::size_t>(stream_rows_) * out);
+  else tp_.all_reduce_sum(y, full);
+}
+
+const float* TensorParallelLayers::reduce_partial_stream(float* partial_full) {
+  const auto d = static_cast<std::size_t>(d_model_);
+  if (!sequence_parallel_) {
+    tp_.all_reduce_sum(partial_full, static_cast<std::size_t>(rows_) * d);
+    return partial_full;
+  }
+  tp_.reduce_scatter_sum(partial_full, sp_chunk_, static_cast<std::size_t>(stream_rows_) * d);
+  return sp_chunk_;
+}
+
+const float* TensorParallelLayers::gather_stream(const float* rows) {
+  if (!sequence_parallel_) return rows;
+  tp_.all_gather(rows, sp_full_, static_cast<std::size_t>(stream_rows_) * d_model_);
+  return sp_full_;
+}
+
+void TensorParallelLayers::layernorm_forward(float* out_full, float* mean, float* rstd, const float* in,
+                                             const float* w, const float* b) {
+  const int d = d_model_;
+  if (!sequence_parallel_) {
+    kernels_.layernorm_forward(ctx_, out_full, mean, rstd, in, w, b, rows_, d);
+    return;
+  }
+  kernels_.layernorm_forward(ctx_, sp_chunk_, mean, rstd, in, w, b, stream_rows_, d);
+  tp_.all_gather(sp_chunk_, out_full, static_cast<std::size_t>(stream_rows_) * d);
+}
+
+void TensorParallelLayers::layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out,
+                                              const float* in, const float* w, const float* mean, const float* rstd) {
+  const int d = d_model_;
+  if (!sequence_parallel_) {
+    kernels_.layernorm_backward(ctx_, d_in, d_weight_and_bias, d_weight_and_bias + d, d_out, in, w, mean, rstd, rows_, d);
+    return;
+  }
+  // This rank saw only its rows: sum the micro-batch's weight gradients over tp before accumulating them.
+  device_.fill_zero(norm_grads_, sizeof(float) * 2 * static_cast<std::size_t>(d));
+  kernels_.layernorm_backward(ctx_, d_in, norm_grads_, norm_grads_ + d, d_out, in, w, mean, rstd, stream_rows_, d);
+  tp_.all_reduce_sum(norm_grads_, 2 * static_cast<std::size_t>(d));
+  kernels_.add(ctx_, d_weight_and_bias, d_weight_and_bias, norm_grads_, 2 * static_cast<std::size_t>(d));
+}
+
+void TensorParallelLayers::embedding_forward(float* stream, const std::int32_t* inputs, const float* table,
+                                             const float* positions, int micro_batch, int seq_len,
+                                             const VocabShard& vocab) {
+  float* partial = sequence_parallel_ ? sp_full_ : stream;
+  kernels_.embedding_forward(ctx_, partial, inputs, table, tp_.rank() == 0 ? positions : nullptr, micro_batch, seq_len,
+                             d_model_, static_cast<int>(vocab.start), static_cast<int>(vocab.local));
+  if (sequence_parallel_)
+    tp_.reduce_scatter_sum(partial, stream, static_cast<std::size_t>(stream_rows_) * d_model_);
+  else
+    tp_.all_reduce_sum(partial, static_cast<std::size_t>(rows_) * d_model_);
+}
+
+void TensorParallelLayers::embedding_backward(float* table_grads, float* position_grads, const float* d_stream,
+                                              const std::int32_t* inputs, int micro_batch, int seq_len,
+                                              const VocabShard& vocab) {
+  // Every tp rank holds the whole d(stream) once gathered, so each computes the same (replicated) position gradient.
+  kernels_.embedding_backward(ctx_, table_grads, position_grads, gather_stream(d_stream), inputs, micro_batch, seq_len,
+                              d_model_, static_cast<int>(vocab.start), static_cast<int>(vocab.local));
+}
+
+void TensorParallelLayers::head_logits(float* logits, const float* x, const float* w, const VocabShard& vocab) {
+  const int d = d_model_, v = static_cast<int>(vocab.local);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, x, d, w, d, 0.0f, logits, v);
+}
+
+double TensorParallelLayers::cross_entropy(float* logits, float* losses, float* row_stats, const std::int32_t* targets,
+                                           const VocabShard& vocab, float grad_scale) {
+  const int v = static_cast<int>(vocab.local), valid = static_cast<int>(vocab.valid);
+  const auto n = static_cast<std::size_t>(rows_);
+  double sum = 0.0;
+  if (tp_.size() == 1) {
+    kernels_.softmax_cross_entropy(ctx_, losses, logits, logits, targets, rows_, valid, v, grad_scale);
+    host_stats_.resize(n);
+    device_.copy_to_host(host_stats_.data(), losses, sizeof(float) * n);
+    for (float loss : host_stats_) sum += loss;
+    return sum;
+  }
+  // loss = log(sum of exponentials) + max - target logit, each term reduced over tp.
+  const int start = static_cast<int>(vocab.start);
+  float *max = row_stats, *sum_exp = row_stats + n, *target = row_stats + 2 * n;
+  kernels_.row_max(ctx_, max, logits, rows_, v, valid);
+  tp_.all_reduce_max(max, n);
+  kernels_.row_sum_exp(ctx_, sum_exp, logits, max, rows_, v, valid);
+  kernels_.target_logit(ctx_, target, logits, targets, rows_, v, start, valid);
+  tp_.all_reduce_sum(sum_exp, 2 * n);
+  host_stats_.resize(3 * n);
+  device_.copy_to_host(host_stats_.data(), row_stats, sizeof(float) * host_stats_.size());
+  for (std::size_t r = 0; r < n; ++r)
+    sum += std::log(static_cast<double>(host_stats_[n + r])) + host_stats_[r] - host_stats_[2 * n + r];
+  kernels_.vocab_parallel_grad(ctx_, logits, logits, max, sum_exp, targets, rows_, v, start, valid, grad_scale);
+  return sum;
+}
+
+const float* TensorParallelLayers::head_backward(float* d_x_full, float* dw, const float* d_logits, const float* x,
+                                                 const float* w, const VocabShard& vocab) {
+  const int d = d_model_, v = static_cast<int>(vocab.local);
+  // The head is column-parallel over the vocabulary, so d(x) sums every rank's part.
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, d_logits, v, w, d, 0.0f, d_x_full, d);
+  const float* d_x = reduce_partial_stream(d_x_full);
+  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, d_logits, v, x, d, 1.0f, dw, d);
+  return d_x;
+}
+
+}  // namespace weft

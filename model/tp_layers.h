@@ -1,0 +1,91 @@
+// TensorParallelLayers: Megatron-LM's parallel layers on this tensor-parallel rank's slices of the weights
+// (column- and row-parallel linears, replicated norms, vocab-parallel embedding and loss), with sequence
+// parallelism; the pieces every model family builds its blocks from.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "model/param_layout.h"
+#include "model/tp_group.h"
+#include "runtime/device.h"
+
+namespace weft {
+
+// Works on `rows` tokens (a micro-batch) of a d_model-wide residual stream. Without sequence parallelism every
+// tp rank holds the whole stream; with it, rank r holds rows chunk r (stream_rows() of them), and the layers'
+// all-reduces become reduce-scatters and all-gathers (Korthikanti et al. 2022). With one rank (SoloTpGroup)
+// every reduction is a no-op, so a 1-rank model is the same code.
+class TensorParallelLayers {
+ public:
+  TensorParallelLayers(TpGroup& tp, Device& device, const kernels::KernelBackend& kernels,
+                       const kernels::KernelContext& ctx, int rows, int d_model, bool sequence_parallel);
+
+  TpGroup& group() { return tp_; }
+  int rows() const { return rows_; }
+  int stream_rows() const { return stream_rows_; }
+  bool sequence_parallel() const { return sequence_parallel_; }
+  const kernels::KernelContext& context() const { return ctx_; }
+  // Floats of the scratch these layers use (a full stream, a chunk and norm gradients under sequence
+  // parallelism; nothing otherwise), carved by the model from its activation memory and handed to bind_scratch.
+  static std::int64_t scratch_floats(std::int64_t rows, std::int64_t d_model, int tp_size, bool sequence_parallel);
+  void bind_scratch(float* scratch);
+
+  // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
+  // this rank's rows of W [out, in] and of b. dW += dy^T x; db += sums of dy; dx is this rank's partial sum
+  // (the caller reduces it, usually with reduce_partial_stream).
+  void column_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
+  void column_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
+                       int out);
+  // Row-parallel linear (Megatron's g: all-reduce forward, identity backward): y = sum over tp of x W^T, with this
+  // rank's columns of W and the (replicated) bias added once. y is the stream rows this rank holds.
+  void row_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
+  void row_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in, int out);
+
+  // Sums every tp rank's partial d(stream) of all rows: in place (all-reduce), or this rank's rows into a chunk
+  // buffer (reduce-scatter, sequence parallel). Returns the reduced rows this rank holds.
+  const float* reduce_partial_stream(float* partial_full);
+  // The full stream tensor of this rank's rows (an all-gather under sequence parallelism).
+  const float* gather_stream(const float* rows);
+
+  // LayerNorm of the stream rows this rank holds, whole (all rows) at `out_full`; mean and rstd of its rows.
+  void layernorm_forward(float* out_full, float* mean, float* rstd, const float* in, const float* w, const float* b);
+  // Its backward: adds into d_in (this rank's rows) and into the weight and bias gradients (summed over tp
+  // first under sequence parallelism, where each rank saw only its rows).
+  void layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out, const float* in, const float* w,
+                          const float* mean, const float* rstd);
+
+  // Vocab-parallel embedding: each rank looks up the tokens in its rows of `table` (zeros elsewhere), tp rank 0
+  // adds `positions` (may be null), and the partial streams are summed into `stream` (this rank's rows).
+  void embedding_forward(float* stream, const std::int32_t* inputs, const float* table, const float* positions,
+                         int micro_batch, int seq_len, const VocabShard& vocab);
+  // Accumulates into this rank's table rows and (when not null) the positions from d(stream) of this rank's rows.
+  void embedding_backward(float* table_grads, float* position_grads, const float* d_stream, const std::int32_t* inputs,
+                          int micro_batch, int seq_len, const VocabShard& vocab);
+
+  // Vocab-parallel output head: logits[rows, local vocab] = x W^T over this rank's vocabulary rows of W.
+  void head_logits(float* logits, const float* x, const float* w, const VocabShard& vocab);
+  // Softmax cross-entropy of `logits` (this rank's columns) against `targets`: returns the sum of the per-token
+  // losses and leaves d(loss)/d(logits) x grad_scale in place. Over tp: global row max, then the sums of
+  // exponentials and the target logits, each reduced; the full logits are never gathered. `row_stats` holds 3
+  // floats per row, `losses` one.
+  double cross_entropy(float* logits, float* losses, float* row_stats, const std::int32_t* targets,
+                       const VocabShard& vocab, float grad_scale);
+  // Backward of head_logits from d(logits): d(x) (summed over tp; returned, this rank's rows) into `d_x_full`
+  // scratch, and dW += d(logits)^T x.
+  const float* head_backward(float* d_x_full, float* dw, const float* d_logits, const float* x, const float* w,
+                             const VocabShard& vocab);
+
+ private:
+  TpGroup& tp_;
+  Device& device_;
+  const kernels::KernelBackend& kernels_;
+  const kernels::KernelContext& ctx_;
+  int rows_, d_model_, stream_rows_;
+  bool sequence_parallel_;
+  float *sp_full_ = nullptr, *sp_chunk_ = nullptr, *norm_grads_ = nullptr;
+  std::vector<float> host_stats_;
+};
+
+}  // namespace weft

@@ -1,0 +1,109 @@
+#include "parallel/step_program.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace weft {
+namespace {
+
+bool is_compute(StepOp op) { return op <= StepOp::kEmbedBackward && op != StepOp::kLoadBatch; }
+
+// The chunk-level program as compute and transfer actions, before any gather or release.
+std::vector<StepAction> lower_compute(const Schedule& schedule, int stage, const ParamLayout& params) {
+  std::vector<StepAction> out;
+  const int chunks = schedule.chunks();
+  for (const Action& a : schedule.programs[static_cast<std::size_t>(stage)]) {
+    const int m = a.micro_batch, c = a.chunk;
+    const LayerRange& layers = params.chunks()[static_cast<std::size_t>(c / schedule.stages)];
+    switch (a.kind) {
+      case ActionKind::kForward:
+        out.push_back({StepOp::kLoadBatch, m, -1, -1, c});
+        if (c == 0) out.push_back({StepOp::kEmbedForward, m, -1, -1, c});
+        for (int l = layers.begin; l < layers.end; ++l) out.push_back({StepOp::kBlockForward, m, l, -1, c});
+        if (c + 1 == chunks) out.push_back({StepOp::kHeadForward, m, -1, -1, c});
+        break;
+      case ActionKind::kBackward:
+        if (c + 1 == chunks) out.push_back({StepOp::kHeadBackward, m, -1, -1, c});
+        for (int l = layers.end - 1; l >= layers.begin; --l) out.push_back({StepOp::kBlockBackward, m, l, -1, c});
+        if (c == 0) out.push_back({StepOp::kEmbedBackward, m, -1, -1, c});
+        break;
+      case ActionKind::kRecvActivation: out.push_back({StepOp::kRecvActivation, m, -1, -1, c, a.peer}); break;
+      case ActionKind::kSendActivation: out.push_back({StepOp::kSendActivation, m, -1, -1, c, a.peer}); break;
+      case ActionKind::kRecvGradient: out.push_back({StepOp::kRecvGradient, m, -1, -1, c, a.peer}); break;
+      case ActionKind::kSendGradient: out.push_back({StepOp::kSendGradient, m, -1, -1, c, a.peer}); break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<int> segments_read(const StepAction& action, const ParamLayout& params, const BucketLayout& layout) {
+  switch (action.op) {
+    case StepOp::kEmbedForward: return {layout.embedding_segment()};
+    case StepOp::kBlockForward:
+    case StepOp::kBlockBackward: return {layout.block_segment(action.layer)};
+    case StepOp::kHeadForward:
+    case StepOp::kHeadBackward:
+      // The tied output projection reads the embeddings too.
+      if (params.has_embeddings()) return {layout.head_segment(), layout.embedding_segment()};
+      return {layout.head_segment()};
+    default: return {};
+  }
+}
+
+StepProgram lower_schedule(const Schedule& schedule, int stage, const ParamLayout& params, const BucketLayout& layout,
+                           ParamResidency residency) {
+  StepProgram program;
+  program.micro_batches = schedule.micro_batches;
+  const std::vector<StepAction> compute = lower_compute(schedule, stage, params);
+  if (residency == ParamResidency::kResident) {
+    program.actions = compute;
+    return program;
+  }
+  // The next compute action of the same micro-batch after index i, if any.
+  auto next_compute = [&](std::size_t i) -> const StepAction* {
+    for (std::size_t j = i + 1; j < compute.size(); ++j)
+      if (is_compute(compute[j].op) && compute[j].micro_batch == compute[i].micro_batch) return &compute[j];
+    return nullptr;
+  };
+  std::set<int> gathered;  // segments gathered or being gathered
+  auto gather = [&](int segment, int micro) {
+    if (gathered.insert(segment).second) program.actions.push_back({StepOp::kGather, micro, -1, segment});
+  };
+  for (std::size_t i = 0; i < compute.size(); ++i) {
+    const StepAction& action = compute[i];
+    if (!is_compute(action.op)) {
+      program.actions.push_back(action);
+      continue;
+    }
+    const std::vector<int> mine = segments_read(action, params, layout);
+    const StepAction* next = next_compute(i);
+    const std::vector<int> upcoming = next ? segments_read(*next, params, layout) : std::vector<int>{};
+    for (int segment : mine) gather(segment, action.micro_batch);
+    for (int segment : upcoming) gather(segment, action.micro_batch);
+    program.actions.push_back(action);
+    for (int segment : mine)
+      if (std::find(upcoming.begin(), upcoming.end(), segment) == upcoming.end()) {
+        program.actions.push_back({StepOp::kRelease, action.micro_batch, -1, segment});
+        gathered.erase(segment);
+      }
+  }
+  return program;
+}
+
+std::string describe(const StepAction& a) {
+  static const char* names[] = {"load batch",     "embedding forward", "block forward",   "head forward",
+                                "head backward",  "block backward",    "embedding backward", "recv activation",
+                                "send activation", "recv gradient",    "send gradient",   "gather",
+                                "release"};
+  std::string text = fmt::format("{} mb{}", names[static_cast<int>(a.op)], a.micro_batch);
+  if (a.layer >= 0) text += fmt::format(" h.{}", a.layer);
+  if (a.segment >= 0) text += fmt::format(" segment {}", a.segment);
+  if (a.peer >= 0) text += fmt::format(" chunk {} peer {}", a.chunk, a.peer);
+  return text;
+}
+
+}  // namespace weft
