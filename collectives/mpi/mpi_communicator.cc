@@ -94,6 +94,7 @@ class MpiCommunicator final : public Communicator {
   std::string_view backend() const override { return "mpi"; }
   DeviceType memory_type() const override { return DeviceType::kCpu; }
   MpiEngine& engine() { return *engine_; }
+  const std::shared_ptr<MpiEngine>& shared_engine() const { return engine_; }
   MPI_Comm comm() const { return ctx_->comm; }
 
  protected:
@@ -299,6 +300,13 @@ std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, 
   engine->submit(task);
   StateWork(desc, task->state()).wait(options.timeout);
   return std::make_unique<MpiCommunicator>(std::move(engine), context_of(*result), "world", world_rank, options);
+}
+
+std::shared_ptr<MpiEngine> mpi_engine_of(Communicator& comm, MPI_Comm* raw) {
+  auto* mpi = dynamic_cast<MpiCommunicator*>(&comm);
+  if (mpi == nullptr) return nullptr;
+  *raw = mpi->comm();
+  return mpi->shared_engine();
 }
 
 bool with_raw_mpi(Communicator& comm, const std::function<void(MPI_Comm)>& fn) {

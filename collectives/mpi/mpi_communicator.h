@@ -36,6 +36,10 @@ namespace weft {
 // Duplicates MPI_COMM_WORLD (MPI_Comm_idup, with the deadline of options.timeout) into the "world" communicator.
 std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, CommOptions options);
 
+// The engine and the MPI_Comm (into *raw) behind an MPI communicator, for services built on it (the MPI store);
+// nullptr when comm is not an MPI communicator. *raw may be used on the engine's thread only.
+std::shared_ptr<MpiEngine> mpi_engine_of(Communicator& comm, MPI_Comm* raw);
+
 // Runs fn(the MPI_Comm behind comm) on the MPI thread, for raw MPI calls such as the bench's baseline; false
 // when comm is not an MPI communicator. No operation of comm may be in flight.
 bool with_raw_mpi(Communicator& comm, const std::function<void(MPI_Comm)>& fn);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "collective_checks.h"
+#include "store_checks.h"
 #include "collectives/bench.h"
 #include "collectives/mpi/mpi_runtime.h"
 #include "runtime/error.h"
@@ -31,6 +32,12 @@ int main(int argc, char** argv) {
     weft::CommOptions options;
     options.timeout = std::chrono::seconds(30);  // a hang shows up as a failure well inside ctest's 120 s
     auto world = mpi.world(options);
+    current = "store";
+    {
+      auto store = weft::make_mpi_store(*world, options.timeout);
+      weft::testing::check_store(*store, rank, world->size());
+      if (rank == 0) std::printf("ok   %-22s %d ranks\n", "mpi store", world->size());
+    }
     for (const auto& check : weft::testing::all_checks()) {
       current = check.name;
       const auto start = Clock::now();
