@@ -37,21 +37,22 @@ Backend default_backend(DeviceType device) {
   return device == DeviceType::kCuda && backend_available(Backend::kNccl) ? Backend::kNccl : Backend::kMpi;
 }
 
-std::unique_ptr<Communicator> make_world_communicator(Backend backend, MpiRuntime& mpi, Device* device,
-                                                      CommOptions options) {
+std::unique_ptr<Communicator> make_device_world(Backend backend, Communicator& host_world, Store& store, Device* device,
+                                                CommOptions options) {
   switch (backend) {
     case Backend::kThreads:
-      fail_usage("the threads backend has no per-process world communicator; use make_thread_group(n)");
-    case Backend::kMpi:
-      return mpi.world(options);
+    case Backend::kMpi: return nullptr;
     case Backend::kNccl: {
 #ifdef WEFT_HAVE_CUDA
       if (device == nullptr || device->type() != DeviceType::kCuda)
         fail_usage("the nccl backend needs a CUDA device; set device: cuda or use the mpi backend");
-      auto bootstrap = mpi.world(options);
-      return make_nccl_world(*bootstrap, *device, options);
+      return make_nccl_world(store, NcclRank{host_world.rank(), host_world.size(), "world", host_world.world_rank()},
+                             *device, options);
 #else
+      (void)host_world;
+      (void)store;
       (void)device;
+      (void)options;
       fail_usage("this weft was built without CUDA, so the nccl backend is unavailable; use mpi or rebuild with "
                  "the CUDA toolkit and NCCL");
 #endif

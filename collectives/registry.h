@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "collectives/communicator.h"
-#include "collectives/mpi/mpi_runtime.h"
+#include "collectives/store.h"
 #include "runtime/device.h"
 
 namespace weft {
@@ -20,10 +20,11 @@ bool backend_available(Backend backend);
 // The backend a rank on `device` uses: nccl for CUDA (when built), mpi otherwise.
 Backend default_backend(DeviceType device);
 
-// The world communicator of this process. mpi: a duplicate of MPI_COMM_WORLD. nccl: an NCCL communicator on
-// `device` (required) whose unique id rank 0 makes and broadcasts over MPI. threads has no per-process world:
-// use make_thread_group (collectives/threads_backend.h). Error(kUsage) for a backend this build lacks.
-std::unique_ptr<Communicator> make_world_communicator(Backend backend, MpiRuntime& mpi, Device* device,
-                                                      CommOptions options);
+// The data-plane world of this process for `backend`, over the ranks of `host_world` (the control plane: MPI, or
+// threads). mpi and threads move host memory, so `host_world` serves both planes and this returns nullptr. nccl:
+// an NCCL communicator on `device` (required) bootstrapped through `store`. Error(kUsage) for a backend this
+// build lacks.
+std::unique_ptr<Communicator> make_device_world(Backend backend, Communicator& host_world, Store& store, Device* device,
+                                                CommOptions options);
 
 }  // namespace weft

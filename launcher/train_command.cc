@@ -17,25 +17,29 @@
 namespace weft {
 namespace {
 
-// The world communicator: MPI (host memory) or NCCL (CUDA memory) across processes, or a 1-rank in-process
-// group for a job of one.
+// The job's world on both planes: the control plane (MPI across processes, or a 1-rank in-process group for a job
+// of one), a store on it for bootstrap, and the data plane when it differs (NCCL on CUDA memory).
 struct World {
   std::optional<MpiRuntime> mpi;
-  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Communicator> host;
+  std::shared_ptr<Store> store;
+  std::unique_ptr<Communicator> device;  // null: the host world moves the data too
 
-  World(int world_size, Device& device, const CommOptions& options) {
-    if (world_size > 1) {
-      mpi.emplace();
-      comm = make_world_communicator(default_backend(device.type()), *mpi, &device, options);
-    } else {
-      comm = std::move(make_thread_group(1, options).front());
+  World(int world_size, Device& device_, const CommOptions& options) {
+    if (world_size == 1) {
+      host = std::move(make_thread_group(1, options).front());
+      return;
     }
+    mpi.emplace();
+    host = mpi->world(options);
+    store = make_mpi_store(*host, options.timeout);
+    device = make_device_world(default_backend(device_.type()), *host, *store, &device_, options);
   }
+  Communicator& data() { return device ? *device : *host; }
 };
 
-void train(const Config& config, const TrainOptions& options, const RankInfo& rank, Device& device,
-           Communicator& world) {
-  ProcessGroups groups = make_process_groups(world, config.parallel);
+void train(const Config& config, const TrainOptions& options, const RankInfo& rank, Device& device, World& world) {
+  ProcessGroups groups = make_process_groups(world.data(), config.parallel, world.device ? world.host.get() : nullptr);
   const bool leader = rank.rank == 0;
   std::optional<MetricsFile> metrics;
   if (leader && !options.metrics_path.empty()) metrics.emplace(options.metrics_path);
@@ -95,9 +99,9 @@ int run_train(const TrainOptions& options) {
   std::unique_ptr<Device> device = make_device_for(config, detected.info.local_rank);
   World world(detected.info.world_size, *device, comm_options);
   std::optional<PeerDirectory> peers;
-  if (world.mpi) peers.emplace(*world.comm);
+  if (world.mpi) peers.emplace(*world.host);
   try {
-    train(config, options, detected.info, *device, *world.comm);
+    train(config, options, detected.info, *device, world);
   } catch (const Error& e) {
     if (!world.mpi) throw;
     // A rank that failed alone would leave its peers waiting in their next collective: end the job.

@@ -56,7 +56,7 @@ void Trainer::for_each_owned_piece(std::size_t bucket, Visit visit) {
 void Trainer::save_checkpoint(int step) {
   namespace fs = std::filesystem;
   const auto started = std::chrono::steady_clock::now();
-  Communicator& world = *groups_.world;
+  Communicator& world = *groups_.host.world;
   const ParamLayout& params = model_->params();
   const std::string root = config_.checkpoint.dir, staging = checkpoint::checkpoint_path(root, step) + ".tmp";
   if (world.rank() == 0) {
@@ -187,8 +187,8 @@ int Trainer::restore_checkpoint() {
     if (e.kind() != ErrorKind::kUsage) throw;
     damage = e.what();
   }
-  float failed_rank = damage.empty() ? 0.0f : static_cast<float>(groups_.world->rank() + 1);
-  groups_.world->all_reduce(&failed_rank, 1, DType::kF32, ReduceOp::kMax)->wait();
+  float failed_rank = damage.empty() ? 0.0f : static_cast<float>(groups_.host.world->rank() + 1);
+  groups_.host.world->all_reduce(&failed_rank, 1, DType::kF32, ReduceOp::kMax)->wait();
   if (!damage.empty()) throw Error(ErrorKind::kUsage, damage);
   if (failed_rank > 0.0f)
     fail_usage("{}: rank {} could not read its part of the checkpoint (its message names the file); no rank resumed",
@@ -215,7 +215,7 @@ int Trainer::restore_checkpoint() {
   }
   params_.publish_updates();  // ZeRO 1/2: every rank rebuilds the full parameters from the owners' chunks
   scaler_.restore(reader.manifest().loss_scale(), reader.manifest().loss_scale_clean_steps());
-  if (groups_.world->rank() == 0) {
+  if (groups_.host.world->rank() == 0) {
     std::int64_t total = 0;
     for (const auto& file : reader.manifest().files()) total += file.bytes();
     const auto bytes = static_cast<double>(reader.bytes_loaded());

@@ -116,10 +116,11 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
              config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
       scaler_(config.precision),
       peak_flops_(measure_peak_flops(device, model_->gemm_inputs())) {
-  if (groups.dp->size() > 1 && groups.dp->memory_type() != device.type())
-    fail_usage("{}: the {} communicator moves {} memory but the model runs on {}; use device: cpu with MPI",
-               config.source_path, groups.dp->backend(), groups.dp->memory_type() == DeviceType::kCpu ? "host" : "GPU",
-               device.name());
+  for (const Communicator* group : {groups.dp.get(), groups.tp.get(), groups.pp.get()})
+    if (group->size() > 1 && group->memory_type() != device.type())
+      fail_usage("{}: the {} communicator of group {} moves {} memory but the model runs on {}", config.source_path,
+                 group->backend(), group->name(), group->memory_type() == DeviceType::kCpu ? "host" : "GPU",
+                 device.name());
   check_same_config_everywhere();
   // A plain step is the one-stage schedule: forward then backward of each micro-batch in turn.
   const Schedule schedule = config.parallel.pp > 1 ? pipeline_schedule(config)
@@ -142,7 +143,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
 }
 
 void Trainer::check_same_config_everywhere() {
-  Communicator& world = *groups_.world;
+  Communicator& world = *groups_.host.world;
   if (world.size() == 1) return;
   const auto prints = all_gather_u64(world, config_fingerprint(config_));
   for (int r = 1; r < world.size(); ++r)
@@ -167,7 +168,7 @@ void Trainer::stop_on_non_finite(int step, double loss, double norm) {
   // Name the ranks whose own gradients or loss were not finite (every rank reaches here together).
   const bool mine = !std::isfinite(local_gradient_squares_) || !std::isfinite(local_loss_);
   std::string ranks;
-  const auto flags = all_gather_u64(*groups_.world, mine ? 1 : 0);
+  const auto flags = all_gather_u64(*groups_.host.world, mine ? 1 : 0);
   for (std::size_t r = 0; r < flags.size(); ++r)
     if (flags[r]) ranks += fmt::format("{}{}", ranks.empty() ? "" : ", ", r);
   const auto last_good = config_.checkpoint.dir.empty() ? std::nullopt : checkpoint::newest_complete(config_.checkpoint.dir);
@@ -187,7 +188,7 @@ double Trainer::global_gradient_norm() {
     if (params.counts(spec)) local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
   local_gradient_squares_ = local;
   const double over_dp = zero_.optimizer_sharded ? dp_sum(local) : local;
-  return std::sqrt(group_sum(*groups_.pp, group_sum(*groups_.tp, over_dp)));
+  return std::sqrt(group_sum(*groups_.host.pp, group_sum(*groups_.host.tp, over_dp)));
 }
 
 double Trainer::group_sum(Communicator& dp, double local) {
@@ -219,7 +220,9 @@ void Trainer::optimizer_step(int step, double lr, float grad_scale) {
 StepRecord Trainer::train_step(int step) {
   const auto start = Clock::now();
   device_.memory().reset_peaks();
-  for (Communicator* group : {groups_.dp.get(), groups_.tp.get(), groups_.pp.get()}) group->reset_bytes_sent();
+  for (Communicator* group : {groups_.dp.get(), groups_.tp.get(), groups_.pp.get(), groups_.host.dp, groups_.host.tp,
+                              groups_.host.pp})
+    group->reset_bytes_sent();
   const TrainConfig& train = config_.train;
 
   grads_.begin_step(program_.micro_batches);
@@ -229,7 +232,7 @@ StepRecord Trainer::train_step(int step) {
 
   local_loss_ = loss_sum;
   const double scaled_norm = global_gradient_norm();
-  const double global_loss = dp_sum(group_sum(*groups_.pp, loss_sum)) / static_cast<double>(tokens_per_step());
+  const double global_loss = dp_sum(group_sum(*groups_.host.pp, loss_sum)) / static_cast<double>(tokens_per_step());
   // fp32/bf16 have no loss scale to back off: a non-finite loss or gradient stops the run before the update.
   if (config_.precision.compute != DType::kF16 && (!std::isfinite(scaled_norm) || !std::isfinite(global_loss)))
     stop_on_non_finite(step, global_loss, scaled_norm);
@@ -248,9 +251,13 @@ StepRecord Trainer::train_step(int step) {
   record.step = step;
   // Only the last pipeline stage computes the loss; the others add zero.
   record.loss = global_loss;
-  record.comm.dp = static_cast<std::int64_t>(groups_.dp->bytes_sent());
-  record.comm.tp = static_cast<std::int64_t>(groups_.tp->bytes_sent());
-  record.comm.pp = static_cast<std::int64_t>(groups_.pp->bytes_sent());
+  // Both planes: the control plane's scalars count too (they are the same groups unless the device's are NCCL).
+  auto sent = [](const Communicator& device, const Communicator* host) {
+    return static_cast<std::int64_t>(device.bytes_sent() + (host != &device ? host->bytes_sent() : 0));
+  };
+  record.comm.dp = sent(*groups_.dp, groups_.host.dp);
+  record.comm.tp = sent(*groups_.tp, groups_.host.tp);
+  record.comm.pp = sent(*groups_.pp, groups_.host.pp);
   record.lr = lr;
   record.loss_scale = scaler_.scale();
   record.skipped = skipped;

@@ -42,7 +42,7 @@ class Trainer {
   // the step to continue after (0 when there is nothing to resume).
   void save_checkpoint(int step);
   // True on every rank when `mine` is true on any (a collective over the world group).
-  bool any_rank(bool mine) { return group_sum(*groups_.world, mine ? 1.0 : 0.0) > 0.0; }
+  bool any_rank(bool mine) { return group_sum(*groups_.host.world, mine ? 1.0 : 0.0) > 0.0; }
   int restore_checkpoint();
 
   // Testing: this rank dies during its next save, before (kBeforeShard) or after (kAfterShard) writing its shard.
@@ -71,9 +71,9 @@ class Trainer {
   // The tied embedding's gradient: the first and last stage each hold a copy; both end with the sum.
   void tie_embedding_gradients();
   void optimizer_step(int step, double lr, float grad_scale);
-  // Sums a per-rank double over a group exactly (gathered bits, added in rank order on every rank).
+  // Sums a per-rank double over a control-plane group exactly (gathered bits, added in rank order on every rank).
   double group_sum(Communicator& group, double local);
-  double dp_sum(double local) { return group_sum(*groups_.dp, local); }
+  double dp_sum(double local) { return group_sum(*groups_.host.dp, local); }
   // The global L2 norm of the (scaled) gradients: owned shards over dp, sharded parameters over tp, and the
   // tp-replicated ones (LayerNorms, row-parallel biases, positions) counted once.
   double global_gradient_norm();

@@ -1,5 +1,7 @@
 #include "collectives/nccl/nccl_backend.h"
 
+#include <cstring>
+
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -240,7 +242,7 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_world(Communicator& bootstrap, Device& device, CommOptions options) {
+std::unique_ptr<Communicator> make_nccl_world(Store& store, const NcclRank& me, Device& device, CommOptions options) {
   if (device.type() != DeviceType::kCuda) fail_usage("the nccl backend needs a CUDA device, not {}", device.name());
   auto ctx = std::make_shared<NcclContext>();
   ctx->compute = static_cast<cudaStream_t>(device.compute_stream().native_handle());
@@ -251,28 +253,34 @@ std::unique_ptr<Communicator> make_nccl_world(Communicator& bootstrap, Device& d
   WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&ctx->ready, cudaEventDisableTiming));
   WEFT_CUDA_CHECK(cudaMalloc(&ctx->barrier_scratch, sizeof(float)));
 
+  // Rank 0 makes the unique id and publishes it in the store; the others read it there.
   ncclUniqueId id{};
-  if (bootstrap.rank() == 0) WEFT_NCCL_CHECK(ncclGetUniqueId(&id));
-  // Raw bytes: broadcast copies 16-bit elements without interpreting them.
-  bootstrap.broadcast(&id, sizeof(id) / 2, DType::kBF16, 0)->wait(options.timeout);
+  const std::string key = "nccl/" + me.name + "/unique_id";
+  if (me.rank == 0) {
+    WEFT_NCCL_CHECK(ncclGetUniqueId(&id));
+    store.set(key, std::string(reinterpret_cast<const char*>(&id), sizeof id));
+  } else {
+    const std::string bytes = store.get(key, options.timeout);
+    WEFT_CHECK(bytes.size() == sizeof id, "store key {} holds {} bytes, not an NCCL unique id", key, bytes.size());
+    std::memcpy(&id, bytes.data(), sizeof id);
+  }
 
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;  // setup and every call return at once, so each can be polled against a deadline
-  WEFT_NCCL_CHECK(ncclCommInitRankConfig(&ctx->comm, bootstrap.size(), id, bootstrap.rank(), &config));
+  WEFT_NCCL_CHECK(ncclCommInitRankConfig(&ctx->comm, me.size, id, me.rank, &config));
   OpDescriptor desc;
   desc.op = OpKind::kSplit;
-  desc.rank = bootstrap.rank();
-  desc.size = bootstrap.size();
-  desc.world_rank = bootstrap.world_rank();
-  desc.group = bootstrap.name();
+  desc.rank = me.rank;
+  desc.size = me.size;
+  desc.world_rank = me.world_rank;
+  desc.group = me.name;
   if (!settle(ctx->comm, Clock::now() + options.timeout, desc)) {
     ctx->abort("NCCL setup timed out");
     fail_peer("weft: rank {} of {} did not complete NCCL communicator setup (group {}) within comm.timeout_s = {:g} "
               "s; aborting",
               desc.rank, desc.size, desc.group, static_cast<double>(options.timeout.count()) / 1000.0);
   }
-  return std::make_unique<NcclCommunicator>(ctx, bootstrap.rank(), bootstrap.size(), bootstrap.name(),
-                                            bootstrap.world_rank(), options);
+  return std::make_unique<NcclCommunicator>(ctx, me.rank, me.size, me.name, me.world_rank, options);
 }
 
 }  // namespace weft

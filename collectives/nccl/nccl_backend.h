@@ -3,14 +3,25 @@
 
 #include <memory>
 
+#include <string>
+
 #include "collectives/communicator.h"
+#include "collectives/store.h"
 #include "runtime/device.h"
 
 namespace weft {
 
-// An NCCL communicator over all ranks of `bootstrap` (usually the MPI world): rank 0 makes the unique id and
-// broadcasts it through `bootstrap`, then every rank joins with a non-blocking ncclCommInitRankConfig whose
-// setup is polled against options.timeout. Operations run on a communication stream of `device`, after the
+// Who joins an NCCL communicator: its rank and size, its name, and the rank's world rank (for messages).
+struct NcclRank {
+  int rank = 0, size = 1;
+  std::string name = "world";
+  int world_rank = 0;
+};
+
+// An NCCL communicator of `me.size` ranks: rank 0 makes the unique id and sets it in `store` (key
+// "nccl/<name>/unique_id"), the others get it from there within options.timeout, then every rank joins with a
+// non-blocking ncclCommInitRankConfig whose setup is polled against options.timeout. Any Store works: the
+// MPI-backed one under mpirun, a framework's own (torch's TCPStore) when weft is embedded. Operations run on a communication stream of `device`, after the
 // work already queued on its compute stream (an event joins them), so they overlap later compute.
 //
 // Guarantees differ from the host backends: NCCL reduces bf16/fp16 in their own type at each step (not summed in
@@ -19,6 +30,6 @@ namespace weft {
 // mismatch hangs in NCCL and is reported as a timeout. Every wait polls cudaEventQuery and
 // ncclCommGetAsyncError against its deadline; a timeout or an NCCL error calls ncclCommAbort, and the group
 // then fails every later operation. split() uses ncclCommSplit.
-std::unique_ptr<Communicator> make_nccl_world(Communicator& bootstrap, Device& device, CommOptions options);
+std::unique_ptr<Communicator> make_nccl_world(Store& store, const NcclRank& me, Device& device, CommOptions options);
 
 }  // namespace weft
