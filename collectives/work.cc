@@ -106,6 +106,8 @@ std::string find_mismatch(const OpDescriptor& mine, const std::vector<CallSignat
   return "";
 }
 
+void Work::synchronize(Stream&) { wait(); }
+
 void Work::wait(std::chrono::milliseconds timeout) {
   // A deadline far in the future still has to be representable; a year is "forever" for a collective.
   const auto bounded = std::min<std::chrono::milliseconds>(timeout, std::chrono::hours(24 * 365));

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "runtime/device.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
 
@@ -92,6 +93,9 @@ class Work {
   // completed within `timeout`, or the operation's own error (a mismatch, a failed peer) when it failed.
   void wait(std::chrono::milliseconds timeout);
   void wait() { wait(desc_.default_timeout); }  // with the communicator's comm.timeout_s
+  // Orders work queued on `stream` after this operation, without blocking the host where the backend can (NCCL:
+  // the stream waits for the operation's event; its errors surface at the next wait). Host backends wait().
+  virtual void synchronize(Stream& stream);
   // True once the operation has finished, successfully or not; never blocks.
   virtual bool is_completed() = 0;
   // When the operation finished, where the backend records it (for traces); nullopt otherwise or while running.

@@ -38,6 +38,14 @@ class CpuDevice final : public Device {
   void copy_from_host(void* device, const void* host, std::size_t bytes) override { std::memcpy(device, host, bytes); }
   void copy_on_device(void* dst, const void* src, std::size_t bytes) override { std::memmove(dst, src, bytes); }
   void fill_zero(void* pointer, std::size_t bytes) override { std::memset(pointer, 0, bytes); }
+  void copy_to_host_async(void* host, const void* device, std::size_t bytes, Stream&) override {
+    std::memcpy(host, device, bytes);
+  }
+  void copy_from_host_async(void* device, const void* host, std::size_t bytes, Stream&) override {
+    std::memcpy(device, host, bytes);
+  }
+  void* allocate_pinned(std::size_t bytes) override { return allocate(bytes); }
+  void deallocate_pinned(void* pointer) override { deallocate(pointer); }
 
   Stream& compute_stream() override { return stream_; }
   std::unique_ptr<Stream> create_stream() override { return std::make_unique<CpuStream>(); }

@@ -41,6 +41,14 @@ class Device {
   virtual void copy_from_host(void* device, const void* host, std::size_t bytes) = 0;
   virtual void copy_on_device(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void fill_zero(void* pointer, std::size_t bytes) = 0;
+  // Copies ordered on `stream` that return at once: the host buffer must stay valid, and after a copy to the host
+  // unread, until the stream has passed them (Stream::synchronize or an event). Page-locked host memory
+  // (allocate_pinned) lets CUDA overlap them with compute; the CPU device copies at once.
+  virtual void copy_to_host_async(void* host, const void* device, std::size_t bytes, Stream& stream) = 0;
+  virtual void copy_from_host_async(void* device, const void* host, std::size_t bytes, Stream& stream) = 0;
+  // Host memory the device copies to and from asynchronously (cudaMallocHost on CUDA, ordinary memory on the CPU).
+  virtual void* allocate_pinned(std::size_t bytes) = 0;
+  virtual void deallocate_pinned(void* pointer) = 0;
 
   virtual Stream& compute_stream() = 0;
   virtual std::unique_ptr<Stream> create_stream() = 0;
@@ -53,6 +61,24 @@ class Device {
 
  private:
   MemoryAccounting memory_;
+};
+
+// Page-locked host memory from `device`, freed with it (offload staging, asynchronous copies).
+class PinnedHostBuffer {
+ public:
+  PinnedHostBuffer(Device& device, std::size_t bytes) : device_(&device), data_(device.allocate_pinned(bytes)), bytes_(bytes) {}
+  ~PinnedHostBuffer() {
+    if (data_) device_->deallocate_pinned(data_);
+  }
+  PinnedHostBuffer(const PinnedHostBuffer&) = delete;
+  PinnedHostBuffer& operator=(const PinnedHostBuffer&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  Device* device_;
+  void* data_;
+  std::size_t bytes_;
 };
 
 // Each call gives a new device object with its own memory accounting, so ranks run as threads stay apart.

@@ -115,6 +115,9 @@ class NcclWork final : public Work {
   ~NcclWork() override { cudaEventDestroy(done_); }
 
   bool is_completed() override { return cudaEventQuery(done_) != cudaErrorNotReady; }
+  void synchronize(Stream& stream) override {
+    WEFT_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream.native_handle()), done_, 0));
+  }
 
  protected:
   bool wait_until(Clock::time_point deadline) override {

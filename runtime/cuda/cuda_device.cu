@@ -166,6 +166,31 @@ class CudaDevice final : public Device {
     }
   }
 
+  void copy_to_host_async(void* host, const void* device, std::size_t bytes, Stream& stream) override {
+    if (bytes == 0) return;
+    DeviceScope scope(ordinal_);
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, native(stream)));
+  }
+  void copy_from_host_async(void* device, const void* host, std::size_t bytes, Stream& stream) override {
+    if (bytes == 0) return;
+    DeviceScope scope(ordinal_);
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, native(stream)));
+  }
+  void* allocate_pinned(std::size_t bytes) override {
+    DeviceScope scope(ordinal_);
+    void* pointer = nullptr;
+    WEFT_CUDA_CHECK(cudaMallocHost(&pointer, bytes == 0 ? 1 : bytes));
+    return pointer;
+  }
+  void deallocate_pinned(void* pointer) override {
+    if (pointer == nullptr) return;
+    try {
+      check_cleanup("cudaFreeHost", cudaFreeHost(pointer));
+    } catch (const Error& error) {
+      report_cleanup_failure(error.what());
+    }
+  }
+
   void copy_to_host(void* host, const void* device, std::size_t bytes) override {
     if (bytes == 0) return;
     DeviceScope scope(ordinal_);

@@ -1,4 +1,5 @@
-// The CUDA device: memory, copies, streams and events, several devices in one process, and the check macros.
+// The CUDA device: memory, copies (asynchronous too), streams and events, several devices in one process, the check
+// macros, and an NCCL world bootstrapped from a store.
 #include <catch2/catch.hpp>
 
 #include <cuda_runtime.h>
@@ -8,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "collectives/nccl/nccl_backend.h"
+#include "collectives/store.h"
 #include "gpu_test_util.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/error.h"
@@ -117,6 +120,40 @@ TEST_CASE("kernels run on every device of a multi-GPU process, whichever device 
   int current = -1;
   WEFT_CUDA_CHECK(cudaGetDevice(&current));
   CHECK(current == 0);
+}
+
+}  // namespace
+}  // namespace weft
+
+namespace weft {
+namespace {
+
+TEST_CASE("cuda asynchronous copies through pinned memory round-trip on a side stream") {
+  auto device = make_cuda_device(0);
+  auto stream = device->create_stream();
+  const std::size_t n = 1 << 20;
+  PinnedHostBuffer staging(*device, n * sizeof(float));
+  auto* host = static_cast<float*>(staging.data());
+  for (std::size_t i = 0; i < n; ++i) host[i] = static_cast<float>(i % 977) * 0.25f;
+  DeviceArray<float> on_device(*device, n);
+  device->copy_from_host_async(on_device.get(), host, n * sizeof(float), *stream);
+  std::vector<float> back(n, -1.0f);
+  device->copy_to_host_async(back.data(), on_device.get(), n * sizeof(float), *stream);
+  stream->synchronize();
+  CHECK(std::equal(back.begin(), back.end(), host));
+}
+
+TEST_CASE("an NCCL world bootstrapped from a store reduces, and synchronize orders a stream after it") {
+  auto device = make_cuda_device(0);
+  auto store = make_memory_store();
+  auto world = make_nccl_world(*store, NcclRank{}, *device, CommOptions{});
+  const std::size_t n = 4099;
+  auto values = random_normal(n, 301);
+  DeviceArray<float> data(*device, values);
+  auto work = world->all_reduce(data.get(), n, DType::kF32);
+  work->synchronize(device->compute_stream());  // no host wait: the compute stream waits for the reduction
+  CHECK(same_bits(values, data.download()));   // one rank: the sum is the value itself
+  CHECK(store->check("nccl/world/unique_id"));
 }
 
 }  // namespace

@@ -72,6 +72,15 @@ class TaggedDevice final : public Device {
   }
   void copy_on_device(void* dst, const void* src, std::size_t bytes) override { inner_->copy_on_device(dst, src, bytes); }
   void fill_zero(void* p, std::size_t bytes) override { inner_->fill_zero(p, bytes); }
+  void copy_to_host_async(void* host, const void* device, std::size_t bytes, Stream& stream) override {
+    inner_->copy_to_host_async(host, device, bytes, stream);
+  }
+  void copy_from_host_async(void* device, const void* host, std::size_t bytes, Stream& stream) override {
+    inner_->copy_from_host_async(device, host, bytes, stream);
+  }
+  // Pinned memory is host memory: not tagged.
+  void* allocate_pinned(std::size_t bytes) override { return inner_->allocate_pinned(bytes); }
+  void deallocate_pinned(void* p) override { inner_->deallocate_pinned(p); }
   Stream& compute_stream() override { return inner_->compute_stream(); }
   std::unique_ptr<Stream> create_stream() override { return inner_->create_stream(); }
   std::unique_ptr<Event> create_event() override { return inner_->create_event(); }

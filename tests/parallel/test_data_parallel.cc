@@ -3,9 +3,11 @@
 
 #include "model/gpt_layout.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include "parallel/bucket_layout.h"
+#include "parallel/data_parallel.h"
 #include "tests/parallel/thread_run.h"
 
 using namespace weft;
@@ -132,4 +134,58 @@ TEST_CASE("mesh coordinates and ranks are inverse, with tp varying fastest, then
   CHECK(mesh_coordinates(1, layout).tp == 1);
   CHECK(mesh_coordinates(2, layout).dp == 1);
   CHECK(mesh_coordinates(6, layout).pp == 1);
+}
+
+TEST_CASE("the reducer takes micro-batches in any order and calls the bucket hook once per bucket, when it is final") {
+  const ModelConfig model{2, 16, 2, 256, 8};
+  const ParamLayout params = gpt2_layout(model);
+  for (int stage : {0, 1, 2}) {
+    for (bool reversed : {false, true}) {
+      INFO("ZeRO " << stage << (reversed ? ", micro-batches in reverse" : ""));
+      auto world = make_thread_group(2);
+      std::vector<std::vector<float>> reduced(2);
+      std::vector<std::vector<std::size_t>> hooked(2);
+      run_on_threads(world, [&](Communicator& dp) {
+        auto device = make_cpu_device();
+        const ZeroPlan plan = ZeroPlan::for_stage(stage);
+        const BucketLayout layout(params, 0.002, 2, BucketGranularity::kBySize);
+        GradientReducer reducer(layout, plan, DType::kF32, dp, *device, Overlap::kOn, nullptr);
+        std::vector<std::vector<float>> at_hook(layout.buckets().size());
+        const auto rank = static_cast<std::size_t>(dp.rank());
+        reducer.on_bucket_ready([&](std::size_t b) {
+          hooked[rank].push_back(b);
+          const Bucket& bucket = layout.buckets()[b];
+          const ParamRange own = plan.optimizer_sharded ? layout.owned_flat(bucket, dp.rank()) : bucket.flat;
+          const auto* view = static_cast<const float*>(reducer.update_view(bucket, own));
+          at_hook[b].assign(view, view + own.size());
+        });
+        reducer.begin_step(2);
+        // Integer-valued gradients: every order of summation gives the same exact sums.
+        for (int m : reversed ? std::vector<int>{1, 0} : std::vector<int>{0, 1})
+          for (int s = 0; s < layout.segment_count(); ++s) {
+            float* g = reducer.target(s, m);
+            for (std::int64_t i = 0; i < layout.segment(s).size(); ++i)
+              g[i] += static_cast<float>((dp.rank() + 1) * (m + 2) + (layout.segment(s).begin + i) % 7);
+            reducer.segment_done(s, m);
+          }
+        reducer.finish();
+        for (std::size_t b = 0; b < layout.buckets().size(); ++b) {
+          const Bucket& bucket = layout.buckets()[b];
+          const ParamRange own = plan.optimizer_sharded ? layout.owned_flat(bucket, dp.rank()) : bucket.flat;
+          const auto* view = static_cast<const float*>(reducer.update_view(bucket, own));
+          CHECK(at_hook[b] == std::vector<float>(view, view + own.size()));  // the hook saw the final gradients
+          for (std::int64_t i = 0; i < own.size(); ++i)
+            reduced[rank].push_back(view[i] - static_cast<float>(4 * ((own.begin + i) % 7)));
+        }
+      });
+      for (std::size_t rank = 0; rank < 2; ++rank) {
+        std::vector<std::size_t> sorted = hooked[rank];
+        std::sort(sorted.begin(), sorted.end());
+        CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());  // once each
+        CHECK(sorted.size() == BucketLayout(params, 0.002, 2, BucketGranularity::kBySize).buckets().size());
+        // Rank r contributes (r + 1)(m + 2) per micro-batch: (1 + 2)(2 + 3) = 15 summed over both.
+        for (float value : reduced[rank]) REQUIRE(value == 15.0f);
+      }
+    }
+  }
 }
