@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -22,11 +24,17 @@ double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
 }
 
-// The device's sustained GEMM rate with the model's operand type, measured once: the denominator of MFU. A square
-// GEMM large enough to reach the BLAS library's steady state (512 on a CPU core, 4096 on a GPU). The operand
-// type matters: an H200 multiplies bf16 on its tensor cores about 15x faster than fp32, so an fp32 rate
-// under a bf16 run gave MFU above 1.
+// The device's sustained GEMM rate with the model's operand type: the denominator of MFU. A square GEMM large
+// enough to reach the BLAS library's steady state (512 on a CPU core, 4096 on a GPU). The operand type matters:
+// an H200 multiplies bf16 on its tensor cores about 15x faster than fp32, so an fp32 rate under a bf16 run gave
+// MFU above 1. Measured once per process for each kind of device and operand type (tests and embedders build
+// many trainers).
 double measure_peak_flops(Device& device, DType gemm_inputs) {
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, DType>, double> measured;
+  std::lock_guard lock(mutex);
+  auto found = measured.find({device.name(), gemm_inputs});
+  if (found != measured.end()) return found->second;
   const int n = device.type() == DeviceType::kCpu ? 512 : 4096;
   const auto& k = kernels::kernels_for(device.type());
   auto ctx = kernels::context_for(device);
@@ -42,7 +50,7 @@ double measure_peak_flops(Device& device, DType gemm_inputs) {
   for (int i = 0; i < kRepeats; ++i) run();
   device.synchronize();
   double seconds = elapsed_ms(start) / 1000.0;
-  return 2.0 * n * n * static_cast<double>(n) * kRepeats / seconds;
+  return measured[{device.name(), gemm_inputs}] = 2.0 * n * n * static_cast<double>(n) * kRepeats / seconds;
 }
 
 // Everything that must agree across ranks for them to train one model.
