@@ -110,18 +110,6 @@ std::optional<ConfigProblem> pipeline_problem(const Config& c) {
                    fmt::format("the pipeline runs global_batch / (micro_batch x dp) = {} micro-batches per step; set "
                                "it to {} or auto",
                                micro_batches, micro_batches));
-  if (p.zero > 1)
-    return problem("parallel.zero", p.zero,
-                   fmt::format("ZeRO {} with parallel.pp = {} is refused: ZeRO 2 would reduce-scatter every bucket of "
-                               "a stage after each micro-batch's backward and ZeRO 3 would gather each stage's "
-                               "parameters again for every micro-batch, multiplying traffic by the number of "
-                               "micro-batches; use parallel.zero = 1, which shards the optimizer state and reduces "
-                               "gradients once per step",
-                               p.zero, p.pp));
-  if (c.precision.compute != DType::kF32)
-    return problem("precision.compute", dtype_name(c.precision.compute),
-                   fmt::format("16-bit compute with parallel.pp = {} is not built yet in this weft; use fp32",
-                               p.pp));
   // The schedule itself: the simulator must prove this stage count, micro-batch count and interleaving run.
   const Simulation simulation = simulate(pipeline_schedule(c));
   if (!simulation.ok)
@@ -143,6 +131,9 @@ std::optional<ConfigProblem> find_layout_problem(const Config& c) {
   if (auto broken = mesh_problem(c)) return broken;
   if (auto broken = sequence_problem(c)) return broken;
   if (auto broken = pipeline_problem(c)) return broken;
+  if (c.parallel.offload != Offload::kNone)
+    return problem("parallel.offload", c.parallel.offload == Offload::kHost ? "host" : "disk",
+                   "ZeRO-Offload is not built yet in this weft; use none");
   if (c.checkpoint.every > 0 && c.checkpoint.dir.empty())
     return problem("checkpoint.every", c.checkpoint.every, "needs checkpoint.dir, the directory to save into");
   return std::nullopt;

@@ -11,13 +11,14 @@
 namespace weft {
 
 GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
-                                 Device& device, Overlap overlap, Tracer* tracer)
+                                 Device& device, Overlap overlap, Accumulation accumulation, Tracer* tracer)
     : layout_(layout),
       plan_(plan),
       type_(type),
       dp_(dp),
       device_(device),
       overlap_(overlap),
+      accumulation_(accumulation),
       tracer_(tracer),
       storage_(device, {plan.gradients_sharded ? layout.shard_size() : layout.padded_total()}, type,
                MemoryCategory::kGrads),
@@ -25,7 +26,8 @@ GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DTyp
       tied_copies_(layout.buckets().size(), 0) {}
 
 void GradientReducer::expect_tied_copy(int segment) {
-  WEFT_CHECK(direct(), "a tied copy's gradient is summed in place: fp32 ZeRO 0/1 only");
+  WEFT_CHECK(direct() || accumulation_ == Accumulation::kPerStep,
+             "a tied copy is added to the step's fp32 sum: fp32 ZeRO 0/1 or per-step accumulation");
   ++tied_copies_[static_cast<std::size_t>(layout_.bucket_of(segment))];
 }
 
@@ -52,9 +54,18 @@ void GradientReducer::begin_step(int micro_batches) {
 float* GradientReducer::target(int segment, int micro) {
   if (direct()) return static_cast<float*>(storage_.at(layout_.padded_offset(segment)));
   const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
-  Tensor& scratch = buckets_[bucket].scratch[micro];
+  Tensor& scratch = buckets_[bucket].scratch[accumulation_ == Accumulation::kPerStep ? kWholeStep : micro];
   if (!scratch.defined())
     scratch = Tensor(device_, {layout_.buckets()[bucket].padded_size}, DType::kF32, MemoryCategory::kComm);  // zeros
+  return scratch.f32() + layout_.offset_in_bucket(segment);
+}
+
+float* GradientReducer::step_sum(int segment) {
+  if (direct()) return static_cast<float*>(storage_.at(layout_.padded_offset(segment)));
+  WEFT_CHECK(accumulation_ == Accumulation::kPerStep, "only per-step accumulation keeps the step's sum");
+  const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
+  const Tensor& scratch = buckets_[bucket].scratch[kWholeStep];
+  WEFT_CHECK(scratch.defined(), "segment {} has no gradient yet this step", segment);
   return scratch.f32() + layout_.offset_in_bucket(segment);
 }
 
@@ -62,49 +73,52 @@ void GradientReducer::segment_done(int segment, int micro) {
   const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
   BucketState& state = buckets_[bucket];
   ++state.done;
-  if (micro != kTiedCopy && ++state.done_by_micro[micro] == segments_in(bucket)) bucket_complete(bucket, micro);
+  if (accumulation_ == Accumulation::kPerStep) {
+    if (state.done == completions_for_final(bucket)) bucket_complete(bucket, kWholeStep);
+  } else if (micro != kTiedCopy && ++state.done_by_micro[micro] == segments_in(bucket)) {
+    bucket_complete(bucket, micro);
+  }
   if (overlap_ == Overlap::kOn) launch_ready(false);
-  if (plan_.gradients_sharded && micro != kTiedCopy &&
+  if (per_micro_batch_reductions() && micro != kTiedCopy &&
       micro_buckets_done_[micro] == static_cast<int>(buckets_.size())) {
-    // ZeRO 2/3: this micro-batch is done with every bucket; its scratch must be free before the next one.
+    // This micro-batch is done with every bucket; its scratch must be free before the next one.
     launch_ready(true);
-    for (Reduction& r : in_flight_) wait(r);
-    in_flight_.clear();
+    wait_all();
     if (on_ready_ && ++micro_batches_reduced_ == micro_batches_)
       for (std::size_t b = 0; b < buckets_.size(); ++b) on_ready_(b);
   }
 }
 
-void GradientReducer::bucket_complete(std::size_t bucket, int micro) {
-  ++micro_buckets_done_[micro];
+void GradientReducer::bucket_complete(std::size_t bucket, int key) {
+  ++micro_buckets_done_[key];
   if (direct()) return;
   BucketState& state = buckets_[bucket];
-  Tensor& scratch = state.scratch[micro];
+  Tensor& scratch = state.scratch[key];
   const Bucket& b = layout_.buckets()[bucket];
   const auto size = static_cast<std::size_t>(b.padded_size);
   if (!plan_.gradients_sharded) {
-    // 16-bit ZeRO 0/1: round this micro-batch's gradient into the accumulated 16-bit buffer.
+    // 16-bit ZeRO 0/1: round this gradient into the accumulated 16-bit buffer.
     add_into(device_, storage_.at(b.padded_begin), type_, scratch.f32(), size);
-    state.scratch.erase(micro);
+    state.scratch.erase(key);
   } else if (type_ != DType::kF32) {
     // 16-bit ZeRO 2/3: what is communicated is the gradient rounded to 16 bits; the fp32 scratch can go now.
-    Tensor& narrow = state.narrow[micro];
+    Tensor& narrow = state.narrow[key];
     narrow = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
     store_as(device_, narrow.data(), type_, scratch.f32(), size);
-    state.scratch.erase(micro);
+    state.scratch.erase(key);
   }
 }
 
 void GradientReducer::launch_ready(bool all) {
-  if (!plan_.gradients_sharded) {
-    // ZeRO 0/1: a bucket is reduced once, when every micro-batch (and a tied copy) is done with it.
-    if (dp_.size() == 1) return;
+  if (!per_micro_batch_reductions()) {
+    // Reduced once per step: a bucket is reduced when every micro-batch (and a tied copy) is done with it.
+    if (!plan_.gradients_sharded && dp_.size() == 1) return;
     while (next_launch_ < buckets_.size() &&
            (all || buckets_[next_launch_].done == completions_for_final(next_launch_)))
-      launch(next_launch_++, 0);
+      launch(next_launch_++, kWholeStep);
     return;
   }
-  // ZeRO 2/3: every micro-batch reduces each bucket it completed, in bucket order.
+  // ZeRO 2/3, per micro-batch: every micro-batch reduces each bucket it completed, in bucket order.
   for (const auto& [micro, done] : micro_buckets_done_) {
     std::size_t& launched = micro_launched_[micro];
     while (launched < buckets_.size() &&
@@ -165,15 +179,21 @@ void GradientReducer::wait(Reduction& r) {
   r = Reduction();
 }
 
+void GradientReducer::wait_all() {
+  for (Reduction& r : in_flight_) wait(r);
+  in_flight_.clear();
+}
+
 void GradientReducer::finish() {
-  if (plan_.gradients_sharded) return;  // every micro-batch already reduced its buckets
+  if (per_micro_batch_reductions()) return;  // every micro-batch already reduced its buckets
   launch_ready(true);
   for (Reduction& r : in_flight_) {
+    const std::size_t bucket = r.bucket;
     wait(r);
-    if (on_ready_) on_ready_(r.bucket);
+    if (on_ready_) on_ready_(bucket);
   }
   in_flight_.clear();
-  if (on_ready_ && dp_.size() == 1)
+  if (on_ready_ && !plan_.gradients_sharded && dp_.size() == 1)
     for (std::size_t b = 0; b < buckets_.size(); ++b) on_ready_(b);
 }
 

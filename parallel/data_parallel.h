@@ -17,17 +17,26 @@ namespace weft {
 
 enum class Overlap { kOn, kOff };
 
+// How a step's micro-batches meet in the gradients. kPerMicroBatch (plain steps): ZeRO 2/3 reduce-scatter every
+// micro-batch's gradient, 16-bit gradients are rounded after every micro-batch. kPerStep (pipelines, whose
+// micro-batches interleave): each bucket accumulates in fp32 over the whole step and is reduced once, after the
+// stage's last backward for it, so a pipeline's traffic does not grow with the number of micro-batches.
+enum class Accumulation { kPerMicroBatch, kPerStep };
+inline Accumulation accumulation_for(const ParallelConfig& parallel) {
+  return parallel.pp > 1 ? Accumulation::kPerStep : Accumulation::kPerMicroBatch;
+}
+
 // Per optimizer step: begin_step(); for every backward that accumulates a segment's gradient, target(segment,
 // micro) gives where, and segment_done(segment, micro) says that micro-batch's gradient of it is complete;
-// then finish(). Micro-batches may finish in any order (pipeline schedules interleave them).
+// then finish(). Micro-batches may finish in any order.
 //
 // - ZeRO 0/1: gradients accumulate over micro-batches in a full padded buffer; once every micro-batch is done
 //   with every segment of a bucket, the bucket is all-reduced (0) or reduce-scattered in place (1).
-// - ZeRO 2/3: a bucket's gradient accumulates in a scratch buffer (comm memory) for one micro-batch only, is
-//   reduce-scattered as soon as that micro-batch completes it, and the received chunk is added into the rank's
-//   gradient shard once the micro-batch is done with all buckets.
-// - 16-bit gradients (bf16/fp16): backward always writes a bucket's fp32 scratch; a complete bucket is rounded
-//   into the 16-bit buffer (0/1) or to a 16-bit copy that is reduce-scattered (2/3), so communication is 16-bit.
+// - ZeRO 2/3: a bucket's gradient accumulates in a scratch buffer (comm memory), for one micro-batch
+//   (kPerMicroBatch) or the step (kPerStep), is reduce-scattered as soon as it is complete, and the received chunk
+//   is added into the rank's gradient shard.
+// - 16-bit gradients (bf16/fp16): backward always writes fp32 scratch; a complete bucket is rounded into the
+//   16-bit buffer (0/1) or to a 16-bit copy that is reduce-scattered (2/3), so communication is 16-bit.
 // Buckets launch in index order (the same on every dp rank). Gradients are already scaled by 1 / global tokens,
 // so the sums are the global mean's gradient.
 class GradientReducer {
@@ -37,15 +46,18 @@ class GradientReducer {
   static constexpr int kTiedCopy = -1;
 
   GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp, Device& device,
-                  Overlap overlap, Tracer* tracer);
+                  Overlap overlap, Accumulation accumulation, Tracer* tracer);
 
   // `segment` also needs one kTiedCopy contribution each step before its gradient is final.
   void expect_tied_copy(int segment);
   void begin_step(int micro_batches);
   float* target(int segment, int micro);
+  // Where a tied copy's contribution goes: the fp32 sum of every micro-batch's gradient of `segment`, held
+  // until the kTiedCopy completion (fp32 ZeRO 0/1, or kPerStep).
+  float* step_sum(int segment);
   void segment_done(int segment, int micro);
   void finish();
-  // Called with a bucket's index once its reduced gradients are in place (from finish(), on the step's thread).
+  // Called with a bucket's index once its reduced gradients are in place (on the step's thread).
   void on_bucket_ready(std::function<void(std::size_t bucket)> hook) { on_ready_ = std::move(hook); }
 
   DType type() const { return type_; }
@@ -56,27 +68,32 @@ class GradientReducer {
   double owned_sum_squares(const ParamRange& range);
 
  private:
+  static constexpr int kWholeStep = -2;  // the scratch key of kPerStep sums
   struct BucketState {
     int done = 0;                      // segment completions this step
-    std::map<int, int> done_by_micro;  // ... per micro-batch
-    std::map<int, Tensor> scratch;     // per micro-batch: the bucket's fp32 gradient (ZeRO 2/3, or 16-bit)
+    std::map<int, int> done_by_micro;  // ... per micro-batch (kPerMicroBatch)
+    std::map<int, Tensor> scratch;     // per micro-batch (or kWholeStep): the bucket's fp32 gradient
     std::map<int, Tensor> narrow;      // ZeRO 2/3 with 16-bit gradients: the scratch rounded for communication
   };
   struct Reduction {  // one collective in flight
     std::size_t bucket = 0;
     int micro = 0;
     std::unique_ptr<Work> work;
-    Tensor sent;      // ZeRO 2/3: the micro-batch's bucket gradient being reduce-scattered (fp32 or 16-bit)
+    Tensor sent;      // ZeRO 2/3: the bucket gradient being reduce-scattered (fp32 or 16-bit)
     Tensor received;  // ZeRO 2/3: the reduced chunk, added into the shard when done
     Tracer::Clock::time_point started;
   };
   int segments_in(std::size_t bucket) const;
   int completions_for_final(std::size_t bucket) const;
-  // A micro-batch finished every segment of a bucket.
+  bool per_micro_batch_reductions() const {
+    return plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch;
+  }
+  // The gradients of `micro` (or of the whole step) are complete for a bucket: round or narrow them.
   void bucket_complete(std::size_t bucket, int micro);
   void launch(std::size_t bucket, int micro);
   void launch_ready(bool all);
   void wait(Reduction& reduction);
+  void wait_all();
   // Backward accumulates straight into the stored gradients (fp32, not sharded).
   bool direct() const { return !plan_.gradients_sharded && type_ == DType::kF32; }
 
@@ -86,15 +103,16 @@ class GradientReducer {
   Communicator& dp_;
   Device& device_;
   Overlap overlap_;
+  Accumulation accumulation_;
   Tracer* tracer_;
   Tensor storage_;  // padded full buffer (ZeRO 0/1) or the shard (2/3)
   std::vector<BucketState> buckets_;
   std::vector<int> tied_copies_;  // per bucket: kTiedCopy contributions expected
   int micro_batches_ = 1;
-  std::size_t next_launch_ = 0;                // ZeRO 0/1: the next bucket to reduce
-  std::map<int, std::size_t> micro_launched_;  // ZeRO 2/3: per micro-batch, buckets reduced so far
+  std::size_t next_launch_ = 0;                // reduced once per step: the next bucket to reduce
+  std::map<int, std::size_t> micro_launched_;  // per micro-batch reductions: buckets reduced so far
   std::map<int, int> micro_buckets_done_;      // per micro-batch, buckets complete
-  int micro_batches_reduced_ = 0;              // ZeRO 2/3: micro-batches whose reductions all landed
+  int micro_batches_reduced_ = 0;              // per micro-batch reductions: micro-batches all landed
   std::vector<Reduction> in_flight_;
   std::function<void(std::size_t)> on_ready_;
 };

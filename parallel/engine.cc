@@ -121,7 +121,8 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       params_(model_->params(), layout_, zero_, config.precision.compute, *groups.dp, device, config.train.seed,
               tracer),
       grads_(layout_, zero_, config.precision.compute, *groups.dp, device,
-             config.comm.overlap ? Overlap::kOn : Overlap::kOff, tracer),
+             config.comm.overlap ? Overlap::kOn : Overlap::kOff,
+             accumulation_for(config.parallel), tracer),
       scaler_(config.precision),
       peak_flops_(measure_peak_flops(device, model_->gemm_inputs())) {
   for (const Communicator* group : {groups.dp.get(), groups.tp.get(), groups.pp.get()})
@@ -130,13 +131,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
                  group->backend(), group->name(), group->memory_type() == DeviceType::kCpu ? "host" : "GPU",
                  device.name());
   check_same_config_everywhere();
-  // A plain step is the one-stage schedule: forward then backward of each micro-batch in turn.
-  const Schedule schedule = config.parallel.pp > 1 ? pipeline_schedule(config)
-                                                   : make_schedule(PipelineSchedule::k1F1B, 1,
-                                                                   config.accumulation_steps(), 1);
-  const bool transient = zero_.parameters_sharded || config.precision.compute != DType::kF32;
-  program_ = lower_schedule(schedule, groups.coords.pp, model_->params(), layout_,
-                            transient ? ParamResidency::kTransient : ParamResidency::kResident);
+  program_ = step_program_for(config, groups.coords.pp, model_->params(), layout_);
   if (ties_across_stages()) grads_.expect_tied_copy(layout_.embedding_segment());
   for (const Bucket& b : layout_.buckets()) {
     const ParamRange range = zero_.optimizer_sharded ? layout_.owned_flat(b, groups.dp->rank()) : b.flat;

@@ -142,7 +142,7 @@ void Trainer::tie_embedding_gradients() {
   Communicator& pp = *groups_.pp;
   const int embeddings = layout_.embedding_segment();
   const int peer = groups_.coords.pp == 0 ? pp.size() - 1 : 0;
-  float* mine = grads_.target(embeddings, GradientReducer::kTiedCopy);
+  float* mine = grads_.step_sum(embeddings);
   const auto count = static_cast<std::size_t>(layout_.segment(embeddings).size());
   Tensor theirs(device_, {static_cast<std::int64_t>(count)}, DType::kF32, MemoryCategory::kComm);
   auto sent = pp.send(mine, count, DType::kF32, peer, kTiedEmbeddingTag);

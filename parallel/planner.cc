@@ -5,8 +5,10 @@
 #include "collectives/communicator.h"
 #include "model/model.h"
 #include "parallel/bucket_layout.h"
+#include "parallel/data_parallel.h"
 #include "parallel/pipeline/stage_plan.h"
 #include "parallel/pipeline/stages.h"
+#include "parallel/step_program.h"
 #include "parallel/zero.h"
 #include "runtime/json_writer.h"
 
@@ -34,21 +36,19 @@ std::int64_t dp_bytes_per_step(const Config& config, const ParamLayout& params, 
     } else if (!zero.gradients_sharded) {
       total += bus(OpKind::kReduceScatter, bytes, n) + bus(OpKind::kAllGather, bytes, n);
     } else {
-      total += micro_batches * bus(OpKind::kReduceScatter, bytes, n);
+      // Reduce-scattered per micro-batch, or once per step in a pipeline (GradientReducer's Accumulation).
+      const int reductions = accumulation_for(config.parallel) == Accumulation::kPerStep ? 1 : micro_batches;
+      total += reductions * bus(OpKind::kReduceScatter, bytes, n);
       if (!zero.parameters_sharded) total += bus(OpKind::kAllGather, bytes, n);
     }
   }
-  if (zero.parameters_sharded) {
-    // Per micro-batch: every segment is gathered for forward, the embeddings once more for the tied head,
-    // and every block again for backward (the head keeps its gathers from forward to backward).
-    auto gathered = [&](int segment) {
-      return bus(OpKind::kAllGather,
-                 layout.buckets()[static_cast<std::size_t>(layout.bucket_of(segment))].padded_size * element, n);
-    };
-    std::int64_t per_micro = 2 * gathered(layout.embedding_segment()) + gathered(layout.head_segment());
-    for (int l : params.held_layers()) per_micro += 2 * gathered(layout.block_segment(l));
-    total += micro_batches * per_micro;
-  }
+  // ZeRO 3: the gathers the step program issues (per use or per step, parallel.zero3_gather).
+  if (zero.parameters_sharded)
+    for (const StepAction& action : step_program_for(config, 0, params, layout).actions)
+      if (action.op == StepOp::kGather)
+        total += bus(OpKind::kAllGather,
+                     layout.buckets()[static_cast<std::size_t>(layout.bucket_of(action.segment))].padded_size * element,
+                     n);
   return total;
 }
 

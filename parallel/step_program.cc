@@ -1,9 +1,13 @@
 #include "parallel/step_program.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
+
+#include "parallel/pipeline/stage_plan.h"
+#include "parallel/zero.h"
 
 namespace weft {
 namespace {
@@ -63,12 +67,19 @@ StepProgram lower_schedule(const Schedule& schedule, int stage, const ParamLayou
     program.actions = compute;
     return program;
   }
-  // The next compute action of the same micro-batch after index i, if any.
+  const bool per_step = residency == ParamResidency::kPerStep;
+  // The next compute action after index i (of the same micro-batch unless gathering per step), if any.
   auto next_compute = [&](std::size_t i) -> const StepAction* {
     for (std::size_t j = i + 1; j < compute.size(); ++j)
-      if (is_compute(compute[j].op) && compute[j].micro_batch == compute[i].micro_batch) return &compute[j];
+      if (is_compute(compute[j].op) && (per_step || compute[j].micro_batch == compute[i].micro_batch))
+        return &compute[j];
     return nullptr;
   };
+  // Per step: the index of each segment's last use.
+  std::map<int, std::size_t> last_use;
+  for (std::size_t i = 0; i < compute.size(); ++i)
+    if (is_compute(compute[i].op))
+      for (int segment : segments_read(compute[i], params, layout)) last_use[segment] = i;
   std::set<int> gathered;  // segments gathered or being gathered
   auto gather = [&](int segment, int micro) {
     if (gathered.insert(segment).second) program.actions.push_back({StepOp::kGather, micro, -1, segment});
@@ -85,13 +96,29 @@ StepProgram lower_schedule(const Schedule& schedule, int stage, const ParamLayou
     for (int segment : mine) gather(segment, action.micro_batch);
     for (int segment : upcoming) gather(segment, action.micro_batch);
     program.actions.push_back(action);
-    for (int segment : mine)
-      if (std::find(upcoming.begin(), upcoming.end(), segment) == upcoming.end()) {
-        program.actions.push_back({StepOp::kRelease, action.micro_batch, -1, segment});
-        gathered.erase(segment);
-      }
+    for (int segment : mine) {
+      const bool needed_next = std::find(upcoming.begin(), upcoming.end(), segment) != upcoming.end();
+      if (per_step ? last_use[segment] != i : needed_next) continue;
+      program.actions.push_back({StepOp::kRelease, action.micro_batch, -1, segment});
+      gathered.erase(segment);
+    }
   }
   return program;
+}
+
+StepProgram step_program_for(const Config& config, int pp_rank, const ParamLayout& params, const BucketLayout& layout) {
+  // A plain step is the one-stage schedule: forward then backward of each micro-batch in turn.
+  const Schedule schedule = config.parallel.pp > 1
+                                ? pipeline_schedule(config)
+                                : make_schedule(PipelineSchedule::k1F1B, 1, config.accumulation_steps(), 1);
+  // Gathered (ZeRO 3) or widened (16-bit storage) parameters are transient; ZeRO 3 may keep them for the step.
+  const bool sharded = ZeroPlan::for_stage(config.parallel.zero).parameters_sharded;
+  ParamResidency residency = ParamResidency::kResident;
+  if (sharded && config.parallel.zero3_gather == Zero3Gather::kStep)
+    residency = ParamResidency::kPerStep;
+  else if (sharded || config.precision.compute != DType::kF32)
+    residency = ParamResidency::kPerUse;
+  return lower_schedule(schedule, pp_rank, params, layout, residency);
 }
 
 std::string describe(const StepAction& a) {

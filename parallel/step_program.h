@@ -9,6 +9,7 @@
 #include "model/param_layout.h"
 #include "parallel/bucket_layout.h"
 #include "parallel/pipeline/schedule.h"
+#include "runtime/config.h"
 
 namespace weft {
 
@@ -30,9 +31,10 @@ struct StepAction {
   int peer = -1;     // transfers: the pipeline rank sent to or received from
 };
 
-// Whether the parameters the model reads are always there (fp32, unsharded) or transient copies made for each
-// use (ZeRO 3 gathers them, 16-bit storage widens them) and freed after it.
-enum class ParamResidency { kResident, kTransient };
+// Whether the parameters the model reads are always there (fp32, unsharded) or transient copies (ZeRO 3 gathers
+// them, 16-bit storage widens them) made for each use and freed after it (kPerUse), or made once per step and freed
+// after their last use in it (kPerStep: ZeRO 3 with parallel.zero3_gather = step).
+enum class ParamResidency { kResident, kPerUse, kPerStep };
 
 struct StepProgram {
   std::vector<StepAction> actions;
@@ -43,16 +45,22 @@ struct StepProgram {
 // `layout`'s segments. Each forward chunk loads its micro-batch's ids (cheap: the first chunk embeds the inputs,
 // the last scores the targets).
 //
-// Prefetch policy (kTransient): before each compute action, start gathering what the next compute action of the
-// same micro-batch will need, and what this one needs if it is not already on its way; after it, release what
-// the next compute action of the same micro-batch does not need. So at most two actions' segments are gathered
-// at a time, and each micro-batch gathers every segment twice (forward and backward) but the head's, which stays
-// from the loss to its backward.
+// Prefetch policy: before each compute action, start gathering what the next compute action will need, and what
+// this one needs if it is not already on its way. kPerUse: the next action of the same micro-batch, and after
+// each action release what that one does not need; so at most two actions' segments are gathered at a time, and
+// each micro-batch gathers every segment twice (forward and backward) but the head's, which stays from the loss
+// to its backward. kPerStep: the next action of the step, and each segment is released after its last use, so it
+// is gathered once per step.
 StepProgram lower_schedule(const Schedule& schedule, int stage, const ParamLayout& params, const BucketLayout& layout,
                            ParamResidency residency);
 
 // The segments a compute action reads parameters of (empty for transfers and the embedding backward).
 std::vector<int> segments_read(const StepAction& action, const ParamLayout& params, const BucketLayout& layout);
+
+// The program pipeline rank `pp_rank` runs for `config`: its schedule (the one-stage schedule when pp = 1) lowered
+// with the residency the config's ZeRO stage, zero3_gather and precision call for. The trainer runs it; the
+// planner counts its gathers.
+StepProgram step_program_for(const Config& config, int pp_rank, const ParamLayout& params, const BucketLayout& layout);
 
 std::string describe(const StepAction& action);
 

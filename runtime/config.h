@@ -46,6 +46,11 @@ struct DataConfig {
 };
 
 enum class PipelineSchedule { kGpipe, k1F1B, kInterleaved };
+// Where the fp32 master weights, Adam's moments and the optimizer step live (ZeRO-Offload).
+enum class Offload { kNone, kHost, kDisk };
+// How often ZeRO 3 gathers a stage's parameters: once per step (kept until their last use), or for every use
+// (each micro-batch's forward and backward; less memory, more traffic).
+enum class Zero3Gather { kStep, kMicroBatch };
 
 struct ParallelConfig {
   int dp = 0;            // 0 = auto: world size / (tp * pp)
@@ -57,6 +62,9 @@ struct ParallelConfig {
   int virtual_stages = 1;
   bool sequence_parallel = false;
   std::string layers_per_stage;  // e.g. "3,3,2": blocks per pipeline chunk, overriding the cost balance
+  Offload offload = Offload::kNone;
+  std::string offload_dir;       // offload: disk puts the optimizer state in files here
+  Zero3Gather zero3_gather = Zero3Gather::kStep;
 };
 
 struct PrecisionConfig {

@@ -105,6 +105,12 @@ std::vector<KeySpec> build_schema() {
        .store = member(&C::parallel, &ParallelConfig::layers_per_stage)},
       {.section = "parallel", .name = "sequence_parallel", .kind = K::kBool,
        .store = member(&C::parallel, &ParallelConfig::sequence_parallel)},
+      {.section = "parallel", .name = "offload", .kind = K::kChoice, .choices = {"none", "host", "disk"},
+       .store = member(&C::parallel, &ParallelConfig::offload)},
+      {.section = "parallel", .name = "offload_dir", .kind = K::kString,
+       .store = member(&C::parallel, &ParallelConfig::offload_dir)},
+      {.section = "parallel", .name = "zero3_gather", .kind = K::kChoice, .choices = {"step", "microbatch"},
+       .store = member(&C::parallel, &ParallelConfig::zero3_gather)},
 
       {.section = "precision", .name = "compute", .kind = K::kChoice, .choices = {"fp32", "bf16", "fp16"},
        .store = member(&C::precision, &PrecisionConfig::compute)},

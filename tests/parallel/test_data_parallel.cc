@@ -139,9 +139,11 @@ TEST_CASE("mesh coordinates and ranks are inverse, with tp varying fastest, then
 TEST_CASE("the reducer takes micro-batches in any order and calls the bucket hook once per bucket, when it is final") {
   const ModelConfig model{2, 16, 2, 256, 8};
   const ParamLayout params = gpt2_layout(model);
-  for (int stage : {0, 1, 2}) {
+  for (int stage : {0, 1, 2})
+    for (Accumulation accumulation : {Accumulation::kPerMicroBatch, Accumulation::kPerStep})
     for (bool reversed : {false, true}) {
-      INFO("ZeRO " << stage << (reversed ? ", micro-batches in reverse" : ""));
+      INFO("ZeRO " << stage << (reversed ? ", micro-batches in reverse" : "")
+                   << (accumulation == Accumulation::kPerStep ? ", per step" : ", per micro-batch"));
       auto world = make_thread_group(2);
       std::vector<std::vector<float>> reduced(2);
       std::vector<std::vector<std::size_t>> hooked(2);
@@ -149,7 +151,7 @@ TEST_CASE("the reducer takes micro-batches in any order and calls the bucket hoo
         auto device = make_cpu_device();
         const ZeroPlan plan = ZeroPlan::for_stage(stage);
         const BucketLayout layout(params, 0.002, 2, BucketGranularity::kBySize);
-        GradientReducer reducer(layout, plan, DType::kF32, dp, *device, Overlap::kOn, nullptr);
+        GradientReducer reducer(layout, plan, DType::kF32, dp, *device, Overlap::kOn, accumulation, nullptr);
         std::vector<std::vector<float>> at_hook(layout.buckets().size());
         const auto rank = static_cast<std::size_t>(dp.rank());
         reducer.on_bucket_ready([&](std::size_t b) {
@@ -187,5 +189,4 @@ TEST_CASE("the reducer takes micro-batches in any order and calls the bucket hoo
         for (float value : reduced[rank]) REQUIRE(value == 15.0f);
       }
     }
-  }
 }
