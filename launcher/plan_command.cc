@@ -1,8 +1,10 @@
-// `weft plan`: prints, without training, what every rank of a layout will hold and send.
+// `weft plan`: prints, without training, what every rank of a layout will hold and send, and with a cluster:
+// section the predicted step time; --auto ranks every layout weft train would run.
 #include <fmt/format.h>
 
 #include "launcher/commands.h"
 #include "parallel/capabilities.h"
+#include "parallel/cluster_spec.h"
 #include "parallel/cost_model.h"
 #include "parallel/planner.h"
 #include "runtime/error.h"
@@ -18,15 +20,23 @@ int run_plan(const PlanOptions& options) {
                                           : load_job_config(options.config_path, overrides, options.ranks);
   if (options.auto_rank) {
     if (!config.cluster.given())
-      fail_usage("{}: weft plan --auto needs a cluster: section (devices_per_node, peak_tflops, memory_gib, "
-                 "intra_node_gbps, inter_node_gbps) to predict step times",
+      fail_usage("{}: weft plan --auto needs a cluster: section (gpu: a100 or h100, or peak_tflops, memory_gib, "
+                 "intra_node_GBps, inter_node_GBps) to predict step times",
                  config.source_path);
-    fmt::print("{}", format_ranking(rank_layouts(config, options.ranks), config));
+    const Ranking ranking = rank_layouts(config, options.ranks);
+    fmt::print("{}\n", options.json ? ranking_json(ranking, options.ranks)
+                                    : format_ranking(ranking, config, options.ranks));
     return 0;
   }
+  // A broken cluster section stops the command before anything is printed.
+  if (config.cluster.given()) resolve_cluster(config);
   const Plan plan = make_plan(config, options.ranks);
-  fmt::print("{}\n", options.json ? plan_json(plan) : format_plan(plan, config));
-  if (!options.json && config.cluster.given()) fmt::print("{}\n", format_prediction(predict(config, plan)));
+  if (options.json) {
+    fmt::print("{}\n", plan_json(plan, config));
+    return 0;
+  }
+  fmt::print("{}", format_plan(plan, config));
+  if (config.cluster.given()) fmt::print("{}\n", format_prediction(predict(config, plan)));
   return 0;
 }
 

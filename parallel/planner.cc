@@ -1,5 +1,8 @@
 #include "parallel/planner.h"
 
+#include <algorithm>
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "collectives/communicator.h"
@@ -10,7 +13,6 @@
 #include "parallel/pipeline/stages.h"
 #include "parallel/step_program.h"
 #include "parallel/zero.h"
-#include "runtime/json_writer.h"
 
 namespace weft {
 namespace {
@@ -19,50 +21,63 @@ std::int64_t bus(OpKind op, std::int64_t bytes, int n) {
   return static_cast<std::int64_t>(bus_bytes(op, static_cast<std::uint64_t>(bytes), n));
 }
 
-// Mirrors Trainer, ParamStore and GradientReducer: every collective one dp rank issues in a step.
-std::int64_t dp_bytes_per_step(const Config& config, const ParamLayout& params, const BucketLayout& layout,
-                               ZeroPlan zero) {
+// Mirrors Trainer, ParamStore and GradientReducer: every collective one dp rank issues in a step, split into
+// what is sent once per step and what is sent again for every micro-batch.
+struct DpTraffic {
+  std::int64_t per_step = 0, per_micro_batch = 0;
+};
+
+// Rank 0's (the first pipeline stage's) data-parallel traffic.
+DpTraffic dp_traffic(const Config& config, const ParamLayout& params, const BucketLayout& layout, ZeroPlan zero) {
   const int n = layout.dp();
   const auto element = static_cast<std::int64_t>(dtype_size(config.precision.compute));
-  const int micro_batches = config.accumulation_steps();
   const std::int64_t exact_double = n * 8;  // dp_sum: 8 bytes per rank, all-gathered
-  std::int64_t total = bus(OpKind::kAllGather, exact_double, n);  // the step's loss
-  if (zero.optimizer_sharded) total += bus(OpKind::kAllGather, exact_double, n);  // the gradient norm
-  if (config.precision.compute == DType::kF16) total += bus(OpKind::kAllGather, exact_double, n);  // overflow
+  DpTraffic t;
+  t.per_step = bus(OpKind::kAllGather, exact_double, n);  // the step's loss
+  if (zero.optimizer_sharded) t.per_step += bus(OpKind::kAllGather, exact_double, n);  // the gradient norm
+  if (config.precision.compute == DType::kF16) t.per_step += bus(OpKind::kAllGather, exact_double, n);  // overflow
   for (const Bucket& b : layout.buckets()) {
     const std::int64_t bytes = b.padded_size * element;
     if (!zero.optimizer_sharded) {
-      total += bus(OpKind::kAllReduce, bytes, n);
+      t.per_step += bus(OpKind::kAllReduce, bytes, n);
     } else if (!zero.gradients_sharded) {
-      total += bus(OpKind::kReduceScatter, bytes, n) + bus(OpKind::kAllGather, bytes, n);
+      t.per_step += bus(OpKind::kReduceScatter, bytes, n) + bus(OpKind::kAllGather, bytes, n);
     } else {
       // Reduce-scattered per micro-batch, or once per step in a pipeline (GradientReducer's Accumulation).
-      const int reductions = accumulation_for(config.parallel) == Accumulation::kPerStep ? 1 : micro_batches;
-      total += reductions * bus(OpKind::kReduceScatter, bytes, n);
-      if (!zero.parameters_sharded) total += bus(OpKind::kAllGather, bytes, n);
+      if (accumulation_for(config.parallel) == Accumulation::kPerStep)
+        t.per_step += bus(OpKind::kReduceScatter, bytes, n);
+      else
+        t.per_micro_batch += bus(OpKind::kReduceScatter, bytes, n);
+      if (!zero.parameters_sharded) t.per_step += bus(OpKind::kAllGather, bytes, n);
     }
   }
-  // ZeRO 3: the gathers the step program issues (per use or per step, parallel.zero3_gather).
-  if (zero.parameters_sharded)
+  // ZeRO 3: the gathers the step program issues (per use or per step, parallel.zero3_gather), counted from the
+  // program itself; gathered for every use they recur with every micro-batch.
+  if (zero.parameters_sharded) {
+    std::int64_t gathers = 0;
     for (const StepAction& action : step_program_for(config, 0, params, layout).actions)
       if (action.op == StepOp::kGather)
-        total += bus(OpKind::kAllGather,
-                     layout.buckets()[static_cast<std::size_t>(layout.bucket_of(action.segment))].padded_size * element,
-                     n);
-  return total;
+        gathers += bus(OpKind::kAllGather,
+                       layout.buckets()[static_cast<std::size_t>(layout.bucket_of(action.segment))].padded_size *
+                           element,
+                       n);
+    if (config.parallel.zero3_gather == Zero3Gather::kStep) t.per_step += gathers;
+    else t.per_micro_batch += gathers / config.accumulation_steps();
+  }
+  return t;
 }
 
-// Mirrors the model's tensor-parallel layers (model/tp_layers.h): per micro-batch, all-reduces of the residual stream (batch x seq x d_model)
-// for the embedding, two per block forward, two per block backward (two more when recomputed), the head's
-// backward, and the vocab-parallel loss statistics; then the norm's exact gather.
-// With sequence parallelism each all-reduce of the stream becomes a reduce-scatter plus an all-gather (the same
-// bytes), and the LayerNorm weight gradients (2 x d_model floats each) are all-reduced per micro-batch.
-// For pipeline stage `span`: the embedding's reduction on the first stage, the blocks', and the head's and
-// loss statistics' on the last.
-std::int64_t tp_bytes_per_step(const Config& config, const StageSpan& span, bool first_stage) {
+// Mirrors the model's tensor-parallel layers (model/tp_layers.h): per micro-batch, all-reduces of the residual
+// stream (batch x seq x d_model, `element` bytes each) for the embedding, two per block forward, two per block
+// backward (two more when recomputed), the head's backward, and the vocab-parallel loss statistics (fp32); then the
+// norm's exact gather. With sequence parallelism each all-reduce of the stream becomes a reduce-scatter plus an
+// all-gather (the same bytes), and the LayerNorm weight gradients (2 x d_model floats each) are all-reduced per
+// micro-batch. For pipeline stage `span`: the embedding's reduction on the first stage, the blocks', and the
+// head's and loss statistics' on the last.
+std::int64_t tp_bytes_per_step(const Config& config, const StageSpan& span, bool first_stage, int element) {
   const int t = config.parallel.tp;
   const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
-  const std::int64_t stream = rows * config.model.d_model * 4;
+  const std::int64_t stream = rows * config.model.d_model * element;
   int layers = 0;
   for (const LayerRange& chunk : span.chunks) layers += chunk.end - chunk.begin;
   const int per_block = config.train.recompute == Recompute::kBlock ? 6 : 4;
@@ -78,47 +93,41 @@ std::int64_t tp_bytes_per_step(const Config& config, const StageSpan& span, bool
   return config.accumulation_steps() * per_micro + bus(OpKind::kAllGather, t * 8, t);
 }
 
-// Pipeline rank 0 (the first stage) sends each micro-batch's output stream forward, its copy of the tied
-// embeddings' gradient to the last stage, and takes part in the exact sums of the loss and the norm.
-std::int64_t pp_bytes_per_step(const Config& config, const ParamLayout& first_stage) {
+// Stage `pp_rank` sends each micro-batch forward once per chunk it holds but the model's last, and backward once
+// per chunk but the model's first; the first stage also sends its copy of the tied embeddings' gradient to the
+// last, and every stage takes part in the exact sums of the loss and the norm.
+std::int64_t pp_bytes_per_step(const Config& config, int pp_rank, std::int64_t embedding_elements, int element) {
   const int pp = config.parallel.pp;
   if (pp == 1) return 0;
-  const int t = config.parallel.tp;
+  const int t = config.parallel.tp, v = config.parallel.virtual_stages;
   const bool sp = config.parallel.sequence_parallel && t > 1;
   const std::int64_t rows = static_cast<std::int64_t>(config.train.micro_batch) * config.model.seq_len;
-  const std::int64_t stream = (sp ? rows / t : rows) * config.model.d_model * 4;
-  // The first stage sends each micro-batch forward once per chunk it holds (none is the model's last), and
-  // backward once per chunk but its first (chunk 0 has no predecessor).
-  const int sends_per_micro = 2 * config.parallel.virtual_stages - 1;
-  return config.accumulation_steps() * sends_per_micro * bus(OpKind::kSend, stream, pp) +
-         bus(OpKind::kSend, first_stage.embeddings().size() * 4, pp) + 2 * bus(OpKind::kAllGather, pp * 8, pp);
+  const std::int64_t stream = (sp ? rows / t : rows) * config.model.d_model * element;
+  const int sends_per_micro = (v - (pp_rank == pp - 1 ? 1 : 0)) + (v - (pp_rank == 0 ? 1 : 0));
+  const std::int64_t tied = pp_rank == 0 ? bus(OpKind::kSend, embedding_elements * 4, pp) : 0;
+  return config.accumulation_steps() * sends_per_micro * bus(OpKind::kSend, stream, pp) + tied +
+         2 * bus(OpKind::kAllGather, pp * 8, pp);
 }
 
+// Every group along `axis`, in the order of its first rank: one pass over the ranks (a group's first rank is the
+// one whose coordinate on `axis` is 0).
 std::vector<std::vector<int>> groups_along(const ParallelConfig& p, int world, int MeshCoordinates::*axis) {
   std::vector<std::vector<int>> groups;
+  std::vector<int> index_of_key;  // by the rank's coordinates with `axis` zeroed
   for (int rank = 0; rank < world; ++rank) {
-    if (mesh_coordinates(rank, p).*axis != 0) continue;
-    std::vector<int> group;
-    for (int other = 0; other < world; ++other) {
-      MeshCoordinates a = mesh_coordinates(rank, p), b = mesh_coordinates(other, p);
-      a.*axis = b.*axis = 0;
-      if (a.dp == b.dp && a.tp == b.tp && a.pp == b.pp) group.push_back(other);
+    MeshCoordinates c = mesh_coordinates(rank, p);
+    const bool first = c.*axis == 0;
+    c.*axis = 0;
+    const auto key = static_cast<std::size_t>(mesh_rank(c, p));
+    if (index_of_key.size() <= key) index_of_key.resize(key + 1, -1);
+    if (first) {
+      index_of_key[key] = static_cast<int>(groups.size());
+      groups.emplace_back();
     }
-    groups.push_back(group);
+    groups[static_cast<std::size_t>(index_of_key[key])].push_back(rank);
   }
   return groups;
 }
-
-std::string join(const std::vector<int>& ranks) {
-  std::string text;
-  for (int r : ranks) {
-    if (!text.empty()) text += ',';
-    text += std::to_string(r);
-  }
-  return text;
-}
-
-double mib(std::int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 
 }  // namespace
 
@@ -148,90 +157,69 @@ Plan make_plan(const Config& config, int world_size) {
   // Adam m and v (plus fp32 masters under 16-bit compute) for the whole model or the own chunks.
   std::int64_t optimizer_elements = 0;
   for (const Bucket& b : layout.buckets()) optimizer_elements += zero.optimizer_sharded ? layout.chunk(b) : b.flat.size();
-  plan.memory.optimizer = optimizer_elements * 4 * (config.precision.compute == DType::kF32 ? 2 : 3);
+  plan.optimizer_elements = optimizer_elements;
+  const std::int64_t state = optimizer_elements * 4 * (config.precision.compute == DType::kF32 ? 2 : 3);
+  plan.memory.optimizer = state;
   ModelOptions options;
   options.recompute = config.train.recompute;
   options.sequence_parallel = p.sequence_parallel;
   options.stage = span;
   options.activation_slots = activation_slots(config, 0);  // the schedule's peak for the first stage
   plan.memory.activations = family.activation_bytes(config.model, config.train.micro_batch, options, p.tp);
-  plan.comm.dp = dp_bytes_per_step(config, params, layout, zero);
-  plan.comm.tp = tp_bytes_per_step(config, span, true);
-  plan.comm.pp = pp_bytes_per_step(config, params);
+
+  // Transient copies: a segment is what one acquire gathers (one bucket each under ZeRO-3).
+  std::int64_t largest = 0, second = 0;
+  for (int s = 0; s < layout.segment_count(); ++s) {
+    const std::int64_t size = zero.parameters_sharded
+                                  ? layout.buckets()[static_cast<std::size_t>(layout.bucket_of(s))].padded_size
+                                  : layout.segment(s).size();
+    if (size > largest) second = std::exchange(largest, size);
+    else second = std::max(second, size);
+  }
+  if (zero.parameters_sharded)
+    plan.memory.gathered = element * (p.zero3_gather == Zero3Gather::kStep ? full : largest + second);
+  if (config.precision.compute != DType::kF32) plan.memory.widened = 4 * largest;
+
+  // ZeRO-Offload moves the optimizer state, and the step, off the device: gradients stream to the host and the
+  // updated parameters come back, in the storage type, bucket by bucket through two pinned staging buffers each.
+  if (p.offload != Offload::kNone) {
+    std::int64_t largest_chunk = 0;
+    for (const Bucket& b : layout.buckets())
+      largest_chunk = std::max(largest_chunk, zero.optimizer_sharded ? layout.chunk(b) : b.flat.size());
+    plan.memory.optimizer = 0;
+    plan.offload_link_bytes = 2 * element * optimizer_elements;
+    const std::int64_t staging = 2 * largest_chunk * 2 * element;
+    if (p.offload == Offload::kHost) {
+      plan.memory.host = state + staging;
+    } else {
+      // The state lives in files; the host keeps two buckets' state in flight for the asynchronous reads and writes.
+      const std::int64_t in_flight =
+          std::min(state, 2 * largest_chunk * (state / std::max<std::int64_t>(1, optimizer_elements)));
+      plan.memory.host = staging + in_flight;
+      plan.memory.disk = state;
+      plan.offload_disk_bytes = 2 * state;
+    }
+  }
+
+  const DpTraffic dp = dp_traffic(config, params, layout, zero);
+  plan.comm.dp = dp.per_step + config.accumulation_steps() * dp.per_micro_batch;
+  plan.dp_per_micro_batch = dp.per_micro_batch;
+  const StageTraffic traffic = stage_traffic(config, 0, 4);  // weft sends fp32 activations
+  plan.comm.tp = traffic.tp;
+  plan.comm.pp = traffic.pp;
   if (p.pp > 1) plan.bubble_fraction = simulate(pipeline_schedule(config)).bubble_fraction;
   return plan;
 }
 
-std::string format_plan(const Plan& plan, const Config& config) {
-  const ParallelConfig& p = plan.parallel;
-  std::string out = fmt::format("weft plan: {} on {} rank(s): dp {} x tp {} x pp {}, ZeRO {}, {}, {} parameters\n",
-                                config.source_path, plan.world_size, p.dp, p.tp, p.pp, p.zero,
-                                dtype_name(config.precision.compute), plan.parameters);
-  out += "mesh (rank = tp + tp_size * (dp + dp_size * pp)):\n";
-  for (const auto& g : plan.dp_groups) out += fmt::format("  dp group: ranks {}\n", join(g));
-  for (const auto& g : plan.tp_groups) out += fmt::format("  tp group: ranks {}\n", join(g));
-  for (const auto& g : plan.pp_groups) out += fmt::format("  pp group: ranks {}\n", join(g));
-  out += "layers -> pipeline stage:";
-  for (std::size_t l = 0; l < plan.stage_of_layer.size(); ++l) out += fmt::format(" h.{}:{}", l, plan.stage_of_layer[l]);
-  if (p.pp > 1)
-    out += fmt::format("\npipeline: {} schedule, {} micro-batches, {} virtual stage(s), bubble {:.1f}% (simulated; "
-                       "textbook (p-1)/(vm+p-1) = {:.1f}%); figures below are rank 0's (the first stage)",
-                       config.parallel.schedule == PipelineSchedule::kGpipe         ? "GPipe"
-                       : config.parallel.schedule == PipelineSchedule::kInterleaved ? "interleaved 1F1B"
-                                                                                     : "1F1B",
-                       config.accumulation_steps(), p.virtual_stages, 100.0 * plan.bubble_fraction,
-                       100.0 * (p.pp - 1) /
-                           (static_cast<double>(p.virtual_stages) * config.accumulation_steps() + p.pp - 1.0));
-  out += fmt::format("\nper-rank memory: params {:.2f} MiB, grads {:.2f} MiB, optimizer {:.2f} MiB, activations {:.2f} MiB "
-                     "(model states {:.2f} MiB)\n",
-                     mib(plan.memory.params), mib(plan.memory.grads), mib(plan.memory.optimizer),
-                     mib(plan.memory.activations), mib(plan.memory.model_states()));
-  out += fmt::format("per-step bytes sent per rank: dp {} ({:.2f} MiB), tp {}, pp {}\n", plan.comm.dp, mib(plan.comm.dp),
-                     plan.comm.tp, plan.comm.pp);
-  out += "every ZeRO stage for this layout:\n  stage   params MiB   grads MiB   optimizer MiB   states MiB   dp MiB/step\n";
-  for (int stage = 0; stage <= 3; ++stage) {
-    if (p.pp > 1 && stage > 1) {
-      out += fmt::format("  {:>5}  refused with pipelining (see docs/planner.md)\n", stage);
-      continue;
-    }
-    Config variant = config;
-    variant.parallel.zero = stage;
-    const Plan other = make_plan(variant, plan.world_size);
-    out += fmt::format("  {:>5}{:>13.2f}{:>12.2f}{:>16.2f}{:>13.2f}{:>14.2f}\n", stage, mib(other.memory.params),
-                       mib(other.memory.grads), mib(other.memory.optimizer), mib(other.memory.model_states()),
-                       mib(other.comm.dp));
-  }
-  return out;
-}
-
-std::string plan_json(const Plan& plan) {
-  JsonWriter json;
-  json.begin_object().field("world_size", plan.world_size).field("parameters", plan.parameters);
-  json.begin_object("mesh").field("dp", plan.parallel.dp).field("tp", plan.parallel.tp).field("pp", plan.parallel.pp);
-  for (const auto& [name, groups] : {std::pair{"dp_groups", &plan.dp_groups}, std::pair{"tp_groups", &plan.tp_groups},
-                                     std::pair{"pp_groups", &plan.pp_groups}}) {
-    json.begin_array(name);
-    for (const auto& g : *groups) {
-      json.begin_array();
-      for (int r : g) json.field("", r);
-      json.end_array();
-    }
-    json.end_array();
-  }
-  json.end_object();
-  json.begin_array("stage_of_layer");
-  for (int s : plan.stage_of_layer) json.field("", s);
-  json.end_array();
-  json.begin_object("mem")
-      .field("params", plan.memory.params)
-      .field("grads", plan.memory.grads)
-      .field("optimizer", plan.memory.optimizer)
-      .field("activations", plan.memory.activations)
-      .end_object();
-  json.field("bubble_fraction", plan.bubble_fraction);
-  json.begin_object("comm_bytes").field("dp", plan.comm.dp).field("tp", plan.comm.tp).field("pp", plan.comm.pp).end_object();
-  json.end_object();
-  return json.str();
+StageTraffic stage_traffic(const Config& config, int pp_rank, int element_bytes) {
+  const StageSpan span = stage_span(config, pp_rank);
+  const ModelFamily& family = model_family(config.model);
+  StageTraffic t;
+  t.tp = tp_bytes_per_step(config, span, pp_rank == 0, element_bytes);
+  const std::int64_t embeddings =
+      pp_rank == 0 ? family.layout(config.model, 0, config.parallel.tp, span).embeddings().size() : 0;
+  t.pp = pp_bytes_per_step(config, pp_rank, embeddings, element_bytes);
+  return t;
 }
 
 }  // namespace weft

@@ -13,8 +13,22 @@
 namespace weft {
 
 struct MemoryPlan {
+  // On the device, as the run's metrics count them (params in the storage type, Adam m and v plus fp32 masters
+  // under 16-bit compute in `optimizer`; zero there when offloaded).
   std::int64_t params = 0, grads = 0, optimizer = 0, activations = 0;
+  // Transient device memory the metrics count apart (kComm, kOther): ZeRO-3's gathered parameters (a stage's
+  // whole set with zero3_gather: step, the two largest segments, in use and prefetched, with microbatch) and the
+  // fp32 copy of the segment in use under 16-bit storage (compute sees fp32).
+  std::int64_t gathered = 0, widened = 0;
+  // ZeRO-Offload: the optimizer state and its staging buffers in host memory, and in files under offload_dir.
+  std::int64_t host = 0, disk = 0;
   std::int64_t model_states() const { return params + grads + optimizer; }
+  std::int64_t device_total() const { return model_states() + activations + gathered + widened; }
+};
+
+// What one rank of a pipeline stage sends per optimizer step, with activations of `element_bytes` each.
+struct StageTraffic {
+  std::int64_t tp = 0, pp = 0;
 };
 
 struct Plan {
@@ -25,6 +39,10 @@ struct Plan {
   std::int64_t parameters = 0;
   MemoryPlan memory;  // rank 0's (every rank of a stage holds the same amounts)
   CommBytes comm;     // bytes one rank sends per optimizer step, per group (nccl-tests bus bytes)
+  std::int64_t dp_per_micro_batch = 0;  // the part of comm.dp sent again for every micro-batch (ZeRO 2 and 3)
+  std::int64_t offload_link_bytes = 0;  // ZeRO-Offload: gradients to the host plus parameters back, per step
+  std::int64_t offload_disk_bytes = 0;  // offload: disk: optimizer state read plus written, per step
+  std::int64_t optimizer_elements = 0;  // elements this rank's optimizer step updates
   double bubble_fraction = 0.0;  // the pipeline schedule's idle share, from its simulation
 };
 
@@ -32,7 +50,11 @@ struct Plan {
 // (tests/parallel/test_planner.cc checks it for every stage and precision).
 Plan make_plan(const Config& config, int world_size);
 
+// Tensor- and pipeline-parallel bytes one rank of stage `pp_rank` sends per step when activations travel as
+// `element_bytes` each (the plan's figures use weft's fp32 stream).
+StageTraffic stage_traffic(const Config& config, int pp_rank, int element_bytes);
+
 std::string format_plan(const Plan& plan, const Config& config);
-std::string plan_json(const Plan& plan);
+std::string plan_json(const Plan& plan, const Config& config);
 
 }  // namespace weft

@@ -88,15 +88,32 @@ struct CheckpointConfig {
   std::string resume = "auto";  // auto | never | a checkpoint directory
 };
 
-// The machine a plan predicts for (weft plan): optional; without it, plans give memory and traffic only.
+// The machine a plan predicts for (weft plan): optional; without it, plans give memory and traffic only. Bandwidths
+// are in GB/s (10^9 bytes per second), compute in TFLOP/s; `gpu` fills every figure not set from a preset
+// (parallel/cluster_spec.cc), and parallel/cluster_spec.h refuses implausible values.
+enum class GpuPreset { kCustom, kA100, kH100 };
+// Which kernels the step-time prediction assumes: weft's engine as built (fp32 activations, each GEMM casting its
+// operands, bias, GeLU and residual adds as separate kernels), or a runtime that keeps activations in the compute
+// precision and fuses them (Megatron-LM's fused bias-GeLU, bias-add and softmax kernels).
+enum class KernelProfile { kWeft, kFused };
+
 struct ClusterConfig {
-  bool given() const { return peak_tflops > 0.0; }
+  bool given() const { return gpu != GpuPreset::kCustom || peak_tflops > 0.0; }
+  GpuPreset gpu = GpuPreset::kCustom;
+  KernelProfile kernels = KernelProfile::kWeft;
   int devices_per_node = 8;
-  double peak_tflops = 0.0;         // one device's peak dense FLOP/s for the compute precision, in TFLOP/s
-  double memory_gib = 0.0;          // one device's memory
-  double intra_node_gbps = 0.0;     // per-device bus bandwidth inside a node, GB/s
-  double inter_node_gbps = 0.0;     // per-device bus bandwidth between nodes, GB/s
-  double compute_efficiency = 0.5;  // the share of peak the model's GEMMs reach
+  int nics_per_node = 0;            // network cards per node; 0: one per device
+  double peak_tflops = 0.0;         // one device's peak dense TFLOP/s for the compute precision
+  double memory_gib = 0.0;          // one device's memory, GiB
+  double memory_GBps = 0.0;         // one device's memory bandwidth (memory-bound kernels, the optimizer step)
+  double intra_node_GBps = 0.0;     // per-device bus bandwidth of collectives inside a node (nccl-tests busbw)
+  double inter_node_GBps = 0.0;     // one network card's bandwidth between nodes
+  double gemm_efficiency = 0.5;     // the share of peak the largest GEMMs reach (alias: compute_efficiency)
+  double gemm_half_dim = 0.0;       // a GEMM whose smallest dimension is this reaches half of gemm_efficiency
+  double host_memory_gib = 0.0;     // one node's host memory (ZeRO-Offload)
+  double host_memory_GBps = 0.0;    // one node's host memory bandwidth (the offloaded optimizer step)
+  double pcie_GBps = 0.0;           // one device's host link, each way
+  double disk_GBps = 0.0;           // one node's offload_dir bandwidth (offload: disk)
 };
 
 struct Config {

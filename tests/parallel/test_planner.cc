@@ -1,4 +1,6 @@
 // The planner's memory and traffic figures equal what runs measure, for every ZeRO stage and precision.
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 #include "parallel/planner.h"
@@ -58,4 +60,57 @@ TEST_CASE("the plan lists the mesh groups in Megatron's rank order") {
   CHECK(plan.dp_groups == std::vector<std::vector<int>>{{0, 1, 2, 3}});
   CHECK(plan.tp_groups.size() == 4);
   CHECK(plan.stage_of_layer == std::vector<int>{0, 0});
+}
+
+TEST_CASE("the plan's groups are every rank with the same other two coordinates, for uneven meshes") {
+  const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                    {{"parallel.tp", "2"}, {"parallel.pp", "2"}, {"model.layers", "4"},
+                                     {"train.global_batch", "24"}, {"train.micro_batch", "2"}},
+                                    12);
+  const Plan plan = make_plan(config, 12);  // dp 3 x tp 2 x pp 2
+  auto same_except = [&](int a, int b, int MeshCoordinates::*axis) {
+    MeshCoordinates x = mesh_coordinates(a, plan.parallel), y = mesh_coordinates(b, plan.parallel);
+    x.*axis = y.*axis = 0;
+    return x.dp == y.dp && x.tp == y.tp && x.pp == y.pp;
+  };
+  for (auto [groups, axis] : {std::pair{&plan.dp_groups, &MeshCoordinates::dp}, std::pair{&plan.tp_groups, &MeshCoordinates::tp},
+                              std::pair{&plan.pp_groups, &MeshCoordinates::pp}}) {
+    int covered = 0;
+    for (const auto& g : *groups) {
+      covered += static_cast<int>(g.size());
+      for (int other = 0; other < 12; ++other)
+        CHECK(same_except(g.front(), other, axis) == (std::find(g.begin(), g.end(), other) != g.end()));
+    }
+    CHECK(covered == 12);
+  }
+  CHECK(plan.dp_groups == std::vector<std::vector<int>>{{0, 2, 4}, {1, 3, 5}, {6, 8, 10}, {7, 9, 11}});
+}
+
+TEST_CASE("at thousands of ranks the text plan summarises the groups; the JSON still lists every group") {
+  const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
+                                    {{"parallel.tp", "4"}, {"parallel.pp", "2"}, {"train.global_batch", "2048"},
+                                     {"train.micro_batch", "1"}, {"cluster.gpu", "h100"}},
+                                    4096);
+  const Plan plan = make_plan(config, 4096);
+  const std::string text = format_plan(plan, config);
+  CHECK(std::count(text.begin(), text.end(), '\n') < 30);
+  CHECK_THAT(text, Catch::Contains("dp groups: 8 of 512 rank(s) each, stride 4"));
+  CHECK_THAT(text, Catch::Contains("tp groups: 1024 of 4 rank(s) each, stride 1"));
+  const std::string json = plan_json(plan, config);
+  CHECK(std::count(json.begin(), json.end(), '[') > 1024 + 512 + 8);  // every tp, pp and dp group
+}
+
+TEST_CASE("plan --json carries everything the text shows: memory, traffic, pipeline, ZeRO stages and the prediction") {
+  const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/gpt2_small_3d.yaml", {}, 16);
+  const Plan plan = make_plan(config, 16);
+  const std::string json = plan_json(plan, config);
+  for (const char* key :
+       {"\"mem\":", "\"params\":", "\"grads\":", "\"optimizer\":", "\"activations\":", "\"gathered_params\":",
+        "\"device_total\":", "\"comm_bytes\":", "\"pipeline\":", "\"textbook_bubble_fraction\":", "\"zero_stages\":",
+        "\"prediction\":", "\"step_ms\":", "\"breakdown\":", "\"gemm_ms\":", "\"memory_bound_ms\":",
+        "\"recompute_ms\":", "\"tp_ms\":", "\"bubble_ms\":", "\"pp_ms\":", "\"dp_exposed_ms\":", "\"optimizer_ms\":",
+        "\"mfu\":", "\"model_tflops_per_device\":", "\"tokens_per_s\":", "\"device_bytes\":", "\"fits\":"}) {
+    INFO(key);
+    CHECK(json.find(key) != std::string::npos);
+  }
 }
