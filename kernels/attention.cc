@@ -3,54 +3,89 @@
 #include <cmath>
 
 namespace weft::kernels {
+namespace {
+
+// One group: kv head j and the `group` query heads that read it (all heads, with key/value strides of head_dim,
+// when every query head has its own). Query heads of a group are adjacent, head_dim apart within a row.
+struct Group {
+  const AttentionShape& s;
+  int j;
+  int size() const { return s.heads / s.kv(); }
+  long q(int b) const { return static_cast<long>(b) * s.seq * s.row() + static_cast<long>(j) * size() * s.head_dim; }
+  long k(int b) const { return static_cast<long>(b) * s.seq * s.row() + s.width() + static_cast<long>(j) * s.head_dim; }
+  long v(int b) const { return k(b) + static_cast<long>(s.kv()) * s.head_dim; }
+  long out(int b) const { return static_cast<long>(b) * s.seq * s.width() + static_cast<long>(j) * size() * s.head_dim; }
+  long probs(int b) const { return (static_cast<long>(b) * s.heads + static_cast<long>(j) * size()) * s.seq * s.seq; }
+};
+
+// Multi-head attention batches every head in one call (heads are head_dim apart); grouped-query attention
+// batches each group's query heads against their one key/value head (a stride of 0 repeats it).
+int groups(const AttentionShape& s) { return s.kv() == s.heads ? 1 : s.kv(); }
+int per_call(const AttentionShape& s) { return s.kv() == s.heads ? s.heads : s.heads / s.kv(); }
+long long kv_stride(const AttentionShape& s) { return s.kv() == s.heads ? s.head_dim : 0; }
+
+}  // namespace
 
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, float* out, float* probs, const float* qkv,
                        const AttentionShape& s) {
-  const int width = s.width(), row = 3 * width, t = s.seq, hd = s.head_dim;
+  const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;
-  for (int b = 0; b < s.batch; ++b) {
-    const float* q = qkv + static_cast<long>(b) * t * row;
-    float* p = probs + b * s.heads * square;
-    // scores_h = Q_h K_h^T for every head h at once (heads are head_dim apart within a row).
-    k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kYes, t, t, hd, 1.0f, q, row, hd, q + width, row, hd, 0.0f,
-                           p, t, square, s.heads);
-  }
+  for (int b = 0; b < s.batch; ++b)
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
+      // scores_h = Q_h K^T for every query head of the group at once.
+      k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kYes, t, t, hd, 1.0f, qkv + g.q(b), row, hd,
+                             qkv + g.k(b), row, kv_stride(s), 0.0f, probs + g.probs(b), t, square, per_call(s));
+    }
   k.causal_softmax_forward(ctx, probs, probs, 1.0f / std::sqrt(static_cast<float>(hd)), s.batch * s.heads, t);
-  for (int b = 0; b < s.batch; ++b) {
-    const float* v = qkv + static_cast<long>(b) * t * row + 2 * width;
-    // out_h = P_h V_h, written into head h's columns of the output row.
-    k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, probs + b * s.heads * square, t,
-                           square, v, row, hd, 0.0f, out + static_cast<long>(b) * t * width, width, hd, s.heads);
-  }
+  for (int b = 0; b < s.batch; ++b)
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
+      // out_h = P_h V, written into head h's columns of the output row.
+      k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b), t, square,
+                             qkv + g.v(b), row, kv_stride(s), 0.0f, out + g.out(b), width, hd, per_call(s));
+    }
 }
 
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,
                         const float* dout, const float* qkv, const float* probs, const AttentionShape& s) {
-  const int width = s.width(), row = 3 * width, t = s.seq, hd = s.head_dim;
+  const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;
-  for (int b = 0; b < s.batch; ++b) {
-    const float* base = qkv + static_cast<long>(b) * t * row;
-    const float* d_o = dout + static_cast<long>(b) * t * width;
-    float* d_base = dqkv + static_cast<long>(b) * t * row;
-    const float* p = probs + b * s.heads * square;
-    float* dp = dprobs + b * s.heads * square;
-    // dP_h = dO_h V_h^T and dV_h = P_h^T dO_h.
-    k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kYes, t, t, hd, 1.0f, d_o, width, hd, base + 2 * width, row,
-                           hd, 0.0f, dp, t, square, s.heads);
-    k.gemm_strided_batched(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, p, t, square, d_o, width, hd, 0.0f,
-                           d_base + 2 * width, row, hd, s.heads);
-  }
+  const bool grouped = s.kv() != s.heads;
+  for (int b = 0; b < s.batch; ++b)
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
+      // dP_h = dO_h V^T.
+      k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kYes, t, t, hd, 1.0f, dout + g.out(b), width, hd,
+                             qkv + g.v(b), row, kv_stride(s), 0.0f, dprobs + g.probs(b), t, square, per_call(s));
+      // dV = sum over the group's heads of P_h^T dO_h: one batched call without groups, else one call per head
+      // adding into the shared dV (beta 1 after the first), in a fixed order.
+      if (!grouped) {
+        k.gemm_strided_batched(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b), t, square,
+                               dout + g.out(b), width, hd, 0.0f, dqkv + g.v(b), row, hd, s.heads);
+        continue;
+      }
+      for (int h = 0; h < g.size(); ++h)
+        k.gemm(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b) + h * square, t,
+               dout + g.out(b) + h * hd, width, h == 0 ? 0.0f : 1.0f, dqkv + g.v(b), row);
+    }
   k.causal_softmax_backward(ctx, dprobs, probs, dprobs, 1.0f / std::sqrt(static_cast<float>(hd)), s.batch * s.heads, t);
-  for (int b = 0; b < s.batch; ++b) {
-    const float* base = qkv + static_cast<long>(b) * t * row;
-    float* d_base = dqkv + static_cast<long>(b) * t * row;
-    const float* ds = dprobs + b * s.heads * square;
-    // dQ_h = dS_h K_h and dK_h = dS_h^T Q_h.
-    k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, ds, t, square, base + width, row, hd,
-                           0.0f, d_base, row, hd, s.heads);
-    k.gemm_strided_batched(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, ds, t, square, base, row, hd, 0.0f,
-                           d_base + width, row, hd, s.heads);
-  }
+  for (int b = 0; b < s.batch; ++b)
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
+      // dQ_h = dS_h K.
+      k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, dprobs + g.probs(b), t, square,
+                             qkv + g.k(b), row, kv_stride(s), 0.0f, dqkv + g.q(b), row, hd, per_call(s));
+      // dK = sum over the group's heads of dS_h^T Q_h.
+      if (!grouped) {
+        k.gemm_strided_batched(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, dprobs + g.probs(b), t, square,
+                               qkv + g.q(b), row, hd, 0.0f, dqkv + g.k(b), row, hd, s.heads);
+        continue;
+      }
+      for (int h = 0; h < g.size(); ++h)
+        k.gemm(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, dprobs + g.probs(b) + h * square, t,
+               qkv + g.q(b) + h * hd, row, h == 0 ? 0.0f : 1.0f, dqkv + g.k(b), row);
+    }
 }
 
 }  // namespace weft::kernels

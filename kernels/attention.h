@@ -1,17 +1,23 @@
-// Causal multi-head self-attention, composed from a backend's batched GEMM and causal softmax (so CPU and CUDA share it).
+// Causal multi-head self-attention, composed from a backend's batched GEMM and causal softmax (so CPU and CUDA share
+// it), with grouped-query attention (Ainslie et al. 2023): kv_heads key/value heads each shared by heads / kv_heads
+// query heads.
 #pragma once
 
 #include "kernels/backend.h"
 
 namespace weft::kernels {
 
-// qkv rows are [q heads | k heads | v heads], each heads x head_dim, as the c_attn projection lays them out.
+// qkv rows are [q heads | k heads | v heads], heads x head_dim then kv_heads x head_dim twice, as the fused
+// projection lays them out.
 struct AttentionShape {
   int batch;
   int seq;
   int heads;
   int head_dim;
+  int kv_heads = 0;  // 0: as many as heads (multi-head attention)
   int width() const { return heads * head_dim; }
+  int kv() const { return kv_heads > 0 ? kv_heads : heads; }
+  int row() const { return (heads + 2 * kv()) * head_dim; }
 };
 
 // out [batch, seq, heads * head_dim]; probs [batch, heads, seq, seq] is kept for backward.

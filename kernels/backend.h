@@ -11,7 +11,10 @@
 #include "kernels/grad_norm.h"
 #include "kernels/layernorm.h"
 #include "kernels/residual.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
 #include "kernels/softmax.h"
+#include "kernels/swiglu.h"
 #include "kernels/vocab_parallel_loss.h"
 #include "runtime/device.h"
 
@@ -40,6 +43,12 @@ struct KernelBackend {
   RowSumExp* row_sum_exp;
   TargetLogit* target_logit;
   VocabParallelGrad* vocab_parallel_grad;
+  RmsNormForward* rmsnorm_forward;
+  RmsNormBackward* rmsnorm_backward;
+  RopeForward* rope_forward;
+  RopeBackward* rope_backward;
+  SwigluForward* swiglu_forward;
+  SwigluBackward* swiglu_backward;
 };
 
 // The kernels for `type`; throws Error(kUsage) for CUDA in a build without it.
