@@ -101,6 +101,9 @@ class ParamLayout {
   bool has_head() const { return span_.head; }
   // This stage's embeddings are the tied copy of another stage's (see StageSpan).
   bool embeddings_are_tied_copy() const { return span_.embeddings_are_tied_copy; }
+  // The head's output projection is the embeddings (tied), held on this stage: the head's stage calls read them.
+  bool head_reads_embeddings() const { return tied_output_ && span_.embeddings && span_.head; }
+  void set_tied_output(bool tied) { tied_output_ = tied; }
   // Whether this rank's part of `spec` is the one that counts for the whole model (saved, normed once):
   // replicated parameters count on tp rank 0, and a tied copy of the embeddings not at all.
   bool counts(const ParamSpec& spec) const;
@@ -124,6 +127,7 @@ class ParamLayout {
   std::int64_t total_ = 0, segment_start_ = 0;
   ParamRange embeddings_, head_;
   std::vector<ParamRange> blocks_;
+  bool tied_output_ = true;
 };
 
 // Splits `extent` evenly over tp ranks after padding it to a multiple of tp (a vocabulary: padding rows never

@@ -36,15 +36,15 @@ void TensorParallelLayers::bind_scratch(float* scratch) {
 }
 
 void TensorParallelLayers::column_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
-  kernels_.bias_broadcast(ctx_, y, b, rows_, out);
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+  if (b) kernels_.bias_broadcast(ctx_, y, b, rows_, out);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, out);
 }
 
 void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                                         const float* w, int in, int out) {
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
   kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, out, in, rows_, 1.0f, dy, out, x, in, 1.0f, dw, in);
-  kernels_.bias_backward(ctx_, db, dy, rows_, out);
+  if (db) kernels_.bias_backward(ctx_, db, dy, rows_, out);
 }
 
 void TensorParallelLayers::column_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
@@ -58,7 +58,10 @@ void TensorParallelLayers::row_forward(float* y, const float* x, const float* w,
   // (reduce-scatter, sequence parallel).
   float* partial = sequence_parallel_ ? sp_full_ : y;
   const std::size_t full = static_cast<std::size_t>(rows_) * out;
-  if (sequence_parallel_) {
+  float beta = 1.0f;
+  if (b == nullptr) {
+    beta = 0.0f;  // no bias: the product alone
+  } else if (sequence_parallel_) {
     device_.fill_zero(partial, sizeof(float) * full);
     kernels_.bias_broadcast(ctx_, partial + static_cast<std::size_t>(tp_.rank()) * stream_rows_ * out, b, stream_rows_,
                             out);
@@ -67,7 +70,7 @@ void TensorParallelLayers::row_forward(float* y, const float* x, const float* w,
   } else {
     device_.fill_zero(partial, sizeof(float) * full);
   }
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, 1.0f, partial, out);
+  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, beta, partial, out);
   if (sequence_parallel_) tp_.reduce_scatter_sum(partial, y, static_cast<std::size_t>(stream_rows_) * out);
   else tp_.all_reduce_sum(y, full);
 }
@@ -111,6 +114,30 @@ void TensorParallelLayers::layernorm_backward(float* d_in, float* d_weight_and_b
   kernels_.layernorm_backward(ctx_, d_in, norm_grads_, norm_grads_ + d, d_out, in, w, mean, rstd, stream_rows_, d);
   tp_.all_reduce_sum(norm_grads_, 2 * static_cast<std::size_t>(d));
   kernels_.add(ctx_, d_weight_and_bias, d_weight_and_bias, norm_grads_, 2 * static_cast<std::size_t>(d));
+}
+
+void TensorParallelLayers::rmsnorm_forward(float* out_full, float* rstd, const float* in, const float* w, float eps) {
+  const int d = d_model_;
+  if (!sequence_parallel_) {
+    kernels_.rmsnorm_forward(ctx_, out_full, rstd, in, w, rows_, d, eps);
+    return;
+  }
+  kernels_.rmsnorm_forward(ctx_, sp_chunk_, rstd, in, w, stream_rows_, d, eps);
+  tp_.all_gather(sp_chunk_, out_full, static_cast<std::size_t>(stream_rows_) * d);
+}
+
+void TensorParallelLayers::rmsnorm_backward(float* d_in, float* d_weight, const float* d_out, const float* in,
+                                            const float* w, const float* rstd) {
+  const int d = d_model_;
+  if (!sequence_parallel_) {
+    kernels_.rmsnorm_backward(ctx_, d_in, d_weight, d_out, in, w, rstd, rows_, d);
+    return;
+  }
+  // As for LayerNorm: each rank saw only its rows, so the weight gradient is summed over tp first.
+  device_.fill_zero(norm_grads_, sizeof(float) * static_cast<std::size_t>(d));
+  kernels_.rmsnorm_backward(ctx_, d_in, norm_grads_, d_out, in, w, rstd, stream_rows_, d);
+  tp_.all_reduce_sum(norm_grads_, static_cast<std::size_t>(d));
+  kernels_.add(ctx_, d_weight, d_weight, norm_grads_, static_cast<std::size_t>(d));
 }
 
 void TensorParallelLayers::embedding_forward(float* stream, const std::int32_t* inputs, const float* table,

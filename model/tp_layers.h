@@ -34,7 +34,7 @@ class TensorParallelLayers {
 
   // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
   // this rank's rows of W [out, in] and of b. dW += dy^T x; db += sums of dy; dx is this rank's partial sum
-  // (the caller reduces it, usually with reduce_partial_stream).
+  // (the caller reduces it, usually with reduce_partial_stream). Without a bias, b and db are null.
   void column_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
   void column_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
                        int out);
@@ -55,6 +55,11 @@ class TensorParallelLayers {
   // first under sequence parallelism, where each rank saw only its rows).
   void layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out, const float* in, const float* w,
                           const float* mean, const float* rstd);
+
+  // RMSNorm, the same way (one weight, no bias).
+  void rmsnorm_forward(float* out_full, float* rstd, const float* in, const float* w, float eps);
+  void rmsnorm_backward(float* d_in, float* d_weight, const float* d_out, const float* in, const float* w,
+                        const float* rstd);
 
   // Vocab-parallel embedding: each rank looks up the tokens in its rows of `table` (zeros elsewhere), tp rank 0
   // adds `positions` (may be null), and the partial streams are summed into `stream` (this rank's rows).

@@ -55,14 +55,17 @@ double measure_peak_flops(Device& device, DType gemm_inputs) {
 
 // Everything that must agree across ranks for them to train one model.
 std::uint64_t config_fingerprint(const Config& c) {
+  const ModelConfig& m = c.model;
   const std::string text = fmt::format(
-      "{} {} {} {} {} | {} {} {} {} {} {} {} {} {} {} {} {} | {} {} | {} {} {} {} {} {} {} | {} | {} {}",
-      c.model.layers, c.model.d_model, c.model.heads, c.model.vocab_size, c.model.seq_len, c.train.steps,
-      c.train.global_batch, c.train.micro_batch, c.train.lr, c.train.warmup_steps, c.train.min_lr_ratio,
-      c.train.weight_decay, c.train.grad_clip, c.train.beta1, c.train.beta2, c.train.eps, c.train.seed,
-      static_cast<int>(c.data.source), c.data.path, c.parallel.dp, c.parallel.tp, c.parallel.pp, c.parallel.zero,
-      static_cast<int>(c.parallel.schedule), c.parallel.microbatches, c.parallel.virtual_stages,
-      static_cast<int>(c.precision.compute), c.comm.bucket_mb, c.comm.overlap);
+      "{} {} {} {} {} {} {} {} {} {} {} | {} {} {} {} {} {} {} {} {} {} {} {} | {} {} | {} {} {} {} {} {} {} {} {} | "
+      "{} | {} {}",
+      m.layers, m.d_model, m.heads, m.vocab_size, m.seq_len, static_cast<int>(m.family), m.key_value_heads(),
+      m.ffn_hidden, m.rope_theta, m.norm_eps, m.tie_embeddings, c.train.steps, c.train.global_batch,
+      c.train.micro_batch, c.train.lr, c.train.warmup_steps, c.train.min_lr_ratio, c.train.weight_decay,
+      c.train.grad_clip, c.train.beta1, c.train.beta2, c.train.eps, c.train.seed, static_cast<int>(c.data.source),
+      c.data.path, c.parallel.dp, c.parallel.tp, c.parallel.pp, c.parallel.zero, static_cast<int>(c.parallel.schedule),
+      c.parallel.microbatches, c.parallel.virtual_stages, static_cast<int>(c.parallel.zero3_gather),
+      static_cast<int>(c.parallel.offload), static_cast<int>(c.precision.compute), c.comm.bucket_mb, c.comm.overlap);
   return rng_key(0, text);
 }
 

@@ -49,7 +49,7 @@ void Trainer::run_compute(const StepAction& a, int step, double& loss_sum) {
   const int embeddings = layout_.embedding_segment(), head = layout_.head_segment();
   // The head's output projection is the embeddings when they are tied and held here.
   const bool head_op = a.op == StepOp::kHeadForward || a.op == StepOp::kHeadBackward;
-  const float* tied = head_op && model.params().has_embeddings() ? params_.acquire(embeddings) : nullptr;
+  const float* tied = head_op && model.params().head_reads_embeddings() ? params_.acquire(embeddings) : nullptr;
   const int m = a.micro_batch;
   switch (a.op) {
     case StepOp::kLoadBatch: load_micro_batch(step, m); return;

@@ -52,7 +52,7 @@ std::vector<int> segments_read(const StepAction& action, const ParamLayout& para
     case StepOp::kHeadForward:
     case StepOp::kHeadBackward:
       // The tied output projection reads the embeddings too.
-      if (params.has_embeddings()) return {layout.head_segment(), layout.embedding_segment()};
+      if (params.head_reads_embeddings()) return {layout.head_segment(), layout.embedding_segment()};
       return {layout.head_segment()};
     default: return {};
   }

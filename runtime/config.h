@@ -11,12 +11,21 @@
 
 namespace weft {
 
+enum class ModelFamilyId { kGpt2, kLlama };
+
 struct ModelConfig {
   int layers = 2;
   int d_model = 64;
   int heads = 4;
   int vocab_size = 256;
   int seq_len = 64;
+  ModelFamilyId family = ModelFamilyId::kGpt2;
+  int kv_heads = 0;            // key/value heads (grouped-query attention); the loader resolves 0 to heads
+  int ffn_hidden = 0;          // the MLP's width; 0 = the family's rule (gpt2: 4 d_model; llama: 8/3 d_model to 256)
+  double rope_theta = 10000.0; // llama: the rotary embeddings' base
+  double norm_eps = 1e-5;      // llama: RMSNorm's epsilon (gpt2's LayerNorm keeps 1e-5)
+  bool tie_embeddings = true;  // the output projection is the input embedding; the loader sets the family's default
+  int key_value_heads() const { return kv_heads > 0 ? kv_heads : heads; }
 };
 
 enum class Recompute { kNone, kBlock };

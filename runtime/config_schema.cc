@@ -53,6 +53,18 @@ std::vector<KeySpec> build_schema() {
       {.section = "model", .name = "heads", .kind = K::kInt, .low = 1, .store = member(&C::model, &ModelConfig::heads)},
       {.section = "model", .name = "vocab_size", .kind = K::kInt, .low = 2,
        .store = member(&C::model, &ModelConfig::vocab_size)},
+      {.section = "model", .name = "family", .kind = K::kChoice, .choices = {"gpt2", "llama"},
+       .store = member(&C::model, &ModelConfig::family)},
+      {.section = "model", .name = "kv_heads", .kind = K::kInt, .low = 1,
+       .store = member(&C::model, &ModelConfig::kv_heads)},
+      {.section = "model", .name = "ffn_hidden", .kind = K::kIntOrAuto, .low = 1,
+       .store = member(&C::model, &ModelConfig::ffn_hidden)},
+      {.section = "model", .name = "rope_theta", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::model, &ModelConfig::rope_theta)},
+      {.section = "model", .name = "norm_eps", .kind = K::kNumber, .low = 0, .low_open = true,
+       .store = member(&C::model, &ModelConfig::norm_eps)},
+      {.section = "model", .name = "tie_embeddings", .kind = K::kBool,
+       .store = member(&C::model, &ModelConfig::tie_embeddings)},
       {.section = "model", .name = "seq_len", .kind = K::kInt, .low = 1,
        .store = member(&C::model, &ModelConfig::seq_len)},
 
@@ -348,6 +360,16 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
   const ModelConfig& model = config.model;
   ParallelConfig& parallel = config.parallel;
 
+  // Defaults that follow other keys: as many key/value heads as heads, and the family's embedding tying.
+  if (model.kv_heads == 0) config.model.kv_heads = model.heads;
+  if (!config.origins.count("model.tie_embeddings"))
+    config.model.tie_embeddings = model.family == ModelFamilyId::kGpt2;
+  if (model.heads % model.kv_heads != 0) {
+    return violation("model.kv_heads", model.kv_heads,
+                     fmt::format("heads ({}) must be divisible by kv_heads (each key/value head serves a whole group of "
+                                 "query heads); try kv_heads = {}",
+                                 model.heads, nearest_divisors(model.heads, model.kv_heads)));
+  }
   if (model.d_model % model.heads != 0) {
     return violation("model.heads", model.heads,
                      fmt::format("d_model ({}) must be divisible by heads; try heads = {}", model.d_model,
