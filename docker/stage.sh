@@ -42,7 +42,8 @@ for library in "${libraries[@]}"; do
   if [ -n "$package" ]; then
     packages+=("$package")
   else
-    cp -L "$path" "$stage/lib/$name" # under its soname, the name the dynamic loader looks for
+    # Under its soname, the name the dynamic loader looks for; a hard link where it can be (cuBLAS is 600 MB).
+    ln -f "$(realpath "$path")" "$stage/lib/$name" 2> /dev/null || cp -L "$path" "$stage/lib/$name"
   fi
 done
 printf '%s\n' "${packages[@]}" | sort -u > "$stage/packages.txt"

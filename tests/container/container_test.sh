@@ -45,11 +45,12 @@ can_podman_run || true # probed once here: what $(run_in_image ...) learns in it
 IMAGE=localhost/weft-test/$FLAVOUR:$MODE
 build_args=(--build-arg "WEFT_REVISION=$(git -C "$SOURCE" rev-parse HEAD 2> /dev/null || echo unknown)")
 if [ "$MODE" = prebuilt ]; then
-  # The Dockerfile's runtime stage, word for word, over a build stage that holds this build's staged files.
+  # The Dockerfile's runtime stage, word for word, over a build stage that holds this build's staged files (CUDA's
+  # libraries in a layer of their own, which stays cached while only weft changes).
   context=$WORK/context dockerfile=$WORK/context/Dockerfile
   "$SOURCE/docker/stage.sh" "$BUILD" "$SOURCE" "$context/stage"
   {
-    printf 'FROM scratch AS build\nCOPY stage/ /stage/\n'
+    printf 'FROM scratch AS build\nCOPY stage/lib/ /stage/lib/\nCOPY stage/packages.txt /stage/\nCOPY stage/weft/ /stage/weft/\n'
     sed -n '/^FROM .* AS runtime$/,$p' "$SOURCE/docker/Dockerfile.$FLAVOUR"
   } > "$dockerfile"
   grep -q ' AS runtime$' "$dockerfile" || fail "docker/Dockerfile.$FLAVOUR has no 'FROM ... AS runtime' line"
@@ -66,9 +67,9 @@ fi
 phase "podman build -f docker/Dockerfile.$FLAVOUR ($MODE) -t $IMAGE"
 timeout 1500 "${PODMAN[@]}" build "${BUILD_FLAGS[@]}" "${build_args[@]}" -f "$dockerfile" \
   -t "$IMAGE" "$context" > "$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; fail "podman build failed"; }
-# The build stage under a tag of its own, so that pruning leaves its layers (packages, ccache'd objects) for the
-# next run; every step of it is cached by now.
-[ "$MODE" = prebuilt ] || timeout 300 "${PODMAN[@]}" build "${BUILD_FLAGS[@]}" "${build_args[@]}" -f "$dockerfile" \
+# The build stage under a tag of its own, so that pruning leaves its layers (packages, compiled objects, CUDA's
+# libraries) for the next run; every step of it is cached by now.
+timeout 300 "${PODMAN[@]}" build "${BUILD_FLAGS[@]}" "${build_args[@]}" -f "$dockerfile" \
   --target build -t "$IMAGE-build" "$context" > "$WORK/build-stage.log" 2>&1 ||
   { tail -n 20 "$WORK/build-stage.log"; fail "tagging the build stage failed"; }
 size_mb=$(($(podman image inspect --format '{{.Size}}' "$IMAGE") / 1000000))
