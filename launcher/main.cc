@@ -10,7 +10,7 @@
 int main(int argc, char** argv) {
   using namespace weft;
   CLI::App app{"weft: distributed deep-learning training"};
-  app.set_version_flag("--version", "weft 0.1.0");
+  app.set_version_flag("--version", WEFT_VERSION_LINE);
   app.require_subcommand(1);
 
   TrainOptions train;

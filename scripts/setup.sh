@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # Installs what weft builds and tests with (Debian 12 packages), then configures and builds build/ in Release.
-# Safe to re-run: packages already present are skipped. Set WEFT_SKIP_BUILD=1 to install only.
+# Safe to re-run: packages already present are skipped. Set WEFT_SKIP_BUILD=1 to install only, WEFT_PACKAGES=build
+# to install only what compiling needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(
-  build-essential cmake ninja-build pkg-config git procps
+# What compiling weft needs; the Dockerfiles' build stages install only these (WEFT_PACKAGES=build) and compile
+# through ccache.
+BUILD_PACKAGES=(
+  build-essential cmake ninja-build pkg-config ccache
   libopenmpi-dev openmpi-bin
-  slurm-wlm munge
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev libcli11-dev
   libopenblas-dev
-  python3 python3-numpy python3-torch
 )
+# What development and the rest of the test suite use: SLURM, PyTorch for the reference tests, podman and
+# debootstrap for the container tests.
+TEST_PACKAGES=(
+  git procps
+  slurm-wlm munge
+  python3 python3-numpy python3-torch
+  podman debootstrap
+)
+case "${WEFT_PACKAGES:-all}" in
+  build) PACKAGES=("${BUILD_PACKAGES[@]}") ;;
+  all) PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+  *) echo "setup: WEFT_PACKAGES must be build or all, not '$WEFT_PACKAGES'" >&2; exit 2 ;;
+esac
 
 missing=()
 for package in "${PACKAGES[@]}"; do
