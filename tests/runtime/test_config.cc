@@ -315,7 +315,8 @@ TEST_CASE("an unknown key is an error that suggests the closest key") {
         "bad.yaml:1:1: devise: unknown section; did you mean device?");
   // Nothing close: the message lists what would have been accepted.
   CHECK(std::string(usage_error("model:\n  colour: red\n").what()) ==
-        "bad.yaml:2:3: model.colour: unknown key; model takes layers, d_model, heads, vocab_size, seq_len");
+        "bad.yaml:2:3: model.colour: unknown key; model takes layers, d_model, heads, vocab_size, family, kv_heads, "
+        "ffn_hidden, rope_theta, norm_eps, tie_embeddings, seq_len");
   CHECK(std::string(usage_error("optimizer: {}\n").what()) ==
         "bad.yaml:1:1: optimizer: unknown section; expected one of model, train, data, parallel, precision, comm, "
         "checkpoint, cluster or device");
