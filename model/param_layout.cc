@@ -120,9 +120,13 @@ void ParamLayout::initial_values(const ParamSpec& spec, std::uint64_t seed, std:
 void ParamLayout::initialise(std::uint64_t seed, float* flat) const { initialise_range(seed, {0, total_}, flat); }
 
 void ParamLayout::initialise_range(std::uint64_t seed, ParamRange range, float* out) const {
+  initialise_range(RandomInitialValues(seed), range, out);
+}
+
+void ParamLayout::initialise_range(const InitialValues& source, ParamRange range, float* out) const {
   for (const auto& spec : specs_) {
     const std::int64_t lo = std::max(spec.offset, range.begin), hi = std::min(spec.offset + spec.numel, range.end);
-    if (lo < hi) initial_values(spec, seed, lo - spec.offset, hi - lo, out + (lo - range.begin));
+    if (lo < hi) source.values(*this, spec, lo - spec.offset, hi - lo, out + (lo - range.begin));
   }
 }
 

@@ -66,6 +66,19 @@ struct StageSpan {
   bool embeddings_are_tied_copy = false;
 };
 
+class ParamLayout;
+
+// Where initial parameter values come from: the layout's counter-based RNG (RandomInitialValues), or weights read
+// from a file (checkpoint/hugging_face.h). Either gives any slice of any parameter on its own, so every layout
+// starts from the same model.
+class InitialValues {
+ public:
+  virtual ~InitialValues() = default;
+  // Fills `count` values of this rank's part of `spec`, from its element `start`.
+  virtual void values(const ParamLayout& layout, const ParamSpec& spec, std::int64_t start, std::int64_t count,
+                      float* out) const = 0;
+};
+
 class ParamLayout {
  public:
   // Families build a layout segment by segment: the embeddings (when the stage holds them), each held block,
@@ -118,6 +131,7 @@ class ParamLayout {
   void initialise(std::uint64_t seed, float* flat) const;
   // Fills out[0, range.size()) with the initial values of flat elements [range.begin, range.end).
   void initialise_range(std::uint64_t seed, ParamRange range, float* out) const;
+  void initialise_range(const InitialValues& source, ParamRange range, float* out) const;
 
  private:
   std::vector<ParamSpec> specs_;
@@ -128,6 +142,19 @@ class ParamLayout {
   ParamRange embeddings_, head_;
   std::vector<ParamRange> blocks_;
   bool tied_output_ = true;
+};
+
+// The layout's own initialisation under `seed`.
+class RandomInitialValues final : public InitialValues {
+ public:
+  explicit RandomInitialValues(std::uint64_t seed) : seed_(seed) {}
+  void values(const ParamLayout& layout, const ParamSpec& spec, std::int64_t start, std::int64_t count,
+              float* out) const override {
+    layout.initial_values(spec, seed_, start, count, out);
+  }
+
+ private:
+  std::uint64_t seed_;
 };
 
 // Splits `extent` evenly over tp ranks after padding it to a multiple of tp (a vocabulary: padding rows never

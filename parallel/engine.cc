@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "checkpoint/format.h"
+#include "checkpoint/hugging_face.h"
 #include "parallel/capabilities.h"
 #include "parallel/pipeline/stage_plan.h"
 #include "runtime/error.h"
@@ -121,8 +122,10 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       // ZeRO 3 gathers one segment at a time (each block, like an FSDP unit), so buckets are segments.
       layout_(model_->params(), config.comm.bucket_mb, groups.dp->size(),
               zero_.parameters_sharded ? BucketGranularity::kOnePerSegment : BucketGranularity::kBySize),
-      params_(model_->params(), layout_, zero_, config.precision.compute, *groups.dp, device, config.train.seed,
-              tracer),
+      initial_(config.checkpoint.init_from.empty()
+                   ? std::unique_ptr<InitialValues>(std::make_unique<RandomInitialValues>(config.train.seed))
+                   : std::make_unique<hugging_face::WeightsSource>(config.checkpoint.init_from, config.model)),
+      params_(model_->params(), layout_, zero_, config.precision.compute, *groups.dp, device, *initial_, tracer),
       grads_(layout_, zero_, config.precision.compute, *groups.dp, device,
              config.comm.overlap ? Overlap::kOn : Overlap::kOff,
              accumulation_for(config.parallel), tracer),
@@ -141,7 +144,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
     update_ranges_.push_back(range);
     optimizers_.emplace_back(model_->params(), config.train, device, range,
                              zero_.optimizer_sharded ? layout_.chunk(b) : b.flat.size(), config.precision.compute,
-                             config.train.seed);
+                             *initial_);
   }
   const auto rows = static_cast<std::size_t>(model_->tokens_per_micro_batch());
   inputs_.resize(rows);

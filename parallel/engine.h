@@ -95,6 +95,7 @@ class Trainer {
   std::unique_ptr<Model> model_;
   ZeroPlan zero_;
   BucketLayout layout_;
+  std::unique_ptr<InitialValues> initial_;  // the seed's, or checkpoint.init_from's weights
   ParamStore params_;
   GradientReducer grads_;
   // One per bucket: over the whole bucket (ZeRO 0) or this rank's chunk of it (1-3).

@@ -10,7 +10,7 @@
 namespace weft {
 
 ParamStore::ParamStore(const ParamLayout& params, const BucketLayout& layout, ZeroPlan plan, DType type,
-                       Communicator& dp, Device& device, std::uint64_t seed, Tracer* tracer)
+                       Communicator& dp, Device& device, const InitialValues& initial, Tracer* tracer)
     : layout_(layout),
       plan_(plan),
       type_(type),
@@ -24,9 +24,9 @@ ParamStore::ParamStore(const ParamLayout& params, const BucketLayout& layout, Ze
   for (const Bucket& b : layout.buckets()) {
     if (plan.parameters_sharded) {
       const ParamRange own = layout.owned_flat(b, dp.rank());
-      params.initialise_range(seed, own, host.data() + b.padded_begin / layout.dp());
+      params.initialise_range(initial, own, host.data() + b.padded_begin / layout.dp());
     } else {
-      params.initialise_range(seed, b.flat, host.data() + b.padded_begin);
+      params.initialise_range(initial, b.flat, host.data() + b.padded_begin);
     }
   }
   Tensor staging(device, {storage_.numel()}, DType::kF32, MemoryCategory::kOther);
@@ -111,13 +111,13 @@ std::vector<float> ParamStore::gather_flat() {
 }
 
 ShardOptimizer::ShardOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, ParamRange update,
-                               std::int64_t allocated, DType param_type, std::uint64_t seed)
+                               std::int64_t allocated, DType param_type, const InitialValues& initial)
     : device_(device), adam_(params, train, device, update.begin, update.end, allocated), param_type_(param_type) {
   if (param_type == DType::kF32) return;
   master_ = Tensor(device, {std::max(allocated, update.size())}, DType::kF32, MemoryCategory::kOptimizer);
-  std::vector<float> initial(static_cast<std::size_t>(master_.numel()), 0.0f);
-  params.initialise_range(seed, update, initial.data());
-  master_.copy_from_host_f32(initial.data(), master_.numel());
+  std::vector<float> values(static_cast<std::size_t>(master_.numel()), 0.0f);
+  params.initialise_range(initial, update, values.data());
+  master_.copy_from_host_f32(values.data(), master_.numel());
 }
 
 void ShardOptimizer::step(void* params, const void* grads, DType grad_type, int step, float lr, float grad_scale) {

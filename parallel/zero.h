@@ -29,7 +29,7 @@ struct ZeroPlan {
 class ParamStore {
  public:
   ParamStore(const ParamLayout& params, const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
-             Device& device, std::uint64_t seed, Tracer* tracer);
+             Device& device, const InitialValues& initial, Tracer* tracer);
 
   DType type() const { return type_; }
   // fp32 parameters of `segment` for compute, valid until release(). Stage 3 waits for its gather.
@@ -70,7 +70,7 @@ class ParamStore {
 class ShardOptimizer {
  public:
   ShardOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, ParamRange update,
-                 std::int64_t allocated, DType param_type, std::uint64_t seed);
+                 std::int64_t allocated, DType param_type, const InitialValues& initial);
 
   // `params` (param_type) and `grads` (grad_type) point at the range's first element.
   void step(void* params, const void* grads, DType grad_type, int step, float lr, float grad_scale);

@@ -95,6 +95,7 @@ struct CheckpointConfig {
   int every = 0;
   int keep = 2;
   std::string resume = "auto";  // auto | never | a checkpoint directory
+  std::string init_from;        // a Hugging Face folder (config.json + *.safetensors) to start from
 };
 
 // The machine a plan predicts for (weft plan): optional; without it, plans give memory and traffic only. Bandwidths

@@ -188,6 +188,8 @@ std::vector<KeySpec> build_schema() {
        .store = member(&C::checkpoint, &CheckpointConfig::keep)},
       {.section = "checkpoint", .name = "resume", .kind = K::kString, .allow_empty = false,
        .store = member(&C::checkpoint, &CheckpointConfig::resume)},
+      {.section = "checkpoint", .name = "init_from", .kind = K::kString,
+       .store = member(&C::checkpoint, &CheckpointConfig::init_from)},
   };
 }
 // clang-format on
@@ -400,6 +402,14 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
     }
     if (std::filesystem::is_directory(status)) {
       return violation("data.path", shown(data.path), "is a directory; expected a file");
+    }
+  }
+  if (!config.checkpoint.init_from.empty()) {
+    std::error_code error;
+    std::filesystem::file_status status = std::filesystem::status(config.checkpoint.init_from, error);
+    if (!std::filesystem::is_directory(status)) {
+      return violation("checkpoint.init_from", shown(config.checkpoint.init_from),
+                       "expected a Hugging Face model folder (config.json and *.safetensors)");
     }
   }
   if (data.source != DataSource::kTokens && model.vocab_size < 256) {
