@@ -41,6 +41,29 @@ std::string name_in(const safetensors::Reader& reader, const ModelConfig& model,
   return {};
 }
 
+// Rotary embeddings' base: transformers 5 keeps it in rope_parameters, earlier versions at the top level. Scaled
+// variants (llama3, yarn, ...) change the angles and are refused rather than silently trained as plain RoPE.
+double llama_rope_theta(const google::protobuf::Map<std::string, google::protobuf::Value>& fields,
+                        const std::string& path) {
+  const google::protobuf::Map<std::string, google::protobuf::Value>* where = &fields;
+  for (const char* nested : {"rope_parameters", "rope_scaling"}) {
+    auto found = fields.find(nested);
+    if (found == fields.end() || !found->second.has_struct_value()) continue;
+    const auto& inner = found->second.struct_value().fields();
+    auto type = inner.find("rope_type");
+    if (type == inner.end()) type = inner.find("type");
+    if (type != inner.end() && type->second.string_value() != "default")
+      fail_usage("{}: {}.rope_type \"{}\"; weft computes plain rotary embeddings (rope_type default)", path, nested,
+                 type->second.string_value());
+    if (inner.count("rope_theta")) where = &inner;
+  }
+  auto theta = where->find("rope_theta");
+  if (theta == where->end()) return 10000.0;  // transformers' default
+  if (!theta->second.has_number_value() || !(theta->second.number_value() > 0))
+    fail_usage("{}: rope_theta is not a positive number", path);
+  return theta->second.number_value();
+}
+
 }  // namespace
 
 bool stored_transposed(const ModelConfig& model, const std::string& name) {
@@ -76,7 +99,9 @@ std::string config_json(const ModelConfig& m) {
         .field("vocab_size", m.vocab_size)
         .field("max_position_embeddings", m.seq_len)
         .field("rms_norm_eps", m.norm_eps)
-        .field("rope_theta", m.rope_theta)
+        .field("rope_theta", m.rope_theta);  // transformers before 5 read it here, 5 in rope_parameters
+    json.begin_object("rope_parameters").field("rope_type", "default").field("rope_theta", m.rope_theta).end_object();
+    json
         .field("hidden_act", "silu")
         .field("attention_bias", false)
         .field("mlp_bias", false)
@@ -128,7 +153,13 @@ ModelConfig read_config(const std::string& folder) {
     m.vocab_size = integer("vocab_size");
     m.seq_len = integer("max_position_embeddings");
     m.norm_eps = number("rms_norm_eps", 1e-6);
-    m.rope_theta = number("rope_theta", 10000.0);
+    m.rope_theta = llama_rope_theta(fields, path);
+    if (integer("head_dim", m.d_model / m.heads) * m.heads != m.d_model)
+      fail_usage("{}: head_dim {} is not hidden_size / num_attention_heads; weft's heads are d_model / heads wide", path,
+                 integer("head_dim"));
+    auto act = fields.find("hidden_act");
+    if (act != fields.end() && act->second.string_value() != "silu")
+      fail_usage("{}: hidden_act \"{}\"; weft's Llama MLP is SwiGLU (silu)", path, act->second.string_value());
   } else {
     fail_usage("{}: model_type \"{}\"; weft reads gpt2 and llama models", path, model_type);
   }

@@ -164,12 +164,17 @@ void GptModel::block_forward(const float* p, int layer) {
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }
 
-double GptModel::head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) {
+const float* GptModel::head_forward_logits(const float* final_norm, const float* embeddings) {
   const int d = model_.d_model;
   layers_.layernorm_forward(slot_->lnf, slot_->lnf_mean, slot_->lnf_rstd, slot_->residual.back(), final_norm,
                             final_norm + d);
   // Tied output head: logits = ln_f(x) wte^T, over this rank's rows of the vocabulary.
   layers_.head_logits(slot_->logits, slot_->lnf, embeddings, vocab_);
+  return slot_->logits;
+}
+
+double GptModel::head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) {
+  head_forward_logits(final_norm, embeddings);
   return layers_.cross_entropy(slot_->logits, slot_->losses, slot_->row_stats, slot_->targets, vocab_, grad_scale);
 }
 

@@ -39,6 +39,9 @@ class GptModel final : public Model {
   void embed_forward(const float* embeddings) override;
   void block_forward(const float* block, int layer) override;
   double head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) override;
+  const float* head_forward_logits(const float* final_norm, const float* embeddings) override;
+  std::int64_t local_vocab() const override { return vocab_.local; }
+  Device& device() const override { return device_; }
   void head_backward(const float* final_norm, const float* embeddings, float* final_norm_grads,
                      float* embedding_grads) override;
   void block_backward(const float* block, float* block_grads, int layer) override;

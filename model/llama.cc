@@ -174,10 +174,15 @@ void LlamaModel::block_forward(const float* p, int layer) {
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }
 
-double LlamaModel::head_forward_loss(const float* head, const float* embeddings, float grad_scale) {
+const float* LlamaModel::head_forward_logits(const float* head, const float* embeddings) {
   layers_.rmsnorm_forward(slot_->norm, slot_->norm_rstd, slot_->residual.back(), head,
                           static_cast<float>(model_.norm_eps));
   layers_.head_logits(slot_->logits, slot_->norm, output_projection(head, embeddings), vocab_);
+  return slot_->logits;
+}
+
+double LlamaModel::head_forward_loss(const float* head, const float* embeddings, float grad_scale) {
+  head_forward_logits(head, embeddings);
   return layers_.cross_entropy(slot_->logits, slot_->losses, slot_->row_stats, slot_->targets, vocab_, grad_scale);
 }
 

@@ -39,6 +39,9 @@ class LlamaModel final : public Model {
   void block_forward(const float* block, int layer) override;
   // `head` is the final norm, then lm_head when untied; `embeddings` the tied output projection (or null).
   double head_forward_loss(const float* head, const float* embeddings, float grad_scale) override;
+  const float* head_forward_logits(const float* head, const float* embeddings) override;
+  std::int64_t local_vocab() const override { return vocab_.local; }
+  Device& device() const override { return device_; }
   void head_backward(const float* head, const float* embeddings, float* head_grads, float* embedding_grads) override;
   void block_backward(const float* block, float* block_grads, int layer) override;
   void embed_backward(float* embedding_grads) override;

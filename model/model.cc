@@ -35,6 +35,18 @@ double Model::forward_loss(const float* params, const std::int32_t* inputs, cons
                            0.0f);
 }
 
+std::vector<float> Model::forward_logits(const float* params, const std::int32_t* inputs) {
+  const ParamLayout& s = this->params();
+  load_batch(inputs, inputs);  // no loss is taken: the targets are never read
+  embed_forward(params + s.embeddings().begin);
+  for (int l : s.held_layers()) block_forward(params + s.block(l).begin, l);
+  const float* logits =
+      head_forward_logits(params + s.head().begin, s.head_reads_embeddings() ? params + s.embeddings().begin : nullptr);
+  std::vector<float> host(static_cast<std::size_t>(tokens_per_micro_batch() * local_vocab()));
+  device().copy_to_host(host.data(), logits, host.size() * sizeof(float));
+  return host;
+}
+
 double ModelFamily::flops_per_token(const ModelConfig& model) const {
   const SegmentCosts costs = segment_costs(model);
   return model.layers * costs.block + costs.head;

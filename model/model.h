@@ -46,6 +46,7 @@ class Model {
   virtual const ParamLayout& params() const = 0;
   virtual const ModelConfig& config() const = 0;
   virtual std::int64_t tokens_per_micro_batch() const = 0;
+  virtual Device& device() const = 0;
   // The operand type of this model's GEMMs (16-bit on CUDA under bf16/fp16 compute, else fp32).
   virtual DType gemm_inputs() const = 0;
 
@@ -67,6 +68,10 @@ class Model {
   // The head and the loss; `embeddings` is the tied output projection (null when untied). Returns the sum of
   // the per-token losses and leaves d(loss)/d(logits) for head_backward.
   virtual double head_forward_loss(const float* head, const float* embeddings, float grad_scale) = 0;
+  // The head without the loss (evaluation, sampling): the current slot's logits, [tokens x local_vocab()] on the
+  // device, valid until the next stage call.
+  virtual const float* head_forward_logits(const float* head, const float* embeddings) = 0;
+  virtual std::int64_t local_vocab() const = 0;  // this rank's rows of the (padded) vocabulary
   virtual void head_backward(const float* head, const float* embeddings, float* head_grads, float* embedding_grads) = 0;
   virtual void block_backward(const float* block, float* block_grads, int layer) = 0;
   virtual void embed_backward(float* embedding_grads) = 0;  // needs no parameters
@@ -76,6 +81,8 @@ class Model {
   double forward_backward(const float* params, float* grads, const std::int32_t* inputs, const std::int32_t* targets,
                           float grad_scale);
   double forward_loss(const float* params, const std::int32_t* inputs, const std::int32_t* targets);
+  // One micro-batch's logits over whole flat buffers, copied to the host: [tokens x local_vocab()].
+  std::vector<float> forward_logits(const float* params, const std::int32_t* inputs);
 };
 
 // Per-token forward + backward FLOPs of each kind of segment: the one cost formula of a family. The planner's

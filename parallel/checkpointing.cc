@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "checkpoint/format.h"
+#include "checkpoint/model_shape.h"
 #include "parallel/engine.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -105,12 +106,7 @@ void Trainer::save_checkpoint(int step) {
 
   if (world.rank() == 0) {
     checkpoint::Manifest manifest;
-    auto* model = manifest.mutable_model();
-    model->set_layers(config_.model.layers);
-    model->set_d_model(config_.model.d_model);
-    model->set_heads(config_.model.heads);
-    model->set_vocab_size(config_.model.vocab_size);
-    model->set_seq_len(config_.model.seq_len);
+    checkpoint::record_model(config_.model, manifest.mutable_model());
     auto* layout = manifest.mutable_layout();
     layout->set_world_size(world.size());
     layout->set_dp(config_.parallel.dp);
@@ -153,14 +149,10 @@ int Trainer::restore_checkpoint() {
   }
   const auto started = std::chrono::steady_clock::now();
   const checkpoint::Reader reader(path);
-  const auto& m = reader.manifest().model();
-  const ModelConfig& model = config_.model;
-  if (m.layers() != model.layers || m.d_model() != model.d_model || m.heads() != model.heads ||
-      m.vocab_size() != model.vocab_size || m.seq_len() != model.seq_len)
-    fail_usage("{}: the checkpoint holds a model of layers {}, d_model {}, heads {}, vocab_size {}, seq_len {}; the "
-               "config asks for {}, {}, {}, {}, {}",
-               path, m.layers(), m.d_model(), m.heads(), m.vocab_size(), m.seq_len(), model.layers, model.d_model,
-               model.heads, model.vocab_size, model.seq_len);
+  const ModelConfig saved = checkpoint::recorded_model(reader.manifest().model());
+  if (!checkpoint::same_model(saved, config_.model))
+    fail_usage("{}: the checkpoint holds the model {}; the config asks for {}", path,
+               checkpoint::describe_model(saved), checkpoint::describe_model(config_.model));
   const ParamLayout& params = model_->params();
   // fn(tensor, global start, count, offset in the bucket's update range) for every run of saved elements that
   // bucket i's optimizer shard on this rank holds.

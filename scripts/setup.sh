@@ -19,7 +19,7 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
   git procps
   slurm-wlm munge
-  python3 python3-numpy python3-torch
+  python3 python3-numpy python3-torch python3-venv
   podman debootstrap
 )
 case "${WEFT_PACKAGES:-all}" in
@@ -40,6 +40,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The Python environment (.venv from PyPI) that the parity tests and benchmarks run in.
+[ "${WEFT_PACKAGES:-all}" = all ] && scripts/python_env.sh >/dev/null
 [ "${WEFT_SKIP_BUILD:-0}" = 1 ] && exit 0
 # nvcc lives outside PATH in a default CUDA install; the CUDA engine is built whenever it is found.
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
