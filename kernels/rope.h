@@ -8,13 +8,15 @@
 
 namespace weft::kernels {
 
-// The rows of a fused projection: `rows` tokens (batch x seq; row r is at position r % seq), each
+// The rows of a fused projection: `rows` tokens (batch x seq; row r is at position r % seq, plus first_position), each
 // [q_heads x head_dim | kv_heads x head_dim (keys) | kv_heads x head_dim (values)]. Every query and key head is
 // rotated, the Hugging Face Llama way: dimension i of a head pairs with dimension i + head_dim / 2, turned by the
 // angle position x theta^(-2i / head_dim).
 struct RopeShape {
   int rows, seq, q_heads, kv_heads, head_dim;
   float theta;
+  int first_position = 0;  // row r is at position first_position + r % seq (decoding one token at a time)
+  WEFT_HD int position(int row) const { return first_position + row % seq; }
   WEFT_HD int row_width() const { return (q_heads + 2 * kv_heads) * head_dim; }
 };
 

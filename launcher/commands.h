@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,17 @@ struct PlanOptions {
   bool auto_rank = false;  // --auto: rank every feasible layout by predicted step time
 };
 
+struct GenerateOptions {
+  std::string checkpoint;  // a checkpoint directory, or a checkpoint.dir root (its newest complete checkpoint)
+  std::string prompt;
+  int tokens = 0;
+  double temperature = 1.0;  // 0: greedy
+  int top_k = 0;             // 0: every token
+  std::uint64_t seed = 0;
+};
+
 int run_train(const TrainOptions& options);
+int run_generate(const GenerateOptions& options);
 int run_plan(const PlanOptions& options);
 int run_launch(const LaunchOptions& options);
 int run_bench_collectives(const CollectivesBenchOptions& options);

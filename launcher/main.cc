@@ -67,6 +67,16 @@ int main(int argc, char** argv) {
   prepare_cmd->add_option("--input", data_input, "UTF-8 text file")->required();
   prepare_cmd->add_option("--output", data_output, "Token file to write")->required();
 
+  GenerateOptions generate;
+  CLI::App* generate_cmd = app.add_subcommand("generate", "Sample a continuation of a prompt from a checkpoint");
+  generate_cmd->add_option("checkpoint", generate.checkpoint, "Checkpoint directory (or checkpoint.dir: the newest)")
+      ->required();
+  generate_cmd->add_option("--prompt", generate.prompt, "Text to continue")->required();
+  generate_cmd->add_option("--tokens", generate.tokens, "Tokens to generate")->required();
+  generate_cmd->add_option("--temperature", generate.temperature, "Softmax temperature; 0 is greedy (default 1)");
+  generate_cmd->add_option("--top-k", generate.top_k, "Sample among the K most likely tokens (default 0: all)");
+  generate_cmd->add_option("--seed", generate.seed, "Random seed: the same seed gives the same text (default 0)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -78,7 +88,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11 says "A subcommand is required" for a misspelt command; name the word the user typed instead.
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
-      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, plan, bench collectives, data prepare, ckpt inspect, ckpt export\nRun 'weft --help' for usage.\n",
+      std::fprintf(stderr, "weft: unknown command '%s'; commands are: train, launch, plan, generate, bench collectives, data prepare, ckpt inspect, ckpt export\nRun 'weft --help' for usage.\n",
                    argv[1]);
     } else {
       std::fprintf(stderr, "weft: %s\nRun 'weft --help' for usage.\n", e.what());
@@ -88,6 +98,7 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return run_train(train);
+    if (generate_cmd->parsed()) return run_generate(generate);
     if (launch_cmd->parsed()) return run_launch(launch);
     if (plan_cmd->parsed()) return run_plan(plan);
     if (collectives_cmd->parsed()) return run_bench_collectives(bench);

@@ -116,6 +116,7 @@ void Trainer::save_checkpoint(int step) {
     layout->set_virtual_stages(config_.parallel.virtual_stages);
     layout->set_precision(std::string(dtype_name(config_.precision.compute)));
     manifest.set_seed(config_.train.seed);
+    if (config_.data.source != DataSource::kTokens) manifest.set_tokenizer("bytes");
     manifest.set_samples_consumed(static_cast<std::int64_t>(step) * config_.train.global_batch);
     manifest.set_loss_scale(scaler_.scale());
     manifest.set_loss_scale_clean_steps(scaler_.clean_steps());

@@ -11,7 +11,7 @@ void rotate(float* qkv, const RopeShape& s, float direction) {
   const int half = s.head_dim / 2, heads = s.q_heads + s.kv_heads, width = s.row_width();
   std::vector<float> cos_of(static_cast<std::size_t>(half)), sin_of(static_cast<std::size_t>(half));
   for (int r = 0; r < s.rows; ++r) {
-    const int position = r % s.seq;
+    const int position = s.position(r);
     for (int i = 0; i < half; ++i) {
       const float angle = rope_angle(position, i, s.head_dim, s.theta);
       cos_of[static_cast<std::size_t>(i)] = std::cos(angle);

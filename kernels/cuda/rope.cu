@@ -12,7 +12,7 @@ __global__ void rope_kernel(float* qkv, RopeShape s, float direction) {
   const int pair = static_cast<int>(index % half);
   const int head = static_cast<int>(index / half % heads);
   const int row = static_cast<int>(index / half / heads);
-  const float angle = rope_angle(row % s.seq, pair, s.head_dim, s.theta);
+  const float angle = rope_angle(s.position(row), pair, s.head_dim, s.theta);
   const float c = cosf(angle), sn = direction * sinf(angle);
   float* h = qkv + static_cast<std::size_t>(row) * s.row_width() + static_cast<std::size_t>(head) * s.head_dim;
   const float a = h[pair], b = h[pair + half];

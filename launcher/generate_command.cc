@@ -1,0 +1,77 @@
+// `weft generate`: sample a continuation of a prompt from a checkpoint of any layout, on one rank, with a key/value
+// cache, printing it as text through the tokenizer the checkpoint records.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "checkpoint/format.h"
+#include "checkpoint/model_shape.h"
+#include "launcher/commands.h"
+#include "model/decoder.h"
+#include "model/model.h"
+#include "model/sampling.h"
+#include "runtime/error.h"
+
+namespace weft {
+namespace {
+
+// A checkpoint directory, or a checkpoint.dir root holding several (the newest complete one is used).
+std::string checkpoint_to_read(const std::string& path) {
+  if (std::filesystem::exists(std::filesystem::path(path) / "manifest.pb")) return path;
+  if (std::filesystem::is_directory(path))
+    if (auto newest = checkpoint::newest_complete(path)) return *newest;
+  return path;  // the reader says what is wrong with it
+}
+
+void check_options(const GenerateOptions& o) {
+  if (o.tokens < 1) fail_usage("--tokens {}: expected at least 1", o.tokens);
+  if (!std::isfinite(o.temperature) || o.temperature < 0)
+    fail_usage("--temperature {}: expected a number >= 0 (0 is greedy)", o.temperature);
+  if (o.top_k < 0) fail_usage("--top-k {}: expected an integer >= 0 (0 keeps every token)", o.top_k);
+  if (o.prompt.empty()) fail_usage("--prompt is empty: the model needs at least one token to continue");
+}
+
+}  // namespace
+
+int run_generate(const GenerateOptions& options) {
+  check_options(options);
+  const std::string dir = checkpoint_to_read(options.checkpoint);
+  const checkpoint::Reader reader(dir);
+  const checkpoint::Manifest& manifest = reader.manifest();
+  const ModelConfig model = checkpoint::recorded_model(manifest.model());
+  if (manifest.tokenizer() != "bytes")
+    fail_usage("{}: the checkpoint does not record a tokenizer weft can decode with (it says \"{}\"); it was trained "
+               "on a token file that did not name its tokenizer",
+               dir, manifest.tokenizer());
+  // Byte-level tokens: the prompt's UTF-8 bytes in, bytes out.
+  std::vector<std::int32_t> prompt;
+  for (unsigned char byte : options.prompt) prompt.push_back(byte);
+  if (prompt.size() + static_cast<std::size_t>(options.tokens) > static_cast<std::size_t>(model.seq_len))
+    fail_usage("--prompt ({} tokens) and --tokens {} need {} positions; the model has seq_len = {}", prompt.size(),
+               options.tokens, prompt.size() + static_cast<std::size_t>(options.tokens), model.seq_len);
+
+  // The whole model, whatever layout saved it: every tensor read back in weft's one-rank layout.
+  const ParamLayout whole = model_family(model).layout(model, 0, 1, {});
+  std::vector<float> params(static_cast<std::size_t>(whole.total()));
+  for (const ParamSpec& spec : whole.specs()) {
+    const std::int64_t saved = spec.real_rows >= 0 ? spec.real_rows * spec.global_shape[1] : spec.numel;
+    reader.read(spec.name, "param", 0, saved, params.data() + spec.offset);
+  }
+  Decoder decoder(model, std::move(params));
+  const std::vector<float>* logits = nullptr;
+  for (std::int32_t token : prompt) logits = &decoder.feed(token);
+  const SamplingOptions sampling{options.temperature, options.top_k, options.seed};
+  std::string text;
+  for (int i = 0; i < options.tokens; ++i) {
+    const std::int32_t next = sample_token(*logits, sampling, static_cast<std::uint64_t>(i));
+    text.push_back(static_cast<char>(next < 256 ? next : '?'));  // ids past the bytes were never trained on
+    if (i + 1 < options.tokens) logits = &decoder.feed(next);
+  }
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+}  // namespace weft
