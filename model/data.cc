@@ -150,18 +150,36 @@ std::int64_t prepare_token_file(const std::string& text_path, const std::string&
   return static_cast<std::int64_t>(bytes.size());
 }
 
-std::unique_ptr<TokenCorpus> open_corpus(const Config& config) {
+namespace {
+
+// Tokens [start, start + count) of a corpus shared with another slice (training and validation parts of one file).
+class CorpusSlice final : public TokenCorpus {
+ public:
+  CorpusSlice(std::shared_ptr<const TokenCorpus> base, std::int64_t start, std::int64_t count)
+      : base_(std::move(base)), start_(start), count_(count) {}
+  std::int64_t size() const override { return count_; }
+  void read(std::int64_t start, int count, std::int32_t* out) const override { base_->read(start_ + start, count, out); }
+  // Ids were checked over the whole file when it was opened.
+  std::int32_t max_token() const override { return base_->max_token(); }
+
+ private:
+  std::shared_ptr<const TokenCorpus> base_;
+  std::int64_t start_, count_;
+};
+
+// The corpus at `path` (or the built-in one), checked to hold a sample and no id >= vocab_size.
+std::unique_ptr<TokenCorpus> open_checked(const Config& config, const std::string& path, const std::string& label) {
   std::unique_ptr<TokenCorpus> corpus;
-  std::string where = "data.source = builtin";
+  std::string where = label;
   switch (config.data.source) {
     case DataSource::kBuiltin: corpus = make_builtin_corpus(); break;
     case DataSource::kText:
-      corpus = make_text_corpus(config.data.path);
-      where = config.data.path;
+      corpus = make_text_corpus(path);
+      where = path;
       break;
     case DataSource::kTokens:
-      corpus = open_token_file(config.data.path);
-      where = config.data.path;
+      corpus = open_token_file(path);
+      where = path;
       break;
   }
   if (corpus->size() < config.model.seq_len + 2)
@@ -171,6 +189,36 @@ std::unique_ptr<TokenCorpus> open_corpus(const Config& config) {
     fail_usage("{}: the data holds token id {}, but model.vocab_size = {}; raise vocab_size above the largest id",
                where, corpus->max_token(), config.model.vocab_size);
   return corpus;
+}
+
+// data.valid_fraction: the training part is the first tokens, the validation part the last, each a usable corpus.
+std::int64_t held_out_tokens(const Config& config, const TokenCorpus& whole) {
+  const auto held = static_cast<std::int64_t>(static_cast<double>(whole.size()) * config.data.valid_fraction);
+  const std::int64_t needed = config.model.seq_len + 2;
+  if (held < needed || whole.size() - held < needed)
+    fail_usage("data.valid_fraction = {:g}: splits {} tokens into {} for training and {} for validation; each part "
+               "needs at least model.seq_len + 2 = {}",
+               config.data.valid_fraction, whole.size(), whole.size() - held, held, needed);
+  return held;
+}
+
+}  // namespace
+
+std::unique_ptr<TokenCorpus> open_corpus(const Config& config) {
+  std::unique_ptr<TokenCorpus> whole = open_checked(config, config.data.path, "data.source = builtin");
+  if (config.data.valid_fraction <= 0.0) return whole;
+  const std::int64_t held = held_out_tokens(config, *whole);
+  const std::int64_t kept = whole->size() - held;
+  return std::make_unique<CorpusSlice>(std::shared_ptr<const TokenCorpus>(std::move(whole)), 0, kept);
+}
+
+std::unique_ptr<TokenCorpus> open_validation_corpus(const Config& config) {
+  if (!config.data.valid_path.empty()) return open_checked(config, config.data.valid_path, "data.valid_path");
+  if (config.data.valid_fraction <= 0.0) return nullptr;
+  std::unique_ptr<TokenCorpus> whole = open_checked(config, config.data.path, "data.source = builtin");
+  const std::int64_t held = held_out_tokens(config, *whole);
+  const std::int64_t start = whole->size() - held;
+  return std::make_unique<CorpusSlice>(std::shared_ptr<const TokenCorpus>(std::move(whole)), start, held);
 }
 
 SampleSource::SampleSource(const TokenCorpus& corpus, std::uint64_t seed, int seq_len)

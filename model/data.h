@@ -30,8 +30,12 @@ std::unique_ptr<TokenCorpus> make_builtin_corpus();
 std::unique_ptr<TokenCorpus> make_text_corpus(const std::string& path);
 // A token file written by `weft data prepare` (see write_token_file), memory-mapped.
 std::unique_ptr<TokenCorpus> open_token_file(const std::string& path);
-// The corpus a config names; throws Error(kUsage) naming the file and problem when it cannot be used.
+// The training corpus a config names (without the part data.valid_fraction holds out); throws Error(kUsage)
+// naming the file and problem when it cannot be used.
 std::unique_ptr<TokenCorpus> open_corpus(const Config& config);
+// The validation corpus: data.valid_path (read as data.source says), or the last data.valid_fraction of the
+// training data; null when the config names none.
+std::unique_ptr<TokenCorpus> open_validation_corpus(const Config& config);
 
 // Token file format: a 32-byte header ("WEFTTOK1", u32 version = 1, u32 bytes per token (2 or 4),
 // u64 token count, u32 vocab size, u32 reserved), then the tokens, little-endian.

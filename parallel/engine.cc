@@ -115,6 +115,7 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       kernels_(kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       corpus_(open_corpus(config)),
+      valid_corpus_(open_validation_corpus(config)),
       samples_(*corpus_, config.train.seed, config.model.seq_len),
       tp_group_(*groups.tp),
       model_(build_model(config, device, tp_group_, groups.coords.pp)),
@@ -138,6 +139,10 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
                  device.name());
   check_same_config_everywhere();
   program_ = step_program_for(config, groups.coords.pp, model_->params(), layout_);
+  if (valid_corpus_) {
+    valid_samples_.emplace(*valid_corpus_, config.train.seed, config.model.seq_len);
+    eval_program_ = forward_program_for(config, groups.coords.pp, model_->params(), layout_);
+  }
   if (ties_across_stages()) grads_.expect_tied_copy(layout_.embedding_segment());
   for (const Bucket& b : layout_.buckets()) {
     const ParamRange range = zero_.optimizer_sharded ? layout_.owned_flat(b, groups.dp->rank()) : b.flat;
@@ -162,13 +167,13 @@ void Trainer::check_same_config_everywhere() {
                  config_.source_path, r);
 }
 
-void Trainer::load_micro_batch(int step, int micro) {
+void Trainer::load_micro_batch(const SampleSource& source, int step, int micro) {
   const TrainConfig& train = config_.train;
   const int seq = config_.model.seq_len;
   const std::int64_t first = first_sample_of_micro_batch(step, groups_.coords.dp, micro, train.global_batch,
                                                          config_.parallel.dp, train.micro_batch);
   for (int row = 0; row < train.micro_batch; ++row)
-    samples_.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
+    source.sample(first + row, inputs_.data() + static_cast<std::ptrdiff_t>(row) * seq,
                     targets_.data() + static_cast<std::ptrdiff_t>(row) * seq);
   model_->load_batch(inputs_.data(), targets_.data());
 }
@@ -226,6 +231,19 @@ void Trainer::optimizer_step(int step, double lr, float grad_scale) {
   params_.publish_updates();
 }
 
+double Trainer::evaluate() {
+  if (!valid_samples_)
+    fail_usage("{}: no validation data to evaluate on; set data.valid_path or data.valid_fraction", config_.source_path);
+  TraceScope scope(tracer_, "evaluate", "compute");
+  double loss_sum = 0.0;
+  // Batch b of the validation samples is read as training step b + 1 reads its batch: the same split over dp
+  // ranks and micro-batches, so every layout scores the same tokens.
+  for (int batch = 1; batch <= config_.train.eval_batches; ++batch)
+    loss_sum += run_program(eval_program_, *valid_samples_, batch);
+  return dp_sum(group_sum(*groups_.host.pp, loss_sum)) /
+         static_cast<double>(tokens_per_step() * config_.train.eval_batches);
+}
+
 StepRecord Trainer::train_step(int step) {
   const auto start = Clock::now();
   device_.memory().reset_peaks();
@@ -236,7 +254,7 @@ StepRecord Trainer::train_step(int step) {
 
   grads_.begin_step(program_.micro_batches);
   local_loss_ = 0.0;
-  const double loss_sum = run_program(step);
+  const double loss_sum = run_program(program_, samples_, step);
   grads_.finish();
 
   local_loss_ = loss_sum;

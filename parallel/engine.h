@@ -31,6 +31,10 @@ class Trainer {
 
   // Runs optimizer step `step` (1-based): global_batch samples split over dp ranks and micro-batches, one update.
   StepRecord train_step(int step);
+  // The validation loss: the mean per-token loss of the model as it stands over train.eval_batches global batches
+  // of validation samples (the same samples at every evaluation), forward passes only. A collective: every rank
+  // calls it. Error(kUsage) when the config names no validation data.
+  double evaluate();
 
   const Config& config() const { return config_; }
   const Model& model() const { return *model_; }
@@ -57,10 +61,11 @@ class Trainer {
 
  private:
   // Reads micro-batch `micro` of `step` (this dp rank's samples) into the model's current activation slot.
-  void load_micro_batch(int step, int micro);
-  // Runs this rank's step program for one step (executor.cc); returns this rank's sum of per-token losses.
-  double run_program(int step);
-  void run_compute(const StepAction& action, int step, double& loss_sum);
+  void load_micro_batch(const SampleSource& source, int step, int micro);
+  // Runs one of this rank's programs (executor.cc) on batch `step` of `source`: the training step program_, or
+  // eval_program_'s forwards; returns this rank's sum of per-token losses.
+  double run_program(const StepProgram& program, const SampleSource& source, int step);
+  void run_compute(const StepAction& action, const SampleSource& source, int step, double& loss_sum);
   // The segments whose gradient for the action's micro-batch is complete once the action ran.
   std::vector<int> segments_completed(const StepAction& action) const;
   // Whether this stage holds one of two copies of tied embeddings (the first and the last pipeline stage).
@@ -89,8 +94,9 @@ class Trainer {
   Tracer* tracer_;
   const kernels::KernelBackend& kernels_;
   kernels::KernelContext ctx_;
-  std::unique_ptr<TokenCorpus> corpus_;
+  std::unique_ptr<TokenCorpus> corpus_, valid_corpus_;
   SampleSource samples_;
+  std::optional<SampleSource> valid_samples_;
   CommTpGroup tp_group_;
   std::unique_ptr<Model> model_;
   ZeroPlan zero_;
@@ -105,7 +111,7 @@ class Trainer {
   int overflow_step_ = 0;
   SaveFault save_fault_ = SaveFault::kNone;
   double local_loss_ = 0.0, local_gradient_squares_ = 0.0;  // this rank's share, for naming it on NaN
-  StepProgram program_;
+  StepProgram program_, eval_program_;
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;
 };

@@ -43,7 +43,7 @@ std::vector<int> Trainer::segments_completed(const StepAction& a) const {
   }
 }
 
-void Trainer::run_compute(const StepAction& a, int step, double& loss_sum) {
+void Trainer::run_compute(const StepAction& a, const SampleSource& source, int step, double& loss_sum) {
   TraceScope scope(tracer_, span_name(a), "compute");
   Model& model = *model_;
   const int embeddings = layout_.embedding_segment(), head = layout_.head_segment();
@@ -52,7 +52,7 @@ void Trainer::run_compute(const StepAction& a, int step, double& loss_sum) {
   const float* tied = head_op && model.params().head_reads_embeddings() ? params_.acquire(embeddings) : nullptr;
   const int m = a.micro_batch;
   switch (a.op) {
-    case StepOp::kLoadBatch: load_micro_batch(step, m); return;
+    case StepOp::kLoadBatch: load_micro_batch(source, step, m); return;
     case StepOp::kEmbedForward: model.embed_forward(params_.acquire(embeddings)); break;
     case StepOp::kBlockForward: model.block_forward(params_.acquire(layout_.block_segment(a.layer)), a.layer); break;
     case StepOp::kHeadForward: {
@@ -83,7 +83,10 @@ void Trainer::run_compute(const StepAction& a, int step, double& loss_sum) {
   }
 }
 
-double Trainer::run_program(int step) {
+double Trainer::run_program(const StepProgram& program, const SampleSource& source, int step) {
+  // Evaluation runs forwards only: nothing to reduce, and no backward pass to keep a slot's activations alive
+  // until its send completes, so those sends go from copies.
+  const bool training = &program == &program_;
   Communicator& pp = *groups_.pp;
   Model& model = *model_;
   const std::size_t elements = model.stream_elements();
@@ -98,7 +101,7 @@ double Trainer::run_program(int step) {
     for (const auto& [segment, micro] : completed) grads_.segment_done(segment, micro);
     completed.clear();
   };
-  for (const StepAction& a : program_.actions) {
+  for (const StepAction& a : program.actions) {
     if (a.op != StepOp::kRelease) hand_over();
     model.select_slot(a.micro_batch % model.activation_slots());
     // A transfer's chunk is the one whose boundary tensor moves (the sender's).
@@ -110,11 +113,19 @@ double Trainer::run_program(int step) {
                 activation_tag(a.micro_batch, a.chunk, chunks))
             ->wait();
         break;
-      case StepOp::kSendActivation:
-        sends.emplace_back(pp.send(model.chunk_output(a.chunk / stages), elements, DType::kF32, a.peer,
-                                   activation_tag(a.micro_batch, a.chunk, chunks)),
-                           Tensor());
+      case StepOp::kSendActivation: {
+        const float* output = model.chunk_output(a.chunk / stages);
+        Tensor copy;
+        if (!training) {
+          copy = Tensor(device_, {static_cast<std::int64_t>(elements)}, DType::kF32, MemoryCategory::kComm);
+          device_.copy_on_device(copy.f32(), output, copy.bytes());
+          output = copy.f32();
+        }
+        sends.emplace_back(
+            pp.send(output, elements, DType::kF32, a.peer, activation_tag(a.micro_batch, a.chunk, chunks)),
+            std::move(copy));
         break;
+      }
       case StepOp::kRecvGradient:
         pp.recv(model.stream_gradient(), elements, DType::kF32, a.peer, gradient_tag(a.micro_batch, a.chunk, chunks))
             ->wait();
@@ -127,14 +138,14 @@ double Trainer::run_program(int step) {
         break;
       }
       default:
-        run_compute(a, step, loss_sum);
+        run_compute(a, source, step, loss_sum);
         for (int segment : segments_completed(a)) completed.emplace_back(segment, a.micro_batch);
         break;
     }
   }
   hand_over();
   for (auto& [work, buffer] : sends) work->wait();
-  if (ties_across_stages()) tie_embedding_gradients();
+  if (training && ties_across_stages()) tie_embedding_gradients();
   return loss_sum;
 }
 

@@ -106,19 +106,39 @@ StepProgram lower_schedule(const Schedule& schedule, int stage, const ParamLayou
   return program;
 }
 
-StepProgram step_program_for(const Config& config, int pp_rank, const ParamLayout& params, const BucketLayout& layout) {
-  // A plain step is the one-stage schedule: forward then backward of each micro-batch in turn.
-  const Schedule schedule = config.parallel.pp > 1
-                                ? pipeline_schedule(config)
+namespace {
+
+// A plain step is the one-stage schedule: forward then backward of each micro-batch in turn.
+Schedule schedule_for(const Config& config) {
+  return config.parallel.pp > 1 ? pipeline_schedule(config)
                                 : make_schedule(PipelineSchedule::k1F1B, 1, config.accumulation_steps(), 1);
-  // Gathered (ZeRO 3) or widened (16-bit storage) parameters are transient; ZeRO 3 may keep them for the step.
+}
+
+// Gathered (ZeRO 3) or widened (16-bit storage) parameters are transient; ZeRO 3 may keep them for the step.
+ParamResidency residency_for(const Config& config) {
   const bool sharded = ZeroPlan::for_stage(config.parallel.zero).parameters_sharded;
-  ParamResidency residency = ParamResidency::kResident;
-  if (sharded && config.parallel.zero3_gather == Zero3Gather::kStep)
-    residency = ParamResidency::kPerStep;
-  else if (sharded || config.precision.compute != DType::kF32)
-    residency = ParamResidency::kPerUse;
-  return lower_schedule(schedule, pp_rank, params, layout, residency);
+  if (sharded && config.parallel.zero3_gather == Zero3Gather::kStep) return ParamResidency::kPerStep;
+  if (sharded || config.precision.compute != DType::kF32) return ParamResidency::kPerUse;
+  return ParamResidency::kResident;
+}
+
+}  // namespace
+
+StepProgram step_program_for(const Config& config, int pp_rank, const ParamLayout& params, const BucketLayout& layout) {
+  return lower_schedule(schedule_for(config), pp_rank, params, layout, residency_for(config));
+}
+
+StepProgram forward_program_for(const Config& config, int pp_rank, const ParamLayout& params,
+                                const BucketLayout& layout) {
+  // The training schedule without its backward half: each rank's forwards keep their order, and dropping the
+  // backward passes only removes waits, so the program cannot deadlock where the schedule does not.
+  Schedule schedule = schedule_for(config);
+  for (auto& program : schedule.programs)
+    std::erase_if(program, [](const Action& a) {
+      return a.kind == ActionKind::kBackward || a.kind == ActionKind::kSendGradient ||
+             a.kind == ActionKind::kRecvGradient;
+    });
+  return lower_schedule(schedule, pp_rank, params, layout, residency_for(config));
 }
 
 std::string describe(const StepAction& a) {

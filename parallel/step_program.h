@@ -62,6 +62,10 @@ std::vector<int> segments_read(const StepAction& action, const ParamLayout& para
 // planner counts its gathers.
 StepProgram step_program_for(const Config& config, int pp_rank, const ParamLayout& params, const BucketLayout& layout);
 
+// The same program without the backward pass (evaluation): forwards, their transfers, gathers and releases.
+StepProgram forward_program_for(const Config& config, int pp_rank, const ParamLayout& params,
+                                const BucketLayout& layout);
+
 std::string describe(const StepAction& action);
 
 }  // namespace weft

@@ -45,6 +45,8 @@ struct TrainConfig {
   std::uint64_t seed = 1234;
   int log_every = 10;
   Recompute recompute = Recompute::kNone;
+  int eval_every = 0;    // steps between validation losses (0: none)
+  int eval_batches = 8;  // global batches of validation samples per evaluation
 };
 
 enum class DataSource { kBuiltin, kText, kTokens };
@@ -52,6 +54,8 @@ enum class DataSource { kBuiltin, kText, kTokens };
 struct DataConfig {
   DataSource source = DataSource::kBuiltin;
   std::string path;  // for text and tokens
+  std::string valid_path;       // validation data, read as `source` says
+  double valid_fraction = 0.0;  // or: the last fraction of `path` held out for validation
 };
 
 enum class PipelineSchedule { kGpipe, k1F1B, kInterleaved };

@@ -92,12 +92,20 @@ std::vector<KeySpec> build_schema() {
       {.section = "train", .name = "seed", .kind = K::kUint64, .store = member(&C::train, &TrainConfig::seed)},
       {.section = "train", .name = "log_every", .kind = K::kInt, .low = 1,
        .store = member(&C::train, &TrainConfig::log_every)},
+      {.section = "train", .name = "eval_every", .kind = K::kInt, .low = 0,
+       .store = member(&C::train, &TrainConfig::eval_every)},
+      {.section = "train", .name = "eval_batches", .kind = K::kInt, .low = 1,
+       .store = member(&C::train, &TrainConfig::eval_batches)},
       {.section = "train", .name = "recompute", .kind = K::kChoice, .choices = {"none", "block"},
        .store = member(&C::train, &TrainConfig::recompute)},
 
       {.section = "data", .name = "source", .kind = K::kChoice, .choices = {"builtin", "text", "tokens"},
        .store = member(&C::data, &DataConfig::source)},
       {.section = "data", .name = "path", .kind = K::kString, .store = member(&C::data, &DataConfig::path)},
+      {.section = "data", .name = "valid_path", .kind = K::kString,
+       .store = member(&C::data, &DataConfig::valid_path)},
+      {.section = "data", .name = "valid_fraction", .kind = K::kNumber, .low = 0, .high = 1, .has_high = true,
+       .high_open = true, .store = member(&C::data, &DataConfig::valid_fraction)},
 
       {.section = "parallel", .name = "dp", .kind = K::kIntOrAuto, .low = 1,
        .store = member(&C::parallel, &ParallelConfig::dp)},
@@ -412,6 +420,20 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
                        "expected a Hugging Face model folder (config.json and *.safetensors)");
     }
   }
+  if (!data.valid_path.empty()) {
+    if (data.valid_fraction > 0)
+      return violation("data.valid_fraction", data.valid_fraction,
+                       "and data.valid_path both name validation data; set one of them");
+    if (data.source == DataSource::kBuiltin)
+      return violation("data.valid_path", shown(data.valid_path),
+                       "data.source builtin has no validation file; hold part of it out with data.valid_fraction");
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(data.valid_path, error))
+      return violation("data.valid_path", shown(data.valid_path), "is not a readable file");
+  }
+  if (config.train.eval_every > 0 && data.valid_path.empty() && data.valid_fraction <= 0)
+    return violation("train.eval_every", config.train.eval_every,
+                     "evaluates on validation data, but there is none: set data.valid_path or data.valid_fraction");
   if (data.source != DataSource::kTokens && model.vocab_size < 256) {
     return violation(
         "model.vocab_size", model.vocab_size,
