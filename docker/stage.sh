@@ -2,7 +2,7 @@
 # Gathers, from a build, what weft's runtime image adds to debian:12:
 #   STAGE/packages.txt  the Debian packages weft's shared libraries come from, and openmpi-bin (mpirun)
 #   STAGE/lib/          the libraries no Debian package provides: CUDA's, copied from the toolkit the build linked
-#   STAGE/weft/         /opt/weft: bin/weft and the example configs
+#   STAGE/weft/         /opt/weft: bin/weft, its SentencePiece plugin beside it, and the example configs
 # The list is read off the binary (ldd, dpkg -S), so the runtime image holds what weft loads and nothing else.
 # Both Dockerfiles' build stages run it; so does the container test, on the host's own build.
 # Usage: docker/stage.sh BUILD_DIR SOURCE_DIR STAGE_DIR
@@ -14,6 +14,10 @@ build=$1 source_dir=$2 stage=$3
 rm -rf "$stage"
 mkdir -p "$stage/lib" "$stage/weft/bin"
 cp "$build/weft" "$stage/weft/bin/weft"
+# weft loads its SentencePiece plugin from beside itself (model/sentencepiece_plugin.h says why it is a plugin).
+plugin="$build/libweft_sentencepiece.so"
+[ -f "$plugin" ] || { echo "stage: $plugin is missing; build weft first" >&2; exit 2; }
+cp "$plugin" "$stage/weft/bin/"
 cp -r "$source_dir/configs" "$stage/weft/configs"
 
 # The libraries weft loads, by soname and path; the GPU driver's belong to the machine the image runs on (its
@@ -23,7 +27,7 @@ missing=()
 while read -r name path; do
   case "$name" in libcuda.so* | libnvidia-*) continue ;; esac
   if [ "$path" = not ]; then missing+=("$name"); else libraries+=("$name $path"); fi
-done < <(ldd "$build/weft" | awk '$2 == "=>" {print $1, $3}')
+done < <(ldd "$build/weft" "$plugin" | awk '$2 == "=>" {print $1, $3}' | sort -u)
 ((${#missing[@]} == 0)) || { echo "stage: $build/weft needs ${missing[*]}, which ldd cannot find" >&2; exit 1; }
 
 # Which package installed each file, asked of dpkg once. dpkg records some paths as they were before the /usr

@@ -4,5 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# Two data-parallel ranks through mpirun, one BLAS thread each.
-OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 build/weft launch -n 2 configs/tiny.yaml --metrics build/demo_metrics.jsonl
+# Two data-parallel ranks through mpirun, one BLAS thread each, saving the trained model at the last step.
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+rm -rf build/demo_ckpt
+build/weft launch -n 2 configs/tiny.yaml --metrics build/demo_metrics.jsonl \
+  --set checkpoint.dir=build/demo_ckpt --set checkpoint.every=100
+# A sample from the model just trained (its key/value-cached decoder, on one rank).
+echo "sample: The cat$(build/weft generate build/demo_ckpt --prompt "The cat" --tokens 50 --temperature 0.7 --seed 1)"

@@ -29,7 +29,7 @@ for binary in weft tests/gpu/test_gpu; do
 done
 rm -rf "$bundle"
 mkdir -p "$bundle/build/tests/gpu" "$bundle/scripts" "$bundle/bench"
-cp "$build/weft" "$bundle/build/weft"
+cp "$build/weft" "$build/libweft_sentencepiece.so" "$bundle/build/"
 cp "$build/tests/gpu/test_gpu" "$bundle/build/tests/gpu/test_gpu"
 cp -r "$root/configs" "$bundle/"
 cp "$root/scripts/gpu-check.sh" "$root/scripts/gpu-bundle.sh" "$bundle/scripts/"
@@ -38,7 +38,7 @@ cp "$root/bench/gpu_step_vs_pytorch.py" "$root/bench/torch_gpt.py" "$bundle/benc
 # The packages that hold the binaries' libraries, plus Open MPI's launcher-side pieces (a singleton MPI_Init
 # starts orted) and every library the MPI plugins load.
 runtime_packages="libopenmpi3 openmpi-bin openmpi-common libpmix2"
-elf_files=("$bundle/build/weft" "$bundle/build/tests/gpu/test_gpu")
+elf_files=("$bundle/build/weft" "$bundle/build/libweft_sentencepiece.so" "$bundle/build/tests/gpu/test_gpu")
 for package in $runtime_packages; do
   while read -r file; do
     [ -f "$file" ] && file "$file" | grep -q ELF && elf_files+=("$file")
