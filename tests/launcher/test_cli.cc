@@ -1,42 +1,16 @@
 // The weft binary as a user runs it: exit codes, messages and the metrics file.
 #include <catch2/catch.hpp>
 
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <cstdlib>
-#include <iterator>
 #include <fstream>
+#include <iterator>
 #include <string>
 
-namespace {
+#include "tests/launcher/cli_util.h"
 
-struct Outcome {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Outcome run_weft(const std::string& arguments) {
-  const std::string command = std::string(WEFT_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) output += buffer.data();
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
-}
-
-std::string tiny() { return std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml"; }
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = "/tmp/weft_cli_" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-}  // namespace
+using weft::testing::run_weft;
+using weft::testing::tiny;
+using weft::testing::write_temp;
 
 TEST_CASE("weft train writes one metrics line per step and a summary, with the contract's fields") {
   const std::string metrics = "/tmp/weft_cli_metrics.jsonl";
