@@ -82,3 +82,16 @@ TEST_CASE("weft launch with pp=2 (1F1B) and dp=2 x pp=2 over MPI trains the same
     CHECK(max_relative_difference(piped.losses, one.losses, 20) <= 1e-4);
   }
 }
+
+TEST_CASE("weft launch's exit code is the job's: 2 when every rank stops on a usage error, 0 for a bench under it") {
+  // Every rank refuses an unwritable --trace (each checks its own file) and exits 2; mpirun itself returns 0 here.
+  const std::string trace = " --trace /nonexistent_dir_" + std::to_string(getpid()) + "/t.json";
+  const int traced = std::system((std::string(WEFT_BINARY) + " launch -n 2 " + WEFT_SOURCE_DIR +
+                                  "/configs/tiny.yaml --set train.steps=2" + trace + " > /dev/null 2>&1")
+                                     .c_str());
+  CHECK(WEXITSTATUS(traced) == 2);
+  const int bench = std::system((std::string(WEFT_BINARY) +
+                                 " bench collectives -n 2 --max-bytes 4K --iters 1 --warmup 1 > /dev/null 2>&1")
+                                    .c_str());
+  CHECK(WEXITSTATUS(bench) == 0);
+}
