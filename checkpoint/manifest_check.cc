@@ -28,6 +28,17 @@ template <typename... Args>
              fmt::format(format, std::forward<Args>(args)...));
 }
 
+// A name or path from the manifest as a message shows it: at most 64 characters, control characters escaped, so
+// the message stays one line whatever the manifest holds.
+std::string shown(const std::string& text) {
+  std::string out;
+  for (char c : text.substr(0, 64)) {
+    const auto byte = static_cast<unsigned char>(c);
+    out += byte < 0x20 || byte == 0x7f ? fmt::format("\\x{:02x}", byte) : std::string(1, c);
+  }
+  return text.size() > 64 ? out + "..." : out;
+}
+
 // A shard's path must name a file in the checkpoint directory itself: no directories, no "..", nothing absolute.
 bool plain_file_name(const std::string& name) {
   if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
@@ -63,7 +74,7 @@ void check_layout(const Manifest& m, const std::string& path) {
   if (l.zero() < 0 || l.zero() > 3 || l.virtual_stages() < 1)
     refuse(path, "layout zero {}, virtual_stages {} (expected 0..3 and >= 1)", l.zero(), l.virtual_stages());
   if (l.precision() != "fp32" && l.precision() != "bf16" && l.precision() != "fp16")
-    refuse(path, "layout precision '{}' (expected fp32, bf16 or fp16)", l.precision().substr(0, 16));
+    refuse(path, "layout precision '{}' (expected fp32, bf16 or fp16)", shown(l.precision()));
   if (m.step() < 0 || m.step() > INT_MAX || m.samples_consumed() < 0)
     refuse(path, "step {}, samples consumed {} (expected 0..{} and >= 0)", m.step(), m.samples_consumed(), INT_MAX);
   if (!std::isfinite(m.loss_scale()) || m.loss_scale() <= 0.0 || m.loss_scale_clean_steps() < 0)
@@ -97,11 +108,11 @@ void check_manifest(const Manifest& m, const std::string& path) {
   std::set<std::string> seen_tensors;
   for (const TensorInfo& tensor : m.tensors()) {
     const auto found = index.find(tensor.name());
-    if (found == index.end()) refuse(path, "unknown tensor '{}'", tensor.name().substr(0, 64));
-    if (!seen_tensors.insert(tensor.name()).second) refuse(path, "tensor {} is listed twice", tensor.name());
+    if (found == index.end()) refuse(path, "unknown tensor '{}'", shown(tensor.name()));
+    if (!seen_tensors.insert(tensor.name()).second) refuse(path, "tensor {} is listed twice", shown(tensor.name()));
     const std::vector<std::int64_t>& shape = expected.specs()[found->second].global_shape;
     if (!std::equal(shape.begin(), shape.end(), tensor.global_shape().begin(), tensor.global_shape().end()))
-      refuse(path, "tensor {} has another shape than the model gives it", tensor.name());
+      refuse(path, "tensor {} has another shape than the model gives it", shown(tensor.name()));
   }
 
   // The files and their runs: each run inside its tensor, and the runs of a file tiling it in order.
@@ -113,8 +124,8 @@ void check_manifest(const Manifest& m, const std::string& path) {
   std::set<int> ranks;
   for (const ShardFile& file : m.files()) {
     if (!plain_file_name(file.path()))
-      refuse(path, "shard path '{}' is not a plain file name inside the checkpoint", file.path().substr(0, 64));
-    if (!paths.insert(file.path()).second) refuse(path, "shard file {} is listed twice", file.path());
+      refuse(path, "shard path '{}' is not a plain file name inside the checkpoint", shown(file.path()));
+    if (!paths.insert(file.path()).second) refuse(path, "shard file {} is listed twice", shown(file.path()));
     if (file.rank() < 0 || file.rank() >= m.layout().world_size() || !ranks.insert(file.rank()).second)
       refuse(path, "{}: rank {} is out of range or repeated", file.path(), file.rank());
     if (file.bytes() < 0 || file.bytes() > kMaxFileBytes) refuse(path, "{}: size {}", file.path(), file.bytes());
@@ -123,8 +134,8 @@ void check_manifest(const Manifest& m, const std::string& path) {
       const auto tensor = index.find(run.tensor());
       const auto* state = std::find(std::begin(kStates), std::end(kStates), run.state());
       if (tensor == index.end() || state == std::end(kStates))
-        refuse(path, "{}: a run of unknown tensor '{}' or state '{}'", file.path(), run.tensor().substr(0, 64),
-               run.state().substr(0, 16));
+        refuse(path, "{}: a run of unknown tensor '{}' or state '{}'", file.path(), shown(run.tensor()),
+               shown(run.state()));
       const std::int64_t limit = numel[tensor->second];
       if (run.global_start() < 0 || run.count() < 0 || run.global_start() > limit ||
           run.count() > limit - run.global_start())

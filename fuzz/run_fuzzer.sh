@@ -17,7 +17,9 @@ if [ "$code" -ne 0 ]; then
   tail -40 "$scratch/log"
   for artifact in "$scratch/artifacts"/*; do
     [ -f "$artifact" ] || continue
-    echo "FINDING: $(basename "$artifact") (base64 below); save it under fuzz/regressions/ and add a test"
+    kept="${TMPDIR:-/tmp}/weft-fuzz-$(basename "$fuzzer")-$(basename "$artifact")"
+    cp "$artifact" "$kept"
+    echo "FINDING: $kept (base64 below); save it under fuzz/regressions/ and add a test"
     base64 -w 100 "$artifact"
   done
   exit 1

@@ -70,7 +70,7 @@ TEST_CASE("a config, text or token path that is a device, a FIFO or too large is
   fs::remove(big);
 }
 
-TEST_CASE("--metrics on a full device exits 1 naming the file; an unwritable --trace stops before training") {
+TEST_CASE("metrics on a full device exit 1 naming the file; an unwritable trace path stops before training") {
   const Outcome full = run_weft("train " + tiny() + " --set train.steps=2 --metrics /dev/full");
   INFO(full.output);
   CHECK(full.exit_code == 1);
@@ -188,6 +188,9 @@ TEST_CASE("a crafted manifest is refused alike by inspect, export and resume: pa
          second->set_global_start(first.global_start());
        }},
       {"a step past int", "step", [](auto& m) { m.set_step(INT64_C(1) << 40); }},
+      // fuzz/regressions/manifest/tensor_name_with_a_newline: the name was printed raw, breaking the one-line rule.
+      {"a tensor name with a newline", "unknown tensor 'wte.weight\\x0aX'",
+       [](auto& m) { m.mutable_tensors(0)->set_name("wte.weight\nX"); }},
       {"a model the files cannot hold", "the model would have", [](auto& m) { m.mutable_model()->set_d_model(1 << 30); m.mutable_model()->set_heads(1); }},
   };
   const std::string save = "train " + tiny() + " --set train.steps=2 --set checkpoint.resume=" + ckpt;
