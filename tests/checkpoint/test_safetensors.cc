@@ -1,11 +1,13 @@
-// The safetensors writer's inputs: any UTF-8 name round-trips through the header, anything else is refused, and the
-// written file is read back before it replaces the old one.
+// safetensors files: any UTF-8 name round-trips through the header, anything else is refused, the written file is
+// read back before it replaces the old one, and the reader takes only files whose every range and size adds up.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <string>
 #include <vector>
 
 #include "checkpoint/safetensors.h"
@@ -58,4 +60,71 @@ TEST_CASE("safetensors::write replaces a file only with one that reads back") {
   std::filesystem::remove(path);
   CHECK_THROWS_AS(safetensors::write("/nonexistent/x.safetensors", {{"w", {2, 2}, values}}, {}, "test"),
                   Error);
+}
+
+namespace {
+
+// A file of `header` (the JSON text) and `data_bytes` bytes of data, as a crafted download would be.
+void craft(const std::string& path, const std::string& header, std::size_t data_bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  const std::uint64_t length = header.size();
+  out.write(reinterpret_cast<const char*>(&length), 8);
+  out << header << std::string(data_bytes, '\x01');
+}
+
+void expect_refused(const std::string& path, const char* fragment) {
+  try {
+    safetensors::Reader reader(path);
+    FAIL("expected a refusal mentioning " << fragment);
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kUsage);
+    CHECK_THAT(e.what(), Catch::Contains(fragment));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("safetensors::Reader reads back what safetensors::write wrote, from the file or from its folder") {
+  const std::string folder = "/tmp/weft_safetensors_read_" + std::to_string(getpid());
+  std::filesystem::create_directories(folder);
+  const std::vector<float> wide = {0.25f, -1.5f, 3.0f, 7.125f, -0.0625f, 42.0f}, narrow = {-2.5f, 9.75f, 0.5f};
+  safetensors::write(folder + "/model.safetensors", {{"wide", {2, 3}, wide}, {"narrow", {3}, narrow}});
+  for (const std::string& path : {folder + "/model.safetensors", folder}) {
+    const safetensors::Reader reader(path);
+    REQUIRE(reader.tensors().size() == 2);
+    CHECK(reader.info("wide").shape == std::vector<std::int64_t>{2, 3});
+    CHECK(reader.read("wide") == wide);
+    CHECK(reader.read("narrow") == narrow);
+  }
+  std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("safetensors::Reader refuses ranges, shapes and shard names that do not add up, and what is not a file") {
+  const std::string folder = "/tmp/weft_safetensors_bad_" + std::to_string(getpid());
+  std::filesystem::create_directories(folder);
+  const std::string file = folder + "/model.safetensors";
+  craft(file, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}})", 12);
+  expect_refused(file, "does not fit its byte range");
+  // 2^32 x 2^32 x 4 elements wrap to 0 in 64 bits: they must not pass for the empty range [0, 0].
+  craft(file, R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,0]}})", 0);
+  expect_refused(file, "does not fit its byte range");
+  // Offsets are whole numbers read exactly; 2^64 is refused rather than cast.
+  craft(file, R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[18446744073709551616,0]}})", 8);
+  expect_refused(file, "number too large");
+  craft(file, R"({"w":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}})", 8);
+  expect_refused(file, "unknown dtype Q4");
+  {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    const std::uint64_t length = std::uint64_t{1} << 40;  // a header longer than the file
+    out.write(reinterpret_cast<const char*>(&length), 8);
+  }
+  expect_refused(file, "not a safetensors file (header length 1099511627776 in a file of 8 bytes)");
+  // A sharded folder's index may name only files in the folder itself.
+  std::filesystem::remove(file);
+  std::ofstream(folder + "/model.safetensors.index.json") << R"({"weight_map": {"w": "../outside.safetensors"}})";
+  expect_refused(folder, "weight_map[w] is not a file name in this folder");
+  std::ofstream(folder + "/model.safetensors.index.json") << R"({"weight_map": {"w": "shard.safetensors"}})";
+  REQUIRE(::mkfifo((folder + "/shard.safetensors").c_str(), 0600) == 0);
+  expect_refused(folder, "shard.safetensors: cannot read safetensors file: it is a FIFO");  // never blocks
+  std::filesystem::remove_all(folder);
 }

@@ -1,5 +1,5 @@
 // Hostile, unbounded or impossible input through the weft binary: refused with one line naming it and exit 2 before
-// anything runs, never a crash, a hang or a silent default (issue 13, items 4-8, 11, 14).
+// anything runs, never a crash, a hang or a silent default (issue 13, items 4-8, 11, 13, 14).
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "checkpoint/dir_lock.h"
+#include "checkpoint/safetensors.h"
 #include "manifest.pb.h"
 #include "tests/launcher/cli_util.h"
 
@@ -77,6 +78,27 @@ TEST_CASE("metrics on a full device exit 1 naming the file; an unwritable trace 
   CHECK_THAT(full.output, Catch::Contains("--metrics /dev/full: writing failed: No space left on device"));
   expect_refused(run_weft("train " + tiny() + " --set train.steps=2 --trace /nonexistent/dir/t.json"), 2,
                  {"--trace /nonexistent/dir/t.json: cannot create a file beside it: No such file or directory"});
+}
+
+TEST_CASE("checkpoint.init_from's config.json and safetensors files are refused when FIFOs, oversized or absurd") {
+  const std::string folder = scratch("hugging_face"), config = folder + "/config.json";
+  const std::string tensors = folder + "/model.safetensors";
+  fs::create_directories(folder);
+  weft::safetensors::write(tensors, {{"x", {1}, {0.5f}}});  // opens; its tensors are checked after config.json
+  const std::string train = "train " + tiny() + " --set train.steps=1 --set checkpoint.init_from=" + folder;
+  REQUIRE(mkfifo(config.c_str(), 0600) == 0);
+  expect_refused(run_weft_within(30, train), 2, {config + ": cannot read config.json: it is a FIFO"});
+  fs::remove(config);
+  std::ofstream(config) << std::string(std::size_t{2} << 20, ' ');
+  expect_refused(run_weft_within(30, train), 2, {config + ": the config.json is 2.0 MiB, more than the 1.0 MiB"});
+  const std::string gpt2 = R"({"model_type": "gpt2", "n_embd": 64, "n_head": 4, "vocab_size": 256, "n_positions": 64, )";
+  std::ofstream(config, std::ios::trunc) << gpt2 << R"("n_layer": 1e300})";
+  expect_refused(run_weft_within(30, train), 2, {config + ": n_layer = 1e+300; expected a whole number in [1, "});
+  std::ofstream(config, std::ios::trunc) << gpt2 << R"("n_layer": 2})";
+  fs::remove(tensors);
+  REQUIRE(mkfifo(tensors.c_str(), 0600) == 0);
+  expect_refused(run_weft_within(30, train), 2, {tensors + ": cannot read safetensors file: it is a FIFO"});
+  fs::remove_all(folder);
 }
 
 TEST_CASE("a config that cannot fit in this host's memory is refused with what it needs and what there is") {
