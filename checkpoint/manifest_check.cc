@@ -9,7 +9,8 @@
 
 #include <fmt/format.h>
 
-#include "model/gpt_layout.h"
+#include "checkpoint/model_shape.h"
+#include "model/model.h"
 #include "runtime/error.h"
 
 namespace weft::checkpoint {
@@ -50,27 +51,40 @@ bool plain_file_name(const std::string& name) {
 
 ModelConfig model_of(const Manifest& m, const std::string& path) {
   const ModelShape& s = m.model();
+  if (!s.family().empty() && s.family() != "gpt2" && s.family() != "llama")
+    refuse(path, "model family '{}' (expected gpt2 or llama)", shown(s.family()));
   if (s.layers() < 1 || s.layers() > kMaxLayers || s.d_model() < 1 || s.heads() < 1 || s.vocab_size() < 1 ||
       s.seq_len() < 1 || s.d_model() % s.heads() != 0)
-    refuse(path, "model layers {}, d_model {}, heads {}, vocab_size {}, seq_len {} is not a GPT-2 shape (all >= 1, "
+    refuse(path, "model layers {}, d_model {}, heads {}, vocab_size {}, seq_len {} is not a model's shape (all >= 1, "
                  "d_model divisible by heads, layers <= {})",
            s.layers(), s.d_model(), s.heads(), s.vocab_size(), s.seq_len(), kMaxLayers);
-  const double d = s.d_model();
-  const double parameters =
-      (static_cast<double>(s.vocab_size()) + s.seq_len()) * d + s.layers() * (12.0 * d * d + 13.0 * d) + 2.0 * d;
+  const ModelConfig model = recorded_model(s);
+  const bool llama = model.family == ModelFamilyId::kLlama;
+  if (llama && (model.kv_heads < 1 || model.heads % model.kv_heads != 0 || model.ffn_hidden < 1 ||
+                !(model.rope_theta > 0 && std::isfinite(model.rope_theta)) ||
+                !(model.norm_eps > 0 && std::isfinite(model.norm_eps))))
+    refuse(path, "llama kv_heads {}, ffn_hidden {}, rope_theta {}, norm_eps {} (expected kv_heads dividing heads {}, "
+                 "ffn_hidden >= 1, finite rope_theta and norm_eps > 0)",
+           model.kv_heads, model.ffn_hidden, model.rope_theta, model.norm_eps, model.heads);
+  // An upper bound on either family's parameter count (gpt2's MLP is 4 d wide), in floating point so that no
+  // crafted extent can overflow it.
+  const double d = model.d_model, f = llama ? model.ffn_hidden : 4.0 * d;
+  const double parameters = (2.0 * model.vocab_size + model.seq_len) * d + model.layers * (4.0 * d * d + 3.0 * d * f + 13.0 * d);
   if (parameters > kMaxParameters) refuse(path, "the model would have {:.3g} parameters", parameters);
-  return ModelConfig{s.layers(), s.d_model(), s.heads(), s.vocab_size(), s.seq_len()};
+  return model;
 }
 
-void check_layout(const Manifest& m, const std::string& path) {
+void check_layout(const Manifest& m, const ModelConfig& model, const std::string& path) {
   const Layout& l = m.layout();
   const std::int64_t product = std::int64_t{l.dp()} * l.tp() * l.pp();
   if (l.world_size() < 1 || l.dp() < 1 || l.tp() < 1 || l.pp() < 1 || product != l.world_size())
     refuse(path, "layout world_size {}, dp {}, tp {}, pp {} (expected all >= 1 and dp x tp x pp = world_size)",
            l.world_size(), l.dp(), l.tp(), l.pp());
-  if (m.model().heads() % l.tp() != 0 || m.model().d_model() % l.tp() != 0)
-    refuse(path, "layout tp {} does not divide heads {} and d_model {}", l.tp(), m.model().heads(),
-           m.model().d_model());
+  // The family's own rules (tp against heads, key/value heads and the MLP; gpt2's fixed shape), as for a config.
+  ParallelConfig parallel;
+  parallel.tp = l.tp();
+  if (const auto problem = model_family(model).layout_problem(model, parallel))
+    refuse(path, "the model and layout do not fit ({} = {}: {})", problem->key, shown(problem->value), problem->why);
   if (l.zero() < 0 || l.zero() > 3 || l.virtual_stages() < 1)
     refuse(path, "layout zero {}, virtual_stages {} (expected 0..3 and >= 1)", l.zero(), l.virtual_stages());
   if (l.precision() != "fp32" && l.precision() != "bf16" && l.precision() != "fp16")
@@ -88,11 +102,10 @@ void check_layout(const Manifest& m, const std::string& path) {
 
 void check_manifest(const Manifest& m, const std::string& path) {
   const ModelConfig model = model_of(m, path);
-  check_layout(m, path);
+  check_layout(m, model, path);
 
-  // The tensors: exactly the model's, with the global shapes the saving layout's tp gives them. A manifest names no
-  // model family: checkpoints hold GPT-2 models.
-  const ParamLayout expected = gpt2_layout(model, 0, m.layout().tp());
+  // The tensors: exactly the model's, with the global shapes the saving layout's tp gives them.
+  const ParamLayout expected = model_family(model).layout(model, 0, m.layout().tp(), {});
   std::unordered_map<std::string, std::size_t> index;
   std::vector<std::int64_t> numel, needed;
   for (const ParamSpec& spec : expected.specs()) {

@@ -1,5 +1,5 @@
 // `weft ckpt inspect` (what a checkpoint holds) and `weft ckpt export --safetensors` (the whole model with
-// Hugging Face GPT-2 tensor names and layouts, loadable by PyTorch).
+// Hugging Face's tensor names and layouts for its family, loadable by PyTorch).
 #include <algorithm>
 #include <filesystem>
 
@@ -7,6 +7,7 @@
 
 #include "checkpoint/format.h"
 #include "checkpoint/hugging_face.h"
+#include "checkpoint/model_shape.h"
 #include "checkpoint/safetensors.h"
 #include "launcher/commands.h"
 #include "model/model.h"
@@ -16,11 +17,6 @@ namespace weft {
 namespace {
 
 namespace fs = std::filesystem;
-
-ModelConfig model_of(const checkpoint::Manifest& manifest) {
-  const auto& m = manifest.model();
-  return ModelConfig{m.layers(), m.d_model(), m.heads(), m.vocab_size(), m.seq_len()};
-}
 
 }  // namespace
 
@@ -36,8 +32,7 @@ int run_ckpt_inspect(const std::string& dir) {
   }
   fmt::print("checkpoint {}: format {}, step {}, {} samples consumed, seed {}\n", dir, m.format_version(), m.step(),
              m.samples_consumed(), m.seed());
-  fmt::print("model: {} layers, d_model {}, {} heads, vocab {}, seq {}\n", m.model().layers(), m.model().d_model(),
-             m.model().heads(), m.model().vocab_size(), m.model().seq_len());
+  fmt::print("model: {}\n", checkpoint::describe_model(checkpoint::recorded_model(m.model())));
   fmt::print("saved by: {} rank(s), dp {} x tp {} x pp {}, ZeRO {}, {} virtual stage(s), {}; loss scale {:g}\n",
              l.world_size(), l.dp(), l.tp(), l.pp(), l.zero(), l.virtual_stages(), l.precision(), m.loss_scale());
   fmt::print("{} shard files, {} bytes, {} runs (all checksums verified):\n", m.files_size(), bytes, runs);
@@ -62,24 +57,11 @@ int run_ckpt_export(const std::string& dir, const std::string& out_path) {
   if (!error && inside == checkpoint.end())
     fail_usage("--safetensors {}: is inside the checkpoint {}; write the export somewhere else", out_path, dir);
   const checkpoint::Reader reader(dir);
-  const ModelConfig model = model_of(reader.manifest());
+  const ModelConfig model = checkpoint::recorded_model(reader.manifest().model());
   const ParamLayout whole = model_family(model).layout(model, 0, 1, {});
-  std::vector<safetensors::NamedTensor> tensors;
-  for (const ParamSpec& spec : whole.specs()) {
-    std::vector<float> values(static_cast<std::size_t>(spec.numel));
-    reader.read(spec.name, "param", 0, spec.numel, values.data());
-    std::vector<std::int64_t> shape = spec.shape;
-    if (hugging_face::stored_transposed(model, spec.name)) {
-      std::vector<float> transposed(values.size());
-      const std::int64_t rows = spec.shape[0], cols = spec.shape[1];
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t c = 0; c < cols; ++c)
-          transposed[static_cast<std::size_t>(c * rows + r)] = values[static_cast<std::size_t>(r * cols + c)];
-      values.swap(transposed);
-      std::swap(shape[0], shape[1]);
-    }
-    tensors.push_back({spec.name, shape, std::move(values)});
-  }
+  std::vector<float> flat(static_cast<std::size_t>(whole.total()));
+  for (const ParamSpec& spec : whole.specs()) reader.read(spec.name, "param", 0, spec.numel, flat.data() + spec.offset);
+  const std::vector<safetensors::NamedTensor> tensors = hugging_face::export_tensors(model, whole, flat);
   // Written to a temporary beside the output and renamed over it once read back: a failed export leaves the
   // previous file as it was.
   safetensors::write(out_path, tensors, {{"format", "pt"}, {"source", "weft"}}, "--safetensors " + out_path);
