@@ -94,6 +94,8 @@ void check_layout(const Manifest& m, const ModelConfig& model, const std::string
   if (!std::isfinite(m.loss_scale()) || m.loss_scale() <= 0.0 || m.loss_scale_clean_steps() < 0)
     refuse(path, "loss scale {}, clean steps {} (expected a finite scale > 0 and >= 0 steps)", m.loss_scale(),
            m.loss_scale_clean_steps());
+  if (!m.tokenizer().empty() && m.tokenizer() != "bytes" && m.tokenizer() != "sentencepiece")
+    refuse(path, "tokenizer '{}' (expected bytes, sentencepiece or none)", shown(m.tokenizer()));
   if (m.files_size() != l.world_size())
     refuse(path, "{} shard files for {} ranks (one per rank expected)", m.files_size(), l.world_size());
 }

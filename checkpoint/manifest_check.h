@@ -11,7 +11,7 @@ namespace weft::checkpoint {
 
 // Throws Error(kUsage) naming `manifest_path` and the offending field when: the model is of no known family, or its
 // shape is not valid (or too large to describe); the layout does not multiply up or breaks the family's rules; the
-// step or loss scale is out of range; the tensors are not exactly the model's, with the shapes its tp gives them; a
+// step, loss scale or tokenizer is out of range; the tensors are not exactly the model's, with the shapes its tp gives them; a
 // shard path is not a plain file name, or two files share a path or rank; a run names an unknown tensor or state,
 // lies outside its tensor, or the runs of a file do not tile it exactly; runs of one tensor and state overlap; or
 // any element of any state of any tensor is held by no run (so resume, inspect and export would find a hole).

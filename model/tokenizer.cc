@@ -3,9 +3,12 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <unistd.h>
+
 #include <unordered_map>
 
 #include "runtime/error.h"
+#include "runtime/file_io.h"
 
 namespace weft {
 namespace {
@@ -58,13 +61,13 @@ class SentencePieceTokenizer final : public Tokenizer {
 std::unique_ptr<Tokenizer> make_byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
-  sentencepiece::SentencePieceProcessor probe;
-  const auto status = probe.Load(model_path);
-  if (!status.ok()) fail_usage("--tokenizer-model {}: cannot load it: {}", model_path, status.ToString());
-  return std::make_unique<SentencePieceTokenizer>(probe.serialized_model_proto(), model_path);
+  // Read here, not by SentencePiece: a FIFO or a device is refused unread, and a model is megabytes at most.
+  const std::string serialized = read_regular_file(model_path, "tokenizer model", std::size_t{256} << 20);
+  return std::make_unique<SentencePieceTokenizer>(serialized, "--tokenizer-model " + model_path);
 }
 
 std::unique_ptr<Tokenizer> train_sentencepiece(const std::string& text_path, int vocab) {
+  ::close(open_regular_file(text_path, "text"));  // SentencePiece reads it; a FIFO would block it forever
   // Byte fallback: any text encodes (unknown characters become their UTF-8 bytes), as Llama's tokenizer does.
   const std::unordered_map<std::string, std::string> options = {
       {"input", text_path},          {"model_type", "bpe"},          {"vocab_size", std::to_string(vocab)},

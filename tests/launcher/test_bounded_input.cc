@@ -179,7 +179,7 @@ TEST_CASE("weft ckpt export refuses an output inside the checkpoint, which it wo
   fs::remove(out);
 }
 
-TEST_CASE("a crafted manifest is refused alike by inspect, export and resume: paths out, links, overflowing runs") {
+TEST_CASE("a crafted manifest is refused alike by inspect, export, resume and generate: paths out, links, overflows") {
   const std::string dir = scratch("crafted");
   REQUIRE(run_weft("train " + tiny() + " --set train.steps=1 --set checkpoint.every=1 --set checkpoint.dir=" + dir)
               .exit_code == 0);
@@ -214,6 +214,11 @@ TEST_CASE("a crafted manifest is refused alike by inspect, export and resume: pa
       {"a tensor name with a newline", "unknown tensor 'wte.weight\\x0aX'",
        [](auto& m) { m.mutable_tensors(0)->set_name("wte.weight\nX"); }},
       {"a model the files cannot hold", "the model would have", [](auto& m) { m.mutable_model()->set_d_model(1 << 30); m.mutable_model()->set_heads(1); }},
+      // The model family and the tokenizer are read from the manifest too (resume's layout, weft generate's text).
+      {"an unknown model family", "model family 'gpt5\\x0a'", [](auto& m) { m.mutable_model()->set_family("gpt5\n"); }},
+      {"a Llama whose key/value heads do not divide its heads", "llama kv_heads 3",
+       [](auto& m) { m.mutable_model()->set_family("llama"); m.mutable_model()->set_kv_heads(3); }},
+      {"an unknown tokenizer", "tokenizer 'bytes\\x0awordpiece'", [](auto& m) { m.set_tokenizer("bytes\nwordpiece"); }},
   };
   const std::string save = "train " + tiny() + " --set train.steps=2 --set checkpoint.resume=" + ckpt;
   for (const Craft& craft : crafts) {
@@ -222,7 +227,7 @@ TEST_CASE("a crafted manifest is refused alike by inspect, export and resume: pa
     std::ofstream(manifest_path, std::ios::binary | std::ios::trunc) << crafted.SerializeAsString();
     INFO(craft.what);
     for (const std::string& command : {"ckpt inspect " + ckpt, "ckpt export " + ckpt + " --safetensors " +
-                                                                   scratch("crafted.safetensors"), save})
+                                       scratch("crafted.safetensors"), save, "generate " + ckpt + " --prompt a --tokens 2"})
       expect_refused(run_weft(command), 2, {manifest_path, craft.expected}, Started::kMayHave);
   }
   // A shard that is a symbolic link (to a copy of itself, even) is refused: it could point anywhere.
