@@ -9,14 +9,17 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include <google/protobuf/stubs/logging.h>
 
+#include "checkpoint/manifest_check.h"
 #include "runtime/error.h"
+#include "runtime/file_io.h"
+#include "runtime/test_pause.h"
 
 namespace weft::checkpoint {
 namespace {
@@ -92,16 +95,12 @@ std::uint64_t checksum(int format, const std::string& bytes) {
   return sum.value();
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::error_code error;
-  const std::uintmax_t size = fs::file_size(path, error);
-  if (!in || error) fail_usage("{}: cannot read: {}", path, error ? error.message() : std::strerror(errno));
-  // One read of the whole file: sized by the file system, never by what the file says about itself.
-  std::string bytes(static_cast<std::size_t>(size), '\0');
-  if (!in.read(bytes.data(), static_cast<std::streamsize>(size)) || in.gcount() != static_cast<std::streamsize>(size))
-    fail_usage("{}: cannot read all {} bytes", path, size);
-  return bytes;
+// Checkpoint files are read as regular files only, never through a symbolic link: a crafted manifest must not be
+// able to make weft read (and report the size or checksum of) a file outside the checkpoint.
+constexpr std::size_t kMaxManifestBytes = std::size_t{1} << 30;
+
+std::string read_all(const std::string& path, std::optional<std::size_t> max_bytes = std::nullopt) {
+  return read_regular_file(path, "checkpoint file", max_bytes, Symlinks::kRefuse);
 }
 
 void check_size(const std::string& path, std::int64_t found, std::int64_t recorded) {
@@ -219,6 +218,7 @@ void write_shard(const std::string& staging, int rank, const std::vector<RunData
   file.finish();
   shard.set_bytes(offset);
   shard.set_checksum(sum.value());
+  pause_point("save");
   write_durably((fs::path(staging) / meta_name(rank)).string(), shard.SerializeAsString());
 }
 
@@ -266,31 +266,42 @@ std::optional<std::string> newest_complete(const std::string& root) {
 }
 
 Reader::Reader(const std::string& dir) : dir_(dir) {
+  const std::string manifest_path = (fs::path(dir) / "manifest.pb").string();
+  std::error_code error;
+  if (!fs::exists(fs::symlink_status(manifest_path, error)))
+    fail_usage("{}: no manifest.pb: the checkpoint is incomplete (its save did not finish) or not a weft checkpoint",
+               dir);
+  open_manifest(read_all(manifest_path, kMaxManifestBytes));
+}
+
+Reader::Reader(const std::string& dir, const std::string& manifest_bytes) : dir_(dir) { open_manifest(manifest_bytes); }
+
+void Reader::open_manifest(const std::string& bytes) {
   // A damaged manifest is reported by us, once, with the file's name; protobuf's own log lines would only add noise.
   static const bool quiet = [] {
     google::protobuf::SetLogHandler(nullptr);
     return true;
   }();
   (void)quiet;
-  const std::string manifest_path = (fs::path(dir) / "manifest.pb").string();
-  if (!fs::exists(manifest_path))
-    fail_usage("{}: no manifest.pb: the checkpoint is incomplete (its save did not finish) or not a weft checkpoint",
-               dir);
-  if (!manifest_.ParseFromString(read_all(manifest_path)))
-    fail_usage("{}: the manifest is damaged (it does not parse)", manifest_path);
+  const std::string manifest_path = (fs::path(dir_) / "manifest.pb").string();
+  if (!manifest_.ParseFromString(bytes)) fail_usage("{}: the manifest is damaged (it does not parse)", manifest_path);
   if (manifest_.format_version() < kOldestFormatVersion || manifest_.format_version() > kFormatVersion)
     fail_usage("{}: checkpoint format version {}, but this weft reads versions {} to {}", manifest_path,
                manifest_.format_version(), kOldestFormatVersion, kFormatVersion);
+  // Every number is checked before any is used: shard paths, sizes, runs, the model they describe.
+  check_manifest(manifest_, manifest_path);
   for (int f = 0; f < manifest_.files_size(); ++f) {
     const ShardFile& shard = manifest_.files(f);
-    const std::string path = (fs::path(dir) / shard.path()).string();
-    if (!fs::exists(path)) fail_usage("{}: missing (the manifest lists it); the checkpoint is damaged", path);
+    const std::string path = (fs::path(dir_) / shard.path()).string();
+    std::error_code error;
+    const fs::file_status status = fs::symlink_status(path, error);
+    if (!fs::exists(status)) fail_usage("{}: missing (the manifest lists it); the checkpoint is damaged", path);
+    if (!fs::is_regular_file(status))
+      fail_usage("{}: not a regular file (a link or device, which a checkpoint never holds); the checkpoint is damaged",
+                 path);
     check_size(path, static_cast<std::int64_t>(fs::file_size(path)), shard.bytes());
-    for (const Run& run : shard.runs()) {
-      if (run.count() < 0 || run.file_offset() < 0 || run.file_offset() + run.count() * 4 > shard.bytes())
-        fail_usage("{}: a run of {} lies outside the file", manifest_path, run.tensor());
+    for (const Run& run : shard.runs())
       index_[{run.tensor(), run.state()}].push_back({run.global_start(), run.count(), run.file_offset(), f});
-    }
   }
   file_bytes_.resize(static_cast<std::size_t>(manifest_.files_size()));
   for (auto& [key, pieces] : index_)

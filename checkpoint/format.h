@@ -48,7 +48,11 @@ std::optional<std::string> newest_complete(const std::string& root);
 // hold its part of the state and no value is served from an unchecked file.
 class Reader {
  public:
+  // Refuses (Error(kUsage)) what check_manifest refuses, shard files that are missing, of another size, or not
+  // regular files (a symbolic link could point anywhere on the machine), and a manifest over 1 GiB.
   explicit Reader(const std::string& dir);
+  // The same from manifest bytes already read (the fuzz target), with shard files under `dir`.
+  Reader(const std::string& dir, const std::string& manifest_bytes);
   const Manifest& manifest() const { return manifest_; }
   const std::string& dir() const { return dir_; }
   // Copies elements [global_start, global_start + count) of `tensor`'s `state`; throws Error(kUsage) when
@@ -69,6 +73,7 @@ class Reader {
     std::int64_t start, count, offset;
     int file;
   };
+  void open_manifest(const std::string& bytes);
   const std::string& file(int f) const;  // read and checked on first use
   void for_each_piece(const std::string& tensor, const std::string& state, std::int64_t global_start,
                       std::int64_t count,

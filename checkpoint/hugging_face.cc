@@ -3,9 +3,9 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <climits>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -13,6 +13,7 @@
 #include "model/llama_layout.h"
 #include "model/model.h"
 #include "runtime/error.h"
+#include "runtime/file_io.h"
 #include "runtime/json_writer.h"
 
 namespace weft::hugging_face {
@@ -115,9 +116,10 @@ std::string config_json(const ModelConfig& m) {
 
 ModelConfig read_config(const std::string& folder) {
   const std::string path = (std::filesystem::path(folder) / "config.json").string();
-  std::ifstream in(path);
-  if (!in) fail_usage("checkpoint.init_from = {}: no config.json in it", folder);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) fail_usage("checkpoint.init_from = {}: no config.json in it", folder);
+  // A regular file of a size a model description has (kilobytes): a FIFO or device here is refused unread.
+  const std::string text = read_regular_file(path, "config.json", std::size_t{1} << 20);
   Struct parsed;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
@@ -132,7 +134,12 @@ ModelConfig read_config(const std::string& folder) {
     }
     return found->second.number_value();
   };
-  auto integer = [&](const char* key, double fallback = NAN) { return static_cast<int>(number(key, fallback)); };
+  auto integer = [&](const char* key, double fallback = NAN) {
+    const double value = number(key, fallback);
+    if (!(value >= 1 && value <= INT_MAX) || value != std::floor(value))  // a cast of anything else is undefined
+      fail_usage("{}: {} = {:g}; expected a whole number in [1, {}]", path, key, value, INT_MAX);
+    return static_cast<int>(value);
+  };
   auto type = fields.find("model_type");
   const std::string model_type = type == fields.end() ? "" : type->second.string_value();
   ModelConfig m;

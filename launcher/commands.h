@@ -60,9 +60,11 @@ int run_data_prepare(const std::string& input, const std::string& output);
 int run_ckpt_inspect(const std::string& dir);
 int run_ckpt_export(const std::string& dir, const std::string& safetensors_path);
 
-// Runs `weft WEFT_ARGS...` as `ranks` processes under mpirun on this host and returns mpirun's exit code.
+// Runs `weft WEFT_ARGS...` as `ranks` processes under mpirun on this host, watched to the end (mpirun_job.h), and
+// returns the job's exit code.
 int run_under_mpirun(int ranks, const std::string& mpirun_args, const std::vector<std::string>& weft_args);
-// The mpirun command line for that (exposed for tests).
+// The mpirun command line for that (exposed for tests); `mpi_shared_dir` is where Open MPI's shared memory goes.
 std::vector<std::string> mpirun_command(int ranks, const std::string& mpirun_args,
-                                       const std::vector<std::string>& weft_args, const std::string& weft_path);
+                                       const std::vector<std::string>& weft_args, const std::string& weft_path,
+                                       const std::string& mpi_shared_dir);
 }  // namespace weft

@@ -1,11 +1,39 @@
 // weft: the command-line entry point. Parses the subcommand and maps every failure to the contract's exit codes.
 #include <cstdio>
 #include <exception>
+#include <functional>
+#include <new>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
 #include "launcher/commands.h"
 #include "runtime/error.h"
+#include "runtime/process_exit.h"
+
+namespace {
+
+// Runs a command and maps every failure to the contract's exit codes, with one line on stderr.
+int run_command(const std::function<int()>& command) {
+  using namespace weft;
+  try {
+    return command();
+  } catch (const Error& e) {
+    // Messages that already name weft keep their own prefix.
+    const std::string_view message = e.what();
+    std::fprintf(stderr, "%s%s\n", message.rfind("weft", 0) == 0 ? "" : "weft: ", e.what());
+    return e.exit_code();
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "weft: out of memory (an allocation failed); the model, batch or data may not fit in this "
+                         "host's memory: check `weft plan` and lower model size, micro_batch or the ranks per host\n");
+    return static_cast<int>(ErrorKind::kInternal);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weft: unexpected error: %s\n", e.what());
+    return static_cast<int>(ErrorKind::kInternal);
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace weft;
@@ -96,7 +124,7 @@ int main(int argc, char** argv) {
     return static_cast<int>(ErrorKind::kUsage);
   }
 
-  try {
+  const int code = run_command([&] {
     if (train_cmd->parsed()) return run_train(train);
     if (generate_cmd->parsed()) return run_generate(generate);
     if (launch_cmd->parsed()) return run_launch(launch);
@@ -105,12 +133,9 @@ int main(int argc, char** argv) {
     if (prepare_cmd->parsed()) return run_data_prepare(data_input, data_output);
     if (inspect_cmd->parsed()) return run_ckpt_inspect(ckpt_dir);
     if (export_cmd->parsed()) return run_ckpt_export(ckpt_dir, safetensors_path);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "weft: %s\n", e.what());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "weft: unexpected error: %s\n", e.what());
     return static_cast<int>(ErrorKind::kInternal);
-  }
-  return static_cast<int>(ErrorKind::kInternal);
+  });
+  // Under weft launch, the code this rank returns is what the launcher judges the job by.
+  report_rank_exit(code, ExitHow::kReturned);
+  return code;
 }

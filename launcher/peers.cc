@@ -32,4 +32,10 @@ std::string PeerDirectory::describe_dead_peers() const {
   return dead;
 }
 
+int PeerDirectory::ranks_on_this_host() const {
+  int count = 0;
+  for (const Peer& peer : peers_) count += peer.host_hash == my_host_hash_ ? 1 : 0;
+  return count;
+}
+
 }  // namespace weft

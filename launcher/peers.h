@@ -16,6 +16,8 @@ class PeerDirectory {
   // "rank 1 (pid 4242) is no longer running" for each rank on this host whose process is gone; "" when all
   // are alive or the dead ones run on other hosts (their processes cannot be seen from here).
   std::string describe_dead_peers() const;
+  // How many ranks of the job (this one included) run on this host.
+  int ranks_on_this_host() const;
 
  private:
   struct Peer {

@@ -18,8 +18,13 @@ class TokenCorpus {
   virtual std::int64_t size() const = 0;
   // Writes tokens [start, start + count) as int32.
   virtual void read(std::int64_t start, int count, std::int32_t* out) const = 0;
-  // Largest token id, for checking against model.vocab_size.
-  virtual std::int32_t max_token() const = 0;
+  // Largest token id, for checking against model.vocab_size (ids of a damaged file may exceed an int32).
+  virtual std::int64_t max_token() const = 0;
+  // The first token whose id is >= bound (-1 if none), its id, and where it sits in its file, for the message
+  // that names a bad id.
+  virtual std::int64_t first_token_at_least(std::int64_t bound) const = 0;
+  virtual std::int64_t token_at(std::int64_t index) const = 0;
+  virtual std::int64_t byte_offset(std::int64_t index) const = 0;
 };
 
 // Bytes as tokens 0..255.
@@ -28,7 +33,8 @@ std::unique_ptr<TokenCorpus> make_byte_corpus(std::vector<std::uint8_t> bytes);
 std::unique_ptr<TokenCorpus> make_builtin_corpus();
 // A UTF-8 (or any) file's bytes as tokens 0..255.
 std::unique_ptr<TokenCorpus> make_text_corpus(const std::string& path);
-// A token file written by `weft data prepare` (see write_token_file), memory-mapped.
+// A token file written by `weft data prepare` (see write_token_file), memory-mapped. Only regular files are read
+// (a FIFO or device is refused); ids are checked against model.vocab_size by open_corpus.
 std::unique_ptr<TokenCorpus> open_token_file(const std::string& path);
 // The training corpus a config names (without the part data.valid_fraction holds out); throws Error(kUsage)
 // naming the file and problem when it cannot be used.
@@ -40,8 +46,9 @@ std::unique_ptr<TokenCorpus> open_validation_corpus(const Config& config);
 // Token file format: a 32-byte header ("WEFTTOK1", u32 version = 1, u32 bytes per token (2 or 4),
 // u64 token count, u32 vocab size, u32 reserved), then the tokens, little-endian.
 inline constexpr std::uint32_t kTokenFileVersion = 1;
+// Written atomically (a temporary beside `path`, read back, renamed over it), so a job reading the old file keeps it.
 void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int32_t vocab_size);
-// Text file -> token file (byte-level tokens); returns the token count.
+// Text file -> token file (byte-level tokens); returns the token count. Refuses an output that is the input.
 std::int64_t prepare_token_file(const std::string& text_path, const std::string& out_path);
 
 // The global sample order: sample i of the run is a window of seq_len + 1 tokens starting at a position drawn

@@ -45,16 +45,6 @@ int weft_spm_pieces(void* processor) {
   return static_cast<sentencepiece::SentencePieceProcessor*>(processor)->GetPieceSize();
 }
 
-int weft_spm_read_model(const char* path, char** model, std::size_t* size, char** error) {
-  sentencepiece::SentencePieceProcessor processor;
-  const auto status = processor.Load(path);
-  if (!status.ok()) return fail(error, status.ToString());
-  const std::string serialized = processor.serialized_model_proto();
-  *model = copy_out(serialized);
-  *size = serialized.size();
-  return 0;
-}
-
 int weft_spm_train(const char* options, char** model, std::size_t* size, char** error) {
   std::unordered_map<std::string, std::string> flags;
   std::string line;

@@ -15,8 +15,6 @@ extern "C" {
 void* weft_spm_load(const char* model, std::size_t size, char** error);  // a processor, or null with *error
 void weft_spm_unload(void* processor);
 int weft_spm_pieces(void* processor);
-// The serialized model proto, for a model file at `path`.
-int weft_spm_read_model(const char* path, char** model, std::size_t* size, char** error);
 // `options`: SentencePiece trainer flags as "name=value" lines (a value may hold spaces, e.g. the input's path).
 int weft_spm_train(const char* options, char** model, std::size_t* size, char** error);
 int weft_spm_encode(void* processor, const char* text, std::size_t size, int** ids, std::size_t* count, char** error);

@@ -10,6 +10,7 @@
 
 #include "model/sentencepiece_plugin.h"
 #include "runtime/error.h"
+#include "runtime/file_io.h"
 
 namespace weft {
 namespace {
@@ -38,7 +39,6 @@ struct Plugin {
   decltype(&weft_spm_load) load;
   decltype(&weft_spm_unload) unload;
   decltype(&weft_spm_pieces) pieces;
-  decltype(&weft_spm_read_model) read_model;
   decltype(&weft_spm_train) train;
   decltype(&weft_spm_encode) encode;
   decltype(&weft_spm_decode) decode;
@@ -87,7 +87,6 @@ struct Plugin {
       p.load = reinterpret_cast<decltype(p.load)>(symbol("weft_spm_load"));
       p.unload = reinterpret_cast<decltype(p.unload)>(symbol("weft_spm_unload"));
       p.pieces = reinterpret_cast<decltype(p.pieces)>(symbol("weft_spm_pieces"));
-      p.read_model = reinterpret_cast<decltype(p.read_model)>(symbol("weft_spm_read_model"));
       p.train = reinterpret_cast<decltype(p.train)>(symbol("weft_spm_train"));
       p.encode = reinterpret_cast<decltype(p.encode)>(symbol("weft_spm_encode"));
       p.decode = reinterpret_cast<decltype(p.decode)>(symbol("weft_spm_decode"));
@@ -156,16 +155,13 @@ std::string take(const Plugin& plugin, char* buffer, std::size_t size) {
 std::unique_ptr<Tokenizer> make_byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
-  const Plugin& plugin = Plugin::get();
-  char* model = nullptr;
-  std::size_t size = 0;
-  char* error = nullptr;
-  if (plugin.read_model(model_path.c_str(), &model, &size, &error) != 0)
-    plugin.fail(fmt::format("--tokenizer-model {}: cannot load it", model_path), error);
-  return std::make_unique<SentencePieceTokenizer>(take(plugin, model, size), model_path);
+  // Read here, not by SentencePiece: a FIFO or a device is refused unread, and a model is megabytes at most.
+  const std::string serialized = read_regular_file(model_path, "tokenizer model", std::size_t{256} << 20);
+  return std::make_unique<SentencePieceTokenizer>(serialized, "--tokenizer-model " + model_path);
 }
 
 std::unique_ptr<Tokenizer> train_sentencepiece(const std::string& text_path, int vocab) {
+  ::close(open_regular_file(text_path, "text"));  // SentencePiece reads it; a FIFO would block it forever
   // Byte fallback: any text encodes (unknown characters become their UTF-8 bytes), as Llama's tokenizer does.
   const std::string options = fmt::format(
       "input={}\nmodel_type=bpe\nvocab_size={}\nbyte_fallback=true\ncharacter_coverage=1.0\nsplit_digits=true\n"

@@ -1,5 +1,8 @@
 #include "parallel/metrics.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -7,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/file_io.h"
 #include "runtime/json_writer.h"
 
 namespace weft {
@@ -48,8 +52,26 @@ RunSummary summarize(const std::vector<StepRecord>& records, std::int64_t tokens
   return s;
 }
 
-MetricsFile::MetricsFile(const std::string& path) : path_(path), out_(path, std::ios::trunc) {
-  if (!out_) fail_usage("--metrics {}: cannot open for writing: {}", path, std::strerror(errno));
+MetricsFile::MetricsFile(const std::string& path) : path_(path) {
+  if (const std::string kind = non_regular_kind(path); !kind.empty() && kind != "a character device")
+    fail_usage("--metrics {}: cannot write metrics there: it is {}", path, kind);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail_usage("--metrics {}: cannot open for writing: {}", path, std::strerror(errno));
+}
+
+MetricsFile::~MetricsFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MetricsFile::write_line(const std::string& line) {
+  std::string text = line + '\n';
+  for (std::size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw Error(ErrorKind::kInternal, fmt::format("--metrics {}: writing failed: {}", path_, std::strerror(errno)));
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 void MetricsFile::write_step(const StepRecord& r) {
@@ -74,8 +96,7 @@ void MetricsFile::write_step(const StepRecord& r) {
       .end_object();
   json.begin_object("comm_bytes").field("dp", r.comm.dp).field("tp", r.comm.tp).field("pp", r.comm.pp).end_object();
   json.end_object();
-  out_ << json.str() << '\n';
-  out_.flush();
+  write_line(json.str());
 }
 
 void MetricsFile::write_summary(const RunSummary& s) {
@@ -91,8 +112,10 @@ void MetricsFile::write_summary(const RunSummary& s) {
       .field("final_loss", s.final_loss)
       .end_object()
       .end_object();
-  out_ << json.str() << '\n';
-  out_.flush();
+  write_line(json.str());
+  // A character device (/dev/stdout, /dev/null) cannot be synced; a file must reach the disk.
+  if (::fsync(fd_) != 0 && errno != EINVAL && errno != EROFS)
+    throw Error(ErrorKind::kInternal, fmt::format("--metrics {}: writing failed: {}", path_, std::strerror(errno)));
 }
 
 }  // namespace weft

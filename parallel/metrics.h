@@ -2,7 +2,6 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -43,16 +42,22 @@ std::string progress_line(const StepRecord& record, int total_steps);
 std::string summary_line(const RunSummary& summary);
 RunSummary summarize(const std::vector<StepRecord>& records, std::int64_t tokens_per_step);
 
-// Writes one JSON object per step, then {"summary": ...}; opened only on rank 0.
+// Writes one JSON object per step, then {"summary": ...}; opened only on rank 0. Each line goes to the file as it
+// is made (so the file can be followed while training runs), every write is checked, and the summary is fsynced:
+// a full disk stops the run with exit code 1 naming the file instead of losing lines quietly.
 class MetricsFile {
  public:
-  explicit MetricsFile(const std::string& path);
+  explicit MetricsFile(const std::string& path);  // Error(kUsage) when it cannot be created
+  ~MetricsFile();
+  MetricsFile(const MetricsFile&) = delete;
+  MetricsFile& operator=(const MetricsFile&) = delete;
   void write_step(const StepRecord& record);
   void write_summary(const RunSummary& summary);
 
  private:
+  void write_line(const std::string& line);
   std::string path_;
-  std::ofstream out_;
+  int fd_ = -1;
 };
 
 }  // namespace weft

@@ -17,6 +17,7 @@
 
 #include "runtime/config_schema.h"
 #include "runtime/error.h"
+#include "runtime/file_io.h"
 
 namespace weft {
 namespace config_internal {
@@ -101,10 +102,9 @@ std::string unknown_key_message(std::string_view section, std::string_view name,
   return fmt::format("{}: {}; sections are {}", shown(typed), what, join_or(config_sections()));
 }
 
-std::string shown(std::string_view text) {
-  constexpr std::size_t kMax = 48;
+std::string shown(std::string_view text, std::size_t max) {
   std::string out;
-  for (char c : text.substr(0, kMax)) {
+  for (char c : text.substr(0, max)) {
     if (c == '\n') {
       out += "\\n";
     } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
@@ -113,7 +113,7 @@ std::string shown(std::string_view text) {
       out += c;
     }
   }
-  if (text.size() > kMax) out += "...";
+  if (text.size() > max) out += "...";
   return out;
 }
 
@@ -352,7 +352,8 @@ void read_yaml(ConfigBuilder& builder, const std::string& text) {
     }
     parser.HandleNextDocument(reader);  // a second document is an error, not silently ignored
   } catch (const YAML::Exception& error) {
-    builder.fail_at(error.mark, "invalid YAML: " + error.msg);
+    // yaml-cpp's message may quote the offending character, a newline or NUL included: one line, escaped.
+    builder.fail_at(error.mark, "invalid YAML: " + shown(error.msg, 200));
   }
 }
 
@@ -425,13 +426,7 @@ void fail_config_key(const Config& config, const std::string& path, const std::s
 }
 
 Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides, int world_size) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) fail_usage("{}: cannot read config: {}", path, std::strerror(errno));
-  std::string text;
-  char buffer[1 << 16];
-  while (std::size_t count = std::fread(buffer, 1, sizeof buffer, file.get())) text.append(buffer, count);
-  if (std::ferror(file.get())) fail_usage("{}: cannot read config: {}", path, std::strerror(errno));
-  return parse_config_text(text, path, overrides, world_size);
+  return parse_config_text(read_regular_file(path, "config", kMaxConfigBytes), path, overrides, world_size);
 }
 
 }  // namespace weft

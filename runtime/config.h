@@ -1,6 +1,7 @@
 // Config: the typed, validated contents of a weft YAML config (contract.md, "Config"), with --set overrides.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -171,6 +172,9 @@ struct ConfigOverride {
   std::string key;
   std::string value;
 };
+
+// A config is a few hundred bytes; anything much larger is the wrong file (or /dev/zero) and is refused unread.
+inline constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
 
 // Reads, overrides and validates a config; throws Error(kUsage) with file:line:column, the key path, the
 // value and what was expected. `world_size` resolves dp: auto (when tp * pp divides it). Whether the layout

@@ -16,6 +16,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "runtime/file_io.h"
+
 namespace weft::config_internal {
 namespace {
 
@@ -142,7 +144,9 @@ std::vector<KeySpec> build_schema() {
       {.section = "comm", .name = "bucket_mb", .kind = K::kNumber, .low = 0, .low_open = true,
        .store = member(&C::comm, &CommConfig::bucket_mb)},
       {.section = "comm", .name = "overlap", .kind = K::kBool, .store = member(&C::comm, &CommConfig::overlap)},
-      {.section = "comm", .name = "timeout_s", .kind = K::kNumber, .low = 0, .low_open = true,
+      // Below 0.1 s start-up itself times out; a week is longer than any collective should ever wait, and keeps
+      // every deadline representable.
+      {.section = "comm", .name = "timeout_s", .kind = K::kNumber, .low = 0.1, .high = 604800, .has_high = true,
        .store = member(&C::comm, &CommConfig::timeout_s)},
 
       {.section = "", .name = "device", .kind = K::kChoice, .choices = {"auto", "cpu", "cuda"},
@@ -410,6 +414,10 @@ std::optional<Violation> check_invariants(Config& config, int world_size) {
     }
     if (std::filesystem::is_directory(status)) {
       return violation("data.path", shown(data.path), "is a directory; expected a file");
+    }
+    if (const std::string kind = non_regular_kind(data.path); !kind.empty()) {
+      return violation("data.path", shown(data.path),
+                       fmt::format("is {}; expected a regular file (a device or pipe never ends or blocks)", kind));
     }
   }
   if (!config.checkpoint.init_from.empty()) {

@@ -82,8 +82,9 @@ std::optional<Violation> check_invariants(Config& config, int world_size);
 
 // Defined in config.cc, with the reader that needs them most.
 
-// A value or key as it appears in a one-line message: truncated and with control characters escaped.
-std::string shown(std::string_view text);
+// A value or key as it appears in a one-line message: truncated to `max` characters and with control characters
+// escaped.
+std::string shown(std::string_view text, std::size_t max = 48);
 
 // How far a typo may be from a name and still be suggested: one edit for short names, more for long.
 int typo_budget(std::string_view typed);

@@ -1,11 +1,8 @@
 #include "runtime/trace.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 
-#include "runtime/error.h"
+#include "runtime/file_io.h"
 #include "runtime/json_writer.h"
 
 namespace weft {
@@ -17,7 +14,9 @@ void Tracer::add_span(const std::string& name, const std::string& lane, Clock::t
   spans_.push_back({name, lane, micros(start), micros(end)});
 }
 
-void Tracer::write(const std::string& path) const {
+void Tracer::write(const std::string& path) const { write_file_atomically(path, json(), "--trace " + path); }
+
+std::string Tracer::json() const {
   std::lock_guard lock(mutex_);
   // Lanes become thread ids, named by metadata events, so Perfetto shows one row per lane.
   std::vector<std::string> lanes;
@@ -42,9 +41,7 @@ void Tracer::write(const std::string& path) const {
         .end_object();
   }
   json.end_array().end_object();
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) fail_usage("--trace {}: cannot open for writing: {}", path, std::strerror(errno));
-  out << json.str() << '\n';
+  return json.str() + '\n';
 }
 
 }  // namespace weft

@@ -17,7 +17,9 @@ class Tracer {
 
   // A finished span on lane `lane` ("compute", "comm", "wait"); thread-safe.
   void add_span(const std::string& name, const std::string& lane, Clock::time_point start, Clock::time_point end);
-  // Writes {"traceEvents": [...]} with this rank as the process id.
+  // {"traceEvents": [...]} with this rank as the process id, and the same written atomically to `path` (exit 1
+  // naming the file when the write fails).
+  std::string json() const;
   void write(const std::string& path) const;
 
  private:

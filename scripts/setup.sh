@@ -14,11 +14,12 @@ BUILD_PACKAGES=(
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev libcli11-dev
   libopenblas-dev libsentencepiece-dev
 )
-# What development and the rest of the test suite use: SLURM, PyTorch for the reference tests, podman and
-# debootstrap for the container tests.
+# What development and the rest of the test suite use: SLURM, PyTorch for the reference tests, clang's libFuzzer
+# for the fuzz targets' short runs, podman and debootstrap for the container tests.
 TEST_PACKAGES=(
   git procps
   slurm-wlm munge
+  clang libclang-rt-dev
   python3 python3-numpy python3-torch python3-venv
   podman debootstrap
 )

@@ -10,6 +10,7 @@
 #include "collectives/mpi/mpi_check.h"
 #include "collectives/mpi/mpi_task.h"
 #include "runtime/error.h"
+#include "runtime/process_exit.h"
 
 namespace weft {
 
@@ -26,32 +27,30 @@ std::unique_ptr<Phase> reduce_phase(const std::shared_ptr<CommContext>& ctx, Seg
   return ctx->shared ? shared_reduce_phase(ctx, std::move(plan)) : segmented_reduce_phase(ctx, std::move(plan));
 }
 
-// A new communicator as the MPI thread creates it (world or split), before its CommContext exists.
-struct SplitResult {
-  MPI_Comm comm = MPI_COMM_NULL;
-  MPI_Comm peer_comm = MPI_COMM_NULL;
-  int rank = 0;
-  int size = 0;
-  std::unique_ptr<SharedSegments> shared;
-};
-
-// The last step of creating a communicator: its rank, size and shared-memory staging (collective, blocking,
-// so it runs only after a nonblocking collective on the new communicator has shown every rank arrived).
-void finish_setup(SplitResult& result) {
-  if (result.comm == MPI_COMM_NULL) return;
-  WEFT_MPI_CHECK(MPI_Comm_rank(result.comm, &result.rank));
-  WEFT_MPI_CHECK(MPI_Comm_size(result.comm, &result.size));
-  result.shared = SharedSegments::create(result.comm, kSharedSlotBytes);
+// The last steps of creating a communicator on the MPI thread, once `fresh->comm` and `fresh->peer_comm` exist (or
+// comm is MPI_COMM_NULL for a rank outside every new group): its rank and size, then its shared-memory staging.
+void add_setup_steps(StepTask& task, const std::shared_ptr<CommContext>& fresh, const std::string& name) {
+  task.add({}, [fresh](const MPI_Status&) {
+    if (fresh->comm == MPI_COMM_NULL) return;
+    WEFT_MPI_CHECK(MPI_Comm_rank(fresh->comm, &fresh->rank));
+    WEFT_MPI_CHECK(MPI_Comm_size(fresh->comm, &fresh->size));
+  });
+  task.add(shared_setup_phase(fresh, name, kSharedSlotBytes));
 }
 
-std::shared_ptr<CommContext> context_of(SplitResult& result) {
-  auto ctx = std::make_shared<CommContext>();
-  ctx->comm = result.comm;
-  ctx->peer_comm = result.peer_comm;
-  ctx->rank = result.rank;
-  ctx->size = result.size;
-  ctx->shared = std::move(result.shared);
-  return ctx;
+// What a timed-out wait does before it throws: the group is out of step for good, and the caller is about to unwind
+// (and free) the buffers of every collective still in flight, so the MPI thread must drop them all first.
+std::function<void()> on_timeout(std::shared_ptr<MpiEngine> engine, std::shared_ptr<CommContext> ctx,
+                                 OpDescriptor desc, std::shared_ptr<WorkState> state) {
+  return [engine = std::move(engine), ctx = std::move(ctx), desc = std::move(desc), state = std::move(state)] {
+    const std::string reason = timeout_reason(desc, state->waiting_for());
+    ctx->poison(reason);
+    engine->fail_all("the job is ending after " + reason);
+  };
+}
+
+std::string seconds_text(std::chrono::milliseconds limit) {
+  return fmt::format("{:g} s", static_cast<double>(limit.count()) / 1000.0);
 }
 
 // Rank r's share of an all_reduce: count / n elements, one more for the first count % n ranks.
@@ -119,9 +118,7 @@ std::unique_ptr<Work> MpiCommunicator::submit(const std::shared_ptr<StepTask>& t
     task->run_after(last_collective_);
     last_collective_ = task;
   }
-  auto work = std::make_unique<StateWork>(desc, task->state(), [ctx = ctx_, desc, state = task->state()] {
-    ctx->poison(timeout_reason(desc, state->waiting_for()));
-  });
+  auto work = std::make_unique<StateWork>(desc, task->state(), on_timeout(engine_, ctx_, desc, task->state()));
   engine_->submit(task);
   return work;
 }
@@ -257,21 +254,27 @@ std::unique_ptr<Communicator> MpiCommunicator::start_split(const OpDescriptor& d
   OpCall call;
   call.desc = desc;
   add_signature_check(*task, call);
-  // MPI_Comm_split blocks, so it only starts once a nonblocking barrier shows every rank has arrived.
-  auto result = std::make_shared<SplitResult>();
+  // MPI_Comm_split blocks, so it only starts once a nonblocking barrier shows every rank has arrived; a rank that
+  // dies in between would still hold it forever, hence the guard.
+  auto fresh = std::make_shared<CommContext>();
   std::shared_ptr<CommContext> ctx = ctx_;
+  const std::string stuck = fmt::format(
+      "weft: rank {} of {} (world rank {}): MPI_Comm_split creating group {} did not return within comm.timeout_s = "
+      "{}: a peer rank died or stopped while the group was being created; aborting",
+      rank(), size(), world_rank(), name, seconds_text(options().timeout));
   task->add([ctx](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Ibarrier(ctx->comm, request)); },
-            [ctx, result, color, key](const MPI_Status&) {
-              WEFT_MPI_CHECK(MPI_Comm_split(ctx->comm, color == kNoColor ? MPI_UNDEFINED : color, key, &result->comm));
+            [ctx, fresh, color, key, stuck, timeout = options().timeout](const MPI_Status&) {
+              const DeadlineGuard guard(timeout, stuck);
+              WEFT_MPI_CHECK(MPI_Comm_split(ctx->comm, color == kNoColor ? MPI_UNDEFINED : color, key, &fresh->comm));
             });
-  task->add([result](MPI_Request* request) {
-    if (result->comm == MPI_COMM_NULL) return;
-    WEFT_MPI_CHECK(MPI_Comm_idup(result->comm, &result->peer_comm, request));
+  task->add([fresh](MPI_Request* request) {
+    if (fresh->comm == MPI_COMM_NULL) return;
+    WEFT_MPI_CHECK(MPI_Comm_idup(fresh->comm, &fresh->peer_comm, request));
   });
-  task->add({}, [result](const MPI_Status&) { finish_setup(*result); });
+  add_setup_steps(*task, fresh, name);
   submit(task, desc)->wait(options().timeout);
-  if (result->comm == MPI_COMM_NULL) return nullptr;
-  return std::make_unique<MpiCommunicator>(engine_, context_of(*result), name, world_rank(), options());
+  if (fresh->comm == MPI_COMM_NULL) return nullptr;
+  return std::make_unique<MpiCommunicator>(engine_, fresh, name, world_rank(), options());
 }
 
 }  // namespace
@@ -289,17 +292,25 @@ std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, 
   desc.size = world_size;
   desc.world_rank = world_rank;
   desc.group = "world";
-  auto setup = std::make_shared<CommContext>();
-  auto result = std::make_shared<SplitResult>();
-  auto task = std::make_shared<StepTask>(desc, setup);
-  task->add([result](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &result->comm, request)); });
-  task->add([result](MPI_Request* request) {
-    WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &result->peer_comm, request));
+  // Before the first MPI collective (which names nobody when it hangs), every rank tells every other that it has
+  // arrived, over MPI_COMM_WORLD itself: a rank that never does is named by the timeout.
+  auto arrival = std::make_shared<CommContext>();
+  arrival->comm = arrival->peer_comm = MPI_COMM_WORLD;
+  arrival->rank = world_rank;
+  arrival->size = world_size;
+  auto fresh = std::make_shared<CommContext>();
+  auto task = std::make_shared<StepTask>(desc, arrival);
+  OpCall call;
+  call.desc = desc;
+  task->add(signature_phase(arrival, desc, signature(call)));
+  task->add([fresh](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &fresh->comm, request)); });
+  task->add([fresh](MPI_Request* request) {
+    WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &fresh->peer_comm, request));
   });
-  task->add({}, [result](const MPI_Status&) { finish_setup(*result); });
+  add_setup_steps(*task, fresh, "world");
   engine->submit(task);
-  StateWork(desc, task->state()).wait(options.timeout);
-  return std::make_unique<MpiCommunicator>(std::move(engine), context_of(*result), "world", world_rank, options);
+  StateWork(desc, task->state(), on_timeout(engine, arrival, desc, task->state())).wait(options.timeout);
+  return std::make_unique<MpiCommunicator>(std::move(engine), fresh, "world", world_rank, options);
 }
 
 std::shared_ptr<MpiEngine> mpi_engine_of(Communicator& comm, MPI_Comm* raw) {

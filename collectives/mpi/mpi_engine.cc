@@ -26,7 +26,7 @@ MpiEngine::~MpiEngine() { stop(); }
 void MpiEngine::submit(std::shared_ptr<MpiTask> task) {
   {
     std::lock_guard lock(mutex_);
-    if (!stopping_) {
+    if (!stopping_ && !halting_) {
       incoming_.push_back(std::move(task));
       task = nullptr;
     }
@@ -43,7 +43,8 @@ void MpiEngine::run(const std::function<void()>& fn) {
   std::future<void> done = job.get_future();
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) throw Error(ErrorKind::kInternal, "weft: an MPI call was made after the MPI runtime shut down");
+    if (stopping_ || halting_)
+      throw Error(ErrorKind::kInternal, "weft: an MPI call was made after the MPI runtime shut down");
     jobs_.emplace_back([&job] { job(); });
   }
   wake_.notify_one();
@@ -65,42 +66,68 @@ void MpiEngine::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void MpiEngine::fail_all(const std::string& reason) {
+  try {
+    run([this, &reason] {
+      for (auto& task : active_) task->cancel(reason);
+      active_.clear();
+    });
+  } catch (const Error&) {
+    // Stopped: no thread runs tasks any more.
+  }
+}
+
+void MpiEngine::halt(std::chrono::milliseconds limit) {
+  std::unique_lock lock(mutex_);
+  if (stopping_) return;
+  halting_ = true;
+  wake_.notify_one();
+  parked_.wait_for(lock, limit, [this] { return halted_; });
+}
+
 void MpiEngine::loop() {
-  std::vector<std::shared_ptr<MpiTask>> active;
   int idle = 0;
   auto sleep = kMinSleep;
   for (;;) {
     std::deque<std::function<void()>> jobs;
     {
       std::unique_lock lock(mutex_);
-      auto has_news = [&] { return stopping_ || !incoming_.empty() || !jobs_.empty(); };
-      if (active.empty() && idle > kSpinPolls) {
+      auto has_news = [&] { return stopping_ || halting_ || !incoming_.empty() || !jobs_.empty(); };
+      if (active_.empty() && idle > kSpinPolls) {
         wake_.wait(lock, has_news);
       } else if (idle > kSpinPolls) {
         wake_.wait_for(lock, sleep, has_news);
         sleep = std::min<std::chrono::microseconds>(sleep * 2, kMaxSleep);
       }
+      if (halting_) {
+        // The process is ending through MPI_Abort: park without another MPI call until it is gone.
+        halted_ = true;
+        parked_.notify_all();
+        wake_.wait(lock, [this] { return stopping_; });
+        return;
+      }
       if (stopping_) {
-        for (auto& task : incoming_) active.push_back(std::move(task));
+        for (auto& task : incoming_) active_.push_back(std::move(task));
         incoming_.clear();
         jobs.swap(jobs_);
         lock.unlock();
         for (auto& job : jobs) job();
-        for (auto& task : active) task->cancel("the MPI runtime shut down before the operation finished");
+        for (auto& task : active_) task->cancel("the MPI runtime shut down before the operation finished");
+        active_.clear();
         return;
       }
-      for (auto& task : incoming_) active.push_back(std::move(task));
+      for (auto& task : incoming_) active_.push_back(std::move(task));
       incoming_.clear();
       jobs.swap(jobs_);
     }
     bool moved = !jobs.empty();
     for (auto& job : jobs) job();
     // Tasks are advanced in submission order, so operations are posted to MPI in the order they were issued.
-    for (std::size_t i = 0; i < active.size();) {
-      const MpiTask::Progress progress = active[i]->progress();
+    for (std::size_t i = 0; i < active_.size();) {
+      const MpiTask::Progress progress = active_[i]->progress();
       if (progress != MpiTask::Progress::kIdle) moved = true;
       if (progress == MpiTask::Progress::kDone) {
-        active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
+        active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
       } else {
         ++i;
       }

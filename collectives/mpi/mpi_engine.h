@@ -1,6 +1,7 @@
 // MpiEngine: the one thread per process that makes every MPI call after MPI_Init_thread and polls requests.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -42,6 +43,12 @@ class MpiEngine {
   // Cancels unfinished tasks and joins the thread; later submits fail their task at once.
   void stop();
   bool stopped() const;
+  // Fails every unfinished task with `reason`, on the MPI thread, and returns once none of them will touch its
+  // buffers again: a timed-out caller is about to unwind (and free) the memory its collectives point into.
+  void fail_all(const std::string& reason);
+  // Makes no MPI call from now on: the thread parks after its current poll (waited for up to `limit`), so that
+  // MPI_Abort on another thread does not race it. For abort_job only; the engine stays halted.
+  void halt(std::chrono::milliseconds limit);
 
  private:
   void loop();
@@ -51,6 +58,10 @@ class MpiEngine {
   std::vector<std::shared_ptr<MpiTask>> incoming_;
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
+  bool halting_ = false;
+  bool halted_ = false;
+  std::condition_variable parked_;
+  std::vector<std::shared_ptr<MpiTask>> active_;  // MPI thread only
   std::thread thread_;
 };
 

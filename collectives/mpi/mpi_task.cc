@@ -335,9 +335,20 @@ std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, 
   return std::make_unique<SegmentedReducePhase>(std::move(ctx), std::move(plan));
 }
 
+std::vector<int> StepTask::waiting_for(const Phase& phase) const {
+  std::vector<int> ranks = phase.waiting_for();
+  // A single MPI call cannot say whom it waits for, but a send or recv waits for its peer.
+  if (ranks.empty() && (desc_.op == OpKind::kSend || desc_.op == OpKind::kRecv)) ranks.push_back(desc_.peer);
+  return ranks;
+}
+
 MpiTask::Progress StepTask::progress() {
   if (earlier_) {
-    if (!earlier_->finished_) return Progress::kIdle;
+    if (!earlier_->finished_) {
+      // Queued behind an earlier collective of the same group: whoever that one waits for, this one waits for too.
+      state_->set_waiting_for(earlier_->state_->waiting_for());
+      return Progress::kIdle;
+    }
     earlier_.reset();
   }
   bool advanced = false;
@@ -348,7 +359,7 @@ MpiTask::Progress StepTask::progress() {
       if (step == Phase::Progress::kIdle) return advanced ? Progress::kAdvanced : Progress::kIdle;
       advanced = true;
       if (step == Phase::Progress::kAdvanced) {
-        state_->set_waiting_for(phase.waiting_for());
+        state_->set_waiting_for(waiting_for(phase));
         return Progress::kAdvanced;
       }
       ++next_;

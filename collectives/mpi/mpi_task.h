@@ -119,6 +119,12 @@ std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, con
 std::unique_ptr<Phase> shared_broadcast_phase(std::shared_ptr<CommContext> ctx, std::byte* data, std::size_t count,
                                               int root, DType dtype);
 
+// The last step of creating a communicator: its shared-memory staging (ctx->shared), when every rank of it is on
+// this host and none set WEFT_SHM_DISABLE=1, else none. Runs as exchanges on ctx->peer_comm between local steps
+// (SharedSegments' create_own, map_peers, remove_names), so it keeps the deadline and names the ranks it waits for;
+// every rank ends with the same choice, and a rank that could not create or map a segment says why.
+std::unique_ptr<Phase> shared_setup_phase(std::shared_ptr<CommContext> ctx, std::string group, std::size_t slot_bytes);
+
 // An operation on the MPI thread: its phases in order, after an earlier collective of the same communicator.
 class StepTask final : public MpiTask {
  public:
@@ -137,6 +143,8 @@ class StepTask final : public MpiTask {
   void cancel(const std::string& reason) override;
 
  private:
+  std::vector<int> waiting_for(const Phase& phase) const;
+
   OpDescriptor desc_;
   std::shared_ptr<CommContext> ctx_;
   std::shared_ptr<WorkState> state_;

@@ -2,17 +2,17 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdlib>
+#include <cerrno>
+#include <cstring>
 #include <string>
-#include <string_view>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
-#include "collectives/mpi/mpi_check.h"
+#include "runtime/process_exit.h"
 
 namespace weft {
 
@@ -25,95 +25,89 @@ constexpr std::size_t kCounters = 3;
 constexpr std::size_t kSignatureOffset = kCounters * kCacheLine;
 constexpr std::size_t kHeaderBytes = kSignatureOffset + 2 * SharedSegments::kSignatureBytes;
 
-std::atomic<std::uint64_t> segments_created{0};  // makes names unique within a process
-
-// True on every rank when `ok` is true on every rank.
-bool agree(MPI_Comm comm, bool ok) {
-  int value = ok ? 1 : 0;
-  WEFT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MIN, comm));
-  return value == 1;
-}
-
-bool disabled_by_environment() {
-  const char* value = std::getenv("WEFT_SHM_DISABLE");
-  return value != nullptr && std::string_view(value) == "1";
-}
-
 }  // namespace
 
-SharedSegments::SharedSegments(int rank, int size, std::size_t slot_bytes)
-    : rank_(rank), size_(size), slot_bytes_(slot_bytes), bases_(static_cast<std::size_t>(size), nullptr) {}
+SharedSegments::SharedSegments(int rank, int size, std::size_t slot_bytes, std::string name_prefix)
+    : rank_(rank),
+      size_(size),
+      slot_bytes_(slot_bytes),
+      name_prefix_(std::move(name_prefix)),
+      bases_(static_cast<std::size_t>(size), nullptr) {
+  // Until remove_names(), a rank that ends early (abort_job, a deadline) removes every name of this set, so a set-up
+  // that fails anywhere leaves nothing behind.
+  for (int r = 0; r < size_; ++r) track_shared_name(name(r));
+}
 
 SharedSegments::~SharedSegments() {
   for (std::byte* base : bases_)
     if (base != nullptr) munmap(base, segment_bytes());
+  if (names_removed_) return;
+  // A set-up that gave up: remove this rank's own segment, never a name it did not make (each peer removes its own).
+  if (own_created_) shm_unlink(name(rank_).c_str());
+  for (int r = 0; r < size_; ++r) untrack_shared_name(name(r));
 }
+
+std::string SharedSegments::name(int rank) const { return fmt::format("{}-{}", name_prefix_, rank); }
 
 std::size_t SharedSegments::segment_bytes() const {
   return kHeaderBytes + 2 * slot_bytes_ * static_cast<std::size_t>(size_);
 }
 
-std::unique_ptr<SharedSegments> SharedSegments::create(MPI_Comm comm, std::size_t slot_bytes) {
-  int rank = 0;
-  int size = 1;
-  WEFT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
-  WEFT_MPI_CHECK(MPI_Comm_size(comm, &size));
-  if (size == 1) return nullptr;
-  MPI_Comm host = MPI_COMM_NULL;
-  WEFT_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host));
-  int host_size = 0;
-  WEFT_MPI_CHECK(MPI_Comm_size(host, &host_size));
-  WEFT_MPI_CHECK(MPI_Comm_free(&host));
-  if (!agree(comm, host_size == size && !disabled_by_environment())) return nullptr;
-
-  // Names every rank derives from rank 0's pid and count; a segment is unlinked once every rank has mapped it.
-  std::uint64_t id[2] = {static_cast<std::uint64_t>(getpid()), segments_created.fetch_add(1)};
-  WEFT_MPI_CHECK(MPI_Bcast(id, 2, MPI_UINT64_T, 0, comm));
-  auto name = [&](int r) { return fmt::format("/weft-{}-{}-{}", id[0], id[1], r); };
-  std::unique_ptr<SharedSegments> segments(new SharedSegments(rank, size, slot_bytes));
-  const std::size_t bytes = segments->segment_bytes();
-
-  const std::string own = name(rank);
-  bool created = false;
-  int fd = shm_open(own.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
-  if (fd >= 0) {
-    created = true;
-    // Reserve the pages now: a full /dev/shm fails here instead of killing the process with SIGBUS later.
-    if (posix_fallocate(fd, 0, static_cast<off_t>(bytes)) == 0) {
-      void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      if (base != MAP_FAILED) segments->bases_[static_cast<std::size_t>(rank)] = static_cast<std::byte*>(base);
-    }
+std::string SharedSegments::create_own() {
+  const std::string own = name(rank_);
+  const std::size_t bytes = segment_bytes();
+  // O_EXCL: a name that exists was not made by this job (names are random per job), so never use it.
+  const int fd = shm_open(own.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST)
+      return fmt::format("shm_open({}): the name already exists, made by another process (weft's names are random "
+                         "per job, so this is no leftover of weft's); not using it",
+                         own);
+    return fmt::format("shm_open({}): {}", own, std::strerror(errno));
+  }
+  own_created_ = true;
+  // Reserve the pages now: a full /dev/shm fails here instead of killing the process with SIGBUS later.
+  if (const int error = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); error != 0) {
     close(fd);
+    return fmt::format("reserving {} MiB for {} failed: {}{}", bytes >> 20, own, std::strerror(error),
+                       error == ENOSPC ? " (/dev/shm is too small: see df /dev/shm)" : "");
   }
-  bool ok = agree(comm, segments->bases_[static_cast<std::size_t>(rank)] != nullptr);
-  if (ok) {
-    bool mapped = true;
-    for (int peer = 0; peer < size && mapped; ++peer) {
-      if (peer == rank) continue;
-      const int peer_fd = shm_open(name(peer).c_str(), O_RDONLY, 0);
-      if (peer_fd < 0) {
-        mapped = false;
-        break;
-      }
-      void* base = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, peer_fd, 0);
-      close(peer_fd);
-      if (base == MAP_FAILED) {
-        mapped = false;
-      } else {
-        segments->bases_[static_cast<std::size_t>(peer)] = static_cast<std::byte*>(base);
-      }
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int error = errno;
+  close(fd);
+  if (base == MAP_FAILED) return fmt::format("mmap of {} failed: {}", own, std::strerror(error));
+  bases_[static_cast<std::size_t>(rank_)] = static_cast<std::byte*>(base);
+  return "";
+}
+
+std::string SharedSegments::map_peers() {
+  const std::size_t bytes = segment_bytes();
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    const std::string peer_name = name(peer);
+    const int fd = shm_open(peer_name.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return fmt::format("shm_open({}) of rank {}'s segment: {}", peer_name, peer, std::strerror(errno));
+    // The segment must be exactly what its owner made: a smaller one would fault when read.
+    struct stat info {};
+    if (fstat(fd, &info) != 0 || static_cast<std::size_t>(info.st_size) != bytes) {
+      close(fd);
+      return fmt::format("{} (rank {}'s segment) is {} bytes, expected {}", peer_name, peer, info.st_size, bytes);
     }
-    ok = agree(comm, mapped);
+    void* base = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+    const int error = errno;
+    close(fd);
+    if (base == MAP_FAILED) return fmt::format("mmap of {} failed: {}", peer_name, std::strerror(error));
+    bases_[static_cast<std::size_t>(peer)] = static_cast<std::byte*>(base);
   }
-  if (created) shm_unlink(own.c_str());
-  if (!ok) {
-    if (rank == 0)
-      spdlog::warn("weft: shared-memory staging of {} MiB per rank could not be set up (is /dev/shm large enough?); "
-                   "collectives use MPI messages instead",
-                   bytes >> 20);
-    return nullptr;
+  return "";
+}
+
+void SharedSegments::remove_names() {
+  for (int r = 0; r < size_; ++r) {
+    shm_unlink(name(r).c_str());  // ENOENT when its owner or another rank was first: harmless
+    untrack_shared_name(name(r));
   }
-  return segments;
+  names_removed_ = true;
 }
 
 std::uint64_t* SharedSegments::counter_of(int rank, Counter which) const {

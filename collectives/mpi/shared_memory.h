@@ -2,11 +2,10 @@
 // segment, so the mismatch check, all_reduce, reduce_scatter, all_gather and broadcast need no MPI messages.
 #pragma once
 
-#include <mpi.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace weft {
@@ -17,13 +16,24 @@ namespace weft {
 // shared_signature_phase in mpi_task.h for the protocols).
 class SharedSegments {
  public:
-  // Collective over `comm`, blocking (call it only once every rank has arrived, on the MPI thread). Returns null,
-  // on every rank alike, when the ranks are not all on this host, when WEFT_SHM_DISABLE=1 is set on any rank,
-  // or when any rank cannot create or map its segment (/dev/shm too small, say); the caller then uses messages.
-  static std::unique_ptr<SharedSegments> create(MPI_Comm comm, std::size_t slot_bytes);
+  // Set-up happens in steps between which the ranks exchange messages (shared_setup_phase in mpi_task.h, so the
+  // communicator's deadline covers it and a dead peer is named): every rank creates its own segment, then maps
+  // the others', then the names are removed. `name_prefix` ("/weft-<job tag>-<random>") is the same on every rank
+  // and unguessable, so no other local user can take a name first.
+  SharedSegments(int rank, int size, std::size_t slot_bytes, std::string name_prefix);
   ~SharedSegments();
   SharedSegments(const SharedSegments&) = delete;
   SharedSegments& operator=(const SharedSegments&) = delete;
+
+  // Each returns "" or a sentence saying what failed (the call, the name, the system's reason). Until
+  // remove_names(), a process that ends early (abort_job, a deadline) removes every name of the set; one that gives
+  // the set up (the destructor) removes only the segment it made.
+  std::string create_own();
+  std::string map_peers();
+  // Removes every rank's name once all have mapped all segments (what is mapped stays), so that a rank killed
+  // later, or now, leaves nothing in /dev/shm.
+  void remove_names();
+  std::string name(int rank) const;
 
   // The rank's counters: the last round whose inputs it has staged, the last whose result it has staged, and
   // the last collective whose signature it has written.
@@ -46,14 +56,16 @@ class SharedSegments {
   std::uint64_t next_signature() { return ++signatures_; }
 
  private:
-  SharedSegments(int rank, int size, std::size_t slot_bytes);
   std::size_t segment_bytes() const;
   std::uint64_t* counter_of(int rank, Counter which) const;
 
   int rank_;
   int size_;
   std::size_t slot_bytes_;
+  std::string name_prefix_;
   std::vector<std::byte*> bases_;  // every rank's mapping; null where mapping failed
+  bool own_created_ = false;
+  bool names_removed_ = false;
   std::uint64_t rounds_ = 0;
   std::uint64_t signatures_ = 0;
 };

@@ -24,7 +24,7 @@ for pid in $(rank_pids); do kill -TERM "$pid"; done
 set +e; wait "$job"; code=$?; set -e
 grep -q "stopped by a signal after step" "$work/log1" || { echo "FAIL: no stop message"; cat "$work/log1"; exit 1; }
 [ "$code" -eq 0 ] || { echo "FAIL: preempted job exit code $code (expected 0)"; cat "$work/log1"; exit 1; }
-saved=$(ls "$work/ckpt")
+saved=$(cd "$work/ckpt" && ls -d step_*)
 [ -f "$work/ckpt/$saved/manifest.pb" ] || { echo "FAIL: no complete checkpoint after the signal"; exit 1; }
 step=$((10#${saved#step_}))
 timeout 120 "$weft" launch -n 2 "$config" --set train.steps=$((step + 2)) --set checkpoint.dir="$work/ckpt" \

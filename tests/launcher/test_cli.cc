@@ -1,42 +1,20 @@
 // The weft binary as a user runs it: exit codes, messages and the metrics file.
 #include <catch2/catch.hpp>
 
-#include <sys/wait.h>
+#include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <cstdlib>
-#include <iterator>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
-namespace {
+#include "checkpoint/safetensors.h"
+#include "tests/launcher/cli_util.h"
 
-struct Outcome {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Outcome run_weft(const std::string& arguments) {
-  const std::string command = std::string(WEFT_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) output += buffer.data();
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
-}
-
-std::string tiny() { return std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml"; }
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = "/tmp/weft_cli_" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-}  // namespace
+using weft::testing::run_weft;
+using weft::testing::tiny;
+using weft::testing::write_temp;
 
 TEST_CASE("weft train writes one metrics line per step and a summary, with the contract's fields") {
   const std::string metrics = "/tmp/weft_cli_metrics.jsonl";
@@ -136,4 +114,29 @@ TEST_CASE("a damaged shard makes weft ckpt inspect and a resuming weft train exi
     CHECK(outcome.exit_code == 2);
     CHECK_THAT(outcome.output, Catch::Contains("shard_r0.bin: checksum mismatch"));
   }
+}
+
+TEST_CASE("a Llama checkpoint passes inspect's checks and exports with Hugging Face's Llama names and shapes") {
+  const std::string dir = "/tmp/weft_cli_llama_ckpt_" + std::to_string(getpid()), out = dir + "_model.safetensors";
+  std::filesystem::remove_all(dir);
+  const weft::testing::Outcome trained =
+      run_weft("train " + tiny() + " --set model.family=llama --set model.kv_heads=2 --set train.steps=1 "
+               "--set checkpoint.every=1 --set checkpoint.dir=" + dir);
+  INFO(trained.output);
+  REQUIRE(trained.exit_code == 0);
+  const std::string ckpt = dir + "/step_00000001";
+  const weft::testing::Outcome inspected = run_weft("ckpt inspect " + ckpt);
+  INFO(inspected.output);
+  CHECK(inspected.exit_code == 0);
+  CHECK_THAT(inspected.output, Catch::Contains("model: llama: layers 2, d_model 64, heads 4, vocab_size 256, seq_len 64, "
+                                               "untied embeddings, kv_heads 2"));
+  const weft::testing::Outcome exported = run_weft("ckpt export " + ckpt + " --safetensors " + out);
+  INFO(exported.output);
+  REQUIRE(exported.exit_code == 0);
+  const weft::safetensors::Reader reader(out);
+  CHECK(reader.info("model.layers.1.self_attn.k_proj.weight").shape == std::vector<std::int64_t>{32, 64});
+  CHECK(reader.info("model.embed_tokens.weight").shape == std::vector<std::int64_t>{256, 64});
+  CHECK(reader.contains("lm_head.weight"));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(out);
 }

@@ -8,7 +8,10 @@
 #include <fstream>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "tests/launcher/cli_util.h"
 
 namespace {
 
@@ -80,5 +83,41 @@ TEST_CASE("weft launch with pp=2 (1F1B) and dp=2 x pp=2 over MPI trains the same
     REQUIRE(piped.losses.size() == 20);
     CHECK(max_relative_difference(piped.losses, one.losses, 5) <= 1e-5);
     CHECK(max_relative_difference(piped.losses, one.losses, 20) <= 1e-4);
+  }
+}
+
+TEST_CASE("weft launch's exit code is the job's: 2 when every rank stops on a usage error, 0 for a bench under it") {
+  // Every rank refuses an unwritable --trace (each checks its own file) and exits 2; mpirun itself returns 0 here.
+  const std::string trace = " --trace /nonexistent_dir_" + std::to_string(getpid()) + "/t.json";
+  const int traced = std::system((std::string(WEFT_BINARY) + " launch -n 2 " + WEFT_SOURCE_DIR +
+                                  "/configs/tiny.yaml --set train.steps=2" + trace + " > /dev/null 2>&1")
+                                     .c_str());
+  CHECK(WEXITSTATUS(traced) == 2);
+  const int bench = std::system((std::string(WEFT_BINARY) +
+                                 " bench collectives -n 2 --max-bytes 4K --iters 1 --warmup 1 > /dev/null 2>&1")
+                                    .c_str());
+  CHECK(WEXITSTATUS(bench) == 0);
+}
+
+TEST_CASE("a bad config or layout is exit 2 with a 'weft:' line naming the file, under weft launch and plain mpirun") {
+  // Issue 13, items 1 and 10: the literal report (weft launch exited 0 while every rank exited 2), and layout errors
+  // found only after MPI has started (the world size is known there) without the prefix or the file.
+  const std::string config = weft::testing::tiny(), weft = std::string(WEFT_BINARY);
+  const std::string mpirun = "mpirun --allow-run-as-root --oversubscribe -np 3 " + weft + " train " + config;
+  const std::string world = "weft: " + config + ":6:17: parallel.dp = auto: dp = world size / (tp * pp) needs the "
+                            "world size (3) to be divisible by tp (2)";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {weft + " launch -n 2 " + config + " --set train.steps=-1",
+       "weft: --set train.steps=-1: train.steps = -1: expected an integer >= 1"},
+      {mpirun + " --set train.steps=-1", "weft: --set train.steps=-1: train.steps = -1: expected an integer >= 1"},
+      {weft + " launch -n 3 " + config + " --set parallel.tp=2", world},
+      {mpirun + " --set parallel.tp=2", world},
+  };
+  for (const auto& [command, expected] : cases) {
+    const weft::testing::Outcome outcome = weft::testing::run_weft_command(command);
+    INFO(command << "\n" << outcome.output);
+    CHECK(outcome.exit_code == 2);
+    CHECK_THAT(outcome.output, Catch::Contains(expected));
+    CHECK_THAT(outcome.output, !Catch::Contains("training "));
   }
 }

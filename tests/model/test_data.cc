@@ -105,3 +105,31 @@ TEST_CASE("damaged token files are refused with the file named") {
   std::remove(path.c_str());
   CHECK_THROWS_AS(open_token_file(path), Error);
 }
+
+TEST_CASE("token ids are checked against model.vocab_size with the byte offset named, never masked") {
+  const std::string path = temp_path("ids.tok");
+  write_token_file(path, {1, 2, 70000, 3, 4, 5, 6, 7, 8, 9}, 100000);  // 4-byte tokens
+  Config config;
+  config.data.source = DataSource::kTokens;
+  config.data.path = path;
+  config.model.seq_len = 4;
+  config.model.vocab_size = 100000;
+  CHECK(open_corpus(config)->max_token() == 70000);
+  config.model.vocab_size = 1000;
+  CHECK_THROWS_WITH(open_corpus(config), Catch::Contains(path + ": token 2 (at byte offset 40) is id 70000") &&
+                                             Catch::Contains("model.vocab_size = 1000"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("rewriting a token file leaves a job that maps the old one reading the old tokens") {
+  // A rename replaces the name, not the bytes under an existing mapping: no SIGBUS, no changed data mid-run.
+  const std::string path = temp_path("replaced.tok");
+  write_token_file(path, {10, 11, 12, 13, 14, 15}, 256);
+  auto before = open_token_file(path);
+  write_token_file(path, {20, 21, 22}, 256);
+  std::vector<std::int32_t> tokens(6);
+  before->read(0, 6, tokens.data());
+  CHECK(tokens == std::vector<std::int32_t>{10, 11, 12, 13, 14, 15});
+  CHECK(open_token_file(path)->size() == 3);
+  std::remove(path.c_str());
+}

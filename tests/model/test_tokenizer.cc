@@ -1,5 +1,8 @@
 // Tokenizers: a SentencePiece BPE model trained on text encodes and decodes any text losslessly (byte fallback),
 // rebuilds from its serialized form with the same ids, and bad vocabularies or model files are usage errors.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -69,5 +72,25 @@ TEST_CASE("tokenizer errors: an impossible vocabulary, a damaged model file, an 
              Catch::Contains("bad.model"));
   CHECK_THAT(usage_message([&] { tokenizer_from("wordpiece", "", "ckpt"); }), Catch::Contains("wordpiece"));
   CHECK_THAT(usage_message([&] { tokenizer_from("sentencepiece", "garbage", "ckpt"); }), Catch::Contains("ckpt"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a tokenizer model or training text that is a FIFO or a device is refused unread, never waited on") {
+  const fs::path dir = fs::temp_directory_path() / ("weft-tokenizer-fifo-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string fifo = (dir / "fifo").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto refused = [](auto&& fn, const std::string& expected) {
+    try {
+      fn();
+      FAIL("expected a refusal: " << expected);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK_THAT(e.what(), Catch::Contains(expected));
+    }
+  };
+  refused([&] { load_sentencepiece(fifo); }, fifo + ": cannot read tokenizer model: it is a FIFO");
+  refused([&] { load_sentencepiece("/dev/zero"); }, "/dev/zero: cannot read tokenizer model: it is a character device");
+  refused([&] { train_sentencepiece(fifo, 300); }, fifo + ": cannot read text: it is a FIFO");
   fs::remove_all(dir);
 }

@@ -95,6 +95,8 @@ TEST_CASE("8 steps, or 4 steps + save + resume + 4 steps, give bit-identical los
       {2, {{"parallel.zero", "0"}}}, {2, {{"parallel.zero", "1"}}}, {2, {{"parallel.zero", "2"}}},
       {2, {{"parallel.zero", "3"}}}, {2, {{"parallel.tp", "2"}}},   {2, {{"parallel.pp", "2"}}},
       {2, {{"precision.compute", "bf16"}, {"parallel.zero", "1"}}},
+      // The manifest records the family; its checks build the Llama layout (grouped key/value heads split by tp).
+      {2, {{"model.family", "llama"}, {"model.kv_heads", "2"}, {"parallel.tp", "2"}}},
   };
   for (const Layout& layout : layouts) {
     const std::string dir = fresh_dir("resume");
@@ -295,7 +297,8 @@ TEST_CASE("a checkpoint of another model is refused before training starts") {
     FAIL("expected a refusal");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::kUsage);
-    CHECK_THAT(e.what(), Catch::Contains("layers 2") && Catch::Contains("config asks for 3"));
+    CHECK_THAT(e.what(), Catch::Contains("holds the model gpt2: layers 2,") &&
+                             Catch::Contains("config asks for gpt2: layers 3,"));
   }
 }
 

@@ -214,7 +214,7 @@ TEST_CASE("each bad value is a usage error naming file, line:column and key path
        "expected true or false"},
       {"precision:\n  compute: fp8\n", 1, "2:12", "precision.compute = fp8", "expected one of fp32, bf16 or fp16"},
       {"comm:\n  bucket_mb: 0\n", 1, "2:14", "comm.bucket_mb = 0", "expected a number > 0"},
-      {"comm:\n  timeout_s: -5\n", 1, "2:14", "comm.timeout_s = -5", "expected a number > 0"},
+      {"comm:\n  timeout_s: -5\n", 1, "2:14", "comm.timeout_s = -5", "expected a number in [0.1, 604800]"},
       {"comm:\n  overlap: 2\n", 1, "2:12", "comm.overlap = 2", "expected true or false"},
       {"device: tpu\n", 1, "1:9", "device = tpu", "expected one of auto, cpu or cuda"},
       {"device: {kind: cpu}\n", 1, "1:9", "device = {...}", "expected one of auto, cpu or cuda"},
@@ -466,7 +466,6 @@ TEST_CASE("huge and deeply nested documents are usage errors, not crashes") {
   CHECK(usage_error("{}\n", {parse_override(deep_value)}).kind() == ErrorKind::kUsage);
 }
 
-}  // namespace weft
 
 TEST_CASE("randomly damaged configs are usage errors or valid configs, never crashes") {
   const std::string good =
@@ -488,3 +487,35 @@ TEST_CASE("randomly damaged configs are usage errors or valid configs, never cra
     }
   }
 }
+
+TEST_CASE("a YAML error that quotes a newline or NUL is still one line (fuzz finding)") {
+  // fuzz/regressions/config/yaml_error_quotes_a_newline: yaml-cpp's message quoted the bad character itself.
+  const std::string text("model:\0\nmodel: _\x01# The demo", 27);
+  Error error = usage_error(text);
+  CHECK_THAT(error.what(), Catch::StartsWith("bad.yaml:") && Catch::Contains("invalid YAML"));
+  CHECK(std::string(error.what()).find('\n') == std::string::npos);
+}
+
+TEST_CASE("comm.timeout_s must lie in [0.1, 604800] s: no zero, negative or unrepresentable deadline") {
+  for (const char* value : {"0.0005", "0.09", "1e16", "604801"}) {
+    Error error = usage_error("train: {steps: 5}\n", {{"comm.timeout_s", value}});
+    INFO(error.what());
+    CHECK_THAT(error.what(), Catch::Contains("expected a number in [0.1, 604800]"));
+  }
+  CHECK(parse("train: {steps: 5}\n", {{"comm.timeout_s", "0.1"}}).comm.timeout_s == 0.1);
+  CHECK(parse("train: {steps: 5}\n", {{"comm.timeout_s", "604800"}}).comm.timeout_s == 604800.0);
+}
+
+TEST_CASE("a config path that is not a regular file, or is larger than 1 MiB, is refused unread") {
+  for (const char* device : {"/dev/zero", "/dev/urandom"}) {
+    try {
+      load_config(device, {}, 1);
+      FAIL("expected a refusal");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK_THAT(e.what(), Catch::Contains(std::string(device) + ": cannot read config: it is a character device"));
+    }
+  }
+  CHECK_THROWS_WITH(load_config("/tmp", {}, 1), Catch::Contains("/tmp: cannot read config: it is a directory"));
+}
+}  // namespace weft
