@@ -36,6 +36,7 @@ ParamStore::ParamStore(const ParamLayout& params, const BucketLayout& layout, Ze
 
 void ParamStore::prefetch(int segment) {
   if (!plan_.parameters_sharded || acquired_.count(segment)) return;
+  about_to_read(segment);
   const Bucket& b = layout_.buckets()[static_cast<std::size_t>(layout_.bucket_of(segment))];
   Acquired& a = acquired_[segment];
   a.gathered = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
@@ -45,6 +46,7 @@ void ParamStore::prefetch(int segment) {
 }
 
 const float* ParamStore::acquire(int segment) {
+  about_to_read(segment);
   if (!plan_.parameters_sharded && type_ == DType::kF32)
     return static_cast<const float*>(storage_.at(layout_.padded_offset(segment)));
   prefetch(segment);
@@ -83,7 +85,7 @@ void* ParamStore::update_view(const Bucket& b, const ParamRange& update) {
 }
 
 void ParamStore::publish_updates() {
-  if (!plan_.optimizer_sharded || plan_.parameters_sharded || dp_.size() == 1) return;
+  if (!publishes_updates()) return;
   std::vector<std::unique_ptr<Work>> works;
   for (const Bucket& b : layout_.buckets()) {
     const std::int64_t chunk = layout_.chunk(b);
@@ -96,6 +98,7 @@ void ParamStore::publish_updates() {
 std::vector<float> ParamStore::gather_flat() {
   std::vector<float> flat(static_cast<std::size_t>(layout_.buckets().empty() ? 0 : layout_.buckets().front().flat.end));
   for (const Bucket& b : layout_.buckets()) {
+    about_to_read(b.first_segment);
     Tensor full(device_, {b.padded_size}, type_, MemoryCategory::kComm);
     if (plan_.parameters_sharded) {
       dp_.all_gather(storage_.at(b.padded_begin / layout_.dp()), full.data(), static_cast<std::size_t>(layout_.chunk(b)),
@@ -121,21 +124,29 @@ ShardOptimizer::ShardOptimizer(const ParamLayout& params, const TrainConfig& tra
 }
 
 void ShardOptimizer::step(void* params, const void* grads, DType grad_type, int step, float lr, float grad_scale) {
-  const std::int64_t n = adam_.end() - adam_.begin();
+  const AdamState state{param_type_ == DType::kF32 ? nullptr : master_.f32(), adam_.m().f32(), adam_.v().f32()};
+  adamw_update(device_, adam_, 0, adam_.end() - adam_.begin(), state, params, param_type_, grads, grad_type, step, lr,
+               grad_scale);
+}
+
+void adamw_update(Device& device, const AdamWOptimizer& adam, std::int64_t first, std::int64_t count, AdamState state,
+                  void* params, DType param_type, const void* grads, DType grad_type, int step, float lr,
+                  float grad_scale) {
   Tensor wide;
   const float* g = static_cast<const float*>(grads);
   if (grad_type != DType::kF32) {
-    wide = Tensor(device_, {n}, DType::kF32, MemoryCategory::kOther);
-    kernels::kernels_for(device_.type())
-        .cast(kernels::context_for(device_), wide.f32(), DType::kF32, grads, grad_type, static_cast<std::size_t>(n));
+    wide = Tensor(device, {count}, DType::kF32, MemoryCategory::kOther);
+    kernels::kernels_for(device.type())
+        .cast(kernels::context_for(device), wide.f32(), DType::kF32, grads, grad_type, static_cast<std::size_t>(count));
     g = wide.f32();
   }
-  if (param_type_ == DType::kF32) {
-    adam_.step(static_cast<float*>(params), g, step, lr, grad_scale);
+  if (state.master == nullptr) {
+    WEFT_CHECK(param_type == DType::kF32, "{} parameters need fp32 master weights", dtype_name(param_type));
+    adam.step_part(first, count, static_cast<float*>(params), g, state.m, state.v, step, lr, grad_scale);
     return;
   }
-  adam_.step(master_.f32(), g, step, lr, grad_scale);
-  store_as(device_, params, param_type_, master_.f32(), static_cast<std::size_t>(n));
+  adam.step_part(first, count, state.master, g, state.m, state.v, step, lr, grad_scale);
+  store_as(device, params, param_type, state.master, static_cast<std::size_t>(count));
 }
 
 }  // namespace weft
