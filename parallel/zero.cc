@@ -19,19 +19,18 @@ ParamStore::ParamStore(const ParamLayout& params, const BucketLayout& layout, Ze
       tracer_(tracer),
       storage_(device, {plan.parameters_sharded ? layout.shard_size() : layout.padded_total()}, type,
                MemoryCategory::kParams) {
-  // Each rank generates exactly what it stores from the counter-based RNG: no broadcast, any layout.
-  std::vector<float> host(static_cast<std::size_t>(storage_.numel()), 0.0f);
+  // Each rank makes exactly what it stores from the initial values (any slice of any parameter on its own): no
+  // broadcast, any layout. A bucket at a time, so that making the parameters never holds an fp32 copy of all of
+  // them (ZeRO-Offload's memory budget).
   for (const Bucket& b : layout.buckets()) {
-    if (plan.parameters_sharded) {
-      const ParamRange own = layout.owned_flat(b, dp.rank());
-      params.initialise_range(initial, own, host.data() + b.padded_begin / layout.dp());
-    } else {
-      params.initialise_range(initial, b.flat, host.data() + b.padded_begin);
-    }
+    const ParamRange range = plan.parameters_sharded ? layout.owned_flat(b, dp.rank()) : b.flat;
+    std::vector<float> host(static_cast<std::size_t>(range.size()));
+    params.initialise_range(initial, range, host.data());
+    Tensor staging(device, {range.size()}, DType::kF32, MemoryCategory::kOther);
+    staging.copy_from_host_f32(host.data(), range.size());
+    store_as(device, storage_.at(plan.parameters_sharded ? b.padded_begin / layout.dp() : b.padded_begin), type_,
+             staging.f32(), static_cast<std::size_t>(range.size()));
   }
-  Tensor staging(device, {storage_.numel()}, DType::kF32, MemoryCategory::kOther);
-  staging.copy_from_host_f32(host.data(), staging.numel());
-  store_as(device, storage_.data(), type_, staging.f32(), static_cast<std::size_t>(storage_.numel()));
 }
 
 void ParamStore::prefetch(int segment) {
