@@ -10,12 +10,11 @@
 
 #include <fmt/format.h>
 
+#include "collectives/work.h"
 #include "runtime/error.h"
 
 namespace weft {
 namespace {
-
-std::string gigabytes(double bytes) { return fmt::format("{:.3g} GB", bytes / 1e9); }
 
 std::string_view kind_of(mode_t mode) {
   if (S_ISFIFO(mode)) return "a FIFO";
@@ -23,6 +22,23 @@ std::string_view kind_of(mode_t mode) {
   if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
   if (S_ISSOCK(mode)) return "a socket";
   return "not a directory";
+}
+
+// Repeats `transfer` (pread or pwrite) until all `bytes` moved; `what` ("reading", "writing") names it in errors.
+template <typename Transfer>
+void transfer_whole(const std::string& path, const char* what, std::int64_t offset, char* at, std::size_t bytes,
+                    Transfer transfer) {
+  while (bytes > 0) {
+    const ssize_t moved = transfer(at, bytes, offset);
+    if (moved < 0 && errno == EINTR) continue;
+    if (moved <= 0)
+      throw Error(ErrorKind::kInternal,
+                  fmt::format("{} {} bytes of optimizer state at offset {} of {} (parallel.offload_dir): {}", what,
+                              bytes, offset, path, moved == 0 ? "the file ended" : std::strerror(errno)));
+    at += moved;
+    offset += moved;
+    bytes -= static_cast<std::size_t>(moved);
+  }
 }
 
 }  // namespace
@@ -55,11 +71,10 @@ OffloadFile::OffloadFile(const Config& config, std::int64_t bytes, int rank) : b
     const bool known = ::statvfs(dir.c_str(), &space) == 0;
     ::close(fd_);
     fd_ = -1;
-    refuse(fmt::format("rank {} needs {} for its optimizer state there, {}{}", rank, gigabytes(static_cast<double>(bytes)),
+    refuse(fmt::format("rank {} needs {} for its optimizer state there, {}{}", rank,
+                       format_bytes(static_cast<std::uint64_t>(bytes)),
                        failed == ENOSPC ? "more than the file system has free" : std::strerror(failed),
-                       known ? fmt::format(" ({} free)", gigabytes(static_cast<double>(space.f_bavail) *
-                                                                   static_cast<double>(space.f_frsize)))
-                             : ""));
+                       known ? fmt::format(" ({} free)", format_bytes(space.f_bavail * space.f_frsize)) : ""));
   }
 }
 
@@ -68,33 +83,13 @@ OffloadFile::~OffloadFile() {
 }
 
 void OffloadFile::read(std::int64_t offset, void* buffer, std::size_t bytes) const {
-  auto* at = static_cast<char*>(buffer);
-  while (bytes > 0) {
-    const ssize_t got = ::pread(fd_, at, bytes, offset);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0)
-      throw Error(ErrorKind::kInternal,
-                  fmt::format("reading {} bytes of optimizer state at offset {} of {} (parallel.offload_dir): {}",
-                              bytes, offset, path_, got == 0 ? "unexpected end of file" : std::strerror(errno)));
-    at += got;
-    offset += got;
-    bytes -= static_cast<std::size_t>(got);
-  }
+  transfer_whole(path_, "reading", offset, static_cast<char*>(buffer), bytes,
+                 [&](char* at, std::size_t n, std::int64_t from) { return ::pread(fd_, at, n, from); });
 }
 
 void OffloadFile::write(std::int64_t offset, const void* buffer, std::size_t bytes) const {
-  const auto* at = static_cast<const char*>(buffer);
-  while (bytes > 0) {
-    const ssize_t put = ::pwrite(fd_, at, bytes, offset);
-    if (put < 0 && errno == EINTR) continue;
-    if (put <= 0)
-      throw Error(ErrorKind::kInternal,
-                  fmt::format("writing {} bytes of optimizer state at offset {} of {} (parallel.offload_dir): {}",
-                              bytes, offset, path_, put == 0 ? "no progress" : std::strerror(errno)));
-    at += put;
-    offset += put;
-    bytes -= static_cast<std::size_t>(put);
-  }
+  transfer_whole(path_, "writing", offset, static_cast<char*>(const_cast<void*>(buffer)), bytes,
+                 [&](char* at, std::size_t n, std::int64_t to) { return ::pwrite(fd_, at, n, to); });
 }
 
 }  // namespace weft
