@@ -239,7 +239,8 @@ void Trainer::set_up_offload() {
   std::string refused;
   try {
     offload_ = std::make_unique<OptimizerOffload>(config_, model_->params(), *initial_, std::move(targets),
-                                                  config_.precision.compute, device_, groups_.host.world->rank(), tracer_);
+                                                  config_.precision.compute, device_, groups_.host.world->rank(),
+                                                  tracer_);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::kUsage) throw;
     refused = e.what();

@@ -13,23 +13,12 @@
 namespace weft {
 namespace {
 
-// Every tile is a whole number of these elements in the file, so each of its parts (4-byte weights and moments,
-// 2- or 4-byte gradients) starts on an OffloadFile::kAlignment boundary.
-constexpr std::int64_t kTileQuantum = OffloadFile::kAlignment / 2;
-// Disk: one tile read ahead, one being stepped, one being written back. Host: two for the 16-bit parameters, one
-// filled while the other is copied to the device.
-constexpr int kDiskSlots = 3, kHostSlots = 2;
-constexpr int kGradientStaging = 2;  // disk: a tile's gradients copied from the device while the previous is written
-
 std::int64_t round_up(std::int64_t n, std::int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
-// Elements per tile: a unit of the update's pipeline and of the file's transfers (4 MiB of fp32 per state: large
-// enough for full-speed sequential I/O, small enough that a few tiles in flight cost little host memory).
-// WEFT_OFFLOAD_TILE sets it (tests use small tiles to cut buckets into several).
-std::int64_t tile_elements() {
-  std::int64_t elements = std::int64_t{1} << 20;
-  if (const char* set = std::getenv("WEFT_OFFLOAD_TILE")) elements = std::max<std::int64_t>(1, std::atoll(set));
-  return round_up(elements, kTileQuantum);
+std::vector<std::int64_t> range_sizes(const std::vector<OptimizerOffload::Target>& targets) {
+  std::vector<std::int64_t> sizes;
+  for (const auto& target : targets) sizes.push_back(target.range.size());
+  return sizes;
 }
 
 }  // namespace
@@ -82,16 +71,6 @@ class OptimizerOffload::HostBuffer {
   Pinned pinned_ = Pinned::kNo;
 };
 
-// A run of one bucket's update range: the unit the update steps, and the file reads and writes whole. Its region
-// of the file holds [master | m | v | gradients], each part `padded` elements long.
-struct OptimizerOffload::Tile {
-  std::size_t bucket = 0;
-  std::int64_t first = 0, count = 0;  // elements of the bucket's range
-  std::int64_t padded = 0;            // count rounded up to kTileQuantum
-  std::int64_t offset = 0;            // disk: where its region starts
-  std::int64_t state_bytes() const { return 12 * padded; }  // master, m and v
-};
-
 // Host buffers one tile at a time is stepped in.
 struct OptimizerOffload::Slot {
   HostBuffer region;  // disk: a tile's region, as in the file
@@ -118,33 +97,20 @@ OptimizerOffload::OptimizerOffload(const Config& config, const ParamLayout& para
       device_(device),
       tracer_(tracer),
       host_(make_cpu_device()),
+      layout_(offload_layout(config.parallel.offload, type, range_sizes(targets_))),
       to_host_(device.create_stream()),
       to_device_(device.create_stream()),
       computed_(device.create_event()),
       ready_(targets_.size(), 1) {
   const bool disk = config.parallel.offload == Offload::kDisk;
-  const std::int64_t tile = tile_elements();
   MemoryAccounting& memory = host_->memory();
   using Pinned = HostBuffer::Pinned;
   const Pinned weights_pinned = type == DType::kF32 ? Pinned::kYes : Pinned::kNo;  // fp32: copied to the device
-  std::int64_t file_bytes = 0;
-  tiles_of_.resize(targets_.size());
   for (std::size_t b = 0; b < targets_.size(); ++b) {
     const ParamRange range = targets_[b].range;
     adams_.emplace_back(params, config.train, *host_, range.begin, range.end, -1, AdamMoments::kCallers);
     landed_.push_back(device.create_event());
     updated_.push_back(device.create_event());
-    for (std::int64_t first = 0; first < range.size(); first += tile) {
-      Tile t;
-      t.bucket = b;
-      t.first = first;
-      t.count = std::min(tile, range.size() - first);
-      t.padded = round_up(t.count, kTileQuantum);
-      t.offset = file_bytes;
-      file_bytes += t.state_bytes() + t.padded * static_cast<std::int64_t>(param_bytes());
-      tiles_of_[b].push_back(tiles_.size());
-      tiles_.push_back(t);
-    }
     if (!disk) {
       const auto n = static_cast<std::size_t>(range.size());
       resident_.push_back({HostBuffer(device, memory, 4 * n, MemoryCategory::kOptimizer, weights_pinned),
@@ -156,12 +122,10 @@ OptimizerOffload::OptimizerOffload(const Config& config, const ParamLayout& para
   }
   // The last bucket first: the next forward starts with the embeddings (buckets are in backward order).
   for (auto b = targets_.size(); b-- > 0;)
-    for (std::size_t t : tiles_of_[b]) order_.push_back(t);
+    for (std::size_t t : layout_.tiles_of[b]) order_.push_back(t);
 
-  std::int64_t largest = 0;  // slots need no more than the largest tile
-  for (const Tile& t : tiles_) largest = std::max(largest, t.padded);
-  const auto slot_elements = static_cast<std::size_t>(largest);
-  slots_.resize(disk ? kDiskSlots : kHostSlots);
+  const auto slot_elements = static_cast<std::size_t>(layout_.slot_elements);  // no tile is larger
+  slots_.resize(disk ? OffloadLayout::kDiskSlots : OffloadLayout::kHostSlots);
   for (Slot& slot : slots_) {
     if (disk)
       slot.region = HostBuffer(device, memory, slot_elements * (12 + param_bytes()), MemoryCategory::kOptimizer,
@@ -170,18 +134,27 @@ OptimizerOffload::OptimizerOffload(const Config& config, const ParamLayout& para
       slot.out = HostBuffer(device, memory, slot_elements * param_bytes(), MemoryCategory::kParams, Pinned::kYes);
     slot.copied = device.create_event();
   }
+  if (type != DType::kF32)
+    widened_ = std::make_unique<HostBuffer>(device, memory, slot_elements * 4, MemoryCategory::kOther, Pinned::kNo);
+  if (disk) {
+    staging_.resize(OffloadLayout::kGradientStaging);
+    for (Staging& s : staging_)
+      s.buffer = HostBuffer(device, memory, slot_elements * param_bytes(), MemoryCategory::kGrads, Pinned::kYes);
+  }
+  // The planner reports offload_layout()'s figures: they must be what is allocated here.
+  const MemorySnapshot allocated = memory.snapshot();
+  for (std::size_t c = 0; c < kMemoryCategoryCount; ++c)
+    WEFT_CHECK(allocated.live[c] == layout_.host[c], "offload host memory ({}): allocated {} bytes, laid out {}",
+               memory_category_name(static_cast<MemoryCategory>(c)), allocated.live[c], layout_.host[c]);
   if (!disk) return;
 
-  file_ = std::make_unique<OffloadFile>(config, file_bytes, rank);
-  staging_.resize(kGradientStaging);
-  for (Staging& s : staging_)
-    s.buffer = HostBuffer(device, memory, slot_elements * param_bytes(), MemoryCategory::kGrads, Pinned::kYes);
+  file_ = std::make_unique<OffloadFile>(config, layout_.file_bytes, rank);
   // Two I/O threads: a read ahead and a write back proceed at once (the file is opened for direct I/O, so each
   // request goes to the device as it is).
   io_ = std::make_unique<TaskQueue>(2);
   // The initial state, tile by tile: master weights from the same source as the parameters, zero moments.
   Slot& slot = slots_.front();
-  for (const Tile& t : tiles_) {
+  for (const Tile& t : layout_.tiles) {
     std::memset(slot.region.data(), 0, static_cast<std::size_t>(t.state_bytes()));
     const ParamRange range = targets_[t.bucket].range;
     params.initialise_range(initial, {range.begin + t.first, range.begin + t.first + t.count},
@@ -230,26 +203,26 @@ void OptimizerOffload::gradients_ready(std::size_t b, Tensor gradients, std::int
     device_.copy_to_host_async(resident_[b].grads.data(), gradients.at(offset),
                                static_cast<std::size_t>(targets_[b].range.size()) * width, *to_host_);
     landed_[b]->record(*to_host_);
-    copying_.emplace_back(b, std::move(gradients));
-    // The previous bucket's copy had a bucket's backward to run in: it is done, and its device buffer can go.
-    while (copying_.size() > 1) {
-      landed_[copying_.front().first]->synchronize();
-      copying_.pop_front();
+  } else {
+    for (std::size_t index : layout_.tiles_of[b]) {
+      const Tile& t = layout_.tiles[index];
+      Staging& s = staging_[next_staging_++ % staging_.size()];
+      if (s.io.valid()) s.io.get();  // its previous tile is in the file
+      device_.copy_to_host_async(s.buffer.data(), gradients.at(offset + t.first),
+                                 static_cast<std::size_t>(t.count) * width, *to_host_);
+      landed_[b]->record(*to_host_);
+      s.io = io_->submit([this, t, &s, event = landed_[b].get(), width] {
+        event->synchronize();
+        file_->write(t.offset + t.state_bytes(), s.buffer.data(), static_cast<std::size_t>(t.padded) * width);
+      });
     }
-    return;
   }
-  for (std::size_t index : tiles_of_[b]) {
-    const Tile& t = tiles_[index];
-    Staging& s = staging_[next_staging_++ % staging_.size()];
-    if (s.io.valid()) s.io.get();  // its previous tile is in the file
-    device_.copy_to_host_async(s.buffer.data(), gradients.at(offset + t.first),
-                               static_cast<std::size_t>(t.count) * width, *to_host_);
-    landed_[b]->record(*to_host_);
-    // The task holds the device buffer until its tile is copied; the last one frees it.
-    s.io = io_->submit([this, t, &s, gradients, event = landed_[b].get(), width] {
-      event->synchronize();
-      file_->write(t.offset + t.state_bytes(), s.buffer.data(), static_cast<std::size_t>(t.padded) * width);
-    });
+  // The previous bucket's copies had a bucket's backward to run in: they are done, and its device buffer can go. So
+  // of the buckets handed over, the device holds at most two at once (the planner counts on it).
+  copying_.emplace_back(b, std::move(gradients));
+  while (copying_.size() > 1) {
+    landed_[copying_.front().first]->synchronize();
+    copying_.pop_front();
   }
 }
 
@@ -267,7 +240,7 @@ void OptimizerOffload::start_update(int step, float lr, float grad_scale) {
   computed_->make_wait(*to_device_);
   {
     std::lock_guard lock(mutex_);
-    for (std::size_t b = 0; b < ready_.size(); ++b) ready_[b] = tiles_of_[b].empty();
+    for (std::size_t b = 0; b < ready_.size(); ++b) ready_[b] = layout_.tiles_of[b].empty();
     running_ = true;
   }
   update_ = worker_.submit([this, step, lr, grad_scale] {
@@ -289,14 +262,14 @@ void OptimizerOffload::run_update(int step, float lr, float grad_scale) {
   auto read_ahead = [&](std::size_t i) {
     Slot& slot = slots_[i % slots_.size()];
     settle(slot);
-    const Tile& t = tiles_[order_[i]];
+    const Tile& t = layout_.tiles[order_[i]];
     slot.io = io_->submit([this, &t, &slot] {
       file_->read(t.offset, slot.region.data(), static_cast<std::size_t>(t.state_bytes() + t.padded * param_bytes()));
     });
   };
   if (file_ && !order_.empty()) read_ahead(0);
   for (std::size_t i = 0; i < order_.size(); ++i) {
-    const Tile& t = tiles_[order_[i]];
+    const Tile& t = layout_.tiles[order_[i]];
     Slot& slot = slots_[i % slots_.size()];
     if (file_) {
       if (i + 1 < order_.size()) read_ahead(i + 1);
@@ -309,12 +282,12 @@ void OptimizerOffload::run_update(int step, float lr, float grad_scale) {
     void* updated = type_ == DType::kF32 ? static_cast<void*>(v.weights) : slot.out.data();
     const AdamState state{type_ == DType::kF32 ? nullptr : v.weights, v.m, v.v};
     adamw_update(*host_, adams_[t.bucket], t.first, t.count, state, updated, type_, v.grads, type_, step, lr,
-                 grad_scale);
+                 grad_scale, widened_ ? widened_->f32() : nullptr);
     device_.copy_from_host_async(static_cast<char*>(targets_[t.bucket].device_params) + t.first * width, updated,
                                  static_cast<std::size_t>(t.count) * width, *to_device_);
     slot.copied->record(*to_device_);
     if (file_) slot.io = io_->submit([this, &t, &slot] { write_state(t, slot); });
-    if (&t == &tiles_[tiles_of_[t.bucket].back()]) {  // the bucket's last tile
+    if (&t == &layout_.tiles[layout_.tiles_of[t.bucket].back()]) {  // the bucket's last tile
       updated_[t.bucket]->record(*to_device_);
       std::lock_guard lock(mutex_);
       ready_[t.bucket] = 1;
@@ -345,8 +318,8 @@ void OptimizerOffload::move_state(std::size_t b, std::array<std::vector<float>, 
     if (direction == Direction::kToHome) std::memcpy(home, value, bytes);
     else std::memcpy(value, home, bytes);
   };
-  for (std::size_t index : tiles_of_[b]) {
-    const Tile& t = tiles_[index];
+  for (std::size_t index : layout_.tiles_of[b]) {
+    const Tile& t = layout_.tiles[index];
     Slot& slot = slots_.front();
     if (file_) {
       settle(slot);

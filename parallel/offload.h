@@ -25,6 +25,7 @@
 
 #include "model/optimizer.h"
 #include "parallel/offload_file.h"
+#include "parallel/offload_layout.h"
 #include "runtime/config.h"
 #include "runtime/device.h"
 #include "runtime/task_queue.h"
@@ -72,7 +73,7 @@ class OptimizerOffload {
 
  private:
   class HostBuffer;
-  struct Tile;
+  using Tile = OffloadLayout::Tile;
   struct Slot;
   struct Resident;
   struct Staging;
@@ -100,15 +101,15 @@ class OptimizerOffload {
   Tracer* tracer_;
   std::unique_ptr<Device> host_;                // the host as a device: its kernels and its memory accounting
   std::vector<AdamWOptimizer> adams_;           // per bucket: AdamW's segments of its range, moments kept here
-  std::vector<Tile> tiles_;
+  OffloadLayout layout_;                        // the tiles, and what is allocated for them
   std::vector<std::size_t> order_;              // the tiles in update order
-  std::vector<std::vector<std::size_t>> tiles_of_;  // per bucket
   std::vector<Resident> resident_;              // host: per bucket
+  std::unique_ptr<HostBuffer> widened_;         // 16-bit: the tile's gradients in fp32 for the step
   std::unique_ptr<OffloadFile> file_;           // disk
   std::vector<Slot> slots_;
   std::vector<Staging> staging_;                // disk: gradients on their way to the file
   std::size_t next_staging_ = 0;
-  std::deque<std::pair<std::size_t, Tensor>> copying_;  // host: device gradients whose copy is in flight
+  std::deque<std::pair<std::size_t, Tensor>> copying_;  // device gradients whose copy is in flight
   std::unique_ptr<Stream> to_host_, to_device_;
   std::unique_ptr<Event> computed_;
   std::vector<std::unique_ptr<Event>> landed_, updated_;  // per bucket

@@ -130,14 +130,17 @@ void ShardOptimizer::step(void* params, const void* grads, DType grad_type, int 
 
 void adamw_update(Device& device, const AdamWOptimizer& adam, std::int64_t first, std::int64_t count, AdamState state,
                   void* params, DType param_type, const void* grads, DType grad_type, int step, float lr,
-                  float grad_scale) {
+                  float grad_scale, float* widened) {
   Tensor wide;
   const float* g = static_cast<const float*>(grads);
   if (grad_type != DType::kF32) {
-    wide = Tensor(device, {count}, DType::kF32, MemoryCategory::kOther);
+    if (widened == nullptr) {
+      wide = Tensor(device, {count}, DType::kF32, MemoryCategory::kOther);
+      widened = wide.f32();
+    }
     kernels::kernels_for(device.type())
-        .cast(kernels::context_for(device), wide.f32(), DType::kF32, grads, grad_type, static_cast<std::size_t>(count));
-    g = wide.f32();
+        .cast(kernels::context_for(device), widened, DType::kF32, grads, grad_type, static_cast<std::size_t>(count));
+    g = widened;
   }
   if (state.master == nullptr) {
     WEFT_CHECK(param_type == DType::kF32, "{} parameters need fp32 master weights", dtype_name(param_type));

@@ -83,11 +83,12 @@ struct AdamState {
 };
 
 // One AdamW step on `device` of elements [first, first + count) of `adam`'s range: the gradients (grad_type)
-// widened to fp32, Adam on the master weights (or on fp32 parameters in place), the parameters (param_type) rounded
-// from the masters. Every pointer points at element `first`.
+// widened to fp32 (into `widened`, `count` floats, when given; else into a temporary), Adam on the master weights (or
+// on fp32 parameters in place), the parameters (param_type) rounded from the masters. Every pointer points at
+// element `first`.
 void adamw_update(Device& device, const AdamWOptimizer& adam, std::int64_t first, std::int64_t count, AdamState state,
                   void* params, DType param_type, const void* grads, DType grad_type, int step, float lr,
-                  float grad_scale);
+                  float grad_scale, float* widened = nullptr);
 
 // AdamW over one bucket's update range (the whole bucket, or this rank's chunk), keeping fp32 master weights
 // when the parameters are stored in 16 bits (their memory counts as optimizer state, as in the ZeRO paper).

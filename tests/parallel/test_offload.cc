@@ -1,7 +1,9 @@
 // ZeRO-Offload: runs with the optimizer in host memory or in a file equal the same layout without offload bit for
-// bit, checkpoints move between offload modes, the device holds no optimizer state, and gradients leave it bucket
-// by bucket.
+// bit, checkpoints move between offload modes, the device holds no optimizer state, gradients leave it bucket by
+// bucket, and weft plan's device, host and file bytes are the run's.
 #include <catch2/catch.hpp>
+
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -9,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "parallel/planner.h"
 #include "tests/parallel/thread_run.h"
 
 using namespace weft;
@@ -17,11 +20,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Under this process's own directory: ctest runs test cases as concurrent processes, which must not empty each
+// other's offload_dir. Removed at exit.
+struct ScratchRoot {
+  const fs::path path = fs::temp_directory_path() / fmt::format("weft_offload_test_{}", ::getpid());
+  ~ScratchRoot() { fs::remove_all(path); }
+} scratch_root;
+
 std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/weft_offload_test_" + name;
+  const fs::path dir = scratch_root.path / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
-  return dir;
+  return dir.string();
 }
 
 // Small tiles (4096 elements) cut the tiny model's buckets into several, so the update's pipeline (read ahead,
@@ -168,4 +178,44 @@ TEST_CASE("checkpoints move between offload modes: saved offloaded, resumed with
     CHECK(resumed.losses == std::vector<double>(straight.losses.begin() + 2, straight.losses.end()));
     CHECK(resumed.parameters == straight.parameters);
   }
+}
+
+TEST_CASE("weft plan's offload memory is the run's: device parameters and gradients, host memory, the file") {
+  SmallTiles tiles;
+  struct Case {
+    int ranks;
+    std::vector<ConfigOverride> overrides;
+    bool grads_exact;  // false: the plan's gradients are a bound (reductions in flight land when they land)
+  };
+  const std::vector<Case> cases = {
+      {1, {{"train.micro_batch", "8"}}, true},  // one micro-batch: two neighbouring buckets (and tied embeddings)
+      {1, {}, true},                            // four accumulate: every bucket until the last
+      {2, {{"train.micro_batch", "8"}, {"parallel.pp", "2"}}, true},
+      {2, {{"parallel.zero", "1"}}, true},
+      {2, {{"parallel.zero", "2"}, {"train.micro_batch", "4"}}, false},
+      {2, {{"parallel.zero", "3"}}, true},
+  };
+  for (const Case& c : cases)
+    for (const char* precision : {"fp32", "bf16"})
+      for (const char* offload : {"host", "disk"}) {
+        std::vector<ConfigOverride> overrides = c.overrides;
+        overrides.push_back({"precision.compute", precision});
+        overrides = with_offload(overrides, offload);
+        const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, c.ranks);
+        const Plan plan = make_plan(config, c.ranks);
+        const RunResult run = train_on_threads(c.ranks, 2, overrides);
+        const StepRecord& last = run.records[0].back();
+        const Layout layout{c.ranks, c.overrides};
+        INFO(layout.describe() << ", " << precision << ", offload " << offload);
+        CHECK(last.memory.of(MemoryCategory::kParams) == plan.memory.params);
+        CHECK(last.memory.of(MemoryCategory::kOptimizer) == plan.memory.optimizer);
+        CHECK(last.memory.of(MemoryCategory::kActivations) == plan.memory.activations);
+        const auto grads_peak = last.memory.peak[static_cast<std::size_t>(MemoryCategory::kGrads)];
+        if (c.grads_exact) CHECK(grads_peak == plan.memory.grads);
+        else CHECK(grads_peak <= plan.memory.grads);
+        REQUIRE(last.host_memory.has_value());
+        CHECK(last.host_memory->total_live == plan.memory.host);
+        CHECK(last.host_memory->total_peak == plan.memory.host);  // nothing but what the layout allocates
+        CHECK(last.offload_file_bytes == plan.memory.disk);
+      }
 }
