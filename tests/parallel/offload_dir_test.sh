@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# parallel.offload: disk with a bad offload_dir (missing, a file, a FIFO, read-only, full) ends with exit 2 and a
-# message naming the directory before any step runs; a good one is left as it was found, after a normal exit and
+# parallel.offload: disk with no offload_dir, or a bad one (missing, a file, a FIFO, read-only, full) ends with exit 2
+# and a message naming the directory before any step runs; a good one is left as it was found, after a normal exit and
 # after SIGKILL (the scratch file is unlinked as soon as it is open). The read-only and full cases mount a tmpfs
-# and are skipped where that is not allowed. Usage: offload_dir_test.sh WEFT SOURCE_DIR
+# (read-only: a directory without write permission when not root) and are skipped where that is not allowed.
+# Usage: offload_dir_test.sh WEFT SOURCE_DIR
 set -uo pipefail
 weft=$1 source_dir=$2
 work=$(mktemp -d)
@@ -34,6 +35,12 @@ refused() {  # refused CASE DIR WORDS: exit 2, the directory and WORDS named, no
   echo "ok: $name: $(tail -1 <<<"$log")"
 }
 
+"$weft" train "$source_dir/configs/tiny.yaml" --set train.steps=3 --set parallel.offload=disk >"$work/log" 2>&1
+code=$?
+[ "$code" -eq 2 ] || fail "disk without offload_dir: exit code $code, expected 2: $(cat "$work/log")"
+grep -q "needs parallel.offload_dir" "$work/log" || fail "disk without offload_dir: $(cat "$work/log")"
+echo "ok: disk without offload_dir: $(tail -1 "$work/log")"
+
 refused missing "$work/no-such-dir" "No such file or directory"
 touch "$work/a-file"
 refused "a regular file" "$work/a-file" "regular file, not a directory"
@@ -44,6 +51,10 @@ mkdir -p "$work/ro" "$work/small"
 if mount -t tmpfs -o ro,size=1m tmpfs "$work/ro" 2>/dev/null; then
   mounts+=("$work/ro")
   refused "read-only" "$work/ro" "cannot create a file in it"
+elif [ "$(id -u)" -ne 0 ]; then  # not root: a directory without write permission is read-only to us
+  chmod a-w "$work/ro"
+  refused "read-only" "$work/ro" "cannot create a file in it"
+  chmod u+w "$work/ro"
 else
   echo "skipping the read-only case: cannot mount a tmpfs here"
 fi
