@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import tempfile
 
-from weft_runs import ROOT
+from weft_runs import ROOT, mib
 
 
 def own_cgroup():
@@ -106,10 +106,6 @@ def train(args, offload, steps, cap=None, dir_=None):
             words = open(rss).read().split()
             peak_kib = int(words[-1]) if words and words[-1].isdigit() else None
         return done.returncode, steps_seen, (peak_kib or 0) * 1024, done.stderr
-
-
-def mib(b):
-    return b / 2**20
 
 
 def main():
