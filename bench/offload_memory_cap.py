@@ -71,12 +71,11 @@ class MemoryCap:
         return self._read("memory.max" if self.version == 2 else "memory.limit_in_bytes")
 
     def oom_kills(self):
-        if self.version == 2:
-            for line in open(self._file("memory.events")):
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1])
-            return 0
-        return self._read("memory.failcnt")
+        """Processes the kernel killed for reaching the cap (v2 memory.events, v1 memory.oom_control)."""
+        for line in open(self._file("memory.events" if self.version == 2 else "memory.oom_control")):
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
 
     def remove(self):
         os.rmdir(self.path)
@@ -148,7 +147,7 @@ def main():
         name = f"{offload}{' under the cap' if capped else ''}"
         run = {"exit_code": code, "steps": len(lines), "median_step_ms": ms,
                "tokens_per_s": 64 * 1000.0 / ms if ms else None, "peak_rss_bytes": rss,
-               "cgroup_peak_bytes": cgroup_peak, "cap_failcnt_or_oom_kills": ooms,
+               "cgroup_peak_bytes": cgroup_peak, "oom_kills": ooms,
                "device_peak_bytes": lines[-1]["mem"]["peak"] if lines else None,
                "host_peak_bytes": lines[-1].get("host_mem", {}).get("peak") if lines else None,
                "file_bytes": lines[-1].get("host_mem", {}).get("disk") if lines else None}
@@ -158,7 +157,7 @@ def main():
             line += f", median step {ms / 1000:.2f} s, {run['tokens_per_s']:.1f} tokens/s"
         line += f", peak RSS {mib(rss):.0f} MiB"
         if cgroup_peak is not None:
-            line += f", cgroup peak {mib(cgroup_peak):.0f} MiB"
+            line += f", cgroup peak {mib(cgroup_peak):.0f} MiB, {ooms} killed by the kernel"
         print(line)
         if capped and offload == "disk" and code != 0:
             print(err)
