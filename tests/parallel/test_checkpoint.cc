@@ -295,7 +295,7 @@ TEST_CASE("a checkpoint of another model is refused before training starts") {
     FAIL("expected a refusal");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::kUsage);
-    CHECK_THAT(e.what(), Catch::Contains("layers 2") && Catch::Contains("config asks for 3"));
+    CHECK_THAT(e.what(), Catch::Contains("layers 2") && Catch::Contains("the config asks for gpt2: layers 3"));
   }
 }
 
