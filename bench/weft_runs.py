@@ -8,6 +8,10 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def mib(b):
+    return b / 2**20
+
+
 def run_weft(build, ranks, config, sets, warmup=2):
     """Runs `weft launch -n RANKS CONFIG --set ...` with one BLAS thread per rank; returns the median step_ms
     after `warmup` steps and the last step's metrics line."""

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 
-from weft_runs import ROOT, run_weft
+from weft_runs import ROOT, mib, run_weft
 CONFIG = os.path.join(ROOT, "configs/bench_3m.yaml")
 
 
@@ -19,10 +19,6 @@ def plan(build, ranks, sets):
     for s in sets:
         args += ["--set", s]
     return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
-
-
-def mib(b):
-    return b / 2**20
 
 
 def main():

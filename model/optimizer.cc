@@ -22,14 +22,17 @@ float clip_factor(double norm, double max_norm) {
 }
 
 AdamWOptimizer::AdamWOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, std::int64_t begin,
-                               std::int64_t end, std::int64_t allocated)
+                               std::int64_t end, std::int64_t allocated, AdamMoments moments)
     : train_(train),
       kernels_(kernels::kernels_for(device.type())),
       ctx_(kernels::context_for(device)),
       begin_(begin),
-      end_(end),
-      m_(device, {std::max<std::int64_t>(std::max(allocated, end - begin), 0)}, DType::kF32, MemoryCategory::kOptimizer),
-      v_(device, {std::max<std::int64_t>(std::max(allocated, end - begin), 0)}, DType::kF32, MemoryCategory::kOptimizer) {
+      end_(end) {
+  if (moments == AdamMoments::kOwned) {
+    const std::int64_t size = std::max<std::int64_t>(std::max(allocated, end - begin), 0);
+    m_ = Tensor(device, {size}, DType::kF32, MemoryCategory::kOptimizer);
+    v_ = Tensor(device, {size}, DType::kF32, MemoryCategory::kOptimizer);
+  }
   for (const auto& spec : params.specs()) {
     const std::int64_t lo = std::max(spec.offset, begin), hi = std::min(spec.offset + spec.numel, end);
     if (lo >= hi) continue;
@@ -43,6 +46,11 @@ AdamWOptimizer::AdamWOptimizer(const ParamLayout& params, const TrainConfig& tra
 }
 
 void AdamWOptimizer::step(float* params, const float* grads, int step, float lr, float grad_scale) {
+  step_part(0, end_ - begin_, params, grads, m_.f32(), v_.f32(), step, lr, grad_scale);
+}
+
+void AdamWOptimizer::step_part(std::int64_t first, std::int64_t count, float* params, const float* grads, float* m,
+                               float* v, int step, float lr, float grad_scale) const {
   kernels::AdamWHyper hyper{lr,
                             static_cast<float>(train_.beta1),
                             static_cast<float>(train_.beta2),
@@ -51,9 +59,11 @@ void AdamWOptimizer::step(float* params, const float* grads, int step, float lr,
                             grad_scale,
                             step};
   for (const Segment& s : segments_) {
+    const std::int64_t lo = std::max(s.start, first), hi = std::min(s.start + s.count, first + count);
+    if (lo >= hi) continue;
     hyper.weight_decay = s.decay ? static_cast<float>(train_.weight_decay) : 0.0f;
-    kernels_.adamw(ctx_, params + s.start, grads + s.start, m_.f32() + s.start, v_.f32() + s.start,
-                   static_cast<std::size_t>(s.count), hyper);
+    const std::int64_t at = lo - first;
+    kernels_.adamw(ctx_, params + at, grads + at, m + at, v + at, static_cast<std::size_t>(hi - lo), hyper);
   }
 }
 

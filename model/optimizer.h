@@ -18,15 +18,23 @@ double learning_rate(const TrainConfig& train, int step);
 // The factor that scales gradients whose global L2 norm is `norm` down to `max_norm` (1 when within it or disabled).
 float clip_factor(double norm, double max_norm);
 
+// Whether an AdamWOptimizer allocates Adam's m and v itself, or its caller keeps them (ZeRO-Offload keeps them in
+// host memory or files and hands step_part() a part at a time).
+enum class AdamMoments { kOwned, kCallers };
+
 class AdamWOptimizer {
  public:
   // Owns Adam's m and v for elements [begin, end) of the flat buffer (category optimizer), allocated for
   // `allocated` elements (>= end - begin: a ZeRO chunk counts its padding).
   AdamWOptimizer(const ParamLayout& params, const TrainConfig& train, Device& device, std::int64_t begin,
-                 std::int64_t end, std::int64_t allocated = -1);
+                 std::int64_t end, std::int64_t allocated = -1, AdamMoments moments = AdamMoments::kOwned);
 
   // One step. `params` and `grads` point at element `begin` of their flat buffers.
   void step(float* params, const float* grads, int step, float lr, float grad_scale);
+  // One step of elements [begin + first, begin + first + count), with the caller's m and v; every pointer points
+  // at that first element. Element by element the same arithmetic as step().
+  void step_part(std::int64_t first, std::int64_t count, float* params, const float* grads, float* m, float* v,
+                 int step, float lr, float grad_scale) const;
 
   std::int64_t begin() const { return begin_; }
   std::int64_t end() const { return end_; }

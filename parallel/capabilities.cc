@@ -131,9 +131,11 @@ std::optional<ConfigProblem> find_layout_problem(const Config& c) {
   if (auto broken = mesh_problem(c)) return broken;
   if (auto broken = sequence_problem(c)) return broken;
   if (auto broken = pipeline_problem(c)) return broken;
-  if (c.parallel.offload != Offload::kNone)
-    return problem("parallel.offload", c.parallel.offload == Offload::kHost ? "host" : "disk",
-                   "ZeRO-Offload is not built yet in this weft; use none");
+  // The directory itself is checked where its file is made (OptimizerOffload): it belongs to the machine that
+  // trains, not to the layout.
+  if (c.parallel.offload == Offload::kDisk && c.parallel.offload_dir.empty())
+    return problem("parallel.offload", "disk",
+                   "needs parallel.offload_dir, the directory for the optimizer state's files (a fast local disk)");
   if (c.checkpoint.every > 0 && c.checkpoint.dir.empty())
     return problem("checkpoint.every", c.checkpoint.every, "needs checkpoint.dir, the directory to save into");
   return std::nullopt;

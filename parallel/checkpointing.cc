@@ -45,6 +45,40 @@ void for_each_global_run(const ParamLayout& params, const ParamSpec& spec, std::
 
 }  // namespace
 
+std::array<std::vector<float>, 3> Trainer::bucket_state(std::size_t i) {
+  if (offload_) return offload_->state(i);
+  const ParamRange& range = update_ranges_[i];
+  ShardOptimizer& optimizer = optimizers_[i];
+  std::array<std::vector<float>, 3> values;
+  if (config_.precision.compute == DType::kF32) {
+    values[0].resize(static_cast<std::size_t>(range.size()));
+    device_.copy_to_host(values[0].data(), params_.update_view(layout_.buckets()[i], range), 4 * values[0].size());
+  } else {
+    values[0] = optimizer.master().slice(0, range.size()).to_host_f32();  // the exact fp32 master weights
+  }
+  values[1] = optimizer.adam_m().slice(0, range.size()).to_host_f32();
+  values[2] = optimizer.adam_v().slice(0, range.size()).to_host_f32();
+  return values;
+}
+
+void Trainer::set_bucket_state(std::size_t i, std::array<std::vector<float>, 3>& values) {
+  const ParamRange& range = update_ranges_[i];
+  if (offload_) {
+    offload_->set_state(i, values);  // first: it waits for an update that may still write the parameters
+  } else {
+    ShardOptimizer& optimizer = optimizers_[i];
+    if (config_.precision.compute != DType::kF32)
+      optimizer.master().slice(0, range.size()).copy_from_host_f32(values[0].data(), range.size());
+    optimizer.adam_m().slice(0, range.size()).copy_from_host_f32(values[1].data(), range.size());
+    optimizer.adam_v().slice(0, range.size()).copy_from_host_f32(values[2].data(), range.size());
+  }
+  // The parameters: the fp32 weights as they are, or rounded to 16 bits (on the device, as after an update).
+  Tensor weights(device_, {range.size()}, DType::kF32, MemoryCategory::kOther);
+  weights.copy_from_host_f32(values[0].data(), range.size());
+  store_as(device_, params_.update_view(layout_.buckets()[i], range), config_.precision.compute, weights.f32(),
+           static_cast<std::size_t>(range.size()));
+}
+
 template <typename Visit>
 void Trainer::for_each_owned_piece(std::size_t bucket, Visit visit) {
   const ParamRange& range = update_ranges_[bucket];
@@ -72,19 +106,9 @@ void Trainer::save_checkpoint(int step) {
   std::vector<checkpoint::RunData> runs;
   std::vector<std::vector<float>> held;  // the host copies of the states that `runs` point into
   const bool writes = zero_.optimizer_sharded || groups_.coords.dp == 0;
-  for (std::size_t i = 0; writes && i < optimizers_.size(); ++i) {
-    const ParamRange& range = update_ranges_[i];
-    if (range.size() == 0) continue;
-    ShardOptimizer& optimizer = optimizers_[i];
-    std::vector<float> values[3];
-    if (config_.precision.compute == DType::kF32) {
-      values[0].resize(static_cast<std::size_t>(range.size()));
-      device_.copy_to_host(values[0].data(), params_.update_view(layout_.buckets()[i], range), 4 * values[0].size());
-    } else {
-      values[0] = optimizer.master().slice(0, range.size()).to_host_f32();  // the exact fp32 master weights
-    }
-    values[1] = optimizer.adam_m().slice(0, range.size()).to_host_f32();
-    values[2] = optimizer.adam_v().slice(0, range.size()).to_host_f32();
+  for (std::size_t i = 0; writes && i < update_ranges_.size(); ++i) {
+    if (update_ranges_[i].size() == 0) continue;
+    std::array<std::vector<float>, 3> values = bucket_state(i);
     for_each_owned_piece(i, [&](const ParamSpec& spec, std::int64_t first, std::int64_t count, std::int64_t at) {
       if (!params.counts(spec)) return;
       for_each_global_run(params, spec, first, count, [&](std::int64_t global, std::int64_t offset, std::int64_t n) {
@@ -172,7 +196,7 @@ int Trainer::restore_checkpoint() {
   // changes; then the ranks agree, so a damaged shard stops every rank with exit 2, not only those that read it.
   std::string damage;
   try {
-    for (std::size_t i = 0; i < optimizers_.size(); ++i)
+    for (std::size_t i = 0; i < update_ranges_.size(); ++i)
       for_each_saved_run(i, [&](const std::string& tensor, std::int64_t global, std::int64_t count, std::int64_t) {
         for (int s = 0; s < 3; ++s) reader.require(tensor, kStates[s], global, count);
       });
@@ -186,25 +210,15 @@ int Trainer::restore_checkpoint() {
   if (failed_rank > 0.0f)
     fail_usage("{}: rank {} could not read its part of the checkpoint (its message names the file); no rank resumed",
                path, static_cast<int>(failed_rank) - 1);
-  for (std::size_t i = 0; i < optimizers_.size(); ++i) {
+  for (std::size_t i = 0; i < update_ranges_.size(); ++i) {
     const ParamRange& range = update_ranges_[i];
     if (range.size() == 0) continue;
-    std::vector<float> values[3];
+    std::array<std::vector<float>, 3> values;
     for (auto& v : values) v.assign(static_cast<std::size_t>(range.size()), 0.0f);
     for_each_saved_run(i, [&](const std::string& tensor, std::int64_t global, std::int64_t count, std::int64_t at) {
       for (int s = 0; s < 3; ++s) reader.read(tensor, kStates[s], global, count, values[s].data() + at);
     });
-    ShardOptimizer& optimizer = optimizers_[i];
-    const Bucket& bucket = layout_.buckets()[i];
-    if (config_.precision.compute == DType::kF32) {
-      device_.copy_from_host(params_.update_view(bucket, range), values[0].data(), 4 * values[0].size());
-    } else {
-      optimizer.master().slice(0, range.size()).copy_from_host_f32(values[0].data(), range.size());
-      store_as(device_, params_.update_view(bucket, range), config_.precision.compute,
-               optimizer.master().f32(), static_cast<std::size_t>(range.size()));
-    }
-    optimizer.adam_m().slice(0, range.size()).copy_from_host_f32(values[1].data(), range.size());
-    optimizer.adam_v().slice(0, range.size()).copy_from_host_f32(values[2].data(), range.size());
+    set_bucket_state(i, values);
   }
   params_.publish_updates();  // ZeRO 1/2: every rank rebuilds the full parameters from the owners' chunks
   scaler_.restore(reader.manifest().loss_scale(), reader.manifest().loss_scale_clean_steps());

@@ -11,7 +11,8 @@
 namespace weft {
 
 GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
-                                 Device& device, Overlap overlap, Accumulation accumulation, Tracer* tracer)
+                                 Device& device, Overlap overlap, Accumulation accumulation, Tracer* tracer,
+                                 GradientResidency residency)
     : layout_(layout),
       plan_(plan),
       type_(type),
@@ -20,10 +21,30 @@ GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DTyp
       overlap_(overlap),
       accumulation_(accumulation),
       tracer_(tracer),
-      storage_(device, {plan.gradients_sharded ? layout.shard_size() : layout.padded_total()}, type,
-               MemoryCategory::kGrads),
+      residency_(residency),
+      stored_(layout.buckets().size()),
       buckets_(layout.buckets().size()),
-      tied_copies_(layout.buckets().size(), 0) {}
+      tied_copies_(layout.buckets().size(), 0) {
+  if (residency == GradientResidency::kKept)
+    for (std::size_t b = 0; b < stored_.size(); ++b) stored(b);
+}
+
+Tensor& GradientReducer::stored(std::size_t bucket) {
+  Tensor& gradients = stored_[bucket];
+  if (!gradients.defined()) {
+    const Bucket& b = layout_.buckets()[bucket];
+    gradients = Tensor(device_, {plan_.gradients_sharded ? layout_.chunk(b) : b.padded_size}, type_,
+                       MemoryCategory::kGrads);  // zeros
+  }
+  return gradients;
+}
+
+Tensor GradientReducer::take(std::size_t bucket) {
+  WEFT_CHECK(residency_ == GradientResidency::kHandedOver, "only handed-over gradients can be taken");
+  Tensor gradients = std::move(stored_[bucket]);
+  stored_[bucket] = Tensor();
+  return gradients;
+}
 
 void GradientReducer::expect_tied_copy(int segment) {
   WEFT_CHECK(direct() || accumulation_ == Accumulation::kPerStep,
@@ -42,18 +63,18 @@ int GradientReducer::completions_for_final(std::size_t bucket) const {
 
 void GradientReducer::begin_step(int micro_batches) {
   WEFT_CHECK(in_flight_.empty(), "a step began with {} reductions in flight", in_flight_.size());
-  storage_.zero();
+  for (Tensor& gradients : stored_)
+    if (gradients.defined()) gradients.zero();
   micro_batches_ = micro_batches;
   for (BucketState& state : buckets_) state = BucketState();
   next_launch_ = 0;
-  micro_batches_reduced_ = 0;
   micro_launched_.clear();
   micro_buckets_done_.clear();
 }
 
 float* GradientReducer::target(int segment, int micro) {
-  if (direct()) return static_cast<float*>(storage_.at(layout_.padded_offset(segment)));
   const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
+  if (direct()) return static_cast<float*>(stored(bucket).at(layout_.offset_in_bucket(segment)));
   Tensor& scratch = buckets_[bucket].scratch[accumulation_ == Accumulation::kPerStep ? kWholeStep : micro];
   if (!scratch.defined())
     scratch = Tensor(device_, {layout_.buckets()[bucket].padded_size}, DType::kF32, MemoryCategory::kComm);  // zeros
@@ -61,9 +82,9 @@ float* GradientReducer::target(int segment, int micro) {
 }
 
 float* GradientReducer::step_sum(int segment) {
-  if (direct()) return static_cast<float*>(storage_.at(layout_.padded_offset(segment)));
-  WEFT_CHECK(accumulation_ == Accumulation::kPerStep, "only per-step accumulation keeps the step's sum");
   const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
+  if (direct()) return static_cast<float*>(stored(bucket).at(layout_.offset_in_bucket(segment)));
+  WEFT_CHECK(accumulation_ == Accumulation::kPerStep, "only per-step accumulation keeps the step's sum");
   const Tensor& scratch = buckets_[bucket].scratch[kWholeStep];
   WEFT_CHECK(scratch.defined(), "segment {} has no gradient yet this step", segment);
   return scratch.f32() + layout_.offset_in_bucket(segment);
@@ -78,14 +99,15 @@ void GradientReducer::segment_done(int segment, int micro) {
   } else if (micro != kTiedCopy && ++state.done_by_micro[micro] == segments_in(bucket)) {
     bucket_complete(bucket, micro);
   }
+  // Nothing to reduce: the gradients are final once backward is done with them.
+  if (!reduces() && state.done == completions_for_final(bucket) && on_ready_) on_ready_(bucket);
   if (overlap_ == Overlap::kOn) launch_ready(false);
+  if (on_ready_) land_completed();
   if (per_micro_batch_reductions() && micro != kTiedCopy &&
       micro_buckets_done_[micro] == static_cast<int>(buckets_.size())) {
     // This micro-batch is done with every bucket; its scratch must be free before the next one.
     launch_ready(true);
     wait_all();
-    if (on_ready_ && ++micro_batches_reduced_ == micro_batches_)
-      for (std::size_t b = 0; b < buckets_.size(); ++b) on_ready_(b);
   }
 }
 
@@ -98,7 +120,7 @@ void GradientReducer::bucket_complete(std::size_t bucket, int key) {
   const auto size = static_cast<std::size_t>(b.padded_size);
   if (!plan_.gradients_sharded) {
     // 16-bit ZeRO 0/1: round this gradient into the accumulated 16-bit buffer.
-    add_into(device_, storage_.at(b.padded_begin), type_, scratch.f32(), size);
+    add_into(device_, stored(bucket).data(), type_, scratch.f32(), size);
     state.scratch.erase(key);
   } else if (type_ != DType::kF32) {
     // 16-bit ZeRO 2/3: what is communicated is the gradient rounded to 16 bits; the fp32 scratch can go now.
@@ -112,7 +134,7 @@ void GradientReducer::bucket_complete(std::size_t bucket, int key) {
 void GradientReducer::launch_ready(bool all) {
   if (!per_micro_batch_reductions()) {
     // Reduced once per step: a bucket is reduced when every micro-batch (and a tied copy) is done with it.
-    if (!plan_.gradients_sharded && dp_.size() == 1) return;
+    if (!reduces()) return;
     while (next_launch_ < buckets_.size() &&
            (all || buckets_[next_launch_].done == completions_for_final(next_launch_)))
       launch(next_launch_++, kWholeStep);
@@ -135,10 +157,10 @@ void GradientReducer::launch(std::size_t bucket, int micro) {
   r.started = Tracer::Clock::now();
   const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
   if (!plan_.optimizer_sharded) {
-    r.work = dp_.all_reduce(storage_.at(b.padded_begin), static_cast<std::size_t>(b.padded_size), type_);
+    r.work = dp_.all_reduce(stored(bucket).data(), static_cast<std::size_t>(b.padded_size), type_);
   } else if (!plan_.gradients_sharded) {
-    r.work = dp_.reduce_scatter(storage_.at(b.padded_begin), storage_.at(b.padded_begin + dp_.rank() * layout_.chunk(b)),
-                                chunk, type_);
+    Tensor& gradients = stored(bucket);
+    r.work = dp_.reduce_scatter(gradients.data(), gradients.at(dp_.rank() * layout_.chunk(b)), chunk, type_);
   } else {
     BucketState& state = buckets_[bucket];
     if (type_ == DType::kF32) {
@@ -166,54 +188,65 @@ void GradientReducer::wait(Reduction& r) {
     tracer_->add_span(fmt::format("wait bucket {}", r.bucket), "wait", wait_start, done);
   }
   r.work.reset();
-  if (!plan_.gradients_sharded) return;
-  const Bucket& b = layout_.buckets()[r.bucket];
-  const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
-  Tensor wide = r.received;
-  if (type_ != DType::kF32) {
-    wide = Tensor(device_, {layout_.chunk(b)}, DType::kF32, MemoryCategory::kComm);
-    kernels::kernels_for(device_.type())
-        .cast(kernels::context_for(device_), wide.f32(), DType::kF32, r.received.data(), type_, chunk);
+  const std::size_t bucket = r.bucket;
+  if (plan_.gradients_sharded) {
+    const auto chunk = static_cast<std::size_t>(layout_.chunk(layout_.buckets()[bucket]));
+    Tensor wide = r.received;
+    if (type_ != DType::kF32) {
+      wide = Tensor(device_, {static_cast<std::int64_t>(chunk)}, DType::kF32, MemoryCategory::kComm);
+      kernels::kernels_for(device_.type())
+          .cast(kernels::context_for(device_), wide.f32(), DType::kF32, r.received.data(), type_, chunk);
+    }
+    add_into(device_, stored(bucket).data(), type_, wide.f32(), chunk);
   }
-  add_into(device_, storage_.at(b.padded_begin / layout_.dp()), type_, wide.f32(), chunk);
   r = Reduction();
+  const int reductions = per_micro_batch_reductions() ? micro_batches_ : 1;
+  if (++buckets_[bucket].landed == reductions && on_ready_) on_ready_(bucket);
 }
 
 void GradientReducer::wait_all() {
-  for (Reduction& r : in_flight_) wait(r);
-  in_flight_.clear();
+  while (!in_flight_.empty()) {
+    wait(in_flight_.front());
+    in_flight_.pop_front();
+  }
+}
+
+void GradientReducer::land_completed() {
+  while (!in_flight_.empty() && in_flight_.front().work->is_completed()) {
+    wait(in_flight_.front());
+    in_flight_.pop_front();
+  }
 }
 
 void GradientReducer::finish() {
   if (per_micro_batch_reductions()) return;  // every micro-batch already reduced its buckets
   launch_ready(true);
-  for (Reduction& r : in_flight_) {
-    const std::size_t bucket = r.bucket;
-    wait(r);
-    if (on_ready_) on_ready_(bucket);
-  }
-  in_flight_.clear();
-  if (on_ready_ && !plan_.gradients_sharded && dp_.size() == 1)
-    for (std::size_t b = 0; b < buckets_.size(); ++b) on_ready_(b);
+  wait_all();
+}
+
+std::int64_t GradientReducer::update_offset(std::size_t bucket, const ParamRange& update) const {
+  const Bucket& b = layout_.buckets()[bucket];
+  return update.begin - (plan_.gradients_sharded ? layout_.owned_flat(b, dp_.rank()).begin : b.flat.begin);
 }
 
 const void* GradientReducer::update_view(const Bucket& b, const ParamRange& update) {
-  if (plan_.gradients_sharded)
-    return storage_.at(b.padded_begin / layout_.dp() + (update.begin - layout_.owned_flat(b, dp_.rank()).begin));
-  return storage_.at(b.padded_begin + (update.begin - b.flat.begin));
+  const std::size_t bucket = index_of(b);
+  return stored(bucket).at(update_offset(bucket, update));
 }
 
 double GradientReducer::owned_sum_squares(const ParamRange& range) {
   double total = 0.0;
-  for (const Bucket& b : layout_.buckets()) {
-    const ParamRange own = plan_.optimizer_sharded ? layout_.owned_flat(b, dp_.rank()) : b.flat;
-    const std::int64_t lo = std::max(own.begin, range.begin), hi = std::min(own.end, range.end);
-    if (lo >= hi) continue;
-    const std::int64_t at = plan_.gradients_sharded ? b.padded_begin / layout_.dp() + (lo - own.begin)
-                                                    : b.padded_begin + (lo - b.flat.begin);
-    total += sum_squares_of(device_, storage_.at(at), type_, static_cast<std::size_t>(hi - lo));
-  }
+  for (std::size_t b = 0; b < layout_.buckets().size(); ++b) total += owned_sum_squares(b, range);
   return total;
+}
+
+double GradientReducer::owned_sum_squares(std::size_t bucket, const ParamRange& range) {
+  const Bucket& b = layout_.buckets()[bucket];
+  const ParamRange own = plan_.optimizer_sharded ? layout_.owned_flat(b, dp_.rank()) : b.flat;
+  const std::int64_t lo = std::max(own.begin, range.begin), hi = std::min(own.end, range.end);
+  if (lo >= hi) return 0.0;  // adding 0.0 leaves a sum of squares' bits as they are
+  return sum_squares_of(device_, stored(bucket).at(lo - own.begin + update_offset(bucket, own)), type_,
+                        static_cast<std::size_t>(hi - lo));
 }
 
 }  // namespace weft

@@ -2,6 +2,7 @@
 // group while backward still runs (all-reduce for ZeRO 0, reduce-scatter for 1-3).
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,6 +27,12 @@ inline Accumulation accumulation_for(const ParallelConfig& parallel) {
   return parallel.pp > 1 ? Accumulation::kPerStep : Accumulation::kPerMicroBatch;
 }
 
+// Where reduced gradients live between backward and the update. kKept: in buffers allocated once, which the
+// optimizer reads after backward. kHandedOver (ZeRO-Offload): a bucket's buffer is allocated when backward first
+// writes it, and the on_bucket_ready hook take()s it to stream it to the host, so the device holds only the
+// buckets backward is still accumulating (all of them while several micro-batches accumulate in them).
+enum class GradientResidency { kKept, kHandedOver };
+
 // Per optimizer step: begin_step(); for every backward that accumulates a segment's gradient, target(segment,
 // micro) gives where, and segment_done(segment, micro) says that micro-batch's gradient of it is complete;
 // then finish(). Micro-batches may finish in any order.
@@ -38,7 +45,8 @@ inline Accumulation accumulation_for(const ParallelConfig& parallel) {
 // - 16-bit gradients (bf16/fp16): backward always writes fp32 scratch; a complete bucket is rounded into the
 //   16-bit buffer (0/1) or to a 16-bit copy that is reduce-scattered (2/3), so communication is 16-bit.
 // Buckets launch in index order (the same on every dp rank). Gradients are already scaled by 1 / global tokens,
-// so the sums are the global mean's gradient.
+// so the sums are the global mean's gradient. Each bucket's reduced gradients live in a buffer of their own: the
+// padded bucket (ZeRO 0/1) or this rank's chunk of it (2/3).
 class GradientReducer {
  public:
   // The contribution that completes a segment outside any micro-batch: the tied embeddings' copy from the other
@@ -46,7 +54,8 @@ class GradientReducer {
   static constexpr int kTiedCopy = -1;
 
   GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp, Device& device,
-                  Overlap overlap, Accumulation accumulation, Tracer* tracer);
+                  Overlap overlap, Accumulation accumulation, Tracer* tracer,
+                  GradientResidency residency = GradientResidency::kKept);
 
   // `segment` also needs one kTiedCopy contribution each step before its gradient is final.
   void expect_tied_copy(int segment);
@@ -57,20 +66,29 @@ class GradientReducer {
   float* step_sum(int segment);
   void segment_done(int segment, int micro);
   void finish();
-  // Called with a bucket's index once its reduced gradients are in place (on the step's thread).
+  // Called with a bucket's index once its reduced gradients are in place (on the step's thread): as soon as
+  // backward is done with it when nothing is reduced, else when its (last) reduction is seen to have landed,
+  // which a hook makes the reducer look for after every segment, so buckets reach it while backward goes on.
   void on_bucket_ready(std::function<void(std::size_t bucket)> hook) { on_ready_ = std::move(hook); }
+  // kHandedOver, from the hook: the bucket's reduced gradients, given up by the reducer (update_offset() says where
+  // the update range starts in it). The next step allocates a new buffer.
+  Tensor take(std::size_t bucket);
 
   DType type() const { return type_; }
   // The reduced gradients AdamW reads for bucket b (in type()), at the first element of `update`.
   const void* update_view(const Bucket& b, const ParamRange& update);
+  // Where `update` starts in bucket `bucket`'s gradient buffer, in elements.
+  std::int64_t update_offset(std::size_t bucket, const ParamRange& update) const;
   // Sum of squares of the reduced gradients of flat elements [range) that this rank owns (all of them in ZeRO 0,
-  // its chunks otherwise).
+  // its chunks otherwise): the sum over buckets, in bucket order, of the per-bucket form (0 where they do not meet).
   double owned_sum_squares(const ParamRange& range);
+  double owned_sum_squares(std::size_t bucket, const ParamRange& range);
 
  private:
   static constexpr int kWholeStep = -2;  // the scratch key of kPerStep sums
   struct BucketState {
     int done = 0;                      // segment completions this step
+    int landed = 0;                    // reductions landed this step
     std::map<int, int> done_by_micro;  // ... per micro-batch (kPerMicroBatch)
     std::map<int, Tensor> scratch;     // per micro-batch (or kWholeStep): the bucket's fp32 gradient
     std::map<int, Tensor> narrow;      // ZeRO 2/3 with 16-bit gradients: the scratch rounded for communication
@@ -92,8 +110,16 @@ class GradientReducer {
   void bucket_complete(std::size_t bucket, int micro);
   void launch(std::size_t bucket, int micro);
   void launch_ready(bool all);
+  // Waits for a reduction, puts its result in place and tells the hook when that made the bucket final.
   void wait(Reduction& reduction);
   void wait_all();
+  // Lands the reductions at the front of the queue that have completed (in launch order, which keeps the order
+  // of the additions into a shard).
+  void land_completed();
+  // The bucket's reduced gradients, allocated (zeros) on first use.
+  Tensor& stored(std::size_t bucket);
+  std::size_t index_of(const Bucket& b) const { return static_cast<std::size_t>(&b - layout_.buckets().data()); }
+  bool reduces() const { return plan_.gradients_sharded || dp_.size() > 1; }
   // Backward accumulates straight into the stored gradients (fp32, not sharded).
   bool direct() const { return !plan_.gradients_sharded && type_ == DType::kF32; }
 
@@ -105,15 +131,15 @@ class GradientReducer {
   Overlap overlap_;
   Accumulation accumulation_;
   Tracer* tracer_;
-  Tensor storage_;  // padded full buffer (ZeRO 0/1) or the shard (2/3)
+  GradientResidency residency_;
+  std::vector<Tensor> stored_;  // per bucket: the padded bucket (ZeRO 0/1) or this rank's chunk (2/3)
   std::vector<BucketState> buckets_;
   std::vector<int> tied_copies_;  // per bucket: kTiedCopy contributions expected
   int micro_batches_ = 1;
   std::size_t next_launch_ = 0;                // reduced once per step: the next bucket to reduce
   std::map<int, std::size_t> micro_launched_;  // per micro-batch reductions: buckets reduced so far
   std::map<int, int> micro_buckets_done_;      // per micro-batch, buckets complete
-  int micro_batches_reduced_ = 0;              // per micro-batch reductions: micro-batches all landed
-  std::vector<Reduction> in_flight_;
+  std::deque<Reduction> in_flight_;
   std::function<void(std::size_t)> on_ready_;
 };
 

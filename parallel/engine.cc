@@ -128,8 +128,8 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
                    : std::make_unique<hugging_face::WeightsSource>(config.checkpoint.init_from, config.model)),
       params_(model_->params(), layout_, zero_, config.precision.compute, *groups.dp, device, *initial_, tracer),
       grads_(layout_, zero_, config.precision.compute, *groups.dp, device,
-             config.comm.overlap ? Overlap::kOn : Overlap::kOff,
-             accumulation_for(config.parallel), tracer),
+             config.comm.overlap ? Overlap::kOn : Overlap::kOff, accumulation_for(config.parallel), tracer,
+             config.parallel.offload == Offload::kNone ? GradientResidency::kKept : GradientResidency::kHandedOver),
       scaler_(config.precision),
       peak_flops_(measure_peak_flops(device, model_->gemm_inputs())) {
   for (const Communicator* group : {groups.dp.get(), groups.tp.get(), groups.pp.get()})
@@ -147,10 +147,12 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
   for (const Bucket& b : layout_.buckets()) {
     const ParamRange range = zero_.optimizer_sharded ? layout_.owned_flat(b, groups.dp->rank()) : b.flat;
     update_ranges_.push_back(range);
-    optimizers_.emplace_back(model_->params(), config.train, device, range,
-                             zero_.optimizer_sharded ? layout_.chunk(b) : b.flat.size(), config.precision.compute,
-                             *initial_);
+    if (config.parallel.offload == Offload::kNone)
+      optimizers_.emplace_back(model_->params(), config.train, device, range,
+                               zero_.optimizer_sharded ? layout_.chunk(b) : b.flat.size(), config.precision.compute,
+                               *initial_);
   }
+  if (config.parallel.offload != Offload::kNone) set_up_offload();
   const auto rows = static_cast<std::size_t>(model_->tokens_per_micro_batch());
   inputs_.resize(rows);
   targets_.resize(rows);
@@ -198,8 +200,18 @@ double Trainer::global_gradient_norm() {
   const ParamLayout& params = model_->params();
   double local = 0.0;
   // Each element once: tp-replicated parameters on tp rank 0, tied embeddings on the first stage.
-  for (const ParamSpec& spec : params.specs())
-    if (params.counts(spec)) local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
+  std::size_t counted = 0;
+  for (const ParamSpec& spec : params.specs()) {
+    if (!params.counts(spec)) continue;
+    if (offload_) {
+      double squares = 0.0;  // GradientReducer::owned_sum_squares's sum, from the parts taken at the hand-over
+      for (const auto& bucket : bucket_squares_) squares += bucket[counted];
+      local += squares;
+    } else {
+      local += grads_.owned_sum_squares({spec.offset, spec.offset + spec.numel});
+    }
+    ++counted;
+  }
   local_gradient_squares_ = local;
   const double over_dp = zero_.optimizer_sharded ? dp_sum(local) : local;
   return std::sqrt(group_sum(*groups_.host.pp, group_sum(*groups_.host.tp, over_dp)));
@@ -219,8 +231,49 @@ double Trainer::group_sum(Communicator& dp, double local) {
   return total;
 }
 
+void Trainer::set_up_offload() {
+  std::vector<OptimizerOffload::Target> targets;
+  for (std::size_t i = 0; i < update_ranges_.size(); ++i)
+    targets.push_back({update_ranges_[i], params_.update_view(layout_.buckets()[i], update_ranges_[i])});
+  // A directory that cannot hold the state stops every rank alike, before any training.
+  std::string refused;
+  try {
+    offload_ = std::make_unique<OptimizerOffload>(config_, model_->params(), *initial_, std::move(targets),
+                                                  config_.precision.compute, device_, groups_.host.world->rank(),
+                                                  tracer_);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kUsage) throw;
+    refused = e.what();
+  }
+  if (any_rank(!refused.empty())) {
+    if (!refused.empty()) throw Error(ErrorKind::kUsage, refused);
+    fail_usage("{}: another rank cannot keep its optimizer state in parallel.offload_dir (its message says why); no "
+               "rank trains",
+               config_.source_path);
+  }
+  const ParamLayout& params = model_->params();
+  bucket_squares_.resize(update_ranges_.size());
+  grads_.on_bucket_ready([this, &params](std::size_t b) {
+    std::vector<double>& squares = bucket_squares_[b];
+    squares.clear();
+    for (const ParamSpec& spec : params.specs())
+      if (params.counts(spec)) squares.push_back(grads_.owned_sum_squares(b, {spec.offset, spec.offset + spec.numel}));
+    offload_->gradients_ready(b, grads_.take(b), grads_.update_offset(b, update_ranges_[b]));
+  });
+  params_.before_reading([this](std::size_t b) { offload_->wait_for(b); });
+}
+
 void Trainer::optimizer_step(int step, double lr, float grad_scale) {
   TraceScope scope(tracer_, "optimizer", "compute");
+  if (offload_) {
+    offload_->start_update(step, static_cast<float>(lr), grad_scale);
+    // ZeRO 1/2 all-gather the owners' new chunks, which needs every bucket's update first.
+    if (params_.publishes_updates()) {
+      offload_->wait_all();
+      params_.publish_updates();
+    }
+    return;
+  }
   for (std::size_t i = 0; i < optimizers_.size(); ++i) {
     const Bucket& b = layout_.buckets()[i];
     const ParamRange& range = update_ranges_[i];
@@ -247,6 +300,7 @@ double Trainer::evaluate() {
 StepRecord Trainer::train_step(int step) {
   const auto start = Clock::now();
   device_.memory().reset_peaks();
+  if (offload_) offload_->host_memory().reset_peaks();
   for (Communicator* group : {groups_.dp.get(), groups_.tp.get(), groups_.pp.get(), groups_.host.dp, groups_.host.tp,
                               groups_.host.pp})
     group->reset_bytes_sent();
@@ -256,6 +310,7 @@ StepRecord Trainer::train_step(int step) {
   local_loss_ = 0.0;
   const double loss_sum = run_program(program_, samples_, step);
   grads_.finish();
+  if (offload_) offload_->gradients_landed();
 
   local_loss_ = loss_sum;
   const double scaled_norm = global_gradient_norm();
@@ -295,6 +350,10 @@ StepRecord Trainer::train_step(int step) {
   record.mfu = model_family(config_.model).flops_per_token(config_.model) * record.tokens_per_s /
                groups_.world->size() / peak_flops_;
   record.memory = device_.memory().snapshot();
+  if (offload_) {
+    record.host_memory = offload_->host_memory().snapshot();
+    record.offload_file_bytes = offload_->file_bytes();
+  }
   return record;
 }
 

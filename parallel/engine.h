@@ -2,6 +2,7 @@
 // data-parallel gradient sums overlapped with backward (ZeRO 0-3), clipping by the global norm, and AdamW.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "parallel/mesh.h"
 #include "parallel/metrics.h"
 #include "parallel/mixed_precision.h"
+#include "parallel/offload.h"
 #include "parallel/step_program.h"
 #include "parallel/tensor_parallel.h"
 #include "parallel/zero.h"
@@ -82,6 +84,12 @@ class Trainer {
   // The global L2 norm of the (scaled) gradients: owned shards over dp, sharded parameters over tp, and the
   // tp-replicated ones (LayerNorms, row-parallel biases, positions) counted once.
   double global_gradient_norm();
+  // ZeRO-Offload: the offload of the optimizer, and the hooks that stream gradients to it and wait for its updates.
+  void set_up_offload();
+  // Bucket i's optimizer state over its update range, for checkpoints: fp32 weights (the parameters, or the master
+  // weights under 16-bit), Adam's m and v. Setting it also sets the parameters.
+  std::array<std::vector<float>, 3> bucket_state(std::size_t i);
+  void set_bucket_state(std::size_t i, std::array<std::vector<float>, 3>& values);
   [[noreturn]] void stop_on_non_finite(int step, double loss, double norm);
   void check_same_config_everywhere();
   // Runs over each owned parameter segment of bucket `i`'s update range: (spec, first local element, count).
@@ -107,6 +115,11 @@ class Trainer {
   // One per bucket: over the whole bucket (ZeRO 0) or this rank's chunk of it (1-3).
   std::vector<ShardOptimizer> optimizers_;
   std::vector<ParamRange> update_ranges_;
+  // parallel.offload: host | disk, in place of optimizers_ (declared after the states its updates write into).
+  std::unique_ptr<OptimizerOffload> offload_;
+  // Offload: per bucket, the sums of squares of its gradients for each counted parameter (in spec order), taken on
+  // the device at the hand-over, so the norm adds exactly what GradientReducer::owned_sum_squares would.
+  std::vector<std::vector<double>> bucket_squares_;
   LossScaler scaler_;
   int overflow_step_ = 0;
   SaveFault save_fault_ = SaveFault::kNone;

@@ -22,8 +22,9 @@ double mebibytes(std::int64_t bytes) { return static_cast<double>(bytes) / (1024
 
 std::string progress_line(const StepRecord& r, int total_steps) {
   return fmt::format(
-      "step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms | mfu {:.2f} | mem {:.1f} MiB{}",
+      "step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms | mfu {:.2f} | mem {:.1f} MiB{}{}",
       r.step, total_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, r.mfu, mebibytes(r.memory.total_peak),
+      r.host_memory ? fmt::format(" | host mem {:.1f} MiB", mebibytes(r.host_memory->total_peak)) : "",
       r.skipped ? fmt::format(" | overflow: step skipped, loss scale now {:g}", r.loss_scale) : "");
 }
 
@@ -42,6 +43,7 @@ RunSummary summarize(const std::vector<StepRecord>& records, std::int64_t tokens
   for (const auto& r : records) {
     times.push_back(r.step_ms);
     s.peak_memory = std::max(s.peak_memory, r.memory.total_peak);
+    if (r.host_memory) s.peak_host_memory = std::max(s.peak_host_memory.value_or(0), r.host_memory->total_peak);
   }
   std::sort(times.begin(), times.end());
   const std::size_t mid = times.size() / 2;
@@ -94,6 +96,15 @@ void MetricsFile::write_step(const StepRecord& r) {
       .field("comm", r.memory.of(MemoryCategory::kComm))
       .field("peak", r.memory.total_peak)
       .end_object();
+  if (r.host_memory)  // offloaded: the optimizer's host memory by the same categories, and its file's bytes
+    json.begin_object("host_mem")
+        .field("params", r.host_memory->of(MemoryCategory::kParams))
+        .field("grads", r.host_memory->of(MemoryCategory::kGrads))
+        .field("optimizer", r.host_memory->of(MemoryCategory::kOptimizer))
+        .field("other", r.host_memory->of(MemoryCategory::kOther))
+        .field("peak", r.host_memory->total_peak)
+        .field("disk", r.offload_file_bytes)
+        .end_object();
   json.begin_object("comm_bytes").field("dp", r.comm.dp).field("tp", r.comm.tp).field("pp", r.comm.pp).end_object();
   json.end_object();
   write_line(json.str());
@@ -109,9 +120,9 @@ void MetricsFile::write_summary(const RunSummary& s) {
       .field("tokens_per_s", s.tokens_per_s)
       .field("peak_memory", s.peak_memory)
       .field("first_loss", s.first_loss)
-      .field("final_loss", s.final_loss)
-      .end_object()
-      .end_object();
+      .field("final_loss", s.final_loss);
+  if (s.peak_host_memory) json.field("peak_host_memory", *s.peak_host_memory);
+  json.end_object().end_object();
   write_line(json.str());
   // A character device (/dev/stdout, /dev/null) cannot be synced; a file must reach the disk.
   if (::fsync(fd_) != 0 && errno != EINVAL && errno != EROFS)

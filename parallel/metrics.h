@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct StepRecord {
   double loss_scale = 1.0;  // fp16's dynamic loss scale used by this step
   bool skipped = false;     // fp16 overflow: no update this step
   MemorySnapshot memory;
+  // parallel.offload: what the optimizer keeps in host memory (`memory` is the device's alone), and on disk.
+  std::optional<MemorySnapshot> host_memory;
+  std::int64_t offload_file_bytes = 0;
   CommBytes comm;
 };
 
@@ -33,6 +37,7 @@ struct RunSummary {
   double median_step_ms = 0.0;
   double tokens_per_s = 0.0;
   std::int64_t peak_memory = 0;
+  std::optional<std::int64_t> peak_host_memory;  // offloaded runs
   double final_loss = 0.0;
   double first_loss = 0.0;
 };

@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "parallel/bucket_layout.h"
 #include "parallel/data_parallel.h"
+#include "parallel/offload_layout.h"
 #include "parallel/pipeline/stage_plan.h"
 #include "parallel/pipeline/stages.h"
 #include "parallel/step_program.h"
@@ -180,24 +181,34 @@ Plan make_plan(const Config& config, int world_size) {
     plan.memory.gathered = element * (p.zero3_gather == Zero3Gather::kStep ? full : largest + second);
   if (config.precision.compute != DType::kF32) plan.memory.widened = 4 * largest;
 
-  // ZeRO-Offload moves the optimizer state, and the step, off the device: gradients stream to the host and the
-  // updated parameters come back, in the storage type, bucket by bucket through two pinned staging buffers each.
+  // ZeRO-Offload moves the optimizer state, and the step, off the device (OptimizerOffload): what it holds in host
+  // memory and in its file is offload_layout()'s, over this rank's update ranges.
   if (p.offload != Offload::kNone) {
-    std::int64_t largest_chunk = 0;
-    for (const Bucket& b : layout.buckets())
-      largest_chunk = std::max(largest_chunk, zero.optimizer_sharded ? layout.chunk(b) : b.flat.size());
+    std::vector<std::int64_t> ranges;
+    std::int64_t updated = 0;
+    for (const Bucket& b : layout.buckets()) {
+      ranges.push_back((zero.optimizer_sharded ? layout.owned_flat(b, 0) : b.flat).size());
+      updated += ranges.back();
+    }
+    const OffloadLayout offload = offload_layout(p.offload, config.precision.compute, ranges);
     plan.memory.optimizer = 0;
-    plan.offload_link_bytes = 2 * element * optimizer_elements;
-    const std::int64_t staging = 2 * largest_chunk * 2 * element;
-    if (p.offload == Offload::kHost) {
-      plan.memory.host = state + staging;
-    } else {
-      // The state lives in files; the host keeps two buckets' state in flight for the asynchronous reads and writes.
-      const std::int64_t in_flight =
-          std::min(state, 2 * largest_chunk * (state / std::max<std::int64_t>(1, optimizer_elements)));
-      plan.memory.host = staging + in_flight;
-      plan.memory.disk = state;
-      plan.offload_disk_bytes = 2 * state;
+    plan.memory.host = offload.host_total();
+    plan.memory.disk = offload.file_bytes;
+    plan.offload_link_bytes = 2 * element * updated;   // gradients to the host, parameters back
+    plan.offload_disk_bytes = 2 * offload.file_bytes;  // every tile's region read, and written back
+    // Each bucket's gradients leave the device once final, and the offload holds at most two of them (one being
+    // copied, the next). With one micro-batch and nothing to reduce, that is all the device holds: the largest two
+    // neighbouring buckets, plus the embeddings' bucket (the last) from the start when fp32 gradients go straight
+    // into it and the tied head writes it first. Accumulated micro-batches keep every bucket until the last; with
+    // reductions in flight the count depends on when they land, and the whole gradient is the bound.
+    if (config.accumulation_steps() == 1 && p.dp == 1 && !zero.gradients_sharded) {
+      const std::vector<Bucket>& buckets = layout.buckets();
+      const bool early = config.precision.compute == DType::kF32 && params.head_reads_embeddings();
+      const std::size_t last = buckets.size() - 1, streamed = early ? last : buckets.size();
+      std::int64_t pair = 0;
+      for (std::size_t i = 0; i < streamed; ++i)
+        pair = std::max(pair, buckets[i].padded_size + (i > 0 ? buckets[i - 1].padded_size : 0));
+      plan.memory.grads = element * (early ? buckets[last].padded_size + pair : pair);
     }
   }
 

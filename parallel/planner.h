@@ -14,13 +14,15 @@ namespace weft {
 
 struct MemoryPlan {
   // On the device, as the run's metrics count them (params in the storage type, Adam m and v plus fp32 masters
-  // under 16-bit compute in `optimizer`; zero there when offloaded).
+  // under 16-bit compute in `optimizer`; zero there when offloaded). Offloaded, `grads` is the most the device
+  // holds during backward (its metrics show none after the step: every bucket was handed over).
   std::int64_t params = 0, grads = 0, optimizer = 0, activations = 0;
   // Transient device memory the metrics count apart (kComm, kOther): ZeRO-3's gathered parameters (a stage's
   // whole set with zero3_gather: step, the two largest segments, in use and prefetched, with microbatch) and the
   // fp32 copy of the segment in use under 16-bit storage (compute sees fp32).
   std::int64_t gathered = 0, widened = 0;
-  // ZeRO-Offload: the optimizer state and its staging buffers in host memory, and in files under offload_dir.
+  // ZeRO-Offload: the optimizer state and its staging buffers in host memory (the run's host_mem), and the file
+  // under offload_dir (host_mem.disk).
   std::int64_t host = 0, disk = 0;
   std::int64_t model_states() const { return params + grads + optimizer; }
   std::int64_t device_total() const { return model_states() + activations + gathered + widened; }

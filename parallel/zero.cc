@@ -19,23 +19,23 @@ ParamStore::ParamStore(const ParamLayout& params, const BucketLayout& layout, Ze
       tracer_(tracer),
       storage_(device, {plan.parameters_sharded ? layout.shard_size() : layout.padded_total()}, type,
                MemoryCategory::kParams) {
-  // Each rank generates exactly what it stores from the counter-based RNG: no broadcast, any layout.
-  std::vector<float> host(static_cast<std::size_t>(storage_.numel()), 0.0f);
+  // Each rank makes exactly what it stores from the initial values (any slice of any parameter on its own): no
+  // broadcast, any layout. A bucket at a time, so that making the parameters never holds an fp32 copy of all of
+  // them (ZeRO-Offload's memory budget).
   for (const Bucket& b : layout.buckets()) {
-    if (plan.parameters_sharded) {
-      const ParamRange own = layout.owned_flat(b, dp.rank());
-      params.initialise_range(initial, own, host.data() + b.padded_begin / layout.dp());
-    } else {
-      params.initialise_range(initial, b.flat, host.data() + b.padded_begin);
-    }
+    const ParamRange range = plan.parameters_sharded ? layout.owned_flat(b, dp.rank()) : b.flat;
+    std::vector<float> host(static_cast<std::size_t>(range.size()));
+    params.initialise_range(initial, range, host.data());
+    Tensor staging(device, {range.size()}, DType::kF32, MemoryCategory::kOther);
+    staging.copy_from_host_f32(host.data(), range.size());
+    store_as(device, storage_.at(plan.parameters_sharded ? b.padded_begin / layout.dp() : b.padded_begin), type_,
+             staging.f32(), static_cast<std::size_t>(range.size()));
   }
-  Tensor staging(device, {storage_.numel()}, DType::kF32, MemoryCategory::kOther);
-  staging.copy_from_host_f32(host.data(), staging.numel());
-  store_as(device, storage_.data(), type_, staging.f32(), static_cast<std::size_t>(storage_.numel()));
 }
 
 void ParamStore::prefetch(int segment) {
   if (!plan_.parameters_sharded || acquired_.count(segment)) return;
+  about_to_read(segment);
   const Bucket& b = layout_.buckets()[static_cast<std::size_t>(layout_.bucket_of(segment))];
   Acquired& a = acquired_[segment];
   a.gathered = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
@@ -45,6 +45,7 @@ void ParamStore::prefetch(int segment) {
 }
 
 const float* ParamStore::acquire(int segment) {
+  about_to_read(segment);
   if (!plan_.parameters_sharded && type_ == DType::kF32)
     return static_cast<const float*>(storage_.at(layout_.padded_offset(segment)));
   prefetch(segment);
@@ -83,7 +84,7 @@ void* ParamStore::update_view(const Bucket& b, const ParamRange& update) {
 }
 
 void ParamStore::publish_updates() {
-  if (!plan_.optimizer_sharded || plan_.parameters_sharded || dp_.size() == 1) return;
+  if (!publishes_updates()) return;
   std::vector<std::unique_ptr<Work>> works;
   for (const Bucket& b : layout_.buckets()) {
     const std::int64_t chunk = layout_.chunk(b);
@@ -96,6 +97,7 @@ void ParamStore::publish_updates() {
 std::vector<float> ParamStore::gather_flat() {
   std::vector<float> flat(static_cast<std::size_t>(layout_.buckets().empty() ? 0 : layout_.buckets().front().flat.end));
   for (const Bucket& b : layout_.buckets()) {
+    about_to_read(b.first_segment);
     Tensor full(device_, {b.padded_size}, type_, MemoryCategory::kComm);
     if (plan_.parameters_sharded) {
       dp_.all_gather(storage_.at(b.padded_begin / layout_.dp()), full.data(), static_cast<std::size_t>(layout_.chunk(b)),
@@ -121,21 +123,32 @@ ShardOptimizer::ShardOptimizer(const ParamLayout& params, const TrainConfig& tra
 }
 
 void ShardOptimizer::step(void* params, const void* grads, DType grad_type, int step, float lr, float grad_scale) {
-  const std::int64_t n = adam_.end() - adam_.begin();
+  const AdamState state{param_type_ == DType::kF32 ? nullptr : master_.f32(), adam_.m().f32(), adam_.v().f32()};
+  adamw_update(device_, adam_, 0, adam_.end() - adam_.begin(), state, params, param_type_, grads, grad_type, step, lr,
+               grad_scale);
+}
+
+void adamw_update(Device& device, const AdamWOptimizer& adam, std::int64_t first, std::int64_t count, AdamState state,
+                  void* params, DType param_type, const void* grads, DType grad_type, int step, float lr,
+                  float grad_scale, float* widened) {
   Tensor wide;
   const float* g = static_cast<const float*>(grads);
   if (grad_type != DType::kF32) {
-    wide = Tensor(device_, {n}, DType::kF32, MemoryCategory::kOther);
-    kernels::kernels_for(device_.type())
-        .cast(kernels::context_for(device_), wide.f32(), DType::kF32, grads, grad_type, static_cast<std::size_t>(n));
-    g = wide.f32();
+    if (widened == nullptr) {
+      wide = Tensor(device, {count}, DType::kF32, MemoryCategory::kOther);
+      widened = wide.f32();
+    }
+    kernels::kernels_for(device.type())
+        .cast(kernels::context_for(device), widened, DType::kF32, grads, grad_type, static_cast<std::size_t>(count));
+    g = widened;
   }
-  if (param_type_ == DType::kF32) {
-    adam_.step(static_cast<float*>(params), g, step, lr, grad_scale);
+  if (state.master == nullptr) {
+    WEFT_CHECK(param_type == DType::kF32, "{} parameters need fp32 master weights", dtype_name(param_type));
+    adam.step_part(first, count, static_cast<float*>(params), g, state.m, state.v, step, lr, grad_scale);
     return;
   }
-  adam_.step(master_.f32(), g, step, lr, grad_scale);
-  store_as(device_, params, param_type_, master_.f32(), static_cast<std::size_t>(n));
+  adam.step_part(first, count, state.master, g, state.m, state.v, step, lr, grad_scale);
+  store_as(device, params, param_type, state.master, static_cast<std::size_t>(count));
 }
 
 }  // namespace weft

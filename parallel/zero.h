@@ -2,6 +2,7 @@
 // of, and ParamStore, the parameters in either form (gathered segment by segment for stage 3).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -38,11 +39,15 @@ class ParamStore {
   void prefetch(int segment);
   // Frees what acquire() made (a gathered or widened copy); nothing for fp32 unsharded parameters.
   void release(int segment);
+  // Called with a bucket's index before its stored parameters are read (ZeRO-Offload waits there until the update
+  // running on a host thread has put that bucket's new values in place).
+  void before_reading(std::function<void(std::size_t bucket)> hook) { before_read_ = std::move(hook); }
 
   // The stored parameters AdamW's result goes to for bucket b, at the first element of `update` (see Trainer).
   void* update_view(const Bucket& b, const ParamRange& update);
   // Stages 1-2: all-gather every bucket's updated chunks so every rank holds the new full parameters.
   void publish_updates();
+  bool publishes_updates() const { return plan_.optimizer_sharded && !plan_.parameters_sharded && dp_.size() > 1; }
 
   // The whole model in flat order on the host (a collective in stage 3: every dp rank must call it).
   std::vector<float> gather_flat();
@@ -61,9 +66,29 @@ class ParamStore {
   Communicator& dp_;
   Device& device_;
   Tracer* tracer_;
+  void about_to_read(int segment) {
+    if (before_read_) before_read_(static_cast<std::size_t>(layout_.bucket_of(segment)));
+  }
+
   Tensor storage_;  // padded full buffer, or the shard
   std::map<int, Acquired> acquired_;
+  std::function<void(std::size_t)> before_read_;
 };
+
+// AdamW's state for a run of elements, wherever it lives (device memory, host memory, a tile read from a file).
+struct AdamState {
+  float* master = nullptr;  // fp32 master weights; null when fp32 parameters are updated in place
+  float* m = nullptr;
+  float* v = nullptr;
+};
+
+// One AdamW step on `device` of elements [first, first + count) of `adam`'s range: the gradients (grad_type)
+// widened to fp32 (into `widened`, `count` floats, when given; else into a temporary), Adam on the master weights (or
+// on fp32 parameters in place), the parameters (param_type) rounded from the masters. Every pointer points at
+// element `first`.
+void adamw_update(Device& device, const AdamWOptimizer& adam, std::int64_t first, std::int64_t count, AdamState state,
+                  void* params, DType param_type, const void* grads, DType grad_type, int step, float lr,
+                  float grad_scale, float* widened = nullptr);
 
 // AdamW over one bucket's update range (the whole bucket, or this rank's chunk), keeping fp32 master weights
 // when the parameters are stored in 16 bits (their memory counts as optimizer state, as in the ZeRO paper).

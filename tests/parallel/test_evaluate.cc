@@ -146,3 +146,20 @@ TEST_CASE("data.valid_fraction holds out the corpus's tail, and evaluation witho
              Catch::Contains("each part needs at least model.seq_len + 2 = 66"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("evaluating right after an offloaded step waits for its update: the validation losses are those without "
+          "offload") {
+  // The offloaded update runs on a host thread after train_step returns; evaluate's forward must read each bucket's
+  // new parameters. One rank waits bucket by bucket; ZeRO 1 on two waits for the whole update before its all-gather.
+  for (const auto& [ranks, layout] : std::vector<std::pair<int, std::vector<ConfigOverride>>>{
+           {1, {}}, {2, {{"parallel.zero", "1"}}}}) {
+    const auto sets = with(with(kValid, layout), {{"precision.compute", "bf16"}, {"parallel.offload_dir", "/tmp"}});
+    const EvalRun none = run(ranks, 3, sets);
+    for (const char* offload : {"host", "disk"}) {
+      INFO(ranks << " rank(s), offload " << offload);
+      const EvalRun offloaded = run(ranks, 3, with(sets, {{"parallel.offload", offload}}));
+      CHECK(offloaded.val_losses == none.val_losses);
+      CHECK(offloaded.losses == none.losses);
+    }
+  }
+}

@@ -1,5 +1,5 @@
-// checkpoint.init_from: training starts from a Hugging Face folder's weights, in any layout, and a folder that does
-// not fit the config is a usage error naming the tensor (or config field) and both values.
+// checkpoint.init_from: training starts from a Hugging Face folder's weights, in any layout (offloaded too), and a
+// folder that does not fit the config is a usage error naming the tensor (or config field) and both values.
 #include <filesystem>
 #include <fstream>
 
@@ -84,6 +84,22 @@ TEST_CASE("init_from starts every layout from a Hugging Face folder's weights, b
       INFO(layout[0].key);
       CHECK(max_relative_difference(run.losses, one.losses, 4) <= 1e-5);
     }
+  }
+}
+
+TEST_CASE("init_from with ZeRO-Offload: the offloaded master weights start from the folder's weights too") {
+  Folder folder("offload");
+  write_folder(folder, {});
+  // bf16: the parameters are rounded from the fp32 master weights after every step, so masters from anywhere but
+  // the folder would show in the second step's loss and in the final parameters.
+  const auto sets = std::vector<ConfigOverride>{
+      {"checkpoint.init_from", folder.str()}, {"precision.compute", "bf16"}, {"parallel.offload_dir", "/tmp"}};
+  const RunResult none = train_on_threads(1, 3, sets);
+  for (const char* offload : {"host", "disk"}) {
+    INFO("offload " << offload);
+    const RunResult run = train_on_threads(1, 3, with(sets, {{"parallel.offload", offload}}));
+    CHECK(run.losses == none.losses);
+    CHECK(run.final_parameters == none.final_parameters);
   }
 }
 

@@ -16,6 +16,7 @@ struct RunResult {
   MemorySnapshot memory;                // rank 0's, after the last step
   std::vector<std::int64_t> dp_bytes;   // rank 0's per-step bytes sent in the dp group
   std::vector<float> final_parameters;  // rank 0's
+  std::vector<std::vector<float>> rank_parameters;  // every rank's (its stage's, its tp slice)
   bool ranks_agree = true;              // every rank ended with identical parameters
   std::vector<std::vector<StepRecord>> records;  // every rank's step records
 };
@@ -47,6 +48,7 @@ inline RunResult train_on_threads(int ranks, int steps, const std::vector<Config
     finals[static_cast<std::size_t>(comm.rank())] = trainer.parameters();
   });
   result.final_parameters = finals[0];
+  result.rank_parameters = finals;
   for (const auto& f : finals) result.ranks_agree = result.ranks_agree && f == finals[0];
   return result;
 }
