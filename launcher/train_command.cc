@@ -6,6 +6,7 @@
 #include "collectives/mpi/mpi_runtime.h"
 #include "collectives/registry.h"
 #include "collectives/threads_backend.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "launcher/commands.h"
 #include "launcher/environment.h"
 #include "launcher/peers.h"
@@ -13,6 +14,7 @@
 #include "parallel/capabilities.h"
 #include "parallel/engine.h"
 #include "runtime/log.h"
+#include "runtime/threads.h"
 
 namespace weft {
 namespace {
@@ -38,7 +40,8 @@ struct World {
   Communicator& data() { return device ? *device : *host; }
 };
 
-void train(const Config& config, const TrainOptions& options, const RankInfo& rank, Device& device, World& world) {
+void train(const Config& config, const TrainOptions& options, const RankInfo& rank, Device& device, World& world,
+           const ThreadChoice& threads) {
   ProcessGroups groups = make_process_groups(world.data(), config.parallel, world.device ? world.host.get() : nullptr);
   const bool leader = rank.rank == 0;
   std::optional<MetricsFile> metrics;
@@ -53,6 +56,8 @@ void train(const Config& config, const TrainOptions& options, const RankInfo& ra
                  config.source_path, trainer.model().params().total(), config.model.layers, config.model.d_model,
                  rank.world_size, device.name(), config.parallel.dp, config.parallel.tp, config.parallel.pp,
                  config.train.steps, trainer.tokens_per_step());
+  if (leader && device.type() == DeviceType::kCpu)
+    spdlog::info("{}; {}", kernels::cpu::describe_cpu_gemm(), threads.describe());
 
   // Resume from the newest complete checkpoint (checkpoint.resume: auto), a named one, or none.
   const int resumed = trainer.restore_checkpoint();
@@ -94,6 +99,11 @@ int run_train(const TrainOptions& options) {
   for (const auto& text : options.overrides) overrides.push_back(parse_override(text));
   const Config config = load_job_config(options.config_path, overrides, detected.info.world_size);
 
+  // Before any kernel runs: the CPU kernels and oneDNN apply the setting to whichever thread calls them.
+  const ThreadChoice threads = choose_threads(config.train.threads, omp_num_threads_from_environment(),
+                                              ranks_on_host(), usable_cores());
+  set_compute_threads(threads.threads);
+
   CommOptions comm_options;
   comm_options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.comm.timeout_s * 1000.0));
   std::unique_ptr<Device> device = make_device_for(config, detected.info.local_rank);
@@ -101,7 +111,7 @@ int run_train(const TrainOptions& options) {
   std::optional<PeerDirectory> peers;
   if (world.mpi) peers.emplace(*world.host);
   try {
-    train(config, options, detected.info, *device, world);
+    train(config, options, detected.info, *device, world, threads);
   } catch (const Error& e) {
     if (!world.mpi) throw;
     // A rank that failed alone would leave its peers waiting in their next collective: end the job.

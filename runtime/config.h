@@ -45,6 +45,7 @@ struct TrainConfig {
   std::uint64_t seed = 1234;
   int log_every = 10;
   Recompute recompute = Recompute::kNone;
+  int threads = 0;  // compute threads per rank; 0 = auto (runtime/threads.h)
 };
 
 enum class DataSource { kBuiltin, kText, kTokens };

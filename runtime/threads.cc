@@ -28,24 +28,38 @@ int leading_count(const std::string& text) {
 }  // namespace
 
 std::string ThreadChoice::describe() const {
-  std::string text = fmt::format("{} compute thread{} per rank", threads, threads == 1 ? "" : "s");
-  if (clamped) text += fmt::format(" (train.threads lowered to the {} usable cores)", usable_cores);
-  text += fmt::format("; {} rank{} on this host, {} usable core{}", host_ranks, host_ranks == 1 ? "" : "s",
+  std::string text = fmt::format("{} compute thread{} per rank ({}", threads, threads == 1 ? "" : "s", source);
+  if (clamped) text += fmt::format(", lowered to the usable cores");
+  text += fmt::format("); {} rank{} on this host, {} usable core{}", host_ranks, host_ranks == 1 ? "" : "s",
                       usable_cores, usable_cores == 1 ? "" : "s");
   return text;
 }
 
-ThreadChoice choose_threads(int requested, int host_ranks, int cores) {
+ThreadChoice choose_threads(int requested, std::optional<int> omp_num_threads, int host_ranks, int cores) {
   ThreadChoice choice;
   choice.usable_cores = std::max(cores, 1);
   choice.host_ranks = std::max(host_ranks, 1);
-  if (requested <= 0) {
-    choice.threads = choice.host_ranks > 1 ? 1 : choice.usable_cores;
+  int wanted = 0;
+  if (requested > 0) {
+    wanted = requested;
+    choice.source = "train.threads";
+  } else if (omp_num_threads && *omp_num_threads > 0) {
+    wanted = *omp_num_threads;
+    choice.source = "OMP_NUM_THREADS";
   } else {
-    choice.threads = std::min(requested, choice.usable_cores);
-    choice.clamped = requested > choice.usable_cores;
+    wanted = choice.host_ranks > 1 ? 1 : choice.usable_cores;
+    choice.source = "auto";
   }
+  choice.threads = std::min(wanted, choice.usable_cores);
+  choice.clamped = wanted > choice.usable_cores;
   return choice;
+}
+
+std::optional<int> omp_num_threads_from_environment() {
+  const char* value = std::getenv("OMP_NUM_THREADS");
+  if (value == nullptr) return std::nullopt;
+  const int count = leading_count(value);
+  return count > 0 ? std::optional<int>(count) : std::nullopt;
 }
 
 int usable_cores() {

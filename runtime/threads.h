@@ -10,15 +10,20 @@ namespace weft {
 
 struct ThreadChoice {
   int threads = 1;
-  int usable_cores = 1;  // CPUs in this process's affinity mask (what mpirun or srun bound it to)
-  int host_ranks = 1;    // ranks of the job on this host
-  bool clamped = false;  // a requested count above usable_cores was lowered to it
+  int usable_cores = 1;    // CPUs in this process's affinity mask (what mpirun or srun bound it to)
+  int host_ranks = 1;      // ranks of the job on this host
+  std::string source;      // what decided: "train.threads", "OMP_NUM_THREADS" or "auto"
+  bool clamped = false;    // a larger count was lowered to usable_cores
   std::string describe() const;
 };
 
-// `requested` 0 is train.threads = auto: 1 thread when several ranks share the host (so N ranks never
-// oversubscribe its cores), every usable core otherwise. An explicit count is capped at the usable cores.
-ThreadChoice choose_threads(int requested, int host_ranks, int usable_cores);
+// `requested` 0 is train.threads = auto: OMP_NUM_THREADS when the environment sets it (as torchrun and
+// weft's SLURM scripts do), else 1 thread when several ranks share the host (so they never oversubscribe
+// its cores) and every usable core otherwise. Any count is capped at the usable cores.
+ThreadChoice choose_threads(int requested, std::optional<int> omp_num_threads, int host_ranks, int usable_cores);
+
+// OMP_NUM_THREADS as a positive count, if set (its first entry for a nested list such as "4,2").
+std::optional<int> omp_num_threads_from_environment();
 
 // The CPUs this process may run on (sched_getaffinity), at least 1.
 int usable_cores();
