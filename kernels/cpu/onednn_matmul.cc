@@ -77,8 +77,8 @@ Primitive create(const MatmulShape& s, int batch) {
   dnnl::primitive_attr attr;
   // The scratchpad comes from the caller (a per-thread buffer), so concurrent calls never share one.
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  // Constant scales, not runtime ones: oneDNN 2.6 picks its slower gemm:jit kernels over brgemm for runtime
-  // output scales, and weft's alpha and beta are almost always 1 and 0 or 1.
+  // Constant scales, not runtime ones: with runtime output scales oneDNN 2.6 leaves its brgemm kernels for
+  // gemm:jit, and weft's alpha and beta are almost always 1 and 0 or 1 (few primitives either way).
   if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
   if (s.beta != 0.0f) {
     dnnl::post_ops ops;

@@ -151,6 +151,14 @@ TEST_CASE("gemm_ex multiplies fp32, bf16 and fp16 operands within the fp32 summa
       }
 }
 
+TEST_CASE("gemm_ex on vector-shaped problems: m, n or k of 1, every transpose pair", "[gemm]") {
+  for (DType in : {DType::kF32, DType::kBF16})
+    for (Transpose ta : {kNo, kYes})
+      for (Transpose tb : {kNo, kYes})
+        for (auto [m, n, k] : {std::tuple{1, 37, 41}, std::tuple{29, 1, 41}, std::tuple{29, 37, 1}})
+          check_gemm_ex(padded(ta, tb, m, n, k), in, DType::kF32, 25);
+}
+
 TEST_CASE("gemm_ex writes a bf16 result within the summation bound plus one bf16 rounding", "[gemm]") {
   for (Transpose ta : {kNo, kYes})
     for (Transpose tb : {kNo, kYes}) {
