@@ -178,6 +178,50 @@ TEST_CASE("bf16 softmax cross-entropy against the fp32 kernel on rounded logits"
   for (int c = vocab; c < padded; ++c) REQUIRE(z16[static_cast<std::size_t>(c)] == 0);
 }
 
+TEST_CASE("bf16 rmsnorm, swiglu and rotary embeddings against the fp32 kernels on rounded inputs") {
+  const int rows = 41, dim = 96, width = 150;
+  const std::size_t n = static_cast<std::size_t>(rows) * dim;
+  const auto x = rounded(random_normal_vector(n, 171, 2.0f)), dy = rounded(random_normal_vector(n, 172));
+  const auto w = random_normal_vector(dim, 173), dx0 = rounded(random_normal_vector(n, 174));
+  const float eps = 1e-5f;
+  std::vector<float> y(n), rstd(rows), dx = dx0, dw(dim, 0.25f);
+  cpu_kernels().rmsnorm_forward({}, y.data(), rstd.data(), x.data(), w.data(), rows, dim, eps);
+  cpu_kernels().rmsnorm_backward({}, dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), rows, dim);
+  const Bf16 x16 = to_bf16(x), dy16 = to_bf16(dy);
+  Bf16 y16(n), dx16 = to_bf16(dx0);
+  std::vector<float> rstd16(rows), dw16(dim, 0.25f);
+  cpu::rmsnorm_forward_ex({}, bf16(y16), rstd16.data(), bf16(x16), w.data(), rows, dim, eps);
+  cpu::rmsnorm_backward_ex({}, bf16(dx16), dw16.data(), bf16(dy16), bf16(x16), w.data(), rstd16.data(), rows, dim);
+  CHECK(bound_ratio(rstd16, rstd, kFp32Math, 0.0) <= 1.0);
+  CHECK(bound_ratio(to_f32(y16), y, kBf16Rounding, 0.0) <= 1.0);
+  CHECK(bound_ratio(to_f32(dx16), dx, kBf16Rounding, kFp32Math) <= 1.0);
+  CHECK(bound_ratio(dw16, dw, kFp32Math, kFp32Math) <= 1.0);
+
+  // SwiGLU on [gate | up] rows; the gradient of gate crosses zero with silu' (at g ~ -1.28), hence the floor.
+  const auto gate_up = rounded(random_normal_vector(static_cast<std::size_t>(rows) * 2 * width, 175, 2.0f));
+  const auto dout = rounded(random_normal_vector(static_cast<std::size_t>(rows) * width, 176));
+  std::vector<float> act(static_cast<std::size_t>(rows) * width), dgu(gate_up.size());
+  cpu_kernels().swiglu_forward({}, act.data(), gate_up.data(), rows, width);
+  cpu_kernels().swiglu_backward({}, dgu.data(), gate_up.data(), dout.data(), rows, width);
+  Bf16 gu16 = to_bf16(gate_up), act16(act.size());
+  cpu::swiglu_forward_ex({}, bf16(act16), bf16(gu16), rows, width);
+  CHECK(bound_ratio(to_f32(act16), act, kBf16Rounding, 0.0) <= 1.0);
+  cpu::swiglu_backward_ex({}, bf16(gu16), bf16(gu16), bf16(to_bf16(dout)), rows, width);  // in place
+  CHECK(bound_ratio(to_f32(gu16), dgu, kBf16Rounding, kFp32Math) <= 1.0);
+
+  // Rotary embeddings in place on qkv rows of 3 query heads and 1 key/value head; a * cos - b * sin cancels.
+  const RopeShape shape{rows, 7, 3, 1, 32, 500.0f};
+  auto qkv = rounded(random_normal_vector(static_cast<std::size_t>(rows) * shape.row_width(), 177));
+  Bf16 qkv16 = to_bf16(qkv);
+  cpu_kernels().rope_forward({}, qkv.data(), shape);
+  cpu::rope_forward_ex({}, bf16(qkv16), shape);
+  CHECK(bound_ratio(to_f32(qkv16), qkv, kBf16Rounding, kFp32Math) <= 1.0);
+  qkv = to_f32(qkv16);
+  cpu_kernels().rope_backward({}, qkv.data(), shape);
+  cpu::rope_backward_ex({}, bf16(qkv16), shape);
+  CHECK(bound_ratio(to_f32(qkv16), qkv, kBf16Rounding, kFp32Math) <= 1.0);
+}
+
 TEST_CASE("the cast kernel's vectorized fp32 <-> bf16 path rounds exactly as float_to_bf16") {
   auto x = random_normal_vector(50021, 151, 100.0f);
   x[0] = std::numeric_limits<float>::infinity();
@@ -220,8 +264,17 @@ TEST_CASE("CPU kernels give the same bits on 1 and 3 compute threads") {
     k.gelu_backward({}, gelu.data(), x.data(), dy.data(), n);
     k.bias_backward({}, db.data(), dy.data(), rows, dim);
     k.adamw({}, param.data(), dy.data(), m.data(), v.data(), n, AdamWHyper{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 3});
-    out = {y, mean, rstd, dx, dw, db, p, ds, loss, dz, gelu, param, m, v,
-           std::vector<float>{static_cast<float>(k.sum_squares({}, dy.data(), n))}};
+    // Llama's kernels: RMSNorm, SwiGLU on rows of [gate | up] (dim / 2 each), rotary embeddings on qkv rows of
+    // 2 query heads and 1 key/value head of 96.
+    std::vector<float> rms(n), rms_rstd(rows), rms_dx(n, 0.5f), rms_dw(dim), act(n / 2), dgu(n), rot = x;
+    k.rmsnorm_forward({}, rms.data(), rms_rstd.data(), x.data(), w.data(), rows, dim, 1e-5f);
+    k.rmsnorm_backward({}, rms_dx.data(), rms_dw.data(), dy.data(), x.data(), w.data(), rms_rstd.data(), rows, dim);
+    k.swiglu_forward({}, act.data(), x.data(), rows, dim / 2);
+    k.swiglu_backward({}, dgu.data(), x.data(), dy.data(), rows, dim / 2);
+    k.rope_forward({}, rot.data(), RopeShape{rows, seq, 2, 1, dim / 4, 10000.0f});
+    out = {y,     mean, rstd, dx, dw, db, p, ds, loss, dz, gelu, param, m, v,
+           std::vector<float>{static_cast<float>(k.sum_squares({}, dy.data(), n))},
+           rms,   rms_rstd, rms_dx, rms_dw, act, dgu, rot};
     return out;
   };
   set_compute_threads(1);
