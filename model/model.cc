@@ -35,6 +35,11 @@ double Model::forward_loss(const float* params, const std::int32_t* inputs, cons
                            0.0f);
 }
 
+DType gemm_inputs_for(DeviceType device, DType compute) {
+  if (device == DeviceType::kCuda) return compute;
+  return compute == DType::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
 double ModelFamily::flops_per_token(const ModelConfig& model) const {
   const SegmentCosts costs = segment_costs(model);
   return model.layers * costs.block + costs.head;
