@@ -21,20 +21,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
-
-if os.environ.get("WEFT_BENCH_IN_VENV") != "1":
-    python = subprocess.run([os.path.join(ROOT, "bench", "pytorch_venv.sh")], check=True, capture_output=True,
-                            text=True).stdout.strip()
-    os.environ["WEFT_BENCH_IN_VENV"] = "1"
-    os.execv(python, [python] + sys.argv)
-
-import torch  # noqa: E402  (after the thread settings, in the venv)
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pytorch_env import ROOT, use_pytorch_venv  # noqa: E402
+
+use_pytorch_venv()
+import torch  # noqa: E402  (after the thread settings, in the venv)
 from torch_gpt import Gpt, make_optimizer, train_step  # noqa: E402
 from weft_runs import run_weft  # noqa: E402
 
