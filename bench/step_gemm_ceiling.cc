@@ -1,11 +1,18 @@
-// Measures how fast sgemm alone runs the GEMMs of one training step: records every GEMM a forward+backward
-// issues (through a recording kernel table), replays just those, and prints the step's GEMM FLOPs, the
-// GEMM-only time and GFLOP/s as one JSON line. bench/train_step_vs_pytorch.py compares weft's whole step
-// with it. Usage: step_gemm_ceiling LAYERS D_MODEL HEADS VOCAB SEQ MICRO_BATCH [REPEATS]
+// How fast GEMMs alone run the GEMMs of one training step: records every GEMM a forward+backward issues
+// (through a recording kernel table), replays just those on private buffers and prints the step's GEMM FLOPs,
+// the GEMM-only time and GFLOP/s as one JSON line. bench/train_step_vs_pytorch.py compares weft's whole step
+// with it. --per-shape instead times each distinct shape with oneDNN fp32, OpenBLAS sgemm and oneDNN bf16,
+// alternating the three within every repetition so that drift on a shared machine hits them alike.
+// Usage: step_gemm_ceiling LAYERS D_MODEL HEADS VOCAB SEQ MICRO_BATCH [REPEATS] [--dtype fp32|bf16]
+//                          [--engine onednn|openblas] [--per-shape]
+#include <cblas.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "model/model.h"
@@ -13,41 +20,137 @@
 
 namespace {
 
+using weft::DType;
 using weft::kernels::KernelContext;
 using weft::kernels::Transpose;
 
 struct GemmCall {
   Transpose ta, tb;
   int m, n, k, lda, ldb, ldc, batch;
+  long long stride_a, stride_b, stride_c;
   float beta;
   double flops() const { return 2.0 * m * n * static_cast<double>(k) * batch; }
+  bool operator==(const GemmCall&) const = default;
 };
 
 std::vector<GemmCall> recorded;  // filled by the recording table during one forward+backward
 
 void record_gemm(const KernelContext& ctx, Transpose ta, Transpose tb, int m, int n, int k, float alpha, const float* a,
                  int lda, const float* b, int ldb, float beta, float* c, int ldc) {
-  recorded.push_back({ta, tb, m, n, k, lda, ldb, ldc, 1, beta});
+  recorded.push_back({ta, tb, m, n, k, lda, ldb, ldc, 1, 0, 0, 0, beta});
   weft::kernels::cpu::gemm(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void record_batched(const KernelContext& ctx, Transpose ta, Transpose tb, int m, int n, int k, float alpha,
                     const float* a, int lda, long long sa, const float* b, int ldb, long long sb, float beta, float* c,
                     int ldc, long long sc, int batch) {
-  recorded.push_back({ta, tb, m, n, k, lda, ldb, ldc, batch, beta});
+  recorded.push_back({ta, tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, beta});
   weft::kernels::cpu::gemm_strided_batched(ctx, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+
+enum class Engine { kOnednnF32, kOpenblasF32, kOnednnBf16 };
+const char* engine_name(Engine e) {
+  return e == Engine::kOnednnF32 ? "onednn_fp32" : e == Engine::kOpenblasF32 ? "openblas_fp32" : "onednn_bf16";
+}
+
+// Private operands big enough for every recorded call at its strides; C is fp32 for every engine.
+struct Buffers {
+  std::vector<float> a, b, c;
+  std::vector<std::uint16_t> a16, b16;
+  explicit Buffers(const std::vector<GemmCall>& calls) {
+    std::size_t n = 1;
+    for (const auto& call : calls)
+      n = std::max({n, weft::kernels::gemm_operand_span(call.ta, call.m, call.k, call.lda, call.stride_a, call.batch),
+                    weft::kernels::gemm_operand_span(call.tb, call.k, call.n, call.ldb, call.stride_b, call.batch),
+                    weft::kernels::gemm_operand_span(Transpose::kNo, call.m, call.n, call.ldc, call.stride_c,
+                                                     call.batch)});
+    a.assign(n, 0.5f);
+    b.assign(n, 0.25f);
+    c.assign(n, 0.0f);
+    a16.assign(n, weft::float_to_bf16(0.5f));
+    b16.assign(n, weft::float_to_bf16(0.25f));
+  }
+};
+
+CBLAS_TRANSPOSE to_cblas(Transpose t) { return t == Transpose::kYes ? CblasTrans : CblasNoTrans; }
+
+void run(const GemmCall& call, Engine engine, Buffers& buf) {
+  if (engine == Engine::kOpenblasF32) {
+    for (int i = 0; i < call.batch; ++i)
+      cblas_sgemm(CblasRowMajor, to_cblas(call.ta), to_cblas(call.tb), call.m, call.n, call.k, 1.0f,
+                  buf.a.data() + i * call.stride_a, call.lda, buf.b.data() + i * call.stride_b, call.ldb, call.beta,
+                  buf.c.data() + i * call.stride_c, call.ldc);
+    return;
+  }
+  const bool bf16 = engine == Engine::kOnednnBf16;
+  const DType type = bf16 ? DType::kBF16 : DType::kF32;
+  const void* a = bf16 ? static_cast<const void*>(buf.a16.data()) : buf.a.data();
+  const void* b = bf16 ? static_cast<const void*>(buf.b16.data()) : buf.b.data();
+  weft::kernels::cpu::gemm_ex({}, call.ta, call.tb, call.m, call.n, call.k, 1.0f, {a, type, call.lda, call.stride_a},
+                              {b, type, call.ldb, call.stride_b}, call.beta,
+                              {buf.c.data(), DType::kF32, call.ldc, call.stride_c}, call.batch);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// Every distinct shape of the step with its count, each timed on the three engines in alternation.
+void per_shape(const std::vector<GemmCall>& calls, int repeats, Buffers& buf) {
+  std::vector<std::pair<GemmCall, int>> shapes;
+  for (const auto& call : calls) {
+    auto found = std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == call; });
+    if (found == shapes.end()) shapes.push_back({call, 1});
+    else ++found->second;
+  }
+  const Engine engines[] = {Engine::kOnednnF32, Engine::kOpenblasF32, Engine::kOnednnBf16};
+  for (const auto& [call, count] : shapes) {
+    // Enough inner runs that one timing covers at least ~2 ms.
+    const int inner = std::max(1, static_cast<int>(2e-3 * 100e9 / call.flops()));
+    std::vector<double> times[3];
+    for (Engine e : engines) run(call, e, buf);  // warm-up: primitives, JIT code, OpenBLAS buffers
+    for (int r = 0; r < repeats; ++r)
+      for (int e = 0; e < 3; ++e) {
+        auto start = std::chrono::steady_clock::now();
+        for (int i = 0; i < inner; ++i) run(call, engines[e], buf);
+        times[e].push_back(seconds_since(start) / inner);
+      }
+    std::printf("{\"m\": %d, \"n\": %d, \"k\": %d, \"batch\": %d, \"trans\": \"%c%c\", \"beta\": %g, \"count\": %d",
+                call.m, call.n, call.k, call.batch, call.ta == Transpose::kYes ? 'T' : 'N',
+                call.tb == Transpose::kYes ? 'T' : 'N', call.beta, count);
+    for (int e = 0; e < 3; ++e)
+      std::printf(", \"%s_gflops\": %.1f", engine_name(engines[e]), call.flops() / median(times[e]) / 1e9);
+    std::printf("}\n");
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 7) {
-    std::fprintf(stderr, "usage: step_gemm_ceiling LAYERS D_MODEL HEADS VOCAB SEQ MICRO_BATCH [REPEATS]\n");
+  std::vector<std::string> positional;
+  Engine engine = Engine::kOnednnF32;
+  bool bf16 = false, shapes = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--dtype" && i + 1 < argc) bf16 = std::strcmp(argv[++i], "bf16") == 0;
+    else if (arg == "--engine" && i + 1 < argc) engine = std::strcmp(argv[++i], "openblas") == 0 ? Engine::kOpenblasF32 : Engine::kOnednnF32;
+    else if (arg == "--per-shape") shapes = true;
+    else positional.push_back(arg);
+  }
+  if (positional.size() < 6) {
+    std::fprintf(stderr, "usage: step_gemm_ceiling LAYERS D_MODEL HEADS VOCAB SEQ MICRO_BATCH [REPEATS] "
+                         "[--dtype fp32|bf16] [--engine onednn|openblas] [--per-shape]\n");
     return 2;
   }
-  weft::ModelConfig model{std::atoi(argv[1]), std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]),
-                          std::atoi(argv[5])};
-  const int micro_batch = std::atoi(argv[6]), repeats = argc > 7 ? std::atoi(argv[7]) : 10;
+  if (bf16) engine = Engine::kOnednnBf16;
+  weft::ModelConfig model{std::stoi(positional[0]), std::stoi(positional[1]), std::stoi(positional[2]),
+                          std::stoi(positional[3]), std::stoi(positional[4])};
+  const int micro_batch = std::stoi(positional[5]), repeats = positional.size() > 6 ? std::stoi(positional[6]) : 10;
   auto device = weft::make_cpu_device();
   weft::kernels::KernelBackend recording = weft::kernels::kernels_for(weft::DeviceType::kCpu);
   recording.gemm = record_gemm;
@@ -66,32 +169,23 @@ int main(int argc, char** argv) {
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(gpt.tokens_per_micro_batch()), 1);
   gpt.forward_backward(p.f32(), g.f32(), tokens.data(), tokens.data(), 1.0f);
 
-  // Replay on private buffers big enough for any recorded operand.
-  std::size_t largest = 0;
-  for (const auto& call : recorded)
-    largest = std::max({largest, static_cast<std::size_t>(call.m) * call.k * call.batch + call.lda * 4ul,
-                        static_cast<std::size_t>(call.k) * call.n * call.batch + call.ldb * 4ul,
-                        static_cast<std::size_t>(call.m) * call.ldc * call.batch});
-  std::vector<float> a(largest * 4, 0.5f), b(largest * 4, 0.25f), c(largest * 4, 0.0f);
+  Buffers buffers(recorded);
+  if (shapes) {
+    per_shape(recorded, repeats, buffers);
+    return 0;
+  }
   double flops = 0.0;
   for (const auto& call : recorded) flops += call.flops();
   std::vector<double> times;
   for (int r = 0; r < repeats + 1; ++r) {
     auto start = std::chrono::steady_clock::now();
-    for (const auto& call : recorded) {
-      const long long sa = static_cast<long long>(call.m) * call.k, sb = static_cast<long long>(call.k) * call.n,
-                      sc = static_cast<long long>(call.m) * call.ldc;
-      weft::kernels::cpu::gemm_strided_batched({}, call.ta, call.tb, call.m, call.n, call.k, 1.0f, a.data(),
-                                               call.lda, sa, b.data(), call.ldb, sb, call.beta, c.data(), call.ldc,
-                                               sc, call.batch);
-    }
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (r > 0) times.push_back(seconds);  // the first pass warms caches and OpenBLAS buffers
+    for (const auto& call : recorded) run(call, engine, buffers);
+    if (r > 0) times.push_back(seconds_since(start));  // the first pass creates primitives and warms caches
   }
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2];
-  std::printf("{\"gemm_calls\": %zu, \"gemm_flops\": %.0f, \"gemm_ms\": %.3f, \"gemm_gflops\": %.2f, "
-              "\"model_flops_per_token\": %.0f}\n",
-              recorded.size(), flops, median * 1000.0, flops / median / 1e9, family.flops_per_token(model));
+  const double seconds = median(times);
+  std::printf("{\"engine\": \"%s\", \"gemm_calls\": %zu, \"gemm_flops\": %.0f, \"gemm_ms\": %.3f, "
+              "\"gemm_gflops\": %.2f, \"model_flops_per_token\": %.0f}\n",
+              engine_name(engine), recorded.size(), flops, seconds * 1000.0, flops / seconds / 1e9,
+              family.flops_per_token(model));
   return 0;
 }

@@ -53,9 +53,14 @@ def make_optimizer(model, lr, weight_decay):
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def train_step(model, optimizer, tokens, targets, grad_clip):
+def train_step(model, optimizer, tokens, targets, grad_clip, autocast=None):
+    """One optimizer step; `autocast` (e.g. torch.bfloat16) runs the forward under CPU autocast."""
     optimizer.zero_grad(set_to_none=True)
-    loss = model(tokens, targets)
+    if autocast is None:
+        loss = model(tokens, targets)
+    else:
+        with torch.autocast("cpu", dtype=autocast):
+            loss = model(tokens, targets)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()

@@ -7,7 +7,14 @@ find_package(yaml-cpp REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(Threads REQUIRED)
 
-# OpenBLAS through its CBLAS interface (Debian: libopenblas-dev).
+# oneDNN runs the CPU GEMMs (Debian: libdnnl-dev). Found directly: its package config also demands OpenCL for a
+# GPU runtime weft does not use.
+find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.hpp REQUIRED)
+find_library(DNNL_LIBRARY dnnl REQUIRED)
+# Debian builds oneDNN on OpenMP (libgomp); weft's CPU kernels run on the same OpenMP thread pool.
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+
+# OpenBLAS through its CBLAS interface (Debian: libopenblas-dev): the GEMM baseline bench/gemm_rates measures.
 set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)
 find_path(CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas REQUIRED)

@@ -23,6 +23,7 @@ namespace weft::kernels {
 struct KernelBackend {
   Gemm* gemm;
   GemmStridedBatched* gemm_strided_batched;
+  GemmEx* gemm_ex;
   EmbeddingForward* embedding_forward;
   EmbeddingBackward* embedding_backward;
   LayerNormForward* layernorm_forward;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 
 namespace weft::kernels {
 
@@ -10,9 +11,15 @@ using BiasBroadcast = void(const KernelContext& ctx, float* out, const float* bi
 // dbias[c] += sum_r dout[r, c], in a fixed order (deterministic).
 using BiasBackward = void(const KernelContext& ctx, float* dbias, const float* dout, int rows, int cols);
 
+// The same with `out` / `dout` fp32 or bf16; the bias and its gradient stay fp32 (CPU only so far).
+using BiasBroadcastEx = void(const KernelContext& ctx, TypedBuffer out, const float* bias, int rows, int cols);
+using BiasBackwardEx = void(const KernelContext& ctx, float* dbias, ConstTypedBuffer dout, int rows, int cols);
+
 namespace cpu {
 BiasBroadcast bias_broadcast;
 BiasBackward bias_backward;
+BiasBroadcastEx bias_broadcast_ex;
+BiasBackwardEx bias_backward_ex;
 }  // namespace cpu
 namespace cuda {
 BiasBroadcast bias_broadcast;

@@ -11,7 +11,8 @@ struct KernelContext {
   void* blas = nullptr;    // cublasHandle_t bound to `stream`
   // The type GEMM operands are rounded to before they are multiplied; products are accumulated in fp32 and C
   // stays fp32 either way. kBF16/kF16 is mixed-precision compute: 16-bit tensor-core GEMMs (cublasGemmEx) on
-  // CUDA; the CPU honours it by rounding copies of the operands (the reference for the CUDA kernels).
+  // CUDA; the CPU honours it with 16-bit copies of the operands multiplied by oneDNN (the reference for the
+  // CUDA kernels). gemm_ex takes 16-bit operands directly.
   DType gemm_inputs = DType::kF32;
 };
 

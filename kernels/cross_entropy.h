@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 
 namespace weft::kernels {
 
@@ -13,8 +14,14 @@ namespace weft::kernels {
 using SoftmaxCrossEntropy = void(const KernelContext& ctx, float* losses, float* dlogits, const float* logits,
                                  const std::int32_t* targets, int rows, int vocab, int padded_vocab, float grad_scale);
 
+// The same with logits and dlogits fp32 or bf16 (fp32 math and losses; CPU only so far).
+using SoftmaxCrossEntropyEx = void(const KernelContext& ctx, float* losses, TypedBuffer dlogits, ConstTypedBuffer logits,
+                                   const std::int32_t* targets, int rows, int vocab, int padded_vocab,
+                                   float grad_scale);
+
 namespace cpu {
 SoftmaxCrossEntropy softmax_cross_entropy;
+SoftmaxCrossEntropyEx softmax_cross_entropy_ex;
 }  // namespace cpu
 namespace cuda {
 SoftmaxCrossEntropy softmax_cross_entropy;

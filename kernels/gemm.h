@@ -1,9 +1,11 @@
-// GEMM: row-major C = alpha * op(A) * op(B) + beta * C (CBLAS sgemm on CPU, cuBLAS on CUDA), single and strided-batched.
+// GEMM: row-major C = alpha * op(A) * op(B) + beta * C (oneDNN matmul on CPU, cuBLAS on CUDA), single and
+// strided-batched, on fp32 buffers (Gemm) or on operands of any storage type (GemmEx).
 #pragma once
 
 #include <cstddef>
 
 #include "kernels/context.h"
+#include "runtime/dtype.h"
 
 namespace weft::kernels {
 
@@ -18,6 +20,32 @@ using GemmStridedBatched = void(const KernelContext& ctx, Transpose trans_a, Tra
                                 float alpha, const float* a, int lda, long long stride_a, const float* b, int ldb,
                                 long long stride_b, float beta, float* c, int ldc, long long stride_c, int batch);
 
+// A GEMM operand in memory: element type (fp32, bf16 or fp16), row stride in elements and, for batched GEMMs,
+// the distance in elements from one matrix to the next.
+struct GemmOperand {
+  const void* data;
+  DType type;
+  int ld;
+  long long stride = 0;
+};
+// C of a GemmEx: fp32 or bf16, laid out like an operand.
+struct GemmResult {
+  void* data;
+  DType type;
+  int ld;
+  long long stride = 0;
+};
+
+// `batch` GEMMs C_i = alpha * op(A_i) * op(B_i) + beta * C_i with A and B of one type, products accumulated in
+// fp32 and C rounded to its type at the end: 16-bit activations are multiplied where they lie, without fp32
+// copies (cublasGemmStridedBatchedEx on CUDA, a bf16 oneDNN matmul on CPUs with bf16 instructions). C is fp32,
+// or bf16 when A and B are (what cuBLAS and oneDNN both offer); batch 1 ignores the strides.
+using GemmEx = void(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
+                    const GemmOperand& a, const GemmOperand& b, float beta, const GemmResult& c, int batch);
+
+// Throws Error(kInternal) for a type combination GemmEx does not take.
+void check_gemm_ex_types(const GemmOperand& a, const GemmOperand& b, const GemmResult& c);
+
 // Elements an operand op(X) of `rows` x `cols` spans in memory, X stored row-major at row stride `ld` (transposed
 // when `t` is kYes), `batch` of them `stride` apart: what a copy of the operand must cover.
 inline std::size_t gemm_operand_span(Transpose t, int rows, int cols, int ld, long long stride = 0, int batch = 1) {
@@ -30,10 +58,12 @@ inline std::size_t gemm_operand_span(Transpose t, int rows, int cols, int ld, lo
 namespace cpu {
 Gemm gemm;
 GemmStridedBatched gemm_strided_batched;
+GemmEx gemm_ex;
 }  // namespace cpu
 namespace cuda {
 Gemm gemm;
 GemmStridedBatched gemm_strided_batched;
+GemmEx gemm_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

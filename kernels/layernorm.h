@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 
 namespace weft::kernels {
 
@@ -17,9 +18,19 @@ using LayerNormBackward = void(const KernelContext& ctx, float* din, float* dwei
                                const float* in, const float* weight, const float* mean, const float* rstd, int rows,
                                int dim);
 
+// The same with the activations (in, out, din, dout) fp32 or bf16, each of its own type; math, weights, their
+// gradients and the statistics stay fp32 (CPU only so far).
+using LayerNormForwardEx = void(const KernelContext& ctx, TypedBuffer out, float* mean, float* rstd,
+                                ConstTypedBuffer in, const float* weight, const float* bias, int rows, int dim);
+using LayerNormBackwardEx = void(const KernelContext& ctx, TypedBuffer din, float* dweight, float* dbias,
+                                 ConstTypedBuffer dout, ConstTypedBuffer in, const float* weight, const float* mean,
+                                 const float* rstd, int rows, int dim);
+
 namespace cpu {
 LayerNormForward layernorm_forward;
 LayerNormBackward layernorm_backward;
+LayerNormForwardEx layernorm_forward_ex;
+LayerNormBackwardEx layernorm_backward_ex;
 }  // namespace cpu
 namespace cuda {
 LayerNormForward layernorm_forward;

@@ -4,14 +4,14 @@
 
 namespace weft::kernels {
 // Lists every kernel in KernelBackend's field order, from one namespace (cpu or cuda).
-#define WEFT_KERNEL_TABLE(ns)                                                                                      \
-  KernelBackend {                                                                                                  \
-    ns::gemm, ns::gemm_strided_batched, ns::embedding_forward, ns::embedding_backward, ns::layernorm_forward,      \
-        ns::layernorm_backward, ns::gelu_forward, ns::gelu_backward, ns::bias_broadcast, ns::bias_backward,        \
-        ns::add, ns::scale, ns::causal_softmax_forward, ns::causal_softmax_backward, ns::softmax_cross_entropy,    \
-        ns::adamw, ns::sum_squares, ns::cast, ns::row_max, ns::row_sum_exp, ns::target_logit,                      \
-        ns::vocab_parallel_grad, ns::rmsnorm_forward, ns::rmsnorm_backward, ns::rope_forward, ns::rope_backward,    \
-        ns::swiglu_forward, ns::swiglu_backward                                                                    \
+#define WEFT_KERNEL_TABLE(ns)                                                                                        \
+  KernelBackend {                                                                                                    \
+    ns::gemm, ns::gemm_strided_batched, ns::gemm_ex, ns::embedding_forward, ns::embedding_backward,                  \
+        ns::layernorm_forward, ns::layernorm_backward, ns::gelu_forward, ns::gelu_backward, ns::bias_broadcast,      \
+        ns::bias_backward, ns::add, ns::scale, ns::causal_softmax_forward, ns::causal_softmax_backward,              \
+        ns::softmax_cross_entropy, ns::adamw, ns::sum_squares, ns::cast, ns::row_max, ns::row_sum_exp,               \
+        ns::target_logit, ns::vocab_parallel_grad, ns::rmsnorm_forward, ns::rmsnorm_backward, ns::rope_forward,      \
+        ns::rope_backward, ns::swiglu_forward, ns::swiglu_backward                                                   \
   }
 
 const KernelBackend& kernels_for(DeviceType type) {

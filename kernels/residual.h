@@ -4,6 +4,7 @@
 #include <cstddef>
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 
 namespace weft::kernels {
 
@@ -12,9 +13,13 @@ using Add = void(const KernelContext& ctx, float* out, const float* a, const flo
 // x *= factor.
 using Scale = void(const KernelContext& ctx, float* x, float factor, std::size_t n);
 
+// out = a + b on fp32 or bf16 buffers, each of its own type, with fp32 math (CPU only so far).
+using AddEx = void(const KernelContext& ctx, TypedBuffer out, ConstTypedBuffer a, ConstTypedBuffer b, std::size_t n);
+
 namespace cpu {
 Add add;
 Scale scale;
+AddEx add_ex;
 }  // namespace cpu
 namespace cuda {
 Add add;

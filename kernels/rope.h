@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 #include "runtime/host_device.h"
 
 namespace weft::kernels {
@@ -31,9 +32,15 @@ WEFT_HD float rope_angle(int position, int pair, int head_dim, float theta) {
   return static_cast<float>(position) * inv_freq;
 }
 
+// The same on fp32 or bf16 rows, turned in fp32 and rounded once (16-bit activations; CPU only so far).
+using RopeForwardEx = void(const KernelContext& ctx, TypedBuffer qkv, const RopeShape& shape);
+using RopeBackwardEx = void(const KernelContext& ctx, TypedBuffer dqkv, const RopeShape& shape);
+
 namespace cpu {
 RopeForward rope_forward;
 RopeBackward rope_backward;
+RopeForwardEx rope_forward_ex;
+RopeBackwardEx rope_backward_ex;
 }  // namespace cpu
 namespace cuda {
 RopeForward rope_forward;

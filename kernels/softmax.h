@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 
 namespace weft::kernels {
 
@@ -14,9 +15,17 @@ using CausalSoftmaxForward = void(const KernelContext& ctx, float* probs, const 
 using CausalSoftmaxBackward = void(const KernelContext& ctx, float* dscores, const float* probs, const float* dprobs,
                                    float scale, int matrices, int seq);
 
+// The same on fp32 or bf16 buffers, each of its own type, with fp32 math (CPU only so far).
+using CausalSoftmaxForwardEx = void(const KernelContext& ctx, TypedBuffer probs, ConstTypedBuffer scores, float scale,
+                                    int matrices, int seq);
+using CausalSoftmaxBackwardEx = void(const KernelContext& ctx, TypedBuffer dscores, ConstTypedBuffer probs,
+                                     ConstTypedBuffer dprobs, float scale, int matrices, int seq);
+
 namespace cpu {
 CausalSoftmaxForward causal_softmax_forward;
 CausalSoftmaxBackward causal_softmax_backward;
+CausalSoftmaxForwardEx causal_softmax_forward_ex;
+CausalSoftmaxBackwardEx causal_softmax_backward_ex;
 }  // namespace cpu
 namespace cuda {
 CausalSoftmaxForward causal_softmax_forward;

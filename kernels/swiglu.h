@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 #include "runtime/host_device.h"
 
 namespace weft::kernels {
@@ -22,9 +23,16 @@ WEFT_HD float silu_derivative(float g) {
   return s * (1.0f + g * (1.0f - s));
 }
 
+// The same on fp32 or bf16 buffers with fp32 math (16-bit activations; CPU only so far).
+using SwigluForwardEx = void(const KernelContext& ctx, TypedBuffer out, ConstTypedBuffer gate_up, int rows, int width);
+using SwigluBackwardEx = void(const KernelContext& ctx, TypedBuffer d_gate_up, ConstTypedBuffer gate_up,
+                              ConstTypedBuffer dout, int rows, int width);
+
 namespace cpu {
 SwigluForward swiglu_forward;
 SwigluBackward swiglu_backward;
+SwigluForwardEx swiglu_forward_ex;
+SwigluBackwardEx swiglu_backward_ex;
 }  // namespace cpu
 namespace cuda {
 SwigluForward swiglu_forward;

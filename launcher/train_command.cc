@@ -7,6 +7,7 @@
 #include "collectives/mpi/mpi_runtime.h"
 #include "collectives/registry.h"
 #include "collectives/threads_backend.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "launcher/commands.h"
 #include "launcher/environment.h"
 #include "launcher/memory_check.h"
@@ -18,6 +19,7 @@
 #include "runtime/log.h"
 #include "runtime/process_exit.h"
 #include "runtime/test_pause.h"
+#include "runtime/threads.h"
 
 namespace weft {
 namespace {
@@ -42,6 +44,7 @@ struct World {
 struct RunResources {
   std::optional<MetricsFile> metrics;
   std::optional<checkpoint::DirectoryLock> checkpoint_lock;
+  std::string compute_threads;  // train.threads as chosen, for the start-up line
 };
 
 std::string trace_path_of(const TrainOptions& options, const RankInfo& rank) {
@@ -136,6 +139,8 @@ void train(const Config& config, const TrainOptions& options, const RankInfo& ra
                  config.source_path, trainer.model().params().total(), config.model.layers, config.model.d_model,
                  rank.world_size, device.name(), config.parallel.dp, config.parallel.tp, config.parallel.pp,
                  config.train.steps, trainer.tokens_per_step());
+  if (rank.rank == 0 && device.type() == DeviceType::kCpu)
+    spdlog::info("{}; {}", kernels::cpu::describe_cpu_gemm(), resources.compute_threads);
   try {
     run_steps(config, options, rank, trainer, resources, tracer ? &*tracer : nullptr);
   } catch (const std::exception& failure) {
@@ -146,11 +151,12 @@ void train(const Config& config, const TrainOptions& options, const RankInfo& ra
 
 // One rank of a job of one: no MPI, and errors reach main as they are.
 int train_alone(const Config& config, const TrainOptions& options, const RankInfo& rank, Device& device,
-                const CommOptions& comm_options) {
+                const CommOptions& comm_options, const std::string& compute_threads) {
   World world;
   world.host = std::move(make_thread_group(1, comm_options).front());
   try {
     RunResources resources;
+    resources.compute_threads = compute_threads;
     prepare_run(config, options, rank, nullptr, *world.host, resources);
     train(config, options, rank, device, world, resources, nullptr);
   } catch (const AgreedFailure& failure) {
@@ -172,11 +178,15 @@ int run_train(const TrainOptions& options) {
   std::vector<ConfigOverride> overrides;
   for (const auto& text : options.overrides) overrides.push_back(parse_override(text));
   const Config config = load_job_config(options.config_path, overrides, rank.world_size);
+  // Before any kernel runs: the CPU kernels and oneDNN apply the setting to whichever thread calls them.
+  const ThreadChoice threads = choose_threads(config.train.threads, omp_num_threads_from_environment(),
+                                              ranks_on_host(), usable_cores());
+  set_compute_threads(threads.threads);
 
   CommOptions comm_options;
   comm_options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(config.comm.timeout_s * 1000.0));
   std::unique_ptr<Device> device = make_device_for(config, rank.local_rank);
-  if (rank.world_size == 1) return train_alone(config, options, rank, *device, comm_options);
+  if (rank.world_size == 1) return train_alone(config, options, rank, *device, comm_options, threads.describe());
 
   // From MPI_Init on, every failure ends the whole job (abort_job) and nothing may escape to a destructor that
   // would call MPI_Finalize with peers still waiting; every step, start-up and shutdown included, has a deadline.
@@ -190,6 +200,7 @@ int run_train(const TrainOptions& options) {
                                      comm_options);
     PeerDirectory peers(*world.host);
     RunResources resources;
+    resources.compute_threads = threads.describe();
     prepare_run(config, options, rank, &peers, *world.host, resources);
     train(config, options, rank, *device, world, resources, &peers);
     pause_point("shutdown");

@@ -52,7 +52,7 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
       layers_(options.tp ? *options.tp : solo_, device, kernels_, ctx_, rows_, model.d_model,
               options.sequence_parallel),
       attention_shape_{micro_batch, model.seq_len, model.heads / params_.tp_size(), model.d_model / model.heads} {
-  if (device.type() == DeviceType::kCuda) ctx_.gemm_inputs = options.compute;
+  ctx_.gemm_inputs = gemm_inputs_for(device.type(), options.compute);
   if (params_.has_embeddings()) wpe_offset_ = params_.find("wpe.weight").offset - params_.embeddings().begin;
   const int tp_size = params_.tp_size();
   const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = vocab_.local, local = d / tp_size;

@@ -66,7 +66,7 @@ LlamaModel::LlamaModel(const ModelConfig& model, Device& device, int micro_batch
                   model.d_model / model.heads,
                   static_cast<float>(model.rope_theta)},
       ffn_local_(llama_ffn_hidden(model) / params_.tp_size()) {
-  if (device.type() == DeviceType::kCuda) ctx_.gemm_inputs = options.compute;
+  ctx_.gemm_inputs = gemm_inputs_for(device.type(), options.compute);
   if (params_.has_head() && !model.tie_embeddings)
     lm_head_offset_ = params_.find("lm_head.weight").offset - params_.head().begin;
   const int tp_size = params_.tp_size();

@@ -47,6 +47,11 @@ std::vector<float> Model::forward_logits(const float* params, const std::int32_t
   return host;
 }
 
+DType gemm_inputs_for(DeviceType device, DType compute) {
+  if (device == DeviceType::kCuda) return compute;
+  return compute == DType::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
 double ModelFamily::flops_per_token(const ModelConfig& model) const {
   const SegmentCosts costs = segment_costs(model);
   return model.layers * costs.block + costs.head;

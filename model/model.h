@@ -29,10 +29,15 @@ struct ModelOptions {
   StageSpan stage;           // the pipeline stage's part of the model
   int activation_slots = 1;  // micro-batches whose activations can be alive at once
   const kernels::KernelBackend* kernels = nullptr;  // overrides the device's table (benchmarks record GEMMs)
-  // precision.compute. On CUDA a 16-bit type makes every GEMM a 16-bit-input, fp32-accumulating one (tensor
-  // cores); the CPU engine keeps fp32 arithmetic on the 16-bit-rounded parameters.
+  // precision.compute: what gemm_inputs_for makes of it on the model's device.
   DType compute = DType::kF32;
 };
+
+// The operand type of a model's GEMMs under precision.compute `compute`, products accumulated in fp32 either
+// way. CUDA: the compute type (16-bit tensor-core GEMMs for bf16 and fp16). CPU: bf16 for bf16 (oneDNN's bf16
+// matmul, about twice its fp32 rate with bf16 instructions); fp32 otherwise, since CPUs have no fp16 GEMM faster
+// than fp32 and fp16 compute there keeps fp32 arithmetic on the 16-bit-rounded parameters.
+DType gemm_inputs_for(DeviceType device, DType compute);
 
 // One model on one device: forward and backward of a micro-batch, as separate stage calls on the segments of
 // its ParamLayout (embeddings, each block, the head) so schedules and sharded layouts can hold one segment at a
@@ -47,7 +52,7 @@ class Model {
   virtual const ModelConfig& config() const = 0;
   virtual std::int64_t tokens_per_micro_batch() const = 0;
   virtual Device& device() const = 0;
-  // The operand type of this model's GEMMs (16-bit on CUDA under bf16/fp16 compute, else fp32).
+  // The operand type of this model's GEMMs: gemm_inputs_for(its device, precision.compute).
   virtual DType gemm_inputs() const = 0;
 
   // Pipelines keep several micro-batches in flight: every stage call works on the activations of slot

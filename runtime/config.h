@@ -48,6 +48,7 @@ struct TrainConfig {
   Recompute recompute = Recompute::kNone;
   int eval_every = 0;    // steps between validation losses (0: none)
   int eval_batches = 8;  // global batches of validation samples per evaluation
+  int threads = 0;  // compute threads per rank; 0 = auto (runtime/threads.h)
 };
 
 enum class DataSource { kBuiltin, kText, kTokens };

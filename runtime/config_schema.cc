@@ -100,6 +100,8 @@ std::vector<KeySpec> build_schema() {
        .store = member(&C::train, &TrainConfig::eval_batches)},
       {.section = "train", .name = "recompute", .kind = K::kChoice, .choices = {"none", "block"},
        .store = member(&C::train, &TrainConfig::recompute)},
+      {.section = "train", .name = "threads", .kind = K::kIntOrAuto, .low = 1,
+       .store = member(&C::train, &TrainConfig::threads)},
 
       {.section = "data", .name = "source", .kind = K::kChoice, .choices = {"builtin", "text", "tokens"},
        .store = member(&C::data, &DataConfig::source)},

@@ -12,7 +12,7 @@ BUILD_PACKAGES=(
   libopenmpi-dev openmpi-bin
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev libcli11-dev
-  libopenblas-dev libsentencepiece-dev
+  libopenblas-dev libdnnl-dev libsentencepiece-dev
 )
 # What development and the rest of the test suite use: SLURM, PyTorch for the reference tests, clang's libFuzzer
 # for the fuzz targets' short runs, podman and debootstrap for the container tests.

@@ -1,41 +1,103 @@
-// CPU GEMM through CBLAS (OpenBLAS), row-major. With ctx.gemm_inputs 16-bit, the operands are rounded to it
-// first (into scratch copies), so the CPU computes what a 16-bit-input, fp32-accumulating GEMM computes.
-#include "kernels/gemm.h"
-
-#include <cblas.h>
-
+// CPU GEMMs, row-major, all through oneDNN's matmul (kernels/cpu/onednn_matmul.h). fp32 and bf16 operands are
+// multiplied where they lie; fp16 operands, and bf16 ones on CPUs without bf16 instructions, are widened to
+// fp32 copies first (exact, so the products and their fp32 sums are those of a 16-bit GEMM).
+#include <cstdint>
 #include <vector>
+
+#include "kernels/cast.h"
+#include "kernels/cpu/onednn_matmul.h"
+#include "kernels/gemm.h"
+#include "runtime/error.h"
 
 namespace weft::kernels::cpu {
 namespace {
 
-CBLAS_TRANSPOSE to_cblas(Transpose t) { return t == Transpose::kYes ? CblasTrans : CblasNoTrans; }
+// C = beta * C over the m x n elements of each matrix (padding untouched): the whole GEMM when k is 0.
+void scale_result(const GemmResult& c, int m, int n, int batch, float beta) {
+  for (int i = 0; i < batch; ++i)
+    for (int r = 0; r < m; ++r)
+      for (int j = 0; j < n; ++j) {
+        const long long at = i * c.stride + static_cast<long long>(r) * c.ld + j;
+        if (c.type == DType::kF32) {
+          float& x = static_cast<float*>(c.data)[at];
+          x = beta == 0.0f ? 0.0f : beta * x;  // beta 0 overwrites, as BLAS does, even NaN
+        } else {
+          std::uint16_t& x = static_cast<std::uint16_t*>(c.data)[at];
+          x = float_to_bf16(beta == 0.0f ? 0.0f : beta * bf16_to_float(x));
+        }
+      }
+}
 
-// `x` rounded to `type` and widened back (every bf16/fp16 value is exact in fp32).
-const float* rounded(const float* x, std::size_t n, DType type, std::vector<float>& scratch) {
-  scratch.resize(n);
-  for (std::size_t i = 0; i < n; ++i)
-    scratch[i] = type == DType::kBF16 ? bf16_to_float(float_to_bf16(x[i])) : fp16_to_float(float_to_fp16(x[i]));
+// `elements` of `from` (of `type`) widened into `scratch`, which is returned.
+const float* widened(const void* from, DType type, std::size_t elements, std::vector<float>& scratch) {
+  scratch.resize(elements);
+  cast({}, scratch.data(), DType::kF32, from, type, elements);
   return scratch.data();
+}
+
+// The GEMM on fp32 copies of 16-bit operands (and of a bf16 C, rounded back element by element).
+void widened_gemm(const MatmulShape& s, const GemmOperand& a, const GemmOperand& b, const GemmResult& c) {
+  thread_local std::vector<float> a32, b32, c32;
+  MatmulShape wide = s;
+  wide.inputs = DType::kF32;
+  wide.output = DType::kF32;
+  const float* a_wide = widened(a.data, a.type, gemm_operand_span(s.trans_a, s.m, s.k, s.lda, s.stride_a, s.batch), a32);
+  const float* b_wide = widened(b.data, b.type, gemm_operand_span(s.trans_b, s.k, s.n, s.ldb, s.stride_b, s.batch), b32);
+  if (c.type == DType::kF32) {
+    onednn_matmul(wide, a_wide, b_wide, c.data);
+    return;
+  }
+  const std::size_t c_span = gemm_operand_span(Transpose::kNo, s.m, s.n, s.ldc, s.stride_c, s.batch);
+  if (s.beta != 0.0f) widened(c.data, c.type, c_span, c32);
+  else c32.assign(c_span, 0.0f);
+  onednn_matmul(wide, a_wide, b_wide, c32.data());
+  for (int i = 0; i < s.batch; ++i)
+    for (int r = 0; r < s.m; ++r) {
+      const long long row = i * s.stride_c + static_cast<long long>(r) * s.ldc;
+      cast({}, static_cast<std::uint16_t*>(c.data) + row, DType::kBF16, c32.data() + row, DType::kF32,
+           static_cast<std::size_t>(s.n));
+    }
 }
 
 }  // namespace
 
-void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
-          const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
-  if (ctx.gemm_inputs != DType::kF32) {
-    thread_local std::vector<float> a16, b16;
-    a = rounded(a, gemm_operand_span(trans_a, m, k, lda), ctx.gemm_inputs, a16);
-    b = rounded(b, gemm_operand_span(trans_b, k, n, ldb), ctx.gemm_inputs, b16);
+void gemm_ex(const KernelContext&, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
+             const GemmOperand& a, const GemmOperand& b, float beta, const GemmResult& c, int batch) {
+  check_gemm_ex_types(a, b, c);
+  if (m <= 0 || n <= 0 || batch <= 0) return;
+  if (k <= 0) {
+    scale_result(c, m, n, batch, beta);
+    return;
   }
-  cblas_sgemm(CblasRowMajor, to_cblas(trans_a), to_cblas(trans_b), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  const MatmulShape shape{trans_a,  trans_b,  m,       n,      k,      a.ld,   b.ld,  c.ld,
+                          a.stride, b.stride, c.stride, batch, a.type, c.type, alpha, beta};
+  const bool native = a.type == DType::kF32 || (a.type == DType::kBF16 && onednn_native_bf16());
+  if (native) onednn_matmul(shape, a.data, b.data, c.data);
+  else widened_gemm(shape, a, b, c);
 }
 
 void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,
                           float alpha, const float* a, int lda, long long stride_a, const float* b, int ldb,
                           long long stride_b, float beta, float* c, int ldc, long long stride_c, int batch) {
-  for (int i = 0; i < batch; ++i)
-    gemm(ctx, trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+  const GemmResult out{c, DType::kF32, ldc, stride_c};
+  if (ctx.gemm_inputs == DType::kF32) {
+    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {a, DType::kF32, lda, stride_a}, {b, DType::kF32, ldb, stride_b},
+            beta, out, batch);
+    return;
+  }
+  // 16-bit compute on fp32 buffers: the operands rounded into 16-bit copies, then multiplied as 16-bit ones.
+  thread_local std::vector<std::uint16_t> a16, b16;
+  a16.resize(gemm_operand_span(trans_a, m, k, lda, stride_a, batch));
+  b16.resize(gemm_operand_span(trans_b, k, n, ldb, stride_b, batch));
+  cast(ctx, a16.data(), ctx.gemm_inputs, a, DType::kF32, a16.size());
+  cast(ctx, b16.data(), ctx.gemm_inputs, b, DType::kF32, b16.size());
+  gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {a16.data(), ctx.gemm_inputs, lda, stride_a},
+          {b16.data(), ctx.gemm_inputs, ldb, stride_b}, beta, out, batch);
+}
+
+void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
+          const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  gemm_strided_batched(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
 }
 
 }  // namespace weft::kernels::cpu

@@ -1,22 +1,44 @@
-// CPU AdamW and the sum of squares for gradient clipping.
+// CPU AdamW and the sum of squares for gradient clipping, split over the compute threads.
+#include <vector>
+
 #include "kernels/adamw.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/grad_norm.h"
 
 namespace weft::kernels::cpu {
+namespace {
+
+// The sum of squares adds fixed blocks of this many elements, then the block sums in order: the same bits
+// on any thread count.
+constexpr std::int64_t kSumBlock = 1 << 16;
+
+}  // namespace
 
 void adamw(const KernelContext&, float* param, const float* grad, float* m, float* v, std::size_t n,
            const AdamWHyper& hyper) {
   const float bias1 = 1.0f - std::pow(hyper.beta1, static_cast<float>(hyper.step));
   const float bias2 = 1.0f - std::pow(hyper.beta2, static_cast<float>(hyper.step));
   const AdamWHyper h = hyper;  // a local copy: the compiler need not fear the stores alias it, so it vectorizes
+  parallel_for(static_cast<std::int64_t>(n), 1 << 13, [&](std::int64_t begin, std::int64_t end) {
 #pragma omp simd
-  for (std::size_t i = 0; i < n; ++i) adamw_element(param[i], grad[i], m[i], v[i], h, bias1, bias2);
+    for (std::int64_t i = begin; i < end; ++i) adamw_element(param[i], grad[i], m[i], v[i], h, bias1, bias2);
+  });
 }
 
 double sum_squares(const KernelContext&, const float* x, std::size_t n) {
-  double total = 0.0;
+  const std::int64_t blocks = (static_cast<std::int64_t>(n) + kSumBlock - 1) / kSumBlock;
+  std::vector<double> partial(static_cast<std::size_t>(blocks), 0.0);
+  parallel_for(blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t b = begin; b < end; ++b) {
+      const std::int64_t first = b * kSumBlock, last = std::min<std::int64_t>(first + kSumBlock, n);
+      double total = 0.0;
 #pragma omp simd reduction(+ : total)
-  for (std::size_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+      for (std::int64_t i = first; i < last; ++i) total += static_cast<double>(x[i]) * x[i];
+      partial[static_cast<std::size_t>(b)] = total;
+    }
+  });
+  double total = 0.0;
+  for (double p : partial) total += p;
   return total;
 }
 

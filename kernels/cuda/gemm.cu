@@ -1,6 +1,7 @@
 // CUDA GEMM through cuBLAS. cuBLAS is column-major: a row-major matrix read column-major is its transpose, so
 // row-major C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T, i.e. with the operands swapped.
-// With ctx.gemm_inputs 16-bit the operands are cast to it and multiplied by cublasGemmEx (fp32 accumulation).
+// gemm_ex hands operands of any type to cublasGemmEx / cublasGemmStridedBatchedEx (fp32 accumulation); with
+// ctx.gemm_inputs 16-bit the fp32 GEMMs cast their operands to it and go the same way.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -26,7 +27,9 @@ cublasHandle_t handle_on_stream(const KernelContext& ctx) {
   return handle;
 }
 
-cudaDataType_t to_cuda(DType type) { return type == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F; }
+cudaDataType_t to_cuda(DType type) {
+  return type == DType::kF32 ? CUDA_R_32F : type == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+}
 
 // 16-bit copies of the two operands, stream-ordered: allocated and filled on ctx's stream, freed there after the
 // GEMM that reads them.
@@ -58,20 +61,36 @@ class HalfOperands {
 
 }  // namespace
 
+void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
+             const GemmOperand& a, const GemmOperand& b, float beta, const GemmResult& c, int batch) {
+  check_gemm_ex_types(a, b, c);
+  if (m <= 0 || n <= 0 || batch <= 0) return;
+  cuda_impl::StreamDeviceScope scope(ctx);
+  cublasHandle_t handle = handle_on_stream(ctx);
+  const cudaDataType_t in = to_cuda(a.type), out = to_cuda(c.type);
+  // Operands swapped, as for every row-major GEMM here (see the file comment).
+  if (batch == 1) {
+    WEFT_CUBLAS_CHECK(cublasGemmEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data, in, b.ld,
+                                   a.data, in, a.ld, &beta, c.data, out, c.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return;
+  }
+  WEFT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data,
+                                               in, b.ld, b.stride, a.data, in, a.ld, a.stride, &beta, c.data, out, c.ld,
+                                               c.stride, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
           const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
-  cublasHandle_t handle = handle_on_stream(ctx);
   if (ctx.gemm_inputs != DType::kF32) {
     // Mixed precision: 16-bit operands on the tensor cores, fp32 accumulation and output.
     HalfOperands half(ctx, a, gemm_operand_span(trans_a, m, k, lda), b, gemm_operand_span(trans_b, k, n, ldb));
-    const cudaDataType_t type = to_cuda(ctx.gemm_inputs);
-    WEFT_CUBLAS_CHECK(cublasGemmEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, half.b(), type, ldb,
-                                   half.a(), type, lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT));
+    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {half.a(), ctx.gemm_inputs, lda}, {half.b(), ctx.gemm_inputs, ldb},
+            beta, {c, DType::kF32, ldc}, 1);
     return;
   }
+  cublasHandle_t handle = handle_on_stream(ctx);
   WEFT_CUBLAS_CHECK(cublasSgemm(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb, a, lda, &beta,
                                 c, ldc));
 }
@@ -81,17 +100,14 @@ void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose
                           long long stride_b, float beta, float* c, int ldc, long long stride_c, int batch) {
   if (m <= 0 || n <= 0 || batch <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
-  cublasHandle_t handle = handle_on_stream(ctx);
   if (ctx.gemm_inputs != DType::kF32) {
     HalfOperands half(ctx, a, gemm_operand_span(trans_a, m, k, lda, stride_a, batch), b,
                       gemm_operand_span(trans_b, k, n, ldb, stride_b, batch));
-    const cudaDataType_t type = to_cuda(ctx.gemm_inputs);
-    WEFT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha,
-                                                 half.b(), type, ldb, stride_b, half.a(), type, lda, stride_a, &beta, c,
-                                                 CUDA_R_32F, ldc, stride_c, batch, CUBLAS_COMPUTE_32F,
-                                                 CUBLAS_GEMM_DEFAULT));
+    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {half.a(), ctx.gemm_inputs, lda, stride_a},
+            {half.b(), ctx.gemm_inputs, ldb, stride_b}, beta, {c, DType::kF32, ldc, stride_c}, batch);
     return;
   }
+  cublasHandle_t handle = handle_on_stream(ctx);
   WEFT_CUBLAS_CHECK(cublasSgemmStridedBatched(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb,
                                               stride_b, a, lda, stride_a, &beta, c, ldc, stride_c, batch));
 }

@@ -28,6 +28,20 @@ TEST_CASE("bf16 with ZeRO 0-3 on 2 and 4 ranks trains the same model as one bf16
   CHECK(one.losses.back() < 0.8 * one.losses.front());  // and bf16 training does learn
 }
 
+TEST_CASE("bf16 compute on the CPU (bf16 GEMMs, fp32 masters) trains like fp32: the loss after 300 steps within 2%") {
+  // The issue's bar for bench_3m (docs/benchmarks.md has that run), here on the tiny model at lr 1e-3, whose loss
+  // falls from 5.5 to 1.64. Measured over seeds 1-3 with weft train: 0.08-0.25% apart. (At tiny.yaml's lr 3e-3
+  // the model overfits to ~0.9, where bf16 ends 0.5-2.2% higher.)
+  const std::vector<ConfigOverride> base = {{"train.steps", "300"}, {"train.lr", "1.0e-3"}};
+  auto with_bf16 = base;
+  with_bf16.push_back({"precision.compute", "bf16"});
+  const RunResult fp32 = train_on_threads(1, 300, base);
+  const RunResult bf16 = train_on_threads(1, 300, with_bf16);
+  CHECK(bf16.losses.back() < 0.4 * bf16.losses.front());
+  CHECK(std::abs(bf16.losses.back() - fp32.losses.back()) / fp32.losses.back() <= 0.02);
+  CHECK(bf16.losses[1] != fp32.losses[1]);  // bf16 does round
+}
+
 TEST_CASE("per-rank model-state memory follows the ZeRO formulas for 16-bit compute: 2+2+12 bytes per parameter") {
   const double psi = static_cast<double>(gpt2_layout(ModelConfig{2, 64, 4, 256, 64}).total());
   const int n = 4;
