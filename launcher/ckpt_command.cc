@@ -12,6 +12,7 @@
 #include "launcher/commands.h"
 #include "model/model.h"
 #include "runtime/error.h"
+#include "runtime/file_io.h"
 
 namespace weft {
 namespace {
@@ -65,8 +66,19 @@ int run_ckpt_export(const std::string& dir, const std::string& out_path) {
   // Written to a temporary beside the output and renamed over it once read back: a failed export leaves the
   // previous file as it was.
   safetensors::write(out_path, tensors, {{"format", "pt"}, {"source", "weft"}}, "--safetensors " + out_path);
-  fmt::print("wrote {} ({} tensors, {} parameters) from {} step {}\n", out_path, whole.specs().size(), whole.total(),
-             dir, reader.manifest().step());
+  // Beside it, what makes the folder a Hugging Face model: config.json, and the SentencePiece model if one made
+  // the training data's ids.
+  const fs::path folder = fs::path(out_path).parent_path();
+  const std::string config_path = (folder / "config.json").string();
+  write_file_atomically(config_path, hugging_face::config_json(model), config_path);
+  std::string extra;
+  if (reader.manifest().tokenizer() == "sentencepiece") {
+    const std::string tokenizer_path = (folder / "tokenizer.model").string();
+    write_file_atomically(tokenizer_path, reader.manifest().tokenizer_model(), tokenizer_path);
+    extra = " and tokenizer.model";
+  }
+  fmt::print("wrote {} ({} tensors, {} parameters) from {} step {}, with config.json{}\n", out_path,
+             whole.specs().size(), whole.total(), dir, reader.manifest().step(), extra);
   return 0;
 }
 

@@ -56,7 +56,14 @@ int run_generate(const GenerateOptions& options);
 int run_plan(const PlanOptions& options);
 int run_launch(const LaunchOptions& options);
 int run_bench_collectives(const CollectivesBenchOptions& options);
-int run_data_prepare(const std::string& input, const std::string& output);
+struct DataPrepareOptions {
+  std::string input, output;
+  std::string tokenizer;        // bytes | sentencepiece; empty: bytes, or sentencepiece with --tokenizer-model
+  int vocab = 0;                // sentencepiece: pieces to train
+  std::string tokenizer_model;  // an existing SentencePiece model instead of training one
+};
+
+int run_data_prepare(const DataPrepareOptions& options);
 int run_ckpt_inspect(const std::string& dir);
 int run_ckpt_export(const std::string& dir, const std::string& safetensors_path);
 

@@ -1,5 +1,6 @@
 // `weft generate`: sample a continuation of a prompt from a checkpoint of any layout, on one rank, with a key/value
 // cache, printing it as text through the tokenizer the checkpoint records.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "model/decoder.h"
 #include "model/model.h"
 #include "model/sampling.h"
+#include "model/tokenizer.h"
 #include "runtime/error.h"
 
 namespace weft {
@@ -41,13 +43,13 @@ int run_generate(const GenerateOptions& options) {
   const checkpoint::Reader reader(dir);
   const checkpoint::Manifest& manifest = reader.manifest();
   const ModelConfig model = checkpoint::recorded_model(manifest.model());
-  if (manifest.tokenizer() != "bytes")
-    fail_usage("{}: the checkpoint does not record a tokenizer weft can decode with (it says \"{}\"); it was trained "
-               "on a token file that did not name its tokenizer",
-               dir, manifest.tokenizer());
-  // Byte-level tokens: the prompt's UTF-8 bytes in, bytes out.
-  std::vector<std::int32_t> prompt;
-  for (unsigned char byte : options.prompt) prompt.push_back(byte);
+  if (manifest.tokenizer().empty())
+    fail_usage("{}: the checkpoint records no tokenizer to turn the prompt into ids: it was trained on a token file "
+               "that does not name one (make token files with `weft data prepare`)",
+               dir);
+  const auto tokenizer = tokenizer_from(manifest.tokenizer(), manifest.tokenizer_model(), dir);
+  const std::vector<std::int32_t> prompt = tokenizer->encode(options.prompt);
+  if (prompt.empty()) fail_usage("--prompt encodes to no tokens");
   if (prompt.size() + static_cast<std::size_t>(options.tokens) > static_cast<std::size_t>(model.seq_len))
     fail_usage("--prompt ({} tokens) and --tokens {} need {} positions; the model has seq_len = {}", prompt.size(),
                options.tokens, prompt.size() + static_cast<std::size_t>(options.tokens), model.seq_len);
@@ -63,12 +65,18 @@ int run_generate(const GenerateOptions& options) {
   const std::vector<float>* logits = nullptr;
   for (std::int32_t token : prompt) logits = &decoder.feed(token);
   const SamplingOptions sampling{options.temperature, options.top_k, options.seed};
-  std::string text;
+  std::vector<std::int32_t> continuation;
   for (int i = 0; i < options.tokens; ++i) {
-    const std::int32_t next = sample_token(*logits, sampling, static_cast<std::uint64_t>(i));
-    text.push_back(static_cast<char>(next < 256 ? next : '?'));  // ids past the bytes were never trained on
+    // Only ids the tokenizer knows: a model's vocabulary may be padded past the tokenizer's.
+    std::vector<float> known(logits->begin(), logits->begin() + std::min<std::ptrdiff_t>(
+                                                                    static_cast<std::ptrdiff_t>(logits->size()),
+                                                                    tokenizer->vocab_size()));
+    const std::int32_t next = sample_token(known, sampling, static_cast<std::uint64_t>(i));
+    continuation.push_back(next);
     if (i + 1 < options.tokens) logits = &decoder.feed(next);
   }
+  // Decoded as a whole: a piece may be a part of a character, or a word's leading space.
+  const std::string text = tokenizer->decode(continuation);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
   return 0;

@@ -84,16 +84,20 @@ int main(int argc, char** argv) {
   ckpt_cmd->require_subcommand(1);
   CLI::App* inspect_cmd = ckpt_cmd->add_subcommand("inspect", "Describe a checkpoint (and verify its checksums)");
   inspect_cmd->add_option("dir", ckpt_dir, "Checkpoint directory (DIR/step_NNNNNNNN)")->required();
-  CLI::App* export_cmd = ckpt_cmd->add_subcommand("export", "Export the whole model with Hugging Face GPT-2 names");
+  CLI::App* export_cmd = ckpt_cmd->add_subcommand("export", "Export the whole model for Hugging Face: safetensors, config.json (and tokenizer.model)");
   export_cmd->add_option("dir", ckpt_dir, "Checkpoint directory")->required();
   export_cmd->add_option("--safetensors", safetensors_path, "Output .safetensors file")->required();
 
-  std::string data_input, data_output;
+  DataPrepareOptions prepare;
   CLI::App* data_cmd = app.add_subcommand("data", "Prepare training data");
   data_cmd->require_subcommand(1);
-  CLI::App* prepare_cmd = data_cmd->add_subcommand("prepare", "Text file -> token file (byte-level tokens)");
-  prepare_cmd->add_option("--input", data_input, "UTF-8 text file")->required();
-  prepare_cmd->add_option("--output", data_output, "Token file to write")->required();
+  CLI::App* prepare_cmd = data_cmd->add_subcommand("prepare", "Text file -> token file, recording its tokenizer");
+  prepare_cmd->add_option("--input", prepare.input, "UTF-8 text file")->required();
+  prepare_cmd->add_option("--output", prepare.output, "Token file to write")->required();
+  prepare_cmd->add_option("--tokenizer", prepare.tokenizer, "bytes (default) or sentencepiece (trains a BPE model)")
+      ->check(CLI::IsMember({"bytes", "sentencepiece"}));
+  prepare_cmd->add_option("--vocab", prepare.vocab, "--tokenizer sentencepiece: the vocabulary to train");
+  prepare_cmd->add_option("--tokenizer-model", prepare.tokenizer_model, "An existing SentencePiece tokenizer.model");
 
   GenerateOptions generate;
   CLI::App* generate_cmd = app.add_subcommand("generate", "Sample a continuation of a prompt from a checkpoint");
@@ -130,7 +134,7 @@ int main(int argc, char** argv) {
     if (launch_cmd->parsed()) return run_launch(launch);
     if (plan_cmd->parsed()) return run_plan(plan);
     if (collectives_cmd->parsed()) return run_bench_collectives(bench);
-    if (prepare_cmd->parsed()) return run_data_prepare(data_input, data_output);
+    if (prepare_cmd->parsed()) return run_data_prepare(prepare);
     if (inspect_cmd->parsed()) return run_ckpt_inspect(ckpt_dir);
     if (export_cmd->parsed()) return run_ckpt_export(ckpt_dir, safetensors_path);
     return static_cast<int>(ErrorKind::kInternal);

@@ -83,8 +83,15 @@ void run_steps(const Config& config, const TrainOptions& options, const RankInfo
     StepRecord record = trainer.train_step(step);
     records.push_back(record);
     if (resources.metrics) resources.metrics->write_step(record);
-    if (leader && (step % config.train.log_every == 0 || step == resumed + 1 || step == config.train.steps))
-      spdlog::info("{}", progress_line(record, config.train.steps));
+    // Validation every eval_every steps and at the last: every rank takes part (a collective).
+    const int every = config.train.eval_every;
+    const bool evaluated = every > 0 && (step % every == 0 || step == config.train.steps);
+    const double val_loss = evaluated ? trainer.evaluate() : 0.0;
+    if (evaluated && resources.metrics) resources.metrics->write_evaluation(step, val_loss);
+    if (leader && (evaluated || step % config.train.log_every == 0 || step == resumed + 1 ||
+                   step == config.train.steps))
+      spdlog::info("{}{}", progress_line(record, config.train.steps),
+                   evaluated ? fmt::format(" | val loss {:.4f}", val_loss) : std::string());
     const bool saved = config.checkpoint.every > 0 && step % config.checkpoint.every == 0;
     if (saved) trainer.save_checkpoint(step);
     // A signal reaches the ranks at slightly different times: they agree, then stop after the same step.

@@ -1,23 +1,16 @@
 #include "model/data.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
+#include "model/token_file.h"
 #include "runtime/error.h"
 #include "runtime/file_io.h"
 #include "runtime/rng.h"
 
 namespace weft {
 namespace {
-
-constexpr char kTokenMagic[8] = {'W', 'E', 'F', 'T', 'T', 'O', 'K', '1'};
-constexpr std::size_t kTokenHeaderBytes = 32;
 
 class VectorCorpus final : public TokenCorpus {
  public:
@@ -41,73 +34,9 @@ class VectorCorpus final : public TokenCorpus {
   std::vector<std::uint8_t> bytes_;
 };
 
-// Tokens are unsigned 16- or 32-bit ids; ids are only ever compared with model.vocab_size, never masked, so a
-// damaged file cannot smuggle an id past the check.
-class MappedTokenCorpus final : public TokenCorpus {
- public:
-  MappedTokenCorpus(void* mapping, std::size_t mapped_bytes, std::uint32_t width, std::int64_t count)
-      : mapping_(mapping), mapped_bytes_(mapped_bytes), width_(width), count_(count) {
-    for (std::int64_t i = 0; i < count_; ++i) max_ = std::max(max_, load(i));
-  }
-  ~MappedTokenCorpus() override { munmap(mapping_, mapped_bytes_); }
-  std::int64_t size() const override { return count_; }
-  // Only called after open_corpus has checked every id against vocab_size (which fits in an int32).
-  void read(std::int64_t start, int count, std::int32_t* out) const override {
-    for (int i = 0; i < count; ++i) out[i] = static_cast<std::int32_t>(load(start + i));
-  }
-  std::int64_t max_token() const override { return max_; }
-  std::int64_t first_token_at_least(std::int64_t bound) const override {
-    for (std::int64_t i = 0; i < count_; ++i)
-      if (load(i) >= bound) return i;
-    return -1;
-  }
-  std::int64_t byte_offset(std::int64_t index) const override {
-    return static_cast<std::int64_t>(kTokenHeaderBytes) + index * width_;
-  }
-  std::int64_t token_at(std::int64_t index) const override { return load(index); }
-
- private:
-  std::int64_t load(std::int64_t i) const {
-    const auto* at = static_cast<const unsigned char*>(mapping_) + kTokenHeaderBytes + i * width_;
-    if (width_ == 2) {
-      std::uint16_t value;
-      std::memcpy(&value, at, 2);
-      return value;
-    }
-    std::uint32_t value;
-    std::memcpy(&value, at, 4);
-    return value;
-  }
-  void* mapping_;
-  std::size_t mapped_bytes_;
-  std::uint32_t width_;
-  std::int64_t count_;
-  std::int64_t max_ = 0;
-};
-
 std::vector<std::uint8_t> read_file_bytes(const std::string& path, const char* what) {
   const std::string bytes = read_regular_file(path, what);
   return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
-}
-
-// What is wrong with a token file's 32-byte header given the file's size, or "" when it is usable.
-std::string header_problem(const unsigned char* header, std::uint64_t file_bytes) {
-  std::uint32_t version, width, vocab;
-  std::uint64_t count;
-  std::memcpy(&version, header + 8, 4);
-  std::memcpy(&width, header + 12, 4);
-  std::memcpy(&count, header + 16, 8);
-  std::memcpy(&vocab, header + 24, 4);
-  if (std::memcmp(header, kTokenMagic, sizeof kTokenMagic) != 0) return "bad magic (expected WEFTTOK1)";
-  if (version != kTokenFileVersion)
-    return fmt::format("format version {} (this weft reads {})", version, kTokenFileVersion);
-  if (width != 2 && width != 4) return fmt::format("{} bytes per token (expected 2 or 4)", width);
-  const std::uint64_t payload = file_bytes - kTokenHeaderBytes;
-  if (count > payload / width || count * width != payload)
-    return fmt::format("header says {} tokens of {} bytes but the file holds {} bytes after the header", count,
-                       width, payload);
-  if (vocab == 0) return "header says vocabulary size 0";
-  return "";
 }
 
 }  // namespace
@@ -118,68 +47,6 @@ std::unique_ptr<TokenCorpus> make_byte_corpus(std::vector<std::uint8_t> bytes) {
 
 std::unique_ptr<TokenCorpus> make_text_corpus(const std::string& path) {
   return make_byte_corpus(read_file_bytes(path, "text data"));
-}
-
-std::unique_ptr<TokenCorpus> open_token_file(const std::string& path) {
-  const int fd = open_regular_file(path, "token file");
-  struct stat info {};
-  fstat(fd, &info);
-  const auto file_bytes = static_cast<std::size_t>(info.st_size);
-  unsigned char header[kTokenHeaderBytes] = {};
-  if (file_bytes < kTokenHeaderBytes || ::pread(fd, header, kTokenHeaderBytes, 0) != kTokenHeaderBytes) {
-    ::close(fd);
-    fail_usage("{}: not a weft token file: shorter than its 32-byte header (write one with `weft data prepare`)", path);
-  }
-  if (const std::string problem = header_problem(header, file_bytes); !problem.empty()) {
-    ::close(fd);
-    fail_usage("{}: not a usable weft token file: {}", path, problem);
-  }
-  std::uint32_t width;
-  std::uint64_t count;
-  std::memcpy(&width, header + 12, 4);
-  std::memcpy(&count, header + 16, 8);
-  void* mapping = mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (mapping == MAP_FAILED) fail_usage("{}: cannot map token file: {}", path, std::strerror(errno));
-  return std::make_unique<MappedTokenCorpus>(mapping, file_bytes, width, static_cast<std::int64_t>(count));
-}
-
-void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int32_t vocab_size) {
-  const std::uint32_t width = vocab_size <= 65536 ? 2 : 4;
-  unsigned char header[kTokenHeaderBytes] = {};
-  std::memcpy(header, kTokenMagic, sizeof kTokenMagic);
-  const std::uint32_t version = kTokenFileVersion, vocab = static_cast<std::uint32_t>(vocab_size);
-  const std::uint64_t count = tokens.size();
-  std::memcpy(header + 8, &version, 4);
-  std::memcpy(header + 12, &width, 4);
-  std::memcpy(header + 16, &count, 8);
-  std::memcpy(header + 24, &vocab, 4);
-  // A job may be reading the old file through a memory map: it keeps its copy, as the new one is renamed over it.
-  AtomicFile out(path, fmt::format("token file {}", path));
-  out.write(header, kTokenHeaderBytes);
-  for (std::int32_t token : tokens) {
-    if (width == 2) {
-      auto value = static_cast<std::uint16_t>(token);
-      out.write(&value, 2);
-    } else {
-      auto value = static_cast<std::uint32_t>(token);
-      out.write(&value, 4);
-    }
-  }
-  out.commit([&](const std::string& written) {
-    if (open_token_file(written)->size() != static_cast<std::int64_t>(count))
-      throw Error(ErrorKind::kInternal, fmt::format("{}: the written token file does not read back", path));
-  });
-}
-
-std::int64_t prepare_token_file(const std::string& text_path, const std::string& out_path) {
-  struct stat input {}, output {};
-  if (::stat(text_path.c_str(), &input) == 0 && ::stat(out_path.c_str(), &output) == 0 &&
-      input.st_dev == output.st_dev && input.st_ino == output.st_ino)
-    fail_usage("--output {}: is the input file {} itself; write the tokens to another file", out_path, text_path);
-  std::vector<std::uint8_t> bytes = read_file_bytes(text_path, "text");
-  write_token_file(out_path, std::vector<std::int32_t>(bytes.begin(), bytes.end()), 256);
-  return static_cast<std::int64_t>(bytes.size());
 }
 
 namespace {
@@ -215,10 +82,17 @@ std::unique_ptr<TokenCorpus> open_checked(const Config& config, const std::strin
       corpus = make_text_corpus(path);
       where = path;
       break;
-    case DataSource::kTokens:
-      corpus = open_token_file(path);
+    case DataSource::kTokens: {
+      // A tokenizer with more ids than the model has rows would train on ids it can never produce.
+      const TokenFileInfo info = read_token_file_info(path, config.data.format);
+      if (!info.tokenizer.empty() && info.vocab_size > config.model.vocab_size)
+        fail_usage("{}: its tokenizer ({}) has a vocabulary of {}, but model.vocab_size = {}; set vocab_size to at "
+                   "least {}",
+                   path, info.tokenizer, info.vocab_size, config.model.vocab_size, info.vocab_size);
+      corpus = open_token_file(path, config.data.format);
       where = path;
       break;
+    }
   }
   if (corpus->size() < config.model.seq_len + 2)
     fail_usage("{}: the data holds {} tokens, fewer than model.seq_len + 2 = {}", where, corpus->size(),

@@ -33,23 +33,12 @@ std::unique_ptr<TokenCorpus> make_byte_corpus(std::vector<std::uint8_t> bytes);
 std::unique_ptr<TokenCorpus> make_builtin_corpus();
 // A UTF-8 (or any) file's bytes as tokens 0..255.
 std::unique_ptr<TokenCorpus> make_text_corpus(const std::string& path);
-// A token file written by `weft data prepare` (see write_token_file), memory-mapped. Only regular files are read
-// (a FIFO or device is refused); ids are checked against model.vocab_size by open_corpus.
-std::unique_ptr<TokenCorpus> open_token_file(const std::string& path);
 // The training corpus a config names (without the part data.valid_fraction holds out); throws Error(kUsage)
 // naming the file and problem when it cannot be used.
 std::unique_ptr<TokenCorpus> open_corpus(const Config& config);
 // The validation corpus: data.valid_path (read as data.source says), or the last data.valid_fraction of the
 // training data; null when the config names none.
 std::unique_ptr<TokenCorpus> open_validation_corpus(const Config& config);
-
-// Token file format: a 32-byte header ("WEFTTOK1", u32 version = 1, u32 bytes per token (2 or 4),
-// u64 token count, u32 vocab size, u32 reserved), then the tokens, little-endian.
-inline constexpr std::uint32_t kTokenFileVersion = 1;
-// Written atomically (a temporary beside `path`, read back, renamed over it), so a job reading the old file keeps it.
-void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int32_t vocab_size);
-// Text file -> token file (byte-level tokens); returns the token count. Refuses an output that is the input.
-std::int64_t prepare_token_file(const std::string& text_path, const std::string& out_path);
 
 // The global sample order: sample i of the run is a window of seq_len + 1 tokens starting at a position drawn
 // from a counter-based RNG keyed by (seed, i), so any rank can produce any sample without coordination.

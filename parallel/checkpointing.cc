@@ -8,6 +8,7 @@
 
 #include "checkpoint/format.h"
 #include "checkpoint/model_shape.h"
+#include "model/token_file.h"
 #include "parallel/engine.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -140,7 +141,13 @@ void Trainer::save_checkpoint(int step) {
     layout->set_virtual_stages(config_.parallel.virtual_stages);
     layout->set_precision(std::string(dtype_name(config_.precision.compute)));
     manifest.set_seed(config_.train.seed);
-    if (config_.data.source != DataSource::kTokens) manifest.set_tokenizer("bytes");
+    if (config_.data.source != DataSource::kTokens) {
+      manifest.set_tokenizer("bytes");
+    } else {  // what the token file records, if anything
+      const TokenFileInfo data = read_token_file_info(config_.data.path, config_.data.format);
+      manifest.set_tokenizer(data.tokenizer);
+      manifest.set_tokenizer_model(data.tokenizer_model);
+    }
     manifest.set_samples_consumed(static_cast<std::int64_t>(step) * config_.train.global_batch);
     manifest.set_loss_scale(scaler_.scale());
     manifest.set_loss_scale_clean_steps(scaler_.clean_steps());

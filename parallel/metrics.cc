@@ -110,6 +110,12 @@ void MetricsFile::write_step(const StepRecord& r) {
   write_line(json.str());
 }
 
+void MetricsFile::write_evaluation(int step, double val_loss) {
+  JsonWriter json;
+  json.begin_object().field("step", step).field("val_loss", val_loss).end_object();
+  write_line(json.str());
+}
+
 void MetricsFile::write_summary(const RunSummary& s) {
   JsonWriter json;
   json.begin_object()

@@ -57,6 +57,8 @@ class MetricsFile {
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
   void write_step(const StepRecord& record);
+  // {"step": S, "val_loss": L}, after step S's line.
+  void write_evaluation(int step, double val_loss);
   void write_summary(const RunSummary& summary);
 
  private:

@@ -52,10 +52,13 @@ struct TrainConfig {
 };
 
 enum class DataSource { kBuiltin, kText, kTokens };
+// How a token file is laid out: weft's or llm.c's (told apart by their magic numbers under kAuto), or a raw array.
+enum class TokenFormat { kAuto, kWeft, kLlmc, kUint16, kUint32 };
 
 struct DataConfig {
   DataSource source = DataSource::kBuiltin;
   std::string path;  // for text and tokens
+  TokenFormat format = TokenFormat::kAuto;  // for tokens
   std::string valid_path;       // validation data, read as `source` says
   double valid_fraction = 0.0;  // or: the last fraction of `path` held out for validation
 };

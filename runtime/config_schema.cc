@@ -106,6 +106,8 @@ std::vector<KeySpec> build_schema() {
       {.section = "data", .name = "source", .kind = K::kChoice, .choices = {"builtin", "text", "tokens"},
        .store = member(&C::data, &DataConfig::source)},
       {.section = "data", .name = "path", .kind = K::kString, .store = member(&C::data, &DataConfig::path)},
+      {.section = "data", .name = "format", .kind = K::kChoice, .choices = {"auto", "weft", "llmc", "uint16", "uint32"},
+       .store = member(&C::data, &DataConfig::format)},
       {.section = "data", .name = "valid_path", .kind = K::kString,
        .store = member(&C::data, &DataConfig::valid_path)},
       {.section = "data", .name = "valid_fraction", .kind = K::kNumber, .low = 0, .high = 1, .has_high = true,

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "model/data.h"
+#include "model/token_file.h"
 #include "runtime/error.h"
 #include "tests/test_util.h"
 
@@ -61,7 +62,7 @@ TEST_CASE("the built-in corpus is learnable English-like text") {
 TEST_CASE("a prepared token file reads back the text's bytes") {
   const std::string text_path = temp_path("input.txt"), token_path = temp_path("tokens.tok");
   std::ofstream(text_path) << "héllo, weft\n";
-  CHECK(prepare_token_file(text_path, token_path) == 13);  // é is two bytes in UTF-8
+  CHECK(prepare_token_file(text_path, token_path, *make_byte_tokenizer()) == 13);  // é is two bytes in UTF-8
   auto corpus = open_token_file(token_path);
   std::vector<std::int32_t> tokens(13);
   corpus->read(0, 13, tokens.data());
@@ -95,13 +96,15 @@ TEST_CASE("damaged token files are refused with the file named") {
   std::string bad_magic = good;
   bad_magic[0] = 'X';
   write(bad_magic);
-  expect_refused("bad magic");
+  expect_refused("no magic number");  // not weft's, not llm.c's: a raw array must be named
   std::string new_version = good;
   new_version[8] = 9;
   write(new_version);
   expect_refused("format version 9");
   write("short");
-  expect_refused("header");
+  expect_refused("no magic number");
+  write(good.substr(0, 20));
+  expect_refused("shorter than its header");
   std::remove(path.c_str());
   CHECK_THROWS_AS(open_token_file(path), Error);
 }
@@ -116,7 +119,7 @@ TEST_CASE("token ids are checked against model.vocab_size with the byte offset n
   config.model.vocab_size = 100000;
   CHECK(open_corpus(config)->max_token() == 70000);
   config.model.vocab_size = 1000;
-  CHECK_THROWS_WITH(open_corpus(config), Catch::Contains(path + ": token 2 (at byte offset 40) is id 70000") &&
+  CHECK_THROWS_WITH(open_corpus(config), Catch::Contains(path + ": token 2 (at byte offset 48) is id 70000") &&
                                              Catch::Contains("model.vocab_size = 1000"));
   std::remove(path.c_str());
 }
@@ -131,5 +134,74 @@ TEST_CASE("rewriting a token file leaves a job that maps the old one reading the
   before->read(0, 6, tokens.data());
   CHECK(tokens == std::vector<std::int32_t>{10, 11, 12, 13, 14, 15});
   CHECK(open_token_file(path)->size() == 3);
+  std::remove(path.c_str());
+}
+
+namespace {
+
+template <typename T>
+void write_raw(const std::string& path, const std::vector<T>& values, const std::vector<std::int32_t>& header = {}) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size() * 4));
+  out.write(reinterpret_cast<const char*>(values.data()), static_cast<std::streamsize>(values.size() * sizeof(T)));
+}
+
+std::vector<std::int32_t> all_tokens(const TokenCorpus& corpus) {
+  std::vector<std::int32_t> out(static_cast<std::size_t>(corpus.size()));
+  corpus.read(0, static_cast<int>(out.size()), out.data());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("token files of other tools are read as they are: llm.c's .bin, raw uint16 and uint32, weft's version 1") {
+  const std::vector<std::uint16_t> ids = {5, 60000, 7, 8, 9};
+  const std::vector<std::int32_t> expected(ids.begin(), ids.end());
+  const std::string llmc = temp_path("llmc.bin");
+  std::vector<std::int32_t> header(256, 0);
+  header[0] = 20240520, header[1] = 1, header[2] = 5;
+  write_raw(llmc, ids, header);
+  CHECK(read_token_file_info(llmc).format == TokenFormat::kLlmc);  // told by its magic number
+  CHECK(all_tokens(*open_token_file(llmc)) == expected);
+  CHECK(open_token_file(llmc)->byte_offset(1) == 1026);
+
+  const std::string raw16 = temp_path("raw16.bin"), raw32 = temp_path("raw32.bin");
+  write_raw(raw16, ids);
+  write_raw(raw32, std::vector<std::uint32_t>{70000, 1, 2});
+  CHECK(all_tokens(*open_token_file(raw16, TokenFormat::kUint16)) == expected);
+  CHECK(all_tokens(*open_token_file(raw32, TokenFormat::kUint32)) == std::vector<std::int32_t>{70000, 1, 2});
+  // Without a magic number the format must be named, not guessed.
+  CHECK_THROWS_WITH(open_token_file(raw16), Catch::Contains(raw16) && Catch::Contains("data.format"));
+  write_raw(raw16, std::vector<std::uint8_t>{1, 2, 3});
+  CHECK_THROWS_WITH(open_token_file(raw16, TokenFormat::kUint16), Catch::Contains("not a whole number of uint16"));
+  header[2] = 6;  // one token more than the file holds
+  write_raw(llmc, ids, header);
+  CHECK_THROWS_WITH(open_token_file(llmc), Catch::Contains("header says 6 tokens"));
+
+  // Version 1 (weft before tokenizers were recorded): a 32-byte header, then the tokens.
+  const std::string v1 = temp_path("v1.tok");
+  std::vector<std::int32_t> v1_header = {0x54464557, 0x314b4f54, 1, 2, 5, 0, 256, 0};  // "WEFTTOK1", 1, 2, 5, 256
+  write_raw(v1, std::vector<std::uint16_t>{1, 2, 3, 4, 5}, v1_header);
+  CHECK(all_tokens(*open_token_file(v1)) == std::vector<std::int32_t>{1, 2, 3, 4, 5});
+  CHECK(read_token_file_info(v1).tokenizer.empty());
+  for (const auto& path : {llmc, raw16, raw32, v1}) std::remove(path.c_str());
+}
+
+TEST_CASE("a token file records its tokenizer, and a model smaller than its vocabulary is refused") {
+  const std::string path = temp_path("tokenizer.tok");
+  const auto bytes = make_byte_tokenizer();
+  std::vector<std::int32_t> tokens(200, 7);
+  write_token_file(path, tokens, bytes->vocab_size(), bytes.get());
+  const TokenFileInfo info = read_token_file_info(path);
+  CHECK(info.tokenizer == "bytes");
+  CHECK(info.vocab_size == 256);
+  CHECK(all_tokens(*open_token_file(path)) == tokens);
+  Config config;
+  config.data.source = DataSource::kTokens;
+  config.data.path = path;
+  config.model.seq_len = 16;
+  config.model.vocab_size = 128;  // every id fits, but the tokenizer can produce 256
+  CHECK_THROWS_WITH(open_corpus(config), Catch::Contains(path) && Catch::Contains("vocabulary of 256") &&
+                                             Catch::Contains("model.vocab_size = 128"));
   std::remove(path.c_str());
 }
