@@ -52,7 +52,7 @@ MetricsFile::MetricsFile(const std::string& path) : path_(path), out_(path, std:
   if (!out_) fail_usage("--metrics {}: cannot open for writing: {}", path, std::strerror(errno));
 }
 
-void MetricsFile::write_step(const StepRecord& r) {
+std::string step_json(const StepRecord& r) {
   JsonWriter json;
   json.begin_object()
       .field("step", r.step)
@@ -74,7 +74,11 @@ void MetricsFile::write_step(const StepRecord& r) {
       .end_object();
   json.begin_object("comm_bytes").field("dp", r.comm.dp).field("tp", r.comm.tp).field("pp", r.comm.pp).end_object();
   json.end_object();
-  out_ << json.str() << '\n';
+  return json.str();
+}
+
+void MetricsFile::write_step(const StepRecord& r) {
+  out_ << step_json(r) << '\n';
   out_.flush();
 }
 

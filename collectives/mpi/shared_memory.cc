@@ -10,9 +10,9 @@
 #include <string_view>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "collectives/mpi/mpi_check.h"
+#include "runtime/log.h"
 
 namespace weft {
 
@@ -108,7 +108,7 @@ std::unique_ptr<SharedSegments> SharedSegments::create(MPI_Comm comm, std::size_
   if (created) shm_unlink(own.c_str());
   if (!ok) {
     if (rank == 0)
-      spdlog::warn("weft: shared-memory staging of {} MiB per rank could not be set up (is /dev/shm large enough?); "
+      logger().warn("weft: shared-memory staging of {} MiB per rank could not be set up (is /dev/shm large enough?); "
                    "collectives use MPI messages instead",
                    bytes >> 20);
     return nullptr;
