@@ -21,8 +21,6 @@ namespace weft::embed {
 // MPI for every handle of this process: started on first need, shared, ended by weft_finalize once the last
 // handle holding it is gone. Error(kUsage) after weft_finalize (MPI cannot start twice).
 std::shared_ptr<MpiRuntime> mpi_runtime();
-// The world communicator every MPI handle of the process is made from (groups from a store need its engine).
-Communicator& mpi_world();
 // A peer failure makes MPI_Finalize wait for the dead peer forever: weft_finalize skips it afterwards.
 void note_peer_failure();
 
@@ -81,7 +79,9 @@ weft_status guarded(std::string* error, const PeerDirectory* peers, Body&& body)
   } catch (const Error& e) {
     std::string message = e.what();
     if (e.kind() == ErrorKind::kPeer) {
-      note_peer_failure();
+      // A mismatch ("rank 0 called ... but rank 1 called ...") fails every rank alike and leaves the group and MPI
+      // usable; any other peer failure may have lost a peer.
+      if (message.find(" but rank ") == std::string::npos) note_peer_failure();
       try {
         if (peers != nullptr)
           if (const std::string dead = peers->describe_dead_peers(); !dead.empty()) message += " (" + dead + ")";

@@ -135,14 +135,12 @@ weft_status weft_comm_create(weft_store* store, const char* name, int rank, int 
     CommOptions options;
     options.timeout = timeout_of(timeout_s);
     auto mpi = mpi_runtime();
-    MPI_Comm raw;
-    auto engine = mpi_engine_of(mpi_world(), &raw);
     // The members meet in the store: each publishes its MPI world rank under the group's name.
     const std::string prefix = fmt::format("weft/group/{}/", name);
-    store->store->set(prefix + std::to_string(rank), std::to_string(mpi_world().world_rank()));
+    store->store->set(prefix + std::to_string(rank), std::to_string(mpi->world_rank()));
     std::vector<int> world_ranks;
     for (int r = 0; r < size; ++r) world_ranks.push_back(std::stoi(store->store->get(prefix + std::to_string(r), options.timeout)));
-    auto c = wrap(mpi, make_mpi_group(engine, world_ranks, name, options));
+    auto c = wrap(mpi, make_mpi_group(mpi->engine(), world_ranks, name, options));
     *out = c.release();
   });
 }

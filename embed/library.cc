@@ -17,7 +17,6 @@ struct ProcessState {
   std::mutex mutex;
   std::weak_ptr<MpiRuntime> mpi;      // alive while a handle holds it
   std::shared_ptr<MpiRuntime> held;   // the library's own reference, dropped by weft_finalize
-  std::unique_ptr<Communicator> world;
   bool finalized = false;
   bool peer_failed = false;
 };
@@ -67,7 +66,7 @@ std::shared_ptr<MpiRuntime> mpi_runtime() {
   auto made = std::shared_ptr<MpiRuntime>(new MpiRuntime, [](MpiRuntime* runtime) {
     bool failed;
     {
-      std::lock_guard lock(state().mutex);
+      std::lock_guard guard(state().mutex);
       failed = state().peer_failed;
     }
     if (!failed) delete runtime;
@@ -75,14 +74,6 @@ std::shared_ptr<MpiRuntime> mpi_runtime() {
   s.mpi = made;
   s.held = made;
   return made;
-}
-
-Communicator& mpi_world() {
-  auto mpi = mpi_runtime();
-  ProcessState& s = state();
-  std::lock_guard lock(s.mutex);
-  if (!s.world) s.world = mpi->world();
-  return *s.world;
 }
 
 void note_peer_failure() {
@@ -132,7 +123,6 @@ weft_status weft_finalize(void) {
       s.finalized = true;
       last = std::move(s.held);
     }
-    s.world.reset();
     logger().flush();
     // `last` ends MPI here when no handle holds it any more (otherwise the last handle's destruction does).
   });

@@ -151,7 +151,8 @@ WEFT_API weft_status weft_store_add(weft_store* store, const char* key, int64_t 
    300 s). Collective over the world. */
 WEFT_API weft_status weft_comm_world(double timeout_s, weft_comm** out);
 /* A group of the MPI world's processes that meet through `store`: each passes its `rank` in [0, size) and the same
-   `name`, `size` and timeout. Collective over the group's members only. */
+   `name`, `size` and timeout. Collective over the group's members only, once MPI runs in every process of the job
+   (MPI's start waits for all of them: create the world communicator or a trainer everywhere first). */
 WEFT_API weft_status weft_comm_create(weft_store* store, const char* name, int rank, int size, double timeout_s,
                                       weft_comm** out);
 /* Collective over `comm`: the ranks with the same color form a group named `name`, ordered by (key, rank); *out is
