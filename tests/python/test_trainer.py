@@ -33,6 +33,8 @@ def test_parameters_written_from_numpy_are_the_ones_trained(tmp_path):
     other = weft.Trainer(TINY, {**SMALL, "train.seed": 99})
     other.save(tmp_path / "ckpt")
     (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({  # tiny.yaml's model as Hugging Face names it
+        "model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 256, "n_positions": 64}))
     subprocess.run([weft_binary(), "ckpt", "export", str(tmp_path / "ckpt" / "step_00000000"), "--safetensors",
                     str(tmp_path / "hf" / "model.safetensors")], check=True, capture_output=True)
     reference = weft.Trainer(TINY, {**SMALL, "checkpoint.init_from": tmp_path / "hf"})
@@ -111,7 +113,7 @@ def test_errors_are_exceptions_with_weft_messages_and_exit_code_classes():
         trainer.get_parameter("nope")
     with pytest.raises(weft.ConfigError, match="holds 3 values but the parameter has 16384"):
         trainer.set_parameter(trainer.names()[0], np.zeros(3))
-    with pytest.raises(weft.ConfigError, match="no complete one"):
+    with pytest.raises(weft.ConfigError, match="holding a complete one"):
         trainer.load("/nonexistent")
     with pytest.raises(weft.ConfigError, match="16 bits"):
         weft.Trainer(TINY, {**SMALL, "precision.compute": "bf16"}).parameters()
