@@ -46,29 +46,35 @@ def python_tokens_per_s(steps):
     code = (
         "import json, statistics, time, weft\n"
         f"t = weft.Trainer({CONFIG!r}, {{'train.steps': {steps}}})\n"
-        "walls, losses = [], []\n"
+        "walls, losses, extra = [], [], []\n"
         "for _ in range(t.planned_steps):\n"
         "    start = time.perf_counter(); m = t.step(); walls.append(time.perf_counter() - start)\n"
-        "    losses.append(m['loss'])\n"
+        "    losses.append(m['loss']); extra.append(walls[-1] - m['step_ms'] / 1000)\n"
         "tokens = 8 * 128\n"
-        "print(json.dumps([tokens / statistics.median(walls), losses]))\n")
+        "print(json.dumps([tokens / statistics.median(walls), losses, statistics.median(extra),\n"
+        "                  statistics.median(walls)]))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=environment())
     return tuple(json.loads(out.stdout.splitlines()[-1]))
 
 
 def train(rounds=4, steps=30):
-    cli, python = [], []
+    cli, python, overhead = [], [], []
     for _ in range(rounds):
         rate, cli_losses = cli_tokens_per_s(steps)
         cli.append(rate)
-        rate, python_losses = python_tokens_per_s(steps)
+        rate, python_losses, extra, wall = python_tokens_per_s(steps)
         python.append(rate)
+        overhead.append(extra / wall)
         assert python_losses == cli_losses, "the two sides trained different models"
     best_cli, best_python = max(cli), max(python)
     print(f"bench_3m, {steps} steps, 1 rank x 1 thread, {rounds} alternating runs each (best; all runs listed)")
     print(f"  weft train      {best_cli:9.0f} tok/s   {[round(r) for r in cli]}")
     print(f"  Trainer.train   {best_python:9.0f} tok/s   {[round(r) for r in python]}")
     print(f"  Python / CLI    {best_python / best_cli:9.3f}   (losses equal bit for bit)")
+    # Load-independent: within each Python step, the wall time beyond the step_ms weft itself measured (the C call,
+    # the metrics JSON, its parsing), as a share of the step.
+    print(f"  API overhead    {100 * statistics.median(overhead):9.3f} % of a step (median per run: "
+          f"{[round(100 * o, 3) for o in overhead]})")
 
 
 def cli_collectives():
@@ -118,7 +124,7 @@ def collectives_rank(blocks=5, iters=20, warmup=5):
                 for _ in range(iters):
                     run()
                 best = min(best, (time.perf_counter() - start) / iters)
-            slowest = comm.all_reduce(np.array([best], dtype=np.float32), op="max")[0]
+            slowest = float(comm.all_reduce(np.array([best], dtype=np.float32), op="max")[0])
             factor = {"all_reduce": 2 * (n - 1) / n, "broadcast": 1.0}.get(op, (n - 1) / n)
             rows.append((op, count * 4, count * 4 / slowest / 1e9 * factor))
     if comm.rank == 0:

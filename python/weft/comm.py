@@ -11,7 +11,12 @@ _OPS = {"sum": 0, "max": 1, "min": 2}
 _DTYPES = {"float32": 0, "bfloat16": 1, "float16": 2, "int32": 3, "int64": 4}
 
 
+_CODES = {np.dtype(name): code for name, code in _DTYPES.items() if name != "bfloat16"}
+
+
 def _dtype_code(array, dtype):
+    if dtype is None and array.dtype in _CODES:  # the common case without building the dtype's name
+        return _CODES[array.dtype]
     name = dtype or array.dtype.name  # ml_dtypes' bfloat16 arrays name themselves "bfloat16"
     if dtype == "bfloat16" and array.dtype.itemsize != 2:
         raise ConfigError(f"dtype bfloat16 needs 2-byte elements (e.g. uint16 bits), not {array.dtype}")
@@ -23,11 +28,12 @@ def _dtype_code(array, dtype):
 def _buffer(array, writable):
     if not isinstance(array, np.ndarray):
         raise ConfigError(f"expected a NumPy array, got {type(array).__name__}")
-    if not array.flags.c_contiguous:
+    flags = array.flags
+    if not flags.c_contiguous:
         raise ConfigError("the array must be C-contiguous (np.ascontiguousarray makes a copy that is)")
-    if writable and not array.flags.writeable:
+    if writable and not flags.writeable:
         raise ConfigError("the array receives the result but is read-only")
-    return array.ctypes.data
+    return array.__array_interface__["data"][0]
 
 
 class Work:
