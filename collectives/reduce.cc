@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace weft {
 
@@ -36,9 +37,31 @@ void combine(float* acc, const float* x, std::size_t n, ReduceOp op) {
   if (op == ReduceOp::kSum) {
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) acc[i] += x[i];
-  } else {
+  } else if (op == ReduceOp::kMax) {
     // NaN wins, so an overflow flag that became NaN is still seen by every rank.
     for (std::size_t i = 0; i < n; ++i) acc[i] = (x[i] > acc[i] || x[i] != x[i]) ? x[i] : acc[i];
+  } else {
+    for (std::size_t i = 0; i < n; ++i) acc[i] = (x[i] < acc[i] || x[i] != x[i]) ? x[i] : acc[i];
+  }
+}
+
+// Integers are exact in any order; the sum wraps around as unsigned arithmetic does (no undefined overflow).
+template <typename T>
+void reduce_integers(const void* const* inputs, int n_inputs, void* const* outputs, int n_outputs, std::size_t count,
+                     ReduceOp op) {
+  using U = std::make_unsigned_t<T>;
+  alignas(64) T acc[kBlock];
+  for (std::size_t start = 0; start < count; start += kBlock) {
+    const std::size_t n = std::min(kBlock, count - start);
+    std::memcpy(acc, static_cast<const T*>(inputs[0]) + start, n * sizeof(T));
+    for (int r = 1; r < n_inputs; ++r) {
+      const T* x = static_cast<const T*>(inputs[r]) + start;
+      for (std::size_t i = 0; i < n; ++i)
+        acc[i] = op == ReduceOp::kSum   ? static_cast<T>(static_cast<U>(acc[i]) + static_cast<U>(x[i]))
+                 : op == ReduceOp::kMax ? std::max(acc[i], x[i])
+                                        : std::min(acc[i], x[i]);
+    }
+    for (int j = 0; j < n_outputs; ++j) std::memcpy(static_cast<T*>(outputs[j]) + start, acc, n * sizeof(T));
   }
 }
 
@@ -68,6 +91,8 @@ void reduce_f32(const float* const* inputs, int n_inputs, float* const* outputs,
 void reduce_rank_order(const void* const* inputs, int n_inputs, void* const* outputs, int n_outputs,
                        std::size_t count, DType dtype, ReduceOp op) {
   if (n_inputs <= 0) return;
+  if (dtype == DType::kI32) return reduce_integers<std::int32_t>(inputs, n_inputs, outputs, n_outputs, count, op);
+  if (dtype == DType::kI64) return reduce_integers<std::int64_t>(inputs, n_inputs, outputs, n_outputs, count, op);
   if (dtype == DType::kF32) {
     reduce_f32(reinterpret_cast<const float* const*>(inputs), n_inputs, reinterpret_cast<float* const*>(outputs),
                n_outputs, count, op);

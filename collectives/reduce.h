@@ -1,4 +1,5 @@
-// Host reductions shared by the CPU backends: element-wise sum or max over ranks, in rank order, in fp32.
+// Host reductions shared by the CPU backends: element-wise sum, max or min over ranks, in rank order (floats in fp32,
+// integers exactly).
 #pragma once
 
 #include <cstddef>

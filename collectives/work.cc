@@ -25,7 +25,14 @@ std::string_view op_name(OpKind op) {
 
 bool is_collective(OpKind op) { return op != OpKind::kSend && op != OpKind::kRecv; }
 
-std::string_view reduce_op_name(ReduceOp op) { return op == ReduceOp::kSum ? "sum" : "max"; }
+std::string_view reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kMin: return "min";
+  }
+  return "?";
+}
 
 std::string format_bytes(std::uint64_t bytes) {
   const double value = static_cast<double>(bytes);

@@ -162,7 +162,7 @@ void Trainer::save_checkpoint(int step) {
   world.barrier()->wait();
   if (world.rank() == 0) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    spdlog::info("saved {} in {:.3f} s; rank 0 wrote {} bytes in {:.3f} s ({:.1f} MB/s)",
+    logger().info("saved {} in {:.3f} s; rank 0 wrote {} bytes in {:.3f} s ({:.1f} MB/s)",
                  checkpoint::checkpoint_path(root, step), seconds, my_bytes, write_seconds,
                  my_bytes / write_seconds / 1e6);
   }
@@ -234,7 +234,7 @@ int Trainer::restore_checkpoint() {
     for (const auto& file : reader.manifest().files()) total += file.bytes();
     const auto bytes = static_cast<double>(reader.bytes_loaded());
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    spdlog::info("resumed from {} (step {}, saved on {} rank(s)); rank 0 read and verified {} of the checkpoint's {} "
+    logger().info("resumed from {} (step {}, saved on {} rank(s)); rank 0 read and verified {} of the checkpoint's {} "
                  "bytes in {:.3f} s ({:.1f} MB/s)",
                  path, reader.manifest().step(), reader.manifest().layout().world_size(), reader.bytes_loaded(), total,
                  seconds, bytes / seconds / 1e6);

@@ -61,6 +61,21 @@ class Trainer {
   std::vector<float> parameters() { return params_.gather_flat(); }
   const BucketLayout& layout() const { return layout_; }
 
+  // For libweft (parallel/trainer_access.cc): this rank's part of one parameter (ParamSpec::shape), by name.
+  // Reads give the values the model computes with, in fp32; under ZeRO 3 a read gathers over dp (every dp rank
+  // must make it). Writes set the stored parameters and the fp32 master weights; every dp rank must write the
+  // same values. Gradients are the last step's reduced ones as AdamW read them (fp16: times the loss scale), whole
+  // under ZeRO 0 only: Error(kUsage) otherwise.
+  void read_parameter(const ParamSpec& spec, float* out);
+  void write_parameter(const ParamSpec& spec, const float* values);
+  void read_gradient(const ParamSpec& spec, float* out);
+  // The stored parameter (gradient) itself when it lives whole in fp32 host memory, else nullptr with the reason.
+  float* parameter_data(const ParamSpec& spec, std::string* why_not);
+  float* gradient_data(const ParamSpec& spec, std::string* why_not);
+  // Checkpoints under `root` instead of checkpoint.dir; restore from a checkpoint, or the newest one under a root.
+  void save_checkpoint_to(const std::string& root, int step);
+  int restore_checkpoint_from(const std::string& path);
+
  private:
   // Reads micro-batch `micro` of `step` (this dp rank's samples) into the model's current activation slot.
   void load_micro_batch(const SampleSource& source, int step, int micro);

@@ -76,7 +76,7 @@ void MetricsFile::write_line(const std::string& line) {
   }
 }
 
-void MetricsFile::write_step(const StepRecord& r) {
+std::string step_json(const StepRecord& r) {
   JsonWriter json;
   json.begin_object()
       .field("step", r.step)
@@ -107,8 +107,10 @@ void MetricsFile::write_step(const StepRecord& r) {
         .end_object();
   json.begin_object("comm_bytes").field("dp", r.comm.dp).field("tp", r.comm.tp).field("pp", r.comm.pp).end_object();
   json.end_object();
-  write_line(json.str());
+  return json.str();
 }
+
+void MetricsFile::write_step(const StepRecord& r) { write_line(step_json(r)); }
 
 void MetricsFile::write_evaluation(int step, double val_loss) {
   JsonWriter json;

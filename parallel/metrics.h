@@ -47,6 +47,9 @@ std::string progress_line(const StepRecord& record, int total_steps);
 std::string summary_line(const RunSummary& summary);
 RunSummary summarize(const std::vector<StepRecord>& records, std::int64_t tokens_per_step);
 
+// One step's line of the metrics file (contract.md "Metrics"), without the newline; libweft returns the same.
+std::string step_json(const StepRecord& record);
+
 // Writes one JSON object per step, then {"summary": ...}; opened only on rank 0. Each line goes to the file as it
 // is made (so the file can be followed while training runs), every write is checked, and the summary is fsynced:
 // a full disk stops the run with exit code 1 naming the file instead of losing lines quietly.

@@ -1,4 +1,5 @@
-// DType: the element types weft stores (fp32, bf16, fp16) and their bit-exact conversions to and from fp32.
+// DType: the element types weft stores (fp32, bf16, fp16; int32 and int64 for collectives on integers) and the
+// bit-exact conversions of the 16-bit floats to and from fp32.
 #pragma once
 
 #include <bit>
@@ -10,9 +11,13 @@
 
 namespace weft {
 
-enum class DType { kF32, kBF16, kF16 };
+// Appended values only: the C API (include/weft/weft.h) numbers them in this order.
+enum class DType { kF32, kBF16, kF16, kI32, kI64 };
 
-constexpr std::size_t dtype_size(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
+constexpr std::size_t dtype_size(DType dtype) {
+  return dtype == DType::kI64 ? 8 : (dtype == DType::kF32 || dtype == DType::kI32) ? 4 : 2;
+}
+constexpr bool is_integer(DType dtype) { return dtype == DType::kI32 || dtype == DType::kI64; }
 std::string_view dtype_name(DType dtype);
 
 WEFT_HD std::uint32_t float_bits(float value) {

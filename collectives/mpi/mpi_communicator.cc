@@ -16,7 +16,16 @@ namespace weft {
 
 namespace {
 
-MPI_Datatype mpi_type(DType dtype) { return dtype == DType::kF32 ? MPI_FLOAT : MPI_UINT16_T; }
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return MPI_FLOAT;
+    case DType::kI32: return MPI_INT32_T;
+    case DType::kI64: return MPI_INT64_T;
+    case DType::kBF16:
+    case DType::kF16: break;
+  }
+  return MPI_UINT16_T;
+}
 
 // Staging per rank and round in shared memory: 512 KiB of each chunk, so that a round's segments are reduced
 // while still in cache (2 ranks: 2 MiB of /dev/shm per rank and communicator, two buffers of two slots).
@@ -311,6 +320,35 @@ std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, 
   engine->submit(task);
   StateWork(desc, task->state(), on_timeout(engine, arrival, desc, task->state())).wait(options.timeout);
   return std::make_unique<MpiCommunicator>(std::move(engine), fresh, "world", world_rank, options);
+}
+
+std::unique_ptr<Communicator> make_mpi_group(std::shared_ptr<MpiEngine> engine, const std::vector<int>& world_ranks,
+                                             const std::string& name, CommOptions options) {
+  int world_rank = 0;
+  auto fresh = std::make_shared<CommContext>();
+  // Blocking calls on the MPI thread: every member is known to be on its way here.
+  engine->run([&] {
+    WEFT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+    MPI_Group world_group = MPI_GROUP_NULL, group = MPI_GROUP_NULL;
+    WEFT_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
+    WEFT_MPI_CHECK(MPI_Group_incl(world_group, static_cast<int>(world_ranks.size()), world_ranks.data(), &group));
+    // Groups made at the same time by different members keep apart by a tag from the name.
+    const int tag = static_cast<int>(std::hash<std::string>{}(name) % 32768);
+    WEFT_MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &fresh->comm));
+    MPI_Group_free(&group);
+    MPI_Group_free(&world_group);
+  });
+  // The rest of the set-up as any new group's: the point-to-point duplicate, rank and size, shared memory.
+  OpDescriptor desc;
+  desc.op = OpKind::kSplit;
+  desc.world_rank = world_rank;
+  desc.group = name;
+  auto task = std::make_shared<StepTask>(desc, fresh);
+  task->add([fresh](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Comm_idup(fresh->comm, &fresh->peer_comm, request)); });
+  add_setup_steps(*task, fresh, name);
+  engine->submit(task);
+  StateWork(desc, task->state(), on_timeout(engine, fresh, desc, task->state())).wait(options.timeout);
+  return std::make_unique<MpiCommunicator>(std::move(engine), fresh, name, world_rank, options);
 }
 
 std::shared_ptr<MpiEngine> mpi_engine_of(Communicator& comm, MPI_Comm* raw) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "collectives/communicator.h"
 #include "collectives/mpi/mpi_engine.h"
@@ -35,6 +36,11 @@ namespace weft {
 //   once. Errors are returned, not fatal (MPI_ERRORS_RETURN).
 // Duplicates MPI_COMM_WORLD (MPI_Comm_idup, with the deadline of options.timeout) into the "world" communicator.
 std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, CommOptions options);
+
+// A group of the MPI world's processes world_ranks[0], world_ranks[1], ... (group rank r is world_ranks[r]), made
+// with MPI_Comm_create_group: collective over the members only, so they must have met (through a Store) first.
+std::unique_ptr<Communicator> make_mpi_group(std::shared_ptr<MpiEngine> engine, const std::vector<int>& world_ranks,
+                                             const std::string& name, CommOptions options);
 
 // The engine and the MPI_Comm (into *raw) behind an MPI communicator, for services built on it (the MPI store);
 // nullptr when comm is not an MPI communicator. *raw may be used on the engine's thread only.

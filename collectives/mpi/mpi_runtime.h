@@ -32,6 +32,8 @@ class MpiRuntime {
 
   // The world group ("world"): a duplicate of MPI_COMM_WORLD, made with the deadline of options.timeout.
   std::unique_ptr<Communicator> world(CommOptions options = {});
+  // The MPI thread, for communicators made otherwise (make_mpi_group).
+  const std::shared_ptr<MpiEngine>& engine() const { return engine_; }
 
  private:
   std::shared_ptr<MpiEngine> engine_;

@@ -23,11 +23,13 @@ ncclDataType_t nccl_type(DType dtype) {
   switch (dtype) {
     case DType::kBF16: return ncclBfloat16;
     case DType::kF16: return ncclFloat16;
+    case DType::kI32: return ncclInt32;
+    case DType::kI64: return ncclInt64;
     default: return ncclFloat32;
   }
 }
 
-ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kMax ? ncclMax : ncclSum; }
+ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kMax ? ncclMax : op == ReduceOp::kMin ? ncclMin : ncclSum; }
 
 // Makes `ordinal` current for one scope: NCCL and the CUDA runtime act on the calling thread's device.
 class DeviceScope {

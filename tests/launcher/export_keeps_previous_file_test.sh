@@ -21,5 +21,6 @@ code=$?
 grep -q -- "--safetensors $disk/model.safetensors: writing failed: No space left on device" "$work/log" || {
   echo "FAIL: the error does not name the file and the reason"; cat "$work/log"; exit 1; }
 [ "$(sha256sum "$disk/model.safetensors")" = "$before" ] || { echo "FAIL: the previous export changed"; exit 1; }
-[ -z "$(ls "$disk" | grep -v '^model.safetensors$')" ] || { echo "FAIL: left over: $(ls "$disk")"; exit 1; }
+# The export's config.json stays beside it; no temporary may.
+[ -z "$(ls "$disk" | grep -v -x -e model.safetensors -e config.json)" ] || { echo "FAIL: left over: $(ls "$disk")"; exit 1; }
 echo "PASS: a failed export kept the previous file and left nothing beside it"
