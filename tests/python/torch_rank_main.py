@@ -1,0 +1,214 @@
+"""One rank of the torch.distributed tests of backend "weft" (run under mpirun by test_torch_backend.py):
+`ops OUT`, `ddp OUT` and `kill OUT`. Each writes what it found to OUT.rankN as JSON; the test judges."""
+import json
+import os
+import signal
+import sys
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+import weft.torch  # noqa: F401  registers backend "weft"
+
+RANK = int(os.environ["OMPI_COMM_WORLD_RANK"])
+SIZE = int(os.environ["OMPI_COMM_WORLD_SIZE"])
+FLOATS = [torch.float32, torch.bfloat16, torch.float16]
+DTYPES = FLOATS + [torch.int32, torch.int64]
+
+
+def start(out, timeout_s=60):
+    # FileStore rendezvous: torch hands the backend the group's store; no MASTER_ADDR needed.
+    dist.init_process_group("weft", init_method=f"file://{out}.store", rank=RANK, world_size=SIZE,
+                            timeout=timedelta(seconds=timeout_s))
+    return dist.new_group(backend="gloo")
+
+
+def values(rank, n, dtype):
+    """Small integers: exact in every dtype, so sums are exact whatever the order."""
+    return ((torch.arange(n) * 7 + 3 * rank) % 23 - 11).to(dtype)
+
+
+class Checks:
+    def __init__(self, gloo):
+        self.gloo, self.count, self.failures = gloo, 0, []
+
+    def equal(self, name, got, want):
+        self.count += 1
+        if not torch.equal(got, want):
+            self.failures.append(f"{name}: got {got.tolist()} expected {want.tolist()}")
+
+    def both(self, name, run, want):
+        """run(group) -> result tensor, over weft (default group) and gloo; both must equal `want`."""
+        self.equal(name, run(None), want)
+        self.equal(name + " (gloo)", run(self.gloo), want)
+
+    def raises(self, name, run, words):
+        self.count += 1
+        try:
+            run()
+        except Exception as error:  # noqa: BLE001  the message is what is judged
+            if not all(word in str(error) for word in words):
+                self.failures.append(f"{name}: message {error} lacks {words}")
+            return
+        self.failures.append(f"{name}: did not raise")
+
+
+def reduced(op, n, dtype):
+    stack = torch.stack([values(r, n, torch.float64) for r in range(SIZE)])
+    result = {"sum": stack.sum(0), "max": stack.max(0).values, "min": stack.min(0).values,
+              "avg": stack.sum(0) / SIZE}[op]
+    return result.to(dtype)
+
+
+def ops(out):
+    gloo = start(out)
+    c = Checks(gloo)
+    n = 12 * SIZE
+    ops_by_name = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN,
+                   "avg": dist.ReduceOp.AVG}
+    for dtype in DTYPES:
+        for name, op in ops_by_name.items():
+            if name == "avg" and (dtype not in FLOATS):
+                continue
+            if name == "avg" and dtype != torch.float32:
+                continue  # gloo has no AVG; fp32 checks weft's, 16-bit results would round twice
+            def run(group, dtype=dtype, op=op):
+                t = values(RANK, n, dtype)
+                dist.all_reduce(t, op=op, group=group)
+                return t
+            want = reduced(name, n, dtype)
+            if name == "avg":
+                c.equal(f"all_reduce avg {dtype}", run(None), want)
+            else:
+                c.both(f"all_reduce {name} {dtype}", run, want)
+        # Non-contiguous: a transposed view reduced in place.
+        t = values(RANK, n, dtype).view(SIZE, 12).t()
+        dist.all_reduce(t)
+        c.equal(f"all_reduce non-contiguous {dtype}", t, reduced("sum", n, dtype).view(SIZE, 12).t())
+
+        def bcast(group, dtype=dtype):
+            t = values(RANK, n, dtype)
+            dist.broadcast(t, src=SIZE - 1, group=group)
+            return t
+        c.both(f"broadcast {dtype}", bcast, values(SIZE - 1, n, dtype))
+
+        def gather_into(group, dtype=dtype):
+            o = torch.empty(SIZE * n, dtype=dtype)
+            dist.all_gather_into_tensor(o, values(RANK, n, dtype), group=group)
+            return o
+        c.both(f"all_gather_into_tensor {dtype}", gather_into, torch.cat([values(r, n, dtype) for r in range(SIZE)]))
+
+        def scatter_reduce(group, dtype=dtype):
+            o = torch.empty(n // SIZE, dtype=dtype)
+            dist.reduce_scatter_tensor(o, values(RANK, n, dtype), group=group)
+            return o
+        chunk = n // SIZE
+        c.both(f"reduce_scatter_tensor {dtype}", scatter_reduce, reduced("sum", n, dtype)[RANK * chunk:][:chunk])
+
+    def gather_list(group):
+        outs = [torch.empty(5) for _ in range(SIZE)]
+        dist.all_gather(outs, values(RANK, 5, torch.float32), group=group)
+        return torch.stack(outs)
+    c.both("all_gather", gather_list, torch.stack([values(r, 5, torch.float32) for r in range(SIZE)]))
+
+    def reduce_to_root(group):
+        t = values(RANK, 9, torch.float32)
+        dist.reduce(t, dst=1, group=group)
+        return t if RANK == 1 else torch.zeros(0)
+    c.both("reduce", reduce_to_root, reduced("sum", 9, torch.float32) if RANK == 1 else torch.zeros(0))
+
+    def gather_to_root(group):
+        outs = [torch.empty(4) for _ in range(SIZE)] if RANK == 0 else None
+        dist.gather(values(RANK, 4, torch.float32), outs, dst=0, group=group)
+        return torch.stack(outs) if RANK == 0 else torch.zeros(0)
+    c.both("gather", gather_to_root,
+           torch.stack([values(r, 4, torch.float32) for r in range(SIZE)]) if RANK == 0 else torch.zeros(0))
+
+    def scatter_from_root(group):
+        t = torch.empty(6)
+        dist.scatter(t, [values(r, 6, torch.float32) + 100 for r in range(SIZE)] if RANK == 1 else None, src=1,
+                     group=group)
+        return t
+    c.both("scatter", scatter_from_root, values(RANK, 6, torch.float32) + 100)
+
+    def all_to_all(group):  # uneven: rank r sends r + p + 1 rows to rank p
+        send = [torch.full((RANK + p + 1, 2), float(10 * RANK + p)) for p in range(SIZE)]
+        out = torch.empty(sum(p + RANK + 1 for p in range(SIZE)), 2)
+        dist.all_to_all_single(out, torch.cat(send), [p + RANK + 1 for p in range(SIZE)],
+                               [RANK + p + 1 for p in range(SIZE)], group=group)
+        return out
+    c.both("all_to_all_single", all_to_all,
+           torch.cat([torch.full((p + RANK + 1, 2), float(10 * p + RANK)) for p in range(SIZE)]))
+
+    def ring(group):  # send to the next rank, receive from the previous, as a batch of isend/irecv
+        got = torch.empty(7, dtype=torch.int64)
+        works = dist.batch_isend_irecv([dist.P2POp(dist.isend, values(RANK, 7, torch.int64), (RANK + 1) % SIZE, group),
+                                        dist.P2POp(dist.irecv, got, (RANK - 1) % SIZE, group)])
+        for work in works:
+            work.wait()
+        return got
+    c.both("send/recv", ring, values((RANK - 1) % SIZE, 7, torch.int64))
+
+    dist.barrier()
+    work = dist.all_reduce(values(RANK, 3, torch.float32), async_op=True)
+    c.equal("Work future", work.get_future().wait()[0], reduced("sum", 3, torch.float32))
+    c.raises("product", lambda: dist.all_reduce(torch.ones(2), op=dist.ReduceOp.PRODUCT), ["weft", "all_reduce"])
+    c.raises("float64", lambda: dist.all_reduce(torch.ones(2, dtype=torch.float64)), ["weft", "all_reduce", "Double"])
+    dist.barrier()
+    dist.destroy_process_group()
+    return {"checked": c.count, "failures": c.failures}
+
+
+def ddp(out, steps=10):
+    """The same model, seed and per-rank data under DDP over weft and over gloo; parameters after `steps`."""
+    gloo = start(out)
+    results = []
+    for group in (None, gloo):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Embedding(64, 32),
+                                    torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True),
+                                    torch.nn.Linear(32, 64))
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, process_group=group, bucket_cap_mb=0.01)
+        optimizer = torch.optim.AdamW(ddp_model.parameters(), lr=1e-2)
+        data = torch.Generator().manual_seed(1 + RANK)
+        for _ in range(steps):
+            tokens = torch.randint(0, 64, (4, 16), generator=data)
+            loss = torch.nn.functional.cross_entropy(ddp_model(tokens).flatten(0, 1), tokens.roll(1, 1).flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    weft_params, gloo_params = results
+    difference = (weft_params - gloo_params).abs().max().item()
+    scale = gloo_params.abs().max().item()
+    dist.destroy_process_group()
+    return {"identical": bool(torch.equal(weft_params, gloo_params)), "max_abs_difference": difference,
+            "max_abs": scale, "steps": steps}
+
+
+def kill(out):
+    """The last rank dies (SIGKILL) before an all_reduce; the others must raise within the group's timeout."""
+    start(out, timeout_s=5)
+    t = torch.ones(1000)
+    dist.all_reduce(t)
+    if RANK == SIZE - 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    started = time.monotonic()
+    try:
+        for _ in range(3):
+            dist.all_reduce(t)
+    except Exception as error:  # noqa: BLE001
+        return {"raised": type(error).__name__, "message": str(error), "seconds": time.monotonic() - started}
+    return {"raised": None}
+
+
+if __name__ == "__main__":
+    mode, out = sys.argv[1], sys.argv[2]
+    result = {"ops": ops, "ddp": ddp, "kill": kill}[mode](out)
+    with open(f"{out}.rank{RANK}", "w") as handle:
+        json.dump(result, handle)
+    sys.stdout.flush()
+    if mode == "kill":
+        os._exit(0)  # the group cannot be ended with a dead peer
