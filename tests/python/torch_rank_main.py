@@ -161,8 +161,10 @@ def ops(out):
     return {"checked": c.count, "failures": c.failures}
 
 
-def ddp(out, steps=10):
-    """The same model, seed and per-rank data under DDP over weft and over gloo; parameters after `steps`."""
+def ddp(out, optimizer_name="adamw", steps=10):
+    """The same model, seed and per-rank data under DDP over weft and over gloo; parameters after `steps`. AdamW
+    divides by the gradient's running RMS, which turns rounding differences of near-zero gradients into whole
+    steps: with sums in different orders (3 ranks), SGD shows how far apart the reductions themselves are."""
     gloo = start(out)
     results = []
     for group in (None, gloo):
@@ -171,7 +173,8 @@ def ddp(out, steps=10):
                                     torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True),
                                     torch.nn.Linear(32, 64))
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, process_group=group, bucket_cap_mb=0.01)
-        optimizer = torch.optim.AdamW(ddp_model.parameters(), lr=1e-2)
+        optimizer = (torch.optim.AdamW(ddp_model.parameters(), lr=1e-2) if optimizer_name == "adamw"
+                     else torch.optim.SGD(ddp_model.parameters(), lr=0.1, momentum=0.9))
         data = torch.Generator().manual_seed(1 + RANK)
         for _ in range(steps):
             tokens = torch.randint(0, 64, (4, 16), generator=data)
@@ -206,7 +209,7 @@ def kill(out):
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
-    result = {"ops": ops, "ddp": ddp, "kill": kill}[mode](out)
+    result = {"ops": ops, "ddp": ddp, "kill": kill}[mode](out, *sys.argv[3:])
     with open(f"{out}.rank{RANK}", "w") as handle:
         json.dump(result, handle)
     sys.stdout.flush()

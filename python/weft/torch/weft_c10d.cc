@@ -107,7 +107,12 @@ class WeftBackend : public c10d::Backend {
     completer_ = std::thread([this] { complete_loop(); });
   }
 
-  ~WeftBackend() override {
+  ~WeftBackend() override { shutdown(); }
+
+  // destroy_process_group(): finishes what was issued and frees the communicator, so that MPI can end at exit.
+  void shutdown() override {
+    std::lock_guard<std::mutex> issuing(issue_mutex_);
+    if (comm_ == nullptr) return;
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
       stopping_ = true;
@@ -115,6 +120,7 @@ class WeftBackend : public c10d::Backend {
     queue_ready_.notify_all();
     completer_.join();
     weft_comm_destroy(comm_);
+    comm_ = nullptr;
   }
 
   const std::string getBackendName() const override { return "weft"; }
