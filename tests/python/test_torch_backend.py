@@ -52,3 +52,12 @@ def test_a_killed_rank_makes_the_survivors_raise_naming_it_within_the_timeout(tm
         assert survivor["raised"] is not None, survivor
         assert survivor["seconds"] < 5 + 5, survivor  # the group's timeout is 5 s
         assert "rank 2" in survivor["message"] and "all_reduce" in survivor["message"], survivor["message"]
+
+
+def test_fsdp2_trains_the_same_parameters_as_over_gloo(tmp_path):
+    # fully_shard per block: all_gather_into_tensor and reduce_scatter_tensor of two addends, bit-identical to gloo.
+    done, results = run(tmp_path, 2, "fsdp")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(results) == [0, 1]
+    for result in results.values():
+        assert result["identical"], result

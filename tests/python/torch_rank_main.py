@@ -191,6 +191,37 @@ def ddp(out, optimizer_name="adamw", steps=10):
             "max_abs": scale, "steps": steps}
 
 
+def fsdp(out, steps=5):
+    """FSDP2 (`fully_shard` per block, then the root) over a 1-D mesh of weft's group and of gloo's; the full
+    parameters after `steps` AdamW steps."""
+    from torch.distributed.device_mesh import DeviceMesh
+    from torch.distributed.fsdp import fully_shard
+
+    gloo = start(out)
+    results = []
+    for group in (dist.group.WORLD, gloo):
+        mesh = DeviceMesh.from_group(group, "cpu")
+        torch.manual_seed(0)
+        blocks = [torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True) for _ in range(2)]
+        model = torch.nn.Sequential(torch.nn.Embedding(64, 32), *blocks, torch.nn.Linear(32, 64))
+        for block in blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        data = torch.Generator().manual_seed(1 + RANK)
+        for _ in range(steps):
+            tokens = torch.randint(0, 64, (4, 16), generator=data)
+            loss = torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.roll(1, 1).flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        results.append(torch.cat([p.full_tensor().detach().flatten() for p in model.parameters()]))
+    weft_params, gloo_params = results
+    dist.destroy_process_group()
+    return {"identical": bool(torch.equal(weft_params, gloo_params)),
+            "max_abs_difference": (weft_params - gloo_params).abs().max().item(), "steps": steps}
+
+
 def kill(out):
     """The last rank dies (SIGKILL) before an all_reduce; the others must raise within the group's timeout."""
     start(out, timeout_s=5)
@@ -209,7 +240,7 @@ def kill(out):
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
-    result = {"ops": ops, "ddp": ddp, "kill": kill}[mode](out, *sys.argv[3:])
+    result = {"ops": ops, "ddp": ddp, "fsdp": fsdp, "kill": kill}[mode](out, *sys.argv[3:])
     with open(f"{out}.rank{RANK}", "w") as handle:
         json.dump(result, handle)
     sys.stdout.flush()
