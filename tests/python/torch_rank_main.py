@@ -161,6 +161,17 @@ def ops(out):
     return {"checked": c.count, "failures": c.failures}
 
 
+def train(model, optimizer, steps):
+    """`steps` steps of next-token-like loss on this rank's own random tokens (the same for every run)."""
+    data = torch.Generator().manual_seed(1 + RANK)
+    for _ in range(steps):
+        tokens = torch.randint(0, 64, (4, 16), generator=data)
+        loss = torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.roll(1, 1).flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def ddp(out, optimizer_name="adamw", steps=10):
     """The same model, seed and per-rank data under DDP over weft and over gloo; parameters after `steps`. AdamW
     divides by the gradient's running RMS, which turns rounding differences of near-zero gradients into whole
@@ -175,13 +186,7 @@ def ddp(out, optimizer_name="adamw", steps=10):
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, process_group=group, bucket_cap_mb=0.01)
         optimizer = (torch.optim.AdamW(ddp_model.parameters(), lr=1e-2) if optimizer_name == "adamw"
                      else torch.optim.SGD(ddp_model.parameters(), lr=0.1, momentum=0.9))
-        data = torch.Generator().manual_seed(1 + RANK)
-        for _ in range(steps):
-            tokens = torch.randint(0, 64, (4, 16), generator=data)
-            loss = torch.nn.functional.cross_entropy(ddp_model(tokens).flatten(0, 1), tokens.roll(1, 1).flatten())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train(ddp_model, optimizer, steps)
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     weft_params, gloo_params = results
     difference = (weft_params - gloo_params).abs().max().item()
@@ -208,13 +213,7 @@ def fsdp(out, steps=5):
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        data = torch.Generator().manual_seed(1 + RANK)
-        for _ in range(steps):
-            tokens = torch.randint(0, 64, (4, 16), generator=data)
-            loss = torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.roll(1, 1).flatten())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train(model, optimizer, steps)
         results.append(torch.cat([p.full_tensor().detach().flatten() for p in model.parameters()]))
     weft_params, gloo_params = results
     dist.destroy_process_group()
