@@ -15,7 +15,7 @@ def run(tmp_path, ranks, *args, **kwargs):
     return run_ranks(tmp_path, ranks, *args, script="torch_rank_main.py", mpirun_args=mpirun_args, **kwargs)
 
 
-@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("ranks", [2, 3, 4])
 def test_every_operation_matches_the_exact_result_and_gloo(tmp_path, ranks):
     done, results = run(tmp_path, ranks, "ops")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -57,6 +57,16 @@ def test_a_killed_rank_makes_the_survivors_raise_naming_it_within_the_timeout(tm
 def test_fsdp2_trains_the_same_parameters_as_over_gloo(tmp_path):
     # fully_shard per block: all_gather_into_tensor and reduce_scatter_tensor of two addends, bit-identical to gloo.
     done, results = run(tmp_path, 2, "fsdp")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(results) == [0, 1]
+    for result in results.values():
+        assert result["identical"], result
+
+
+@pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
+def test_pipelining_trains_the_same_stages_as_over_gloo(tmp_path, schedule):
+    # 2 stages, 4 micro-batches: activations and gradients travel by send/recv, so both stages are bit-identical.
+    done, results = run(tmp_path, 2, "pipeline", schedule)
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(results) == [0, 1]
     for result in results.values():

@@ -221,6 +221,40 @@ def fsdp(out, steps=5):
             "max_abs_difference": (weft_params - gloo_params).abs().max().item(), "steps": steps}
 
 
+def pipeline(out, schedule_name, steps=3):
+    """torch.distributed.pipelining, 2 stages (rank 0: embedding and a block; rank 1: a block and the head), 4
+    micro-batches, over weft's group and over gloo's; this stage's parameters after `steps` SGD steps."""
+    from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+
+    gloo = start(out)
+    schedule_class = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[schedule_name]
+    results = []
+    for group in (dist.group.WORLD, gloo):
+        torch.manual_seed(0)
+        layers = [torch.nn.Embedding(64, 32), torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True),
+                  torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True), torch.nn.Linear(32, 64)]
+        module = torch.nn.Sequential(*layers[2 * RANK:2 * RANK + 2])
+        hidden = torch.empty(2, 16, 32, requires_grad=True)
+        stage = PipelineStage(module, RANK, 2, torch.device("cpu"),
+                              input_args=torch.empty(2, 16, dtype=torch.int64) if RANK == 0 else hidden,
+                              output_args=hidden if RANK == 0 else torch.empty(2, 16, 64), group=group)
+        loss = lambda logits, target: torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())  # noqa
+        schedule = schedule_class(stage, n_microbatches=4, loss_fn=loss)
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(steps):
+            tokens = torch.randint(0, 64, (8, 16), generator=data)
+            optimizer.zero_grad()
+            if RANK == 0:
+                schedule.step(tokens)
+            else:
+                schedule.step(target=tokens.roll(1, 1))
+            optimizer.step()
+        results.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+    dist.destroy_process_group()
+    return {"identical": bool(torch.equal(*results)), "max_abs_difference": (results[0] - results[1]).abs().max().item()}
+
+
 def kill(out):
     """The last rank dies (SIGKILL) before an all_reduce; the others must raise within the group's timeout."""
     start(out, timeout_s=5)
@@ -239,7 +273,7 @@ def kill(out):
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
-    result = {"ops": ops, "ddp": ddp, "fsdp": fsdp, "kill": kill}[mode](out, *sys.argv[3:])
+    result = {"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "kill": kill}[mode](out, *sys.argv[3:])
     with open(f"{out}.rank{RANK}", "w") as handle:
         json.dump(result, handle)
     sys.stdout.flush()
