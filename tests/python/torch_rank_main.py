@@ -151,6 +151,30 @@ def ops(out):
         return got
     c.both("send/recv", ring, values((RANK - 1) % SIZE, 7, torch.int64))
 
+    # Data movement in any dtype (as bytes): odd-sized float64 and bool tensors, and torch's object collectives.
+    for dtype in (torch.float64, torch.bool, torch.uint8):
+        def bcast_any(group, dtype=dtype):
+            t = values(RANK, 5, torch.int64).to(dtype)
+            dist.broadcast(t, src=1, group=group)
+            return t
+        c.both(f"broadcast {dtype}", bcast_any, values(1, 5, torch.int64).to(dtype))
+
+        def gather_any(group, dtype=dtype):
+            outs = [torch.empty(3, dtype=dtype) for _ in range(SIZE)]
+            dist.all_gather(outs, values(RANK, 3, torch.int64).to(dtype), group=group)
+            return torch.stack(outs)
+        c.both(f"all_gather {dtype}", gather_any, torch.stack([values(r, 3, torch.int64).to(dtype) for r in range(SIZE)]))
+    objects = [{"from": RANK, "text": "x" * (RANK + 3)}]
+    dist.broadcast_object_list(objects, src=SIZE - 1)
+    c.count += 1
+    if objects != [{"from": SIZE - 1, "text": "x" * (SIZE + 2)}]:
+        c.failures.append(f"broadcast_object_list: {objects}")
+    gathered = [None] * SIZE
+    dist.all_gather_object(gathered, ("rank", RANK, "y" * RANK))
+    c.count += 1
+    if gathered != [("rank", r, "y" * r) for r in range(SIZE)]:
+        c.failures.append(f"all_gather_object: {gathered}")
+
     dist.barrier()
     work = dist.all_reduce(values(RANK, 3, torch.float32), async_op=True)
     c.equal("Work future", work.get_future().wait()[0], reduced("sum", 3, torch.float32))

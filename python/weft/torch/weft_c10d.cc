@@ -40,6 +40,39 @@ weft_dtype dtype_of(const at::Tensor& t, const std::string& op) {
   }
 }
 
+// A tensor as libweft moves it: in its own dtype, or, for operations that only move data (broadcast, all_gather,
+// gather, send/recv), any other dtype (float64, uint8, bool, ...: torch's *_object_list calls) as its bytes padded
+// to whole int32 words.
+struct Wire {
+  at::Tensor buffer;
+  weft_dtype dtype;
+  int64_t count;
+};
+
+bool native(const at::Tensor& t) {
+  const auto type = t.scalar_type();
+  return type == at::kFloat || type == at::kBFloat16 || type == at::kHalf || type == at::kInt || type == at::kLong;
+}
+
+Wire wire_of(const at::Tensor& t, const std::string& op) {
+  if (native(t) || !t.device().is_cpu()) {
+    at::Tensor staged = t.contiguous();
+    return {staged, dtype_of(t, op), staged.numel()};
+  }
+  const int64_t bytes = t.numel() * t.element_size();
+  at::Tensor words = at::zeros({(bytes + 3) / 4}, at::kInt);
+  if (bytes > 0) words.view(at::kByte).narrow(0, 0, bytes).copy_(t.contiguous().reshape({-1}).view(at::kByte));
+  return {words, WEFT_INT32, words.numel()};
+}
+
+// `words` (a Wire's buffer, or a part of one) read back as a tensor shaped and typed like `like`.
+at::Tensor unwire(const at::Tensor& words, const at::Tensor& like) {
+  if (words.scalar_type() == like.scalar_type())
+    return words.sizes() == like.sizes() ? words : words.view(like.sizes());
+  const int64_t bytes = like.numel() * like.element_size();
+  return words.view(at::kByte).narrow(0, 0, bytes).view(like.scalar_type()).view(like.sizes());
+}
+
 struct Reduction {
   weft_reduce_op op;
   bool average;
@@ -142,12 +175,13 @@ class WeftBackend : public c10d::Backend {
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
                                            const c10d::BroadcastOptions& opts) override {
     const int root = static_cast<int>(opts.rootRank);
-    for (auto& t : tensors) dtype_of(t, "broadcast");
+    std::vector<Wire> wires;
+    for (auto& t : tensors) wires.push_back(wire_of(t, "broadcast"));
     Pending p = begin("broadcast", c10d::OpType::BROADCAST, tensors);
-    for (auto& t : tensors) {
-      at::Tensor staged = t.contiguous();
-      issue(p, weft_broadcast(comm_, staged.data_ptr(), staged.numel(), dtype_of(t, p.op), root, next(p)));
-      add_copy_back(p, t, staged);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      Wire& w = wires[i];
+      issue(p, weft_broadcast(comm_, w.buffer.data_ptr(), w.count, w.dtype, root, next(p)));
+      add_copy_back(p, tensors[i], unwire(w.buffer, tensors[i]));
     }
     return submit(std::move(p));
   }
@@ -367,11 +401,21 @@ class WeftBackend : public c10d::Backend {
     for (size_t i = 0; i < inputs.size(); ++i) check_scaled(op, outputs[i], inputs[i]);
     Pending p = begin(op, type, outputs);
     for (size_t i = 0; i < inputs.size(); ++i) {
-      at::Tensor in = inputs[i].contiguous();
+      const Wire in = wire_of(inputs[i], op);
       at::Tensor out = outputs[i].contiguous();
-      issue(p, weft_all_gather(comm_, in.data_ptr(), out.data_ptr(), in.numel(), dtype_of(in, op), next(p)));
+      // Other dtypes travel as padded words into a scratch buffer, then each rank's bytes are unpacked.
+      const bool direct = native(inputs[i]);
+      at::Tensor received = direct ? out : at::empty({size_ * in.count}, in.buffer.options());
+      issue(p, weft_all_gather(comm_, in.buffer.data_ptr(), received.data_ptr(), in.count, in.dtype, next(p)));
       auto before = std::move(p.epilogue);
-      p.epilogue = [before, in] { if (before) before(); };
+      const at::Tensor like = inputs[i], kept = in.buffer;
+      const int64_t n = in.count, size = size_;
+      p.epilogue = [before, kept, received, out, like, n, size, direct]() mutable {
+        if (before) before();
+        if (direct) return;
+        at::Tensor chunks = out.view({size, -1});
+        for (int64_t r = 0; r < size; ++r) chunks[r].copy_(unwire(received.narrow(0, r * n, n), like).reshape({-1}));
+      };
       add_copy_back(p, outputs[i], out);
     }
     return submit(std::move(p));
@@ -382,18 +426,18 @@ class WeftBackend : public c10d::Backend {
                                               std::vector<std::vector<at::Tensor>>& outputs,
                                               std::vector<at::Tensor>& inputs, int root) {
     if (inputs.size() != 1) refuse(op, "exactly one input tensor is supported");
-    at::Tensor in = inputs[0].contiguous();
-    const weft_dtype dtype = dtype_of(in, op);
+    const Wire in = wire_of(inputs[0], op);
     const bool keep = root < 0 || root == rank_;
     if (keep && (outputs.size() != 1 || static_cast<int>(outputs[0].size()) != size_))
       refuse(op, "the output list must hold one tensor per rank");
-    at::Tensor flat = at::empty({size_ * in.numel()}, in.options());
+    at::Tensor flat = at::empty({size_ * in.count}, in.buffer.options());
     std::vector<at::Tensor> results = keep ? outputs[0] : std::vector<at::Tensor>{};
     Pending p = begin(op, type, results);
-    issue(p, weft_all_gather(comm_, in.data_ptr(), flat.data_ptr(), in.numel(), dtype, next(p)));
-    const int64_t n = in.numel();
-    p.epilogue = [in, flat, results, n]() mutable {
-      for (size_t r = 0; r < results.size(); ++r) results[r].copy_(flat.narrow(0, r * n, n).view(results[r].sizes()));
+    issue(p, weft_all_gather(comm_, in.buffer.data_ptr(), flat.data_ptr(), in.count, in.dtype, next(p)));
+    const int64_t n = in.count;
+    at::Tensor kept = in.buffer;
+    p.epilogue = [kept, flat, results, n]() mutable {
+      for (size_t r = 0; r < results.size(); ++r) results[r].copy_(unwire(flat.narrow(0, r * n, n), results[r]));
     };
     return submit(std::move(p));
   }
@@ -402,7 +446,10 @@ class WeftBackend : public c10d::Backend {
                                                  std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs,
                                                  const c10d::ReduceOp& reduce_op) {
     if (outputs.size() != inputs.size()) refuse(op, "one output per input is needed");
-    for (size_t i = 0; i < inputs.size(); ++i) check_scaled(op, inputs[i], outputs[i]), reduction_of(reduce_op, inputs[i], op);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      check_scaled(op, inputs[i], outputs[i]);
+      dtype_of(inputs[i], op), reduction_of(reduce_op, inputs[i], op);
+    }
     Pending p = begin(op, type, outputs);
     for (size_t i = 0; i < inputs.size(); ++i) {
       const Reduction how = reduction_of(reduce_op, inputs[i], op);
@@ -426,22 +473,21 @@ class WeftBackend : public c10d::Backend {
     if (tensors.size() != 1) refuse(op, "exactly one tensor is supported");
     if (tag < 0 || tag >= kInternalTag) refuse(op, "tag " + std::to_string(tag) + " is outside [0, 32766]");
     at::Tensor& t = tensors[0];
-    const weft_dtype dtype = dtype_of(t, op);
-    at::Tensor staged = t.contiguous();
+    const Wire w = wire_of(t, op);
     Pending p = begin(op, type, tensors);
     if (type == c10d::OpType::SEND) {
-      issue(p, weft_send(comm_, staged.data_ptr(), staged.numel(), dtype, peer, tag, next(p)));
+      issue(p, weft_send(comm_, w.buffer.data_ptr(), w.count, w.dtype, peer, tag, next(p)));
+      at::Tensor staged = w.buffer;
       p.epilogue = [staged] {};
     } else {
-      issue(p, weft_recv(comm_, staged.data_ptr(), staged.numel(), dtype, peer, tag, next(p)));
-      add_copy_back(p, t, staged);
+      issue(p, weft_recv(comm_, w.buffer.data_ptr(), w.count, w.dtype, peer, tag, next(p)));
+      add_copy_back(p, t, unwire(w.buffer, t));
     }
     return submit(std::move(p));
   }
 
   // `big` holds size_ x `small` elements of the same dtype.
   void check_scaled(const std::string& op, const at::Tensor& big, const at::Tensor& small) const {
-    dtype_of(small, op);
     if (big.scalar_type() != small.scalar_type()) refuse(op, "input and output dtypes differ");
     if (big.numel() != small.numel() * size_)
       refuse(op, "the larger tensor holds " + std::to_string(big.numel()) + " elements, expected " +
