@@ -180,6 +180,14 @@ def ops(out):
     c.equal("Work future", work.get_future().wait()[0], reduced("sum", 3, torch.float32))
     c.raises("product", lambda: dist.all_reduce(torch.ones(2), op=dist.ReduceOp.PRODUCT), ["weft", "all_reduce"])
     c.raises("float64", lambda: dist.all_reduce(torch.ones(2, dtype=torch.float64)), ["weft", "all_reduce", "Double"])
+    # A group of all but the last rank: refused at once on its members, and the job goes on.
+    smaller = lambda: dist.new_group(list(range(SIZE - 1)), backend="weft")  # noqa: E731
+    if SIZE > 2 and RANK < SIZE - 1:
+        c.raises("new_group", smaller, ["weft", "new_group"])
+    else:
+        if SIZE > 2:
+            smaller()
+        c.count += 1
     dist.barrier()
     dist.destroy_process_group()
     return {"checked": c.count, "failures": c.failures}

@@ -43,6 +43,11 @@ _extension = build()
 
 
 def _create(store, rank, size, timeout):
+    # A group smaller than the job: its members alone would wait in weft_comm_world (collective over the job) for
+    # the others until the timeout, so refuse at once.
+    if dist.is_initialized() and size != dist.get_world_size():
+        raise RuntimeError(f"weft backend: new_group: a group of {size} of the job's {dist.get_world_size()} ranks: "
+                           "groups smaller than the job are not supported yet")
     return _extension.create_backend(store, rank, size, timeout)
 
 
