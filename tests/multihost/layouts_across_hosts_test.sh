@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# dp, tp, pp and 3D with ranks spread over HOSTS emulated hosts (network namespaces, netns_cluster.sh) train the same
+# model as one rank, and each group takes the path its placement calls for: shared memory when all its ranks are
+# on one host, MPI messages (TCP across the limited link) when it spans hosts.
+# Usage: layouts_across_hosts_test.sh WEFT_BINARY SOURCE_DIR HOSTS
+set -euo pipefail
+weft=$1
+source_dir=$2
+hosts=$3
+work=$(mktemp -d)
+source "$source_dir/tests/multihost/netns_cluster.sh"
+# Namespaces go whatever ends the test; a run killed outright is cleaned by the next (cluster_remove_stale).
+trap 'cluster_down; rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
+cluster_up "$hosts" 1gbit 0.1ms
+echo "emulated cluster: $hosts hosts, link $cluster_link"
+
+config="$source_dir/configs/tiny.yaml"
+common=(--set train.steps=5 --set train.log_every=1 --set comm.timeout_s=60)
+"$weft" train "$config" "${common[@]}" --metrics "$work/one.jsonl" >"$work/one.log" 2>&1 \
+  || { cat "$work/one.log"; echo "FAIL: the 1-rank reference run failed"; exit 1; }
+
+extra_args=""  # more mpirun flags for the next run
+
+# run NAME SLOTS_PER_HOST DP TP PP EXPECTED_PATH_LINES...: trains the layout on every host's SLOTS ranks (ranks fill
+# host 0 first: tp innermost, then dp, then pp), compares its losses with the 1-rank run and checks the logged path
+# of each group.
+run() {
+  local name=$1 slots=$2 dp=$3 tp=$4 pp=$5
+  shift 5
+  local ranks=$((dp * tp * pp))
+  cluster_hostfile "$work/hostfile" "$slots"
+  if ! timeout 150 "$weft" launch -n "$ranks" --mpirun-args "$(cluster_mpirun_args "$work/hostfile") $extra_args" "$config" \
+      "${common[@]}" --set parallel.dp="$dp" --set parallel.tp="$tp" --set parallel.pp="$pp" \
+      --metrics "$work/$name.jsonl" >"$work/$name.log" 2>&1; then
+    tail -30 "$work/$name.log"; echo "FAIL: $name on $hosts hosts did not finish"; exit 1
+  fi
+  python3 - "$work/one.jsonl" "$work/$name.jsonl" "$name" <<'PY' || { tail -30 "$work/$name.log"; exit 1; }
+import json, sys
+def losses(path):
+    return [json.loads(l)["loss"] for l in open(path) if '"loss"' in l and "summary" not in l]
+one, run, name = losses(sys.argv[1]), losses(sys.argv[2]), sys.argv[3]
+if len(one) != 5 or len(run) != 5:
+    sys.exit(f"FAIL: {name}: expected 5 steps, got {len(one)} and {len(run)}")
+# The contract's fp32 promise: relative difference <= 1e-5 over the first 5 steps.
+worst = max(abs(a - b) / abs(a) for a, b in zip(one, run))
+if worst > 1e-5:
+    sys.exit(f"FAIL: {name}: losses {run} differ from the 1-rank run's {one} by {worst:.2e} (> 1e-5)")
+print(f"{name}: 5 losses equal the 1-rank run's (worst relative difference {worst:.1e})")
+PY
+  local expected
+  for expected in "$@"; do
+    grep -q "group $expected" "$work/$name.log" \
+      || { grep "weft: group" "$work/$name.log"; echo "FAIL: $name: no line 'group $expected'"; exit 1; }
+  done
+  grep "weft: group" "$work/$name.log" | sed 's/^.*weft: group/  group/' | sort -u
+}
+
+hierarchical="uses hierarchical collectives"
+if [ "$hosts" -eq 2 ]; then
+  # Two ranks per host: dp reduces within each host through shared memory and across hosts by messages.
+  run dp 2 4 1 1 "dp (4 ranks on 2 hosts) $hierarchical" "dp.host (2 ranks on 1 host) uses shared memory"
+  # The flat path across hosts (every rank's chunk crosses the link) trains the same model.
+  extra_args="-x WEFT_HIERARCHICAL=0"
+  run dp_flat 2 4 1 1 "dp (4 ranks on 2 hosts) uses MPI messages"
+  extra_args=""
+  # tp pairs on one host, dp pairs across the two.
+  run tp 2 2 2 1 "tp (2 ranks on 1 host) uses shared memory" "dp (2 ranks on 2 hosts) uses MPI messages"
+  # One stage per host: dp pairs share a host, the stage boundary crosses the link.
+  run pp 2 2 1 2 "dp (2 ranks on 1 host) uses shared memory" "pp (2 ranks on 2 hosts) uses MPI messages"
+  run 3d 4 2 2 2 "tp (2 ranks on 1 host) uses shared memory" "dp (2 ranks on 1 host) uses shared memory" \
+    "pp (2 ranks on 2 hosts) uses MPI messages"
+else
+  run dp 1 4 1 1 "dp (4 ranks on 4 hosts) uses MPI messages"
+  # 3D over 4 hosts of 2 ranks: tp inside a host, dp and pp across hosts.
+  run 3d 2 2 2 2 "tp (2 ranks on 1 host) uses shared memory" "dp (2 ranks on 2 hosts) uses MPI messages" \
+    "world (8 ranks on 4 hosts) $hierarchical"
+fi
+echo "PASS: dp, tp, pp and 3D over $hosts emulated hosts equal the 1-rank run"
