@@ -33,13 +33,12 @@ echo "| --- | --- | --- | --- | --- | --- | --- |"
 for op in all_reduce reduce_scatter; do
   for size in "${sizes[@]}"; do
     for path in flat hierarchical; do
-      flag=""
-      [ "$path" = flat ] && flag="-x WEFT_HIERARCHICAL=0"
+      hierarchical=1
+      [ "$path" = flat ] && hierarchical=0
       before=$(link_bytes)
-      "$build/weft" bench collectives -n "$ranks" --op "$op" --min-bytes "$size" --max-bytes "$size" \
-        --iters "$iters" --warmup "$warmup" --no-raw-mpi \
-        --mpirun-args "$(cluster_mpirun_args "$work/hostfile") $flag" >"$work/out" 2>&1 \
-        || { cat "$work/out"; exit 1; }
+      cluster_mpirun "$work/hostfile" "$ranks" -x WEFT_HIERARCHICAL=$hierarchical "$build/weft" bench collectives \
+        --op "$op" --min-bytes "$size" --max-bytes "$size" --iters "$iters" --warmup "$warmup" --no-raw-mpi \
+        >"$work/out" 2>&1 || { cat "$work/out"; exit 1; }
       after=$(link_bytes)
       # The whole job's bytes (start-up and set-up included, a few hundred KB) spread over its operations.
       awk -v op="$op" -v size="$size" -v path="$path" -v bytes=$((after - before)) -v ops=$((iters + warmup)) '

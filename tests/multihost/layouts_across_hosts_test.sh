@@ -21,6 +21,7 @@ common=(--set train.steps=5 --set train.log_every=1 --set comm.timeout_s=60)
   || { cat "$work/one.log"; echo "FAIL: the 1-rank reference run failed"; exit 1; }
 
 extra_args=""  # more mpirun flags for the next run
+extra_sets=()  # more --set options for the next run
 
 # run NAME SLOTS_PER_HOST DP TP PP EXPECTED_PATH_LINES...: trains the layout on every host's SLOTS ranks (ranks fill
 # host 0 first: tp innermost, then dp, then pp), compares its losses with the 1-rank run and checks the logged path
@@ -30,9 +31,10 @@ run() {
   shift 5
   local ranks=$((dp * tp * pp))
   cluster_hostfile "$work/hostfile" "$slots"
-  if ! timeout 150 "$weft" launch -n "$ranks" --mpirun-args "$(cluster_mpirun_args "$work/hostfile") $extra_args" "$config" \
+  # shellcheck disable=SC2086  # extra_args are separate words
+  if ! cluster_timeout=150 cluster_mpirun "$work/hostfile" "$ranks" $extra_args "$weft" train "$config" \
       "${common[@]}" --set parallel.dp="$dp" --set parallel.tp="$tp" --set parallel.pp="$pp" \
-      --metrics "$work/$name.jsonl" >"$work/$name.log" 2>&1; then
+      "${extra_sets[@]}" --metrics "$work/$name.jsonl" >"$work/$name.log" 2>&1; then
     tail -30 "$work/$name.log"; echo "FAIL: $name on $hosts hosts did not finish"; exit 1
   fi
   python3 - "$work/one.jsonl" "$work/$name.jsonl" "$name" <<'PY' || { tail -30 "$work/$name.log"; exit 1; }
@@ -70,8 +72,26 @@ if [ "$hosts" -eq 2 ]; then
   run pp 2 2 1 2 "dp (2 ranks on 1 host) uses shared memory" "pp (2 ranks on 2 hosts) uses MPI messages"
   run 3d 4 2 2 2 "tp (2 ranks on 1 host) uses shared memory" "dp (2 ranks on 1 host) uses shared memory" \
     "pp (2 ranks on 2 hosts) uses MPI messages"
+  # Hierarchical all_reduce and reduce_scatter with three ranks per host (chunks of unequal length, some empty
+  # below 6 elements) against the bench's exact expected sums on every rank, from 4 bytes to 1 MiB.
+  cluster_hostfile "$work/hostfile" 3
+  cluster_timeout=150 cluster_mpirun "$work/hostfile" 6 "$weft" bench collectives --op all --min-bytes 4 \
+    --max-bytes 1M --iters 2 --warmup 1 --no-raw-mpi >"$work/bench.log" 2>&1 \
+    || { tail -30 "$work/bench.log"; echo "FAIL: the collectives bench over 2 hosts x 3 ranks failed"; exit 1; }
+  grep -q "world (6 ranks on 2 hosts) $hierarchical" "$work/bench.log" \
+    || { cat "$work/bench.log"; echo "FAIL: the bench's group did not take the hierarchical path"; exit 1; }
+  awk '$1 ~ /^(all_reduce|reduce_scatter|all_gather|broadcast)$/ { rows++; if ($10 != 0) bad++ }
+       END { exit !(rows >= 40 && bad == 0) }' "$work/bench.log" \
+    || { cat "$work/bench.log"; echo "FAIL: hierarchical collectives returned wrong elements"; exit 1; }
+  echo "hierarchical collectives over 2 hosts x 3 ranks: every element of every size right on every rank"
 else
   run dp 1 4 1 1 "dp (4 ranks on 4 hosts) uses MPI messages"
+  run tp 1 1 4 1 "tp (4 ranks on 4 hosts) uses MPI messages"
+  run pp 1 2 1 2 "pp (2 ranks on 2 hosts) uses MPI messages" "dp (2 ranks on 2 hosts) uses MPI messages"
+  # Two ranks per host: dp's gradients reduced within each host, then across the four.
+  extra_sets=(--set train.micro_batch=2)
+  run dp8 2 8 1 1 "dp (8 ranks on 4 hosts) $hierarchical" "dp.host (2 ranks on 1 host) uses shared memory"
+  extra_sets=()
   # 3D over 4 hosts of 2 ranks: tp inside a host, dp and pp across hosts.
   run 3d 2 2 2 2 "tp (2 ranks on 1 host) uses shared memory" "dp (2 ranks on 2 hosts) uses MPI messages" \
     "world (8 ranks on 4 hosts) $hierarchical"

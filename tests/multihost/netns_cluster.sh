@@ -79,12 +79,18 @@ cluster_hostfile() {
   for ((i = 0; i < cluster_hosts; ++i)); do echo "$(cluster_address "$i") slots=$2" >>"$1"; done
 }
 
-# mpirun options that start the ranks on the hosts of a hostfile: daemons through netns_rsh.sh, and TCP (the
-# bridge's subnet) between hosts; within a host Open MPI's shared memory as on a real node.
-cluster_mpirun_args() {
-  echo "--hostfile $1 --mca plm_rsh_agent $cluster_dir/netns_rsh.sh --mca plm_rsh_no_tree_spawn 1" \
-       "--mca btl self,vader,tcp --mca btl_tcp_if_include $cluster_subnet.0/24" \
-       "--mca oob_tcp_if_include $cluster_subnet.0/24"
+# cluster_mpirun HOSTFILE NP [mpirun flags] PROGRAM ARGS...: mpirun as on a real cluster, the ranks on the hosts
+# of HOSTFILE: daemons started through netns_rsh.sh (as through ssh), TCP (the bridge's subnet) between hosts, Open
+# MPI's shared memory within one. weft's ranks learn their rank from mpirun's environment, as `weft train` does under
+# any mpirun. (Not `weft launch`: it starts and watches ranks on this host only.) Ends the job after
+# $cluster_timeout seconds (default 300).
+cluster_mpirun() {
+  local hostfile=$1 np=$2
+  shift 2
+  timeout "${cluster_timeout:-300}" mpirun -np "$np" --allow-run-as-root --oversubscribe --bind-to none --hostfile "$hostfile" \
+    --mca plm_rsh_agent "$cluster_dir/netns_rsh.sh" --mca plm_rsh_no_tree_spawn 1 \
+    --mca btl self,vader,tcp --mca btl_tcp_if_include "$cluster_subnet.0/24" \
+    --mca oob_tcp_if_include "$cluster_subnet.0/24" "$@"
 }
 
 # Bytes host I has sent on its uplink (what crossed the emulated link).
