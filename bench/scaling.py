@@ -2,19 +2,21 @@
 """Scaling of weft's layouts with the number of ranks, measured beside `weft plan`'s prediction.
 
 Sweeps ranks (default 1, 2, 4) and layouts (dp, zero3, tp, pp, 3d) on one config, runs each with `weft launch`
-(optionally on emulated hosts: --mpirun-args with a hostfile, see tests/multihost/netns_cluster.sh) and asks
+(or --launcher, e.g. on emulated hosts: `source tests/multihost/netns_cluster.sh; cluster_up 2 1gbit 0.1ms;
+cluster_hostfile /tmp/hosts 2; bench/scaling.py --launcher "tests/multihost/cluster_mpirun.sh /tmp/hosts"`) and asks
 `weft plan --json` for the same layout's prediction under a `cluster:` describing the machine (--cluster). Writes
 scaling.csv and three PNG plots (tokens/s, scaling efficiency and memory per rank against ranks; one colour per
 layout, measured solid, predicted dashed) into --out.
 
 Usage: bench/scaling.py [--build build] [--config configs/bench_3m.yaml] [--ranks 1,2,4]
-                        [--layouts dp,zero3,tp,pp,3d] [--steps 8] [--out DIR] [--mpirun-args "..."]
+                        [--layouts dp,zero3,tp,pp,3d] [--steps 8] [--out DIR] [--launcher "CMD ARGS"]
                         [--cluster KEY=VALUE ...] [--label TEXT]
 """
 import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 
 from weft_runs import ROOT, run_weft
@@ -97,7 +99,7 @@ def main():
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--out", default="scaling")
-    parser.add_argument("--mpirun-args", default="")
+    parser.add_argument("--launcher", default="", help="command prefix taking the rank count, then weft train")
     parser.add_argument("--cluster", nargs="*", default=[], help="cluster.KEY=VALUE figures for weft plan")
     parser.add_argument("--label", default="")
     args = parser.parse_args()
@@ -114,7 +116,7 @@ def main():
             dp, tp, pp, zero = layout(lay, n)
             sets = settings(args.global_batch, dp, tp, pp, zero) + [f"train.global_batch={args.global_batch}"]
             ms, last = run_weft(args.build, n, config, [f"train.steps={args.steps}", *sets],
-                                mpirun_args=args.mpirun_args if n > 1 else "")
+                                launcher=shlex.split(args.launcher) if args.launcher and n > 1 else None)
             tokens = round(last["tokens_per_s"] * last["step_ms"] / 1e3)  # a step's tokens, from its own line
             predicted, plan_mem = predict(args.build, config, n, sets,
                                           dict(cluster, devices_per_node=cluster.get("devices_per_node", n)))

@@ -36,6 +36,8 @@ cluster_down() {
 cluster_up() {
   local hosts=$1 rate=$2 delay=$3 i ns
   cluster_remove_stale
+  # For netns_rsh.sh (started by mpirun) and cluster_mpirun.sh (started by a benchmark).
+  export WEFT_NETNS_PREFIX=$cluster_prefix WEFT_NETNS_SUBNET=$cluster_subnet
   if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
     echo "FAIL: the multihost tests need root and iproute2 (ip) to create network namespaces" >&2; return 1
   fi
@@ -97,4 +99,3 @@ cluster_mpirun() {
 cluster_tx_bytes() { ip netns exec "$cluster_prefix-h$1" cat /sys/class/net/eth0/statistics/tx_bytes; }
 
 cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export WEFT_NETNS_PREFIX=$cluster_prefix
