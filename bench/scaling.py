@@ -8,7 +8,7 @@ cluster_hostfile /tmp/hosts 2; bench/scaling.py --launcher "tests/multihost/clus
 scaling.csv and three PNG plots (tokens/s, scaling efficiency and memory per rank against ranks; one colour per
 layout, measured solid, predicted dashed) into --out.
 
-Usage: bench/scaling.py [--build build] [--config configs/bench_3m.yaml] [--ranks 1,2,4]
+Usage: .venv/bin/python bench/scaling.py [--build build] [--config configs/bench_3m.yaml] [--ranks 1,2,4]
                         [--layouts dp,zero3,tp,pp,3d] [--steps 8] [--out DIR] [--launcher "CMD ARGS"]
                         [--cluster KEY=VALUE ...] [--label TEXT]
 """
@@ -64,7 +64,10 @@ def predict(build, config, n, sets, cluster):
 
 
 def plot(rows, out, label):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("scaling.py: the plots need matplotlib: run it with .venv/bin/python (scripts/python_env.sh)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     layouts = list(dict.fromkeys(r["layout"] for r in rows))
