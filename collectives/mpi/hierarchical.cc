@@ -31,8 +31,10 @@ std::unique_ptr<Phase> gather_phase(const std::shared_ptr<CommContext>& ctx, Seg
   for (int peer = 0; peer < ctx->size; ++peer) {
     const auto p = static_cast<std::size_t>(peer);
     if (p == me) continue;
-    if (plan.counts[p] > 0) messages.push_back({peer, true, plan.gather + plan.displs[p] * element, plan.counts[p] * element});
-    if (plan.counts[me] > 0) messages.push_back({peer, false, const_cast<std::byte*>(plan.source), plan.counts[me] * element});
+    if (plan.counts[p] > 0)
+      messages.push_back({peer, true, plan.gather + plan.displs[p] * element, plan.counts[p] * element});
+    if (plan.counts[me] > 0)
+      messages.push_back({peer, false, const_cast<std::byte*>(plan.source), plan.counts[me] * element});
   }
   auto exchange = exchange_phase(ctx, std::move(messages));
   if (plan.source == mine || plan.counts[me] == 0) return exchange;
@@ -52,6 +54,49 @@ std::unique_ptr<Phase> gather_phase(const std::shared_ptr<CommContext>& ctx, Seg
   return phase;
 }
 
+namespace {
+
+// A phase on a sub-group whose waiting_for names the parent group's ranks, so a timeout names the right peers.
+class InParentRanks final : public Phase {
+ public:
+  InParentRanks(std::unique_ptr<Phase> inner, std::vector<int> parent_rank)
+      : inner_(std::move(inner)), parent_rank_(std::move(parent_rank)) {}
+  Progress advance() override { return inner_->advance(); }
+  std::vector<int> waiting_for() const override {
+    std::vector<int> ranks = inner_->waiting_for();
+    for (int& r : ranks) r = parent_rank_[static_cast<std::size_t>(r)];
+    return ranks;
+  }
+
+ private:
+  std::unique_ptr<Phase> inner_;
+  std::vector<int> parent_rank_;
+};
+
+// The parent ranks of this rank's host group (by place) and of its across-hosts group (by host).
+std::vector<int> host_ranks(const CommContext& ctx) {
+  const CommContext::Hierarchy& tiers = *ctx.hierarchy;
+  const std::size_t first = static_cast<std::size_t>(tiers.across->rank * tiers.host->size);
+  return {tiers.rank_at.begin() + static_cast<std::ptrdiff_t>(first),
+          tiers.rank_at.begin() + static_cast<std::ptrdiff_t>(first + static_cast<std::size_t>(tiers.host->size))};
+}
+std::vector<int> across_ranks(const CommContext& ctx) {
+  const CommContext::Hierarchy& tiers = *ctx.hierarchy;
+  std::vector<int> ranks;
+  for (int h = 0; h < tiers.across->size; ++h)
+    ranks.push_back(tiers.rank_at[static_cast<std::size_t>(h * tiers.host->size + tiers.host->rank)]);
+  return ranks;
+}
+
+std::unique_ptr<Phase> on_host(const CommContext& ctx, std::unique_ptr<Phase> phase) {
+  return std::make_unique<InParentRanks>(std::move(phase), host_ranks(ctx));
+}
+std::unique_ptr<Phase> across_hosts(const CommContext& ctx, std::unique_ptr<Phase> phase) {
+  return std::make_unique<InParentRanks>(std::move(phase), across_ranks(ctx));
+}
+
+}  // namespace
+
 void add_hierarchical_all_reduce(StepTask& task, const std::shared_ptr<CommContext>& ctx, std::byte* buffer,
                                  std::size_t count, DType dtype, ReduceOp op) {
   const CommContext::Hierarchy& tiers = *ctx->hierarchy;
@@ -60,13 +105,14 @@ void add_hierarchical_all_reduce(StepTask& task, const std::shared_ptr<CommConte
   // 1. reduce_scatter within the host: this rank's place-th chunk summed over its host.
   const Chunks local(count, tiers.host->size);
   std::byte* mine = buffer + local.displs[place] * element;
-  task.add(reduce_phase(tiers.host, {buffer, mine, nullptr, local.counts, local.displs, dtype, op}));
+  task.add(on_host(*ctx, reduce_phase(tiers.host, {buffer, mine, nullptr, local.counts, local.displs, dtype, op})));
   // 2. all_reduce of that chunk with the ranks at the same place on the other hosts (the only bytes on the link).
   const Chunks across(local.counts[place], tiers.across->size);
-  task.add(reduce_phase(tiers.across, {mine, mine + across.displs[static_cast<std::size_t>(tiers.across->rank)] * element,
-                                       mine, across.counts, across.displs, dtype, op}));
+  std::byte* reduced = mine + across.displs[static_cast<std::size_t>(tiers.across->rank)] * element;
+  task.add(across_hosts(*ctx,
+                        reduce_phase(tiers.across, {mine, reduced, mine, across.counts, across.displs, dtype, op})));
   // 3. all_gather within the host.
-  task.add(gather_phase(tiers.host, {mine, nullptr, buffer, local.counts, local.displs, dtype, op}));
+  task.add(on_host(*ctx, gather_phase(tiers.host, {mine, nullptr, buffer, local.counts, local.displs, dtype, op})));
 }
 
 void add_hierarchical_reduce_scatter(StepTask& task, const std::shared_ptr<CommContext>& ctx, const std::byte* send,
@@ -83,22 +129,23 @@ void add_hierarchical_reduce_scatter(StepTask& task, const std::shared_ptr<CommC
   std::shared_ptr<std::byte[]> staging(new std::byte[static_cast<std::size_t>(per_host) * block * element]);
   task.add({}, [staging, send, chunk, per_host, hosts, rank_at = tiers.rank_at](const MPI_Status&) {
     for (int l = 0; l < per_host; ++l)
-      for (int h = 0; h < hosts; ++h)
-        std::memcpy(staging.get() + static_cast<std::size_t>(l * hosts + h) * chunk,
-                    send + static_cast<std::size_t>(rank_at[static_cast<std::size_t>(h * per_host + l)]) * chunk, chunk);
+      for (int h = 0; h < hosts; ++h) {
+        const auto rank = static_cast<std::size_t>(rank_at[static_cast<std::size_t>(h * per_host + l)]);
+        std::memcpy(staging.get() + static_cast<std::size_t>(l * hosts + h) * chunk, send + rank * chunk, chunk);
+      }
   });
   // 1. reduce_scatter within the host: this rank's block summed over its host, in place.
   std::byte* mine = staging.get() + static_cast<std::size_t>(tiers.host->rank) * block * element;
   std::vector<std::size_t> displs;
   for (int l = 0; l < per_host; ++l) displs.push_back(static_cast<std::size_t>(l) * block);
-  task.add(reduce_phase(tiers.host, {staging.get(), mine, nullptr,
-                                     std::vector<std::size_t>(static_cast<std::size_t>(per_host), block), displs,
-                                     dtype, op}));
+  task.add(on_host(*ctx, reduce_phase(tiers.host, {staging.get(), mine, nullptr,
+                                                    std::vector<std::size_t>(static_cast<std::size_t>(per_host), block),
+                                                    displs, dtype, op})));
   // 2. reduce_scatter of the block across hosts: host h's rank at this place gets its own chunk.
   displs.clear();
   for (int h = 0; h < hosts; ++h) displs.push_back(static_cast<std::size_t>(h) * count);
-  task.add(reduce_phase(tiers.across, {mine, recv, nullptr, std::vector<std::size_t>(static_cast<std::size_t>(hosts), count),
-                                       displs, dtype, op}));
+  const std::vector<std::size_t> counts(static_cast<std::size_t>(hosts), count);
+  task.add(across_hosts(*ctx, reduce_phase(tiers.across, {mine, recv, nullptr, counts, displs, dtype, op})));
 }
 
 }  // namespace weft

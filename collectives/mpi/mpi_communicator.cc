@@ -49,6 +49,12 @@ std::string seconds_text(std::chrono::milliseconds limit) {
   return fmt::format("{:g} s", static_cast<double>(limit.count()) / 1000.0);
 }
 
+// fp32 reductions of a group spanning hosts go hierarchically. 16-bit ones stay flat: a host's partial sum would be
+// rounded to 16 bits before the hosts add theirs, and the backend promises one rounding.
+bool hierarchical(const std::shared_ptr<CommContext>& ctx, const OpCall& call) {
+  return ctx->hierarchy && call.dtype == DType::kF32;
+}
+
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(std::shared_ptr<MpiEngine> engine, std::shared_ptr<CommContext> ctx, std::string name,
@@ -125,7 +131,7 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
   switch (call.desc.op) {
     case OpKind::kAllReduce: {
       auto* buffer = static_cast<std::byte*>(call.recv);
-      if (ctx->hierarchy) {
+      if (hierarchical(ctx, call)) {
         add_hierarchical_all_reduce(task, ctx, buffer, call.count, call.dtype, call.reduce);
         break;
       }
@@ -136,7 +142,7 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
       break;
     }
     case OpKind::kReduceScatter: {
-      if (ctx->hierarchy) {
+      if (hierarchical(ctx, call)) {
         add_hierarchical_reduce_scatter(task, ctx, static_cast<const std::byte*>(call.send),
                                         static_cast<std::byte*>(call.recv), call.count, call.dtype, call.reduce);
         break;

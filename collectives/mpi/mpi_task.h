@@ -146,7 +146,7 @@ std::unique_ptr<Phase> gather_phase(const std::shared_ptr<CommContext>& ctx, Seg
 // each rank's 1/(ranks per host) share crosses hosts, so the link carries (ranks per host) times fewer bytes than
 // the flat path. Every chunk is reduced by one rank (in place order within a host, then in host order) and
 // copied to the others, so every rank gets the same bits, run after run; the order differs from the flat path's
-// rank order, so results equal the flat path's to float rounding, not bit for bit.
+// rank order, so results equal the flat path's to float rounding, not bit for bit. fp32 only (mpi_communicator.cc).
 void add_hierarchical_all_reduce(StepTask& task, const std::shared_ptr<CommContext>& ctx, std::byte* buffer,
                                  std::size_t count, DType dtype, ReduceOp op);
 void add_hierarchical_reduce_scatter(StepTask& task, const std::shared_ptr<CommContext>& ctx, const std::byte* send,

@@ -160,8 +160,8 @@ class SharedSetupPhase final : public Phase {
       place_of[r] = on_host[static_cast<std::size_t>(host_of[r])]++;
     }
     const int per_host = on_host[0];
-    if (per_host < 2 || std::count(on_host.begin(), on_host.end(), per_host) != static_cast<std::ptrdiff_t>(hosts.size()))
-      return false;
+    const auto hosts_with_as_many = std::count(on_host.begin(), on_host.end(), per_host);
+    if (per_host < 2 || hosts_with_as_many != static_cast<std::ptrdiff_t>(hosts.size())) return false;
     auto tiers = std::make_unique<CommContext::Hierarchy>();
     tiers->host = std::make_shared<CommContext>();
     tiers->across = std::make_shared<CommContext>();
