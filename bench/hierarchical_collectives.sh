@@ -13,11 +13,8 @@ shift $(( $# < 5 ? $# : 5 ))
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1M 4M 16M)
 root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
 source "$root/tests/multihost/netns_cluster.sh"
-trap 'cluster_down; rm -rf "$work"' EXIT
-trap 'exit 1' INT TERM
-cluster_up "$hosts" "$rate" "$delay"
+cluster_session "$hosts" "$rate" "$delay" >&2
 cluster_hostfile "$work/hostfile" "$per_host"
 ranks=$((hosts * per_host))
 iters=5

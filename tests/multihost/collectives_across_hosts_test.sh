@@ -6,11 +6,8 @@
 set -euo pipefail
 checks=$1
 source_dir=$2
-work=$(mktemp -d)
 source "$source_dir/tests/multihost/netns_cluster.sh"
-trap 'cluster_down; rm -rf "$work"' EXIT
-trap 'exit 1' INT TERM
-cluster_up 2 1gbit 0.1ms
+cluster_session 2 1gbit 0.1ms
 for per_host in 1 2 3; do
   cluster_hostfile "$work/hostfile" "$per_host"
   ranks=$((2 * per_host))

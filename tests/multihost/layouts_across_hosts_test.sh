@@ -7,13 +7,8 @@ set -euo pipefail
 weft=$1
 source_dir=$2
 hosts=$3
-work=$(mktemp -d)
 source "$source_dir/tests/multihost/netns_cluster.sh"
-# Namespaces go whatever ends the test; a run killed outright is cleaned by the next (cluster_remove_stale).
-trap 'cluster_down; rm -rf "$work"' EXIT
-trap 'exit 1' INT TERM
-cluster_up "$hosts" 1gbit 0.1ms
-echo "emulated cluster: $hosts hosts, link $cluster_link"
+cluster_session "$hosts" 1gbit 0.1ms
 
 config="$source_dir/configs/tiny.yaml"
 common=(--set train.steps=5 --set train.log_every=1 --set comm.timeout_s=60)

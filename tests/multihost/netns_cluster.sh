@@ -71,6 +71,16 @@ cluster_limit_link() {
   fi
 }
 
+# cluster_session HOSTS RATE DELAY: what a test or benchmark starts with: a scratch folder ($work) and HOSTS hosts,
+# both removed however the script ends (a run killed outright is cleaned by the next one's cluster_remove_stale).
+cluster_session() {
+  work=$(mktemp -d)
+  trap 'cluster_down; rm -rf "$work"' EXIT
+  trap 'exit 1' INT TERM
+  cluster_up "$@"
+  echo "emulated cluster: $1 hosts, link $cluster_link"
+}
+
 # The address of host I (its hostfile name).
 cluster_address() { echo "$cluster_subnet.$(($1 + 1))"; }
 
