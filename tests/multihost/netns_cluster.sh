@@ -102,7 +102,7 @@ cluster_mpirun() {
   timeout "${cluster_timeout:-300}" mpirun -np "$np" --allow-run-as-root --oversubscribe --bind-to none --hostfile "$hostfile" \
     --mca plm_rsh_agent "$cluster_dir/netns_rsh.sh" --mca plm_rsh_no_tree_spawn 1 \
     --mca btl self,vader,tcp --mca btl_tcp_if_include "$cluster_subnet.0/24" \
-    --mca oob_tcp_if_include "$cluster_subnet.0/24" "$@"
+    --mca oob_tcp_if_include "$cluster_subnet.0/24" -x OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" "$@"
 }
 
 # Bytes host I has sent on its uplink (what crossed the emulated link).
