@@ -57,6 +57,10 @@ hierarchical="uses hierarchical collectives"
 if [ "$hosts" -eq 2 ]; then
   # Two ranks per host: dp reduces within each host through shared memory and across hosts by messages.
   run dp 2 4 1 1 "dp (4 ranks on 2 hosts) $hierarchical" "dp.host (2 ranks on 1 host) uses shared memory"
+  # ZeRO-3's reduce_scatter of gradients (hierarchical) and all_gather of parameters across the hosts.
+  extra_sets=(--set parallel.zero=3)
+  run zero3 2 4 1 1 "dp (4 ranks on 2 hosts) $hierarchical"
+  extra_sets=()
   # The flat path across hosts (every rank's chunk crosses the link) trains the same model.
   extra_args="-x WEFT_HIERARCHICAL=0"
   run dp_flat 2 4 1 1 "dp (4 ranks on 2 hosts) uses MPI messages"
