@@ -37,10 +37,15 @@ cluster_up() {
   local hosts=$1 rate=$2 delay=$3 i ns
   cluster_remove_stale
   # For netns_rsh.sh (started by mpirun) and cluster_mpirun.sh (started by a benchmark).
-  export WEFT_NETNS_PREFIX=$cluster_prefix WEFT_NETNS_SUBNET=$cluster_subnet
+  export WEFT_NETNS_PREFIX=$cluster_prefix
   if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
     echo "FAIL: the multihost tests need root and iproute2 (ip) to create network namespaces" >&2; return 1
   fi
+  # A /24 no other run's bridge holds (two runs whose pids share a residue would otherwise route over each other's).
+  local third=${cluster_subnet##*.}
+  while ip -o -4 addr show 2>/dev/null | grep -q " 10\.213\.$third\."; do third=$((third % 250 + 1)); done
+  cluster_subnet="10.213.$third"
+  export WEFT_NETNS_SUBNET=$cluster_subnet
   ip link add "${cluster_prefix}br" type bridge || { echo "FAIL: cannot create a bridge (no CAP_NET_ADMIN?)" >&2; return 1; }
   ip addr add "$cluster_subnet.254/24" dev "${cluster_prefix}br"
   ip link set "${cluster_prefix}br" up
