@@ -62,6 +62,8 @@ TEST_CASE("bad configs and flags exit with code 2 and name what is wrong") {
       {"train " + tiny() + " --no-such-flag", "--no-such-flag"},
       {"train " + tiny() + " --set data.source=text --set data.path=/nonexistent.txt", "/nonexistent.txt"},
       {"frobnicate", "frobnicate"},
+      // weft launch watches its ranks as local processes: ranks on other hosts would look dead (tests/multihost).
+      {"launch -n 2 --mpirun-args \"--hostfile hosts\" " + tiny(), "starts ranks on this host only"},
   };
   for (const auto& run : runs) {
     const auto outcome = run_weft(run.arguments);
