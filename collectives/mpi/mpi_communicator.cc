@@ -335,7 +335,7 @@ std::unique_ptr<Communicator> make_mpi_group(std::shared_ptr<MpiEngine> engine, 
   desc.group = name;
   auto task = std::make_shared<StepTask>(desc, fresh);
   task->add([fresh](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Comm_idup(fresh->comm, &fresh->peer_comm, request)); });
-  add_setup_steps(*task, fresh, name);
+  add_setup_steps(*task, fresh, name, options.timeout);
   engine->submit(task);
   StateWork(desc, task->state(), on_timeout(engine, fresh, desc, task->state())).wait(options.timeout);
   return std::make_unique<MpiCommunicator>(std::move(engine), fresh, name, world_rank, options);
