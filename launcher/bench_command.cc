@@ -14,12 +14,14 @@ namespace weft {
 int run_bench_collectives(const CollectivesBenchOptions& options) {
   const DetectedRank detected = detect_rank();
   // Started by hand: run itself again as `ranks` processes under mpirun.
-  if (detected.launcher == "none" && options.ranks > 1)
-    return run_under_mpirun(options.ranks, options.mpirun_args,
-                            {"bench", "collectives", "-n", std::to_string(options.ranks), "--op", options.op,
-                             "--min-bytes", std::to_string(options.min_bytes), "--max-bytes",
-                             std::to_string(options.max_bytes), "--iters", std::to_string(options.iters),
-                             "--warmup", std::to_string(options.warmup)});
+  if (detected.launcher == "none" && options.ranks > 1) {
+    std::vector<std::string> args = {"bench", "collectives", "-n", std::to_string(options.ranks), "--op", options.op,
+                                     "--min-bytes", std::to_string(options.min_bytes), "--max-bytes",
+                                     std::to_string(options.max_bytes), "--iters", std::to_string(options.iters),
+                                     "--warmup", std::to_string(options.warmup)};
+    if (!options.raw_mpi) args.push_back("--no-raw-mpi");
+    return run_under_mpirun(options.ranks, options.mpirun_args, args);
+  }
   init_logging(detected.info.rank, detected.info.world_size);
   report_rank_start(detected.info.rank);  // under weft launch: the launcher judges the job by the ranks' reports
   BenchOptions bench;
@@ -31,6 +33,7 @@ int run_bench_collectives(const CollectivesBenchOptions& options) {
   bench.max_bytes = options.max_bytes;
   bench.iters = options.iters;
   bench.warmup = options.warmup;
+  bench.raw_mpi = options.raw_mpi;
   MpiRuntime mpi;
   std::unique_ptr<Communicator> world = mpi.world();
   const long wrong = run_collectives_bench(bench, *world, std::cout);

@@ -31,6 +31,7 @@ struct CollectivesBenchOptions {
   std::size_t max_bytes = std::size_t{64} << 20;
   int iters = 20;
   int warmup = 5;
+  bool raw_mpi = true;  // false: weft's collectives alone (e.g. to count the bytes they put on a link)
   std::string mpirun_args;
 };
 

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   collectives_cmd->add_option("--iters", bench.iters, "Timed iterations per size (default 20)");
   collectives_cmd->add_option("--warmup", bench.warmup, "Untimed iterations per size (default 5)");
   collectives_cmd->add_option("--mpirun-args", bench.mpirun_args, "Extra mpirun flags");
+  collectives_cmd->add_flag("!--no-raw-mpi", bench.raw_mpi, "Skip the raw MPI baseline");
 
   std::string ckpt_dir, safetensors_path;
   CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "Checkpoints");

@@ -15,9 +15,10 @@ BUILD_PACKAGES=(
   libopenblas-dev libdnnl-dev libsentencepiece-dev
 )
 # What development and the rest of the test suite use: SLURM, PyTorch for the reference tests, clang's libFuzzer
-# for the fuzz targets' short runs, podman and debootstrap for the container tests.
+# for the fuzz targets' short runs, podman and debootstrap for the container tests, iproute2 (ip, tc) for the
+# multihost tests' network namespaces.
 TEST_PACKAGES=(
-  git procps
+  git procps iproute2
   slurm-wlm munge
   clang libclang-rt-dev
   python3 python3-numpy python3-torch python3-venv

@@ -31,20 +31,16 @@ MPI_Datatype mpi_type(DType dtype) {
 // while still in cache (2 ranks: 2 MiB of /dev/shm per rank and communicator, two buffers of two slots).
 constexpr std::size_t kSharedSlotBytes = std::size_t{512} << 10;
 
-// Through shared memory when every rank of the communicator is on this host, else point-to-point messages.
-std::unique_ptr<Phase> reduce_phase(const std::shared_ptr<CommContext>& ctx, SegmentedReduce plan) {
-  return ctx->shared ? shared_reduce_phase(ctx, std::move(plan)) : segmented_reduce_phase(ctx, std::move(plan));
-}
-
 // The last steps of creating a communicator on the MPI thread, once `fresh->comm` and `fresh->peer_comm` exist (or
 // comm is MPI_COMM_NULL for a rank outside every new group): its rank and size, then its shared-memory staging.
-void add_setup_steps(StepTask& task, const std::shared_ptr<CommContext>& fresh, const std::string& name) {
+void add_setup_steps(StepTask& task, const std::shared_ptr<CommContext>& fresh, const std::string& name,
+                     std::chrono::milliseconds timeout) {
   task.add({}, [fresh](const MPI_Status&) {
     if (fresh->comm == MPI_COMM_NULL) return;
     WEFT_MPI_CHECK(MPI_Comm_rank(fresh->comm, &fresh->rank));
     WEFT_MPI_CHECK(MPI_Comm_size(fresh->comm, &fresh->size));
   });
-  task.add(shared_setup_phase(fresh, name, kSharedSlotBytes));
+  task.add(shared_setup_phase(fresh, name, kSharedSlotBytes, timeout));
 }
 
 // What a timed-out wait does before it throws: the group is out of step for good, and the caller is about to unwind
@@ -62,20 +58,11 @@ std::string seconds_text(std::chrono::milliseconds limit) {
   return fmt::format("{:g} s", static_cast<double>(limit.count()) / 1000.0);
 }
 
-// Rank r's share of an all_reduce: count / n elements, one more for the first count % n ranks.
-struct Chunks {
-  std::vector<std::size_t> counts;
-  std::vector<std::size_t> displs;
-  Chunks(std::size_t count, int n) : counts(static_cast<std::size_t>(n)), displs(static_cast<std::size_t>(n)) {
-    const auto ranks = static_cast<std::size_t>(n);
-    std::size_t offset = 0;
-    for (std::size_t r = 0; r < ranks; ++r) {
-      counts[r] = count / ranks + (r < count % ranks ? 1 : 0);
-      displs[r] = offset;
-      offset += counts[r];
-    }
-  }
-};
+// fp32 reductions of a group spanning hosts go hierarchically. 16-bit ones stay flat: a host's partial sum would be
+// rounded to 16 bits before the hosts add theirs, and the backend promises one rounding.
+bool hierarchical(const std::shared_ptr<CommContext>& ctx, const OpCall& call) {
+  return ctx->hierarchy && call.dtype == DType::kF32;
+}
 
 class MpiCommunicator final : public Communicator {
  public:
@@ -94,6 +81,11 @@ class MpiCommunicator final : public Communicator {
     task->add({}, [ctx = ctx_](const MPI_Status&) {
       MPI_Comm_free(&ctx->comm);
       MPI_Comm_free(&ctx->peer_comm);
+      if (!ctx->hierarchy) return;
+      for (CommContext* sub : {ctx->hierarchy->host.get(), ctx->hierarchy->across.get()}) {
+        MPI_Comm_free(&sub->comm);
+        MPI_Comm_free(&sub->peer_comm);
+      }
     });
     task->run_after(last_collective_);
     engine_->submit(task);
@@ -147,14 +139,23 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
   std::shared_ptr<CommContext> ctx = ctx_;
   switch (call.desc.op) {
     case OpKind::kAllReduce: {
-      const Chunks chunks(call.count, n);
       auto* buffer = static_cast<std::byte*>(call.recv);
+      if (hierarchical(ctx, call)) {
+        add_hierarchical_all_reduce(task, ctx, buffer, call.count, call.dtype, call.reduce);
+        break;
+      }
+      const Chunks chunks(call.count, n);
       SegmentedReduce plan{buffer, buffer + chunks.displs[static_cast<std::size_t>(me)] * element, buffer,
                            chunks.counts, chunks.displs, call.dtype, call.reduce};
       task.add(reduce_phase(ctx, std::move(plan)));
       break;
     }
     case OpKind::kReduceScatter: {
+      if (hierarchical(ctx, call)) {
+        add_hierarchical_reduce_scatter(task, ctx, static_cast<const std::byte*>(call.send),
+                                        static_cast<std::byte*>(call.recv), call.count, call.dtype, call.reduce);
+        break;
+      }
       const Chunks chunks(call.count * static_cast<std::size_t>(n), n);
       SegmentedReduce plan{static_cast<const std::byte*>(call.send), static_cast<std::byte*>(call.recv), nullptr,
                            chunks.counts, chunks.displs, call.dtype, call.reduce};
@@ -164,22 +165,11 @@ void MpiCommunicator::add_data_steps(StepTask& task, const OpCall& call) {
     case OpKind::kAllGather: {
       // This rank's chunk to every peer and theirs into place: through shared memory on one host, else as
       // messages, (n-1)/n of the buffer each way like a ring.
-      auto* recv = static_cast<std::byte*>(call.recv);
-      if (ctx->shared) {
-        task.add(shared_gather_phase(ctx, static_cast<const std::byte*>(call.send), recv, call.count, call.dtype));
-        break;
-      }
-      const std::size_t chunk = call.count * element;
-      std::byte* mine = recv + static_cast<std::size_t>(me) * chunk;
-      if (call.send != mine && chunk > 0)
-        task.add({}, [mine, send = call.send, chunk](const MPI_Status&) { std::memcpy(mine, send, chunk); });
-      std::vector<PeerMessage> messages;
-      for (int peer = 0; peer < n; ++peer) {
-        if (peer == me || chunk == 0) continue;
-        messages.push_back({peer, true, recv + static_cast<std::size_t>(peer) * chunk, chunk});
-        messages.push_back({peer, false, mine, chunk});
-      }
-      task.add(exchange_phase(ctx, std::move(messages)));
+      SegmentedReduce plan{static_cast<const std::byte*>(call.send), nullptr, static_cast<std::byte*>(call.recv),
+                           std::vector<std::size_t>(static_cast<std::size_t>(n), call.count), {}, call.dtype,
+                           call.reduce};
+      for (int r = 0; r < n; ++r) plan.displs.push_back(static_cast<std::size_t>(r) * call.count);
+      task.add(gather_phase(ctx, std::move(plan)));
       break;
     }
     case OpKind::kBroadcast: {
@@ -280,7 +270,7 @@ std::unique_ptr<Communicator> MpiCommunicator::start_split(const OpDescriptor& d
     if (fresh->comm == MPI_COMM_NULL) return;
     WEFT_MPI_CHECK(MPI_Comm_idup(fresh->comm, &fresh->peer_comm, request));
   });
-  add_setup_steps(*task, fresh, name);
+  add_setup_steps(*task, fresh, name, options().timeout);
   submit(task, desc)->wait(options().timeout);
   if (fresh->comm == MPI_COMM_NULL) return nullptr;
   return std::make_unique<MpiCommunicator>(engine_, fresh, name, world_rank(), options());
@@ -316,7 +306,7 @@ std::unique_ptr<Communicator> make_mpi_world(std::shared_ptr<MpiEngine> engine, 
   task->add([fresh](MPI_Request* request) {
     WEFT_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &fresh->peer_comm, request));
   });
-  add_setup_steps(*task, fresh, "world");
+  add_setup_steps(*task, fresh, "world", options.timeout);
   engine->submit(task);
   StateWork(desc, task->state(), on_timeout(engine, arrival, desc, task->state())).wait(options.timeout);
   return std::make_unique<MpiCommunicator>(std::move(engine), fresh, "world", world_rank, options);
@@ -345,7 +335,7 @@ std::unique_ptr<Communicator> make_mpi_group(std::shared_ptr<MpiEngine> engine, 
   desc.group = name;
   auto task = std::make_shared<StepTask>(desc, fresh);
   task->add([fresh](MPI_Request* request) { WEFT_MPI_CHECK(MPI_Comm_idup(fresh->comm, &fresh->peer_comm, request)); });
-  add_setup_steps(*task, fresh, name);
+  add_setup_steps(*task, fresh, name, options.timeout);
   engine->submit(task);
   StateWork(desc, task->state(), on_timeout(engine, fresh, desc, task->state())).wait(options.timeout);
   return std::make_unique<MpiCommunicator>(std::move(engine), fresh, name, world_rank, options);

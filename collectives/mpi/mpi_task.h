@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,8 @@
 #include "runtime/error.h"
 
 namespace weft {
+
+class StepTask;
 
 // A failure every rank detects identically (a signature mismatch): the ranks stay in step and the group usable.
 class ConsistentFailure : public Error {
@@ -40,6 +43,15 @@ struct CommContext {
   // Every rank's staging memory when all ranks of the communicator share this host (and it could be set up); the
   // signature check, all_reduce, reduce_scatter, all_gather and broadcast then run through it, not messages.
   std::unique_ptr<SharedSegments> shared;
+
+  // Set when the group spans hosts with the same number (> 1) of ranks on each (shared_setup_phase): its
+  // all_reduce and reduce_scatter then run hierarchically (hierarchical.cc).
+  struct Hierarchy {
+    std::shared_ptr<CommContext> host;    // the ranks on this rank's host; its rank is this rank's place there
+    std::shared_ptr<CommContext> across;  // the ranks at this rank's place on every host; its rank is the host's
+    std::vector<int> rank_at;             // group rank of (host h, place l) at h x ranks per host + l
+  };
+  std::unique_ptr<Hierarchy> hierarchy;
 
   // Set when an operation failed in a way that leaves the ranks out of step; every later operation fails.
   void poison(const std::string& reason);
@@ -110,20 +122,44 @@ std::unique_ptr<Phase> segmented_reduce_phase(std::shared_ptr<CommContext> ctx, 
 // round k + 2 only after it has seen every rank stage round k + 1, which each does after finishing round k:
 // so nobody overwrites what a peer may still read, without a third counter.
 std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan);
-// all_gather the same way: each rank stages its own segment of `count` elements at `mine`, publishes kStaged,
-// copies it to gather + rank x count (unless it is already there) and every other rank's out of that rank's
-// buffer into place.
-std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, const std::byte* mine, std::byte* gather,
-                                           std::size_t count, DType dtype);
+// all_gather the same way: each rank stages its own segment (plan.source, plan.counts[rank] elements), publishes
+// kStaged, copies it to plan.gather + displs[rank] (unless it is already there) and every other rank's out of that
+// rank's buffer into place.
+std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan);
 // broadcast as an all_gather in which only `root` has a chunk: it stages `data`, the others copy it out.
 std::unique_ptr<Phase> shared_broadcast_phase(std::shared_ptr<CommContext> ctx, std::byte* data, std::size_t count,
                                               int root, DType dtype);
 
+// Rank r's share of `count` elements split over n ranks: count / n, one more for the first count % n ranks.
+struct Chunks {
+  std::vector<std::size_t> counts;
+  std::vector<std::size_t> displs;
+  Chunks(std::size_t count, int n);
+};
+
+// A reduction (all_reduce when plan.gather is set, else reduce_scatter) through ctx->shared when the group has it,
+// else as messages; and an all_gather of plan.source (this rank's chunk) into plan.gather the same way.
+std::unique_ptr<Phase> reduce_phase(const std::shared_ptr<CommContext>& ctx, SegmentedReduce plan);
+std::unique_ptr<Phase> gather_phase(const std::shared_ptr<CommContext>& ctx, SegmentedReduce plan);
+
+// The hierarchical all_reduce and reduce_scatter of a group with ctx->hierarchy (NCCL's and Horovod's shape): only
+// each rank's 1/(ranks per host) share crosses hosts, so the link carries (ranks per host) times fewer bytes than
+// the flat path. Every chunk is reduced by one rank (in place order within a host, then in host order) and
+// copied to the others, so every rank gets the same bits, run after run; the order differs from the flat path's
+// rank order, so results equal the flat path's to float rounding, not bit for bit. fp32 only (mpi_communicator.cc).
+void add_hierarchical_all_reduce(StepTask& task, const std::shared_ptr<CommContext>& ctx, std::byte* buffer,
+                                 std::size_t count, DType dtype, ReduceOp op);
+void add_hierarchical_reduce_scatter(StepTask& task, const std::shared_ptr<CommContext>& ctx, const std::byte* send,
+                                     std::byte* recv, std::size_t count, DType dtype, ReduceOp op);
+
 // The last step of creating a communicator: its shared-memory staging (ctx->shared), when every rank of it is on
-// this host and none set WEFT_SHM_DISABLE=1, else none. Runs as exchanges on ctx->peer_comm between local steps
+// this host and none set WEFT_SHM_DISABLE=1, else none. A group spanning hosts with the same number (> 1) of ranks
+// on each gets ctx->hierarchy instead (unless a rank set WEFT_HIERARCHICAL=0): sub-groups made with MPI_Comm_split,
+// which blocks, so it runs under a DeadlineGuard of `timeout` once every rank has said hello. Runs as exchanges on ctx->peer_comm between local steps
 // (SharedSegments' create_own, map_peers, remove_names), so it keeps the deadline and names the ranks it waits for;
 // every rank ends with the same choice, and a rank that could not create or map a segment says why.
-std::unique_ptr<Phase> shared_setup_phase(std::shared_ptr<CommContext> ctx, std::string group, std::size_t slot_bytes);
+std::unique_ptr<Phase> shared_setup_phase(std::shared_ptr<CommContext> ctx, std::string group, std::size_t slot_bytes,
+                                          std::chrono::milliseconds timeout);
 
 // An operation on the MPI thread: its phases in order, after an earlier collective of the same communicator.
 class StepTask final : public MpiTask {

@@ -201,15 +201,8 @@ std::unique_ptr<Phase> shared_reduce_phase(std::shared_ptr<CommContext> ctx, Seg
   return std::make_unique<SharedMemoryPhase>(std::move(ctx), std::move(plan));
 }
 
-std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, const std::byte* mine, std::byte* gather,
-                                           std::size_t count, DType dtype) {
-  SegmentedReduce plan;
-  const auto n = static_cast<std::size_t>(ctx->size);
-  plan.counts.assign(n, count);
-  for (std::size_t r = 0; r < n; ++r) plan.displs.push_back(r * count);
-  plan.source = mine;
-  plan.gather = gather;
-  plan.dtype = dtype;
+std::unique_ptr<Phase> shared_gather_phase(std::shared_ptr<CommContext> ctx, SegmentedReduce plan) {
+  plan.reduced = nullptr;  // what makes the phase a gather
   return std::make_unique<SharedMemoryPhase>(std::move(ctx), std::move(plan));
 }
 

@@ -4,6 +4,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <string_view>
@@ -12,6 +13,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "collectives/mpi/mpi_check.h"
 #include "collectives/mpi/mpi_task.h"
 #include "runtime/process_exit.h"
 #include "runtime/test_pause.h"
@@ -19,9 +21,9 @@
 namespace weft {
 namespace {
 
-bool disabled_by_environment() {
-  const char* value = std::getenv("WEFT_SHM_DISABLE");
-  return value != nullptr && std::string_view(value) == "1";
+bool environment_is(const char* name, std::string_view expected) {
+  const char* value = std::getenv(name);
+  return value != nullptr && std::string_view(value) == expected;
 }
 
 std::uint64_t host_hash() {
@@ -34,8 +36,9 @@ std::uint64_t host_hash() {
 
 class SharedSetupPhase final : public Phase {
  public:
-  SharedSetupPhase(std::shared_ptr<CommContext> ctx, std::string group, std::size_t slot_bytes)
-      : ctx_(std::move(ctx)), group_(std::move(group)), slot_bytes_(slot_bytes) {}
+  SharedSetupPhase(std::shared_ptr<CommContext> ctx, std::string group, std::size_t slot_bytes,
+                   std::chrono::milliseconds timeout)
+      : ctx_(std::move(ctx)), group_(std::move(group)), slot_bytes_(slot_bytes), timeout_(timeout) {}
 
   Progress advance() override {
     bool advanced = false;
@@ -54,11 +57,11 @@ class SharedSetupPhase final : public Phase {
   std::vector<int> waiting_for() const override { return exchange_ ? exchange_->waiting_for() : std::vector<int>{}; }
 
  private:
-  enum class Step { kStart, kHello, kCreated, kMapped, kDone };
+  enum class Step { kStart, kHello, kCreated, kMapped, kHierarchy, kDone };
   // What each rank tells the others first: where it runs, whether it may use shared memory, and (rank 0's is used)
   // the random part of the segment names.
   struct Hello {
-    std::uint64_t host = 0, disabled = 0, id[2] = {0, 0};
+    std::uint64_t host = 0, disabled = 0, flat = 0, id[2] = {0, 0};
   };
 
   // Sends `mine` to every peer and receives theirs into `all` (which must not move until the exchange is done).
@@ -85,7 +88,8 @@ class SharedSetupPhase final : public Phase {
         hello_.assign(static_cast<std::size_t>(ctx_->size), Hello{});
         Hello& mine = hello_[me];
         mine.host = host_hash();
-        mine.disabled = disabled_by_environment() ? 1 : 0;
+        mine.disabled = environment_is("WEFT_SHM_DISABLE", "1") ? 1 : 0;
+        mine.flat = environment_is("WEFT_HIERARCHICAL", "0") ? 1 : 0;
         if (getrandom(mine.id, sizeof mine.id, 0) != static_cast<ssize_t>(sizeof mine.id)) mine.disabled = 1;
         exchange(hello_);
         step_ = Step::kHello;
@@ -95,6 +99,8 @@ class SharedSetupPhase final : public Phase {
         for (const Hello& peer : hello_) {
           // Ranks on several hosts, or one that disabled shared memory: every rank sees the same and uses messages.
           if (peer.host != hello_[0].host || peer.disabled != 0) {
+            if (split_by_host()) return;
+            report_path("MPI messages");
             step_ = Step::kDone;
             return;
           }
@@ -114,10 +120,73 @@ class SharedSetupPhase final : public Phase {
         if (!all_ok()) return give_up();
         segments_->remove_names();
         ctx_->shared = std::move(segments_);
+        report_path("shared memory");
+        step_ = Step::kDone;
+        return;
+      case Step::kHierarchy:
+        report_path("hierarchical collectives (shared memory within each host, MPI messages across hosts)");
         step_ = Step::kDone;
         return;
       case Step::kDone: return;
     }
+  }
+
+  // Which path the group's collectives take, said once per group (by its rank 0) so that a user, and the multihost
+  // tests, can see that ranks on one host share memory and groups spanning hosts send messages.
+  void report_path(const char* path) const {
+    if (ctx_->rank != 0) return;
+    std::vector<std::uint64_t> hosts;
+    for (const Hello& peer : hello_)
+      if (std::find(hosts.begin(), hosts.end(), peer.host) == hosts.end()) hosts.push_back(peer.host);
+    spdlog::info("weft: group {} ({} ranks on {} host{}) uses {}", group_, ctx_->size, hosts.size(),
+                 hosts.size() > 1 ? "s" : "", path);
+  }
+
+  // A group spanning hosts with the same number (> 1) of ranks on each, where no rank disabled shared memory or the
+  // hierarchy: makes ctx->hierarchy (its host and across-hosts sub-groups) and starts the host group's own
+  // shared-memory set-up. Every rank decides from the same hellos, so all take the same path.
+  bool split_by_host() {
+    const std::size_t n = hello_.size();
+    std::vector<std::uint64_t> hosts;
+    std::vector<int> host_of(n), place_of(n), on_host;
+    for (std::size_t r = 0; r < n; ++r) {
+      if (hello_[r].disabled != 0 || hello_[r].flat != 0) return false;
+      const auto found = std::find(hosts.begin(), hosts.end(), hello_[r].host);
+      host_of[r] = static_cast<int>(found - hosts.begin());
+      if (found == hosts.end()) {
+        hosts.push_back(hello_[r].host);
+        on_host.push_back(0);
+      }
+      place_of[r] = on_host[static_cast<std::size_t>(host_of[r])]++;
+    }
+    const int per_host = on_host[0];
+    const auto hosts_with_as_many = std::count(on_host.begin(), on_host.end(), per_host);
+    if (per_host < 2 || hosts_with_as_many != static_cast<std::ptrdiff_t>(hosts.size())) return false;
+    auto tiers = std::make_unique<CommContext::Hierarchy>();
+    tiers->host = std::make_shared<CommContext>();
+    tiers->across = std::make_shared<CommContext>();
+    tiers->rank_at.assign(n, 0);
+    for (std::size_t r = 0; r < n; ++r)
+      tiers->rank_at[static_cast<std::size_t>(host_of[r] * per_host + place_of[r])] = static_cast<int>(r);
+    const auto me = static_cast<std::size_t>(ctx_->rank);
+    {
+      // Every rank has said hello, so none should be far behind; a rank dying in between would block us forever.
+      const DeadlineGuard guard(timeout_, fmt::format("weft: rank {} of group {}: splitting the group by host did not "
+                                                      "finish within comm.timeout_s: a peer rank died or stopped; "
+                                                      "aborting",
+                                                      ctx_->rank, group_));
+      WEFT_MPI_CHECK(MPI_Comm_split(ctx_->comm, host_of[me], ctx_->rank, &tiers->host->comm));
+      WEFT_MPI_CHECK(MPI_Comm_split(ctx_->comm, place_of[me], host_of[me], &tiers->across->comm));
+      for (CommContext* sub : {tiers->host.get(), tiers->across.get()}) {
+        WEFT_MPI_CHECK(MPI_Comm_dup(sub->comm, &sub->peer_comm));
+        WEFT_MPI_CHECK(MPI_Comm_rank(sub->comm, &sub->rank));
+        WEFT_MPI_CHECK(MPI_Comm_size(sub->comm, &sub->size));
+      }
+    }
+    exchange_ = std::make_unique<SharedSetupPhase>(tiers->host, group_ + ".host", slot_bytes_, timeout_);
+    ctx_->hierarchy = std::move(tiers);
+    step_ = Step::kHierarchy;
+    return true;
   }
 
   void agree_on(std::string problem, Step next) {
@@ -149,12 +218,14 @@ class SharedSetupPhase final : public Phase {
                    failed.size() > 1 ? "s" : "", fmt::join(failed, ", "), group_);
     }
     segments_.reset();  // removes the names
+    report_path("MPI messages");
     step_ = Step::kDone;
   }
 
   std::shared_ptr<CommContext> ctx_;
   std::string group_;
   std::size_t slot_bytes_;
+  std::chrono::milliseconds timeout_;
   Step step_ = Step::kStart;
   std::unique_ptr<Phase> exchange_;
   std::vector<Hello> hello_;
@@ -165,8 +236,9 @@ class SharedSetupPhase final : public Phase {
 
 }  // namespace
 
-std::unique_ptr<Phase> shared_setup_phase(std::shared_ptr<CommContext> ctx, std::string group, std::size_t slot_bytes) {
-  return std::make_unique<SharedSetupPhase>(std::move(ctx), std::move(group), slot_bytes);
+std::unique_ptr<Phase> shared_setup_phase(std::shared_ptr<CommContext> ctx, std::string group, std::size_t slot_bytes,
+                                          std::chrono::milliseconds timeout) {
+  return std::make_unique<SharedSetupPhase>(std::move(ctx), std::move(group), slot_bytes, timeout);
 }
 
 }  // namespace weft

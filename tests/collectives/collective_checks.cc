@@ -1,6 +1,8 @@
 #include "collective_checks.h"
 
+#include <cmath>
 #include <cstring>
+#include <span>
 #include <functional>
 #include <utility>
 #include <stdexcept>
@@ -291,6 +293,31 @@ void check_byte_counters(Communicator& comm) {
   expect(comm, comm.bytes_sent() == 0, "reset_bytes_sent() left bytes");
 }
 
+// Fractional values of mixed magnitudes, so that the order of the additions shows in the bits: every rank must still
+// get the same bits (each element is reduced once, in one fixed order, and copied), and reduce_scatter's chunk must
+// equal the all_reduce's (the same order for both, flat or hierarchical).
+void check_identical_bits(Communicator& comm) {
+  const auto n = static_cast<std::size_t>(comm.size());
+  const auto me = static_cast<std::size_t>(comm.rank());
+  const std::size_t chunk = 40009;
+  std::vector<float> data(n * chunk);
+  for (std::size_t i = 0; i < data.size(); ++i)
+    data[i] = std::sin(0.37f * static_cast<float>(i) + 1.3f * static_cast<float>(me)) *
+              std::exp2(static_cast<float>((i + me) % 17) - 8.0f);
+  std::vector<float> scattered(chunk);
+  comm.reduce_scatter(data.data(), scattered.data(), chunk, DType::kF32)->wait();
+  comm.all_reduce(data.data(), data.size(), DType::kF32)->wait();
+  expect(comm, std::memcmp(scattered.data(), data.data() + me * chunk, chunk * sizeof(float)) == 0,
+         "reduce_scatter's chunk differs in its bits from the all_reduce's");
+  std::uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a over the result's bytes
+  for (const std::byte byte : std::as_bytes(std::span(data)))
+    hash = (hash ^ static_cast<std::uint8_t>(byte)) * 0x100000001b3ull;
+  std::vector<std::uint64_t> hashes(n);
+  comm.all_gather(&hash, hashes.data(), 2, DType::kF32)->wait();  // 8 bytes as two fp32 words, copied unchanged
+  for (std::size_t r = 0; r < n; ++r)
+    expect(comm, hashes[r] == hash, fmt::format("all_reduce gave rank {} other bits than rank {}", r, me));
+}
+
 void check_count_mismatch(Communicator& comm) {
   std::vector<float> data = inputs(comm.rank(), 1001, 13);
   const std::size_t count = comm.rank() == 0 ? 1001 : 1000;
@@ -313,6 +340,7 @@ const std::vector<NamedCheck>& all_checks() {
   static const std::vector<NamedCheck> checks{
       {"all_reduce sum", check_all_reduce_sum},     {"all_reduce max", check_all_reduce_max},
       {"all_reduce bf16/fp16", check_all_reduce_16bit}, {"reduce_scatter", check_reduce_scatter},
+      {"identical bits", check_identical_bits},
       {"segmented reductions", check_segmented_reductions},
       {"all_gather", check_all_gather},             {"broadcast", check_broadcast},
       {"send/recv ring", check_send_recv_ring},     {"async and barrier", check_barrier_and_async},

@@ -115,10 +115,13 @@ if [ "$MODE" = prebuilt ]; then
   mapfile -t programs < <(ctest --test-dir "$BUILD" -L unit --show-only=json-v1 | python3 -c '
 import json, sys
 for program in sorted({t["command"][0] for t in json.load(sys.stdin)["tests"]}):
-    if program.startswith(sys.argv[1] + "/") and open(program, "rb").read(4) == b"\x7fELF":
+    # (the fuzz targets replay corpora named on their command line, which the image does not hold)
+    if (program.startswith(sys.argv[1] + "/") and "/fuzz/" not in program
+            and open(program, "rb").read(4) == b"\x7fELF"):
         print(program)' "$BUILD")
   ((${#programs[@]})) || fail "ctest lists no unit test programs in $BUILD"
-  for program in "${programs[@]}" "$BUILD/weft"; do install -D "$program" "$tree$program"; done
+  # weft's own shared objects too: the SentencePiece plugin the tests load, and libweft for the C API's test.
+  for program in "${programs[@]}" "$BUILD/weft" "$BUILD"/libweft*.so; do install -D "$program" "$tree$program"; done
   mkdir -p "$tree$SOURCE"
   cp -r "$SOURCE/configs" "$tree$SOURCE/"
   volumes=(-v "$tree$SOURCE:$SOURCE:ro")

@@ -42,6 +42,15 @@ inline std::string write_temp(const std::string& name, const std::string& text) 
   return path;
 }
 
+// Trains configs/tiny.yaml (with `sets`) for one step into `dir`, saving a checkpoint; returns its directory.
+inline std::string one_step_checkpoint(const std::string& dir, const std::string& sets = "") {
+  const Outcome saved =
+      run_weft("train " + tiny() + " " + sets + " --set train.steps=1 --set checkpoint.every=1 --set checkpoint.dir=" + dir);
+  INFO(saved.output);
+  REQUIRE(saved.exit_code == 0);
+  return dir + "/step_00000001";
+}
+
 // The same, ended by `timeout` after `seconds`: a test of "never hangs" must not hang itself (124 then).
 inline Outcome run_weft_within(int seconds, const std::string& arguments) {
   return run_weft_command("timeout " + std::to_string(seconds) + " " + std::string(WEFT_BINARY) + " " + arguments);

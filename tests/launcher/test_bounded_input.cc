@@ -159,10 +159,7 @@ TEST_CASE("weft data prepare refuses to write over its input, under any name") {
 }
 
 TEST_CASE("weft ckpt export refuses an output inside the checkpoint, which it would destroy") {
-  const std::string dir = scratch("export_ckpt");
-  REQUIRE(run_weft("train " + tiny() + " --set train.steps=1 --set checkpoint.every=1 --set checkpoint.dir=" + dir)
-              .exit_code == 0);
-  const std::string ckpt = dir + "/step_00000001";
+  const std::string dir = scratch("export_ckpt"), ckpt = weft::testing::one_step_checkpoint(dir);
   for (const std::string& output : {ckpt + "/manifest.pb", ckpt + "/shard_r0.bin", ckpt, ckpt + "/new.safetensors"})
     expect_refused(run_weft("ckpt export " + ckpt + " --safetensors " + output), 2, {"is inside the checkpoint"});
   CHECK(run_weft("ckpt inspect " + ckpt).exit_code == 0);  // still whole
@@ -180,10 +177,8 @@ TEST_CASE("weft ckpt export refuses an output inside the checkpoint, which it wo
 }
 
 TEST_CASE("a crafted manifest is refused alike by inspect, export, resume and generate: paths out, links, overflows") {
-  const std::string dir = scratch("crafted");
-  REQUIRE(run_weft("train " + tiny() + " --set train.steps=1 --set checkpoint.every=1 --set checkpoint.dir=" + dir)
-              .exit_code == 0);
-  const std::string ckpt = dir + "/step_00000001", manifest_path = ckpt + "/manifest.pb";
+  const std::string dir = scratch("crafted"), ckpt = weft::testing::one_step_checkpoint(dir);
+  const std::string manifest_path = ckpt + "/manifest.pb";
   weft::checkpoint::Manifest good;
   {
     std::ifstream in(manifest_path, std::ios::binary);

@@ -13,6 +13,8 @@
 # killed outright (SIGKILL). It only ever signals processes that use its own temp dir, so a munged or slurmd the
 # machine already runs is left alone.
 # WEFT_SLURM_TEST_RANKS (default 2) sets the rank count; WEFT_SLURM_TEST_KEEP=1 keeps the temp dir.
+# WEFT_SLURM_TEST_HOSTS=N (N >= 2, as root) runs one slurmd per emulated host instead (tests/multihost/
+# netns_cluster.sh: network namespaces with their own hostnames) and only the multi-node script, one rank per node.
 set -euo pipefail
 
 if (($# != 2)); then
@@ -22,6 +24,8 @@ fi
 WEFT="$(realpath "$1")"
 PROJECT="$(realpath "$2")"
 RANKS="${WEFT_SLURM_TEST_RANKS:-2}"
+HOSTS="${WEFT_SLURM_TEST_HOSTS:-0}"
+((HOSTS < 2)) || RANKS=$HOSTS
 STEPS=20
 CONFIG="$PROJECT/configs/tiny.yaml"
 SKIP=77
@@ -124,6 +128,7 @@ cleanup() {
   wait 2>/dev/null
   mapfile -t pids < <(cluster_pids)
   stop_pids 2 "${pids[@]}"
+  declare -F cluster_down >/dev/null && cluster_down  # the emulated hosts (a killed run's: the next run removes them)
   if [ "${WEFT_SLURM_TEST_KEEP:-0}" = 1 ]; then
     touch "$TMP/.cleaned"
     echo "kept $TMP"
@@ -189,10 +194,25 @@ EOF
 )
 NODE="$(hostname -s)"
 USER_NAME="$(id -un)"
+CTLD_ADDR=127.0.0.1
+NODE_LINES="NodeName=$NODE NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN"
+NODES=("$NODE")
+if ((HOSTS >= 2)); then
+  source "$PROJECT/tests/multihost/netns_cluster.sh"
+  cluster_up "$HOSTS" 1gbit 0.1ms || fail "could not make $HOSTS emulated hosts"
+  CTLD_ADDR="$cluster_subnet.254"
+  NODE_LINES=""
+  NODES=()
+  for ((i = 0; i < HOSTS; i++)); do
+    NODES+=("$cluster_prefix-h$i")
+    NODE_LINES+="NodeName=$cluster_prefix-h$i NodeAddr=$(cluster_address "$i") CPUs=2 State=UNKNOWN"$'\n'
+  done
+fi
+NODE_LIST=$(IFS=,; echo "${NODES[*]}")
 cat >"$SLURM_CONF" <<EOF
 # Written by tests/slurm/run_slurm_test.sh; everything lives in $TMP.
 ClusterName=wefttest$$
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$NODE($CTLD_ADDR)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 SlurmUser=$USER_NAME
@@ -211,15 +231,15 @@ JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 StateSaveLocation=$TMP/state
-SlurmdSpoolDir=$TMP/spool
+SlurmdSpoolDir=$TMP/spool/%n
 SlurmctldPidFile=$TMP/slurmctld.pid
-SlurmdPidFile=$TMP/slurmd.pid
+SlurmdPidFile=$TMP/slurmd-%n.pid
 SlurmctldLogFile=$TMP/log/slurmctld.log
-SlurmdLogFile=$TMP/log/slurmd.log
+SlurmdLogFile=$TMP/log/slurmd-%n.log
 # Trust the node line below over what the hardware reports, so the test behaves the same on any machine.
 SlurmdParameters=config_overrides
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
-PartitionName=weft Nodes=$NODE Default=YES MaxTime=10 State=UP OverSubscribe=FORCE:4
+$NODE_LINES
+PartitionName=weft Nodes=$NODE_LIST Default=YES MaxTime=10 State=UP OverSubscribe=FORCE:4
 EOF
 echo "CgroupPlugin=cgroup/v1" >"$TMP/cgroup.conf"
 # The PMIx plugin's per-step client dirs (spmix_appdir_UID_JOB.STEP) default to /tmp, where a dir left by an
@@ -231,18 +251,30 @@ echo "PMIxCliTmpDirBase=$TMP/pmix" >"$TMP/mpi.conf"
 log "starting slurmctld (port $CTLD_PORT) and slurmd (port $SLURMD_PORT) for node $NODE"
 WEFT_SLURM_TEST_DIR="$TMP" slurmctld -D -i -f "$SLURM_CONF" >/dev/null 2>&1 &
 DAEMON_PIDS+=($!)
-WEFT_SLURM_TEST_DIR="$TMP" slurmd -D -f "$SLURM_CONF" -N "$NODE" >/dev/null 2>&1 &
-DAEMON_PIDS+=($!)
+for node in "${NODES[@]}"; do
+  mkdir -p -m 755 "$TMP/spool/$node"
+  if ((HOSTS >= 2)); then
+    # Each slurmd in its host's namespace under that host's name, with a PMIx directory of its own (a node's own
+    # /tmp: the steps of one job on two nodes make the same directory names there).
+    # shellcheck disable=SC2016
+    WEFT_SLURM_TEST_DIR="$TMP" ip netns exec "$node" unshare --uts --mount sh -c \
+      'hostname "$0" && mount -t tmpfs tmpfs "$2/pmix" && exec slurmd -D -f "$1" -N "$0"' \
+      "$node" "$SLURM_CONF" "$TMP" >/dev/null 2>&1 &
+  else
+    WEFT_SLURM_TEST_DIR="$TMP" slurmd -D -f "$SLURM_CONF" -N "$node" >/dev/null 2>&1 &
+  fi
+  DAEMON_PIDS+=($!)
+done
 state=""
 register_deadline=$((SECONDS + 30))
 while ((SECONDS < register_deadline)); do
-  state="$(bounded 5 sinfo -h -n "$NODE" -o %T 2>/dev/null || true)"
-  [ "$state" = idle ] && break
+  state="$(bounded 5 sinfo -h -n "$NODE_LIST" -o %T 2>/dev/null | sort -u | tr '\n' ' ' || true)"
+  [ "$state" = "idle " ] && break
   for pid in "${DAEMON_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a SLURM daemon exited at start-up"; done
   sleep 0.5
 done
-[ "$state" = idle ] || fail "node $NODE did not become idle within 30 s (state '$state')"
-log "node $NODE is idle"
+[ "$state" = "idle " ] || fail "nodes $NODE_LIST did not become idle within 30 s (state '$state')"
+log "nodes $NODE_LIST are idle"
 
 bounded 10 srun --mpi=list 2>&1 | grep -qw pmix || skip "srun has no PMIx plugin (srun --mpi=list)"
 # Smoke test: a 2-task step through the PMIx plugin.
@@ -270,8 +302,17 @@ run_sbatch() {
   log "$name job done in $((SECONDS - started)) s"
 }
 
-run_sbatch slurm launcher/slurm/weft-single-node.sbatch --ntasks="$RANKS"
-run_sbatch slurm-multi launcher/slurm/weft-multi-node.sbatch --nodes=1 --ntasks-per-node="$RANKS"
+RUNS=(slurm slurm-multi)
+if ((HOSTS >= 2)); then
+  RUNS=(slurm-multi)
+  run_sbatch slurm-multi launcher/slurm/weft-multi-node.sbatch --nodes="$HOSTS" --ntasks-per-node=1
+  # The ranks really ran on the emulated hosts: weft saw as many hostnames as nodes.
+  grep -q "group world ($RANKS ranks on $HOSTS hosts)" "$TMP"/slurm-multi-[0-9]*.out ||
+    { cat "$TMP"/slurm-multi-[0-9]*.out; fail "the multi-node job's ranks did not run on $HOSTS hosts"; }
+else
+  run_sbatch slurm launcher/slurm/weft-single-node.sbatch --ntasks="$RANKS"
+  run_sbatch slurm-multi launcher/slurm/weft-multi-node.sbatch --nodes=1 --ntasks-per-node="$RANKS"
+fi
 
 log "weft launch -n $RANKS"
 started=$SECONDS
@@ -311,9 +352,13 @@ sys.exit(1)
 EOF
 }
 status=0
-for name in slurm slurm-multi; do
+for name in "${RUNS[@]}"; do
   log "comparing $name.jsonl with launch.jsonl"
   compare "$TMP/launch.jsonl" "$TMP/$name.jsonl" || status=1
 done
 ((status == 0)) || fail "the sbatch loss curves differ from weft launch's"
-log "PASS: sbatch on $RANKS ranks (single- and multi-node scripts) matches weft launch -n $RANKS step by step"
+if ((HOSTS >= 2)); then
+  log "PASS: the multi-node script on $HOSTS slurmds on emulated hosts matches weft launch -n $RANKS step by step"
+else
+  log "PASS: sbatch on $RANKS ranks (single- and multi-node scripts) matches weft launch -n $RANKS step by step"
+fi
