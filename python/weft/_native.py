@@ -4,8 +4,10 @@ The package is a client of the stable C API (include/weft/weft.h) only, so one w
 the errors, messages and ownership rules are exactly those the C API documents.
 """
 import ctypes
+import importlib.util
 import os
 import pathlib
+import sys
 
 from .errors import error_for
 
@@ -32,8 +34,21 @@ def _find_library():
         "WEFT_LIBRARY to a built build/libweft.so (looked in " + ", ".join(map(str, candidates)) + ")")
 
 
+def _import_torch_first(path):
+    """A CUDA build of libweft links the system's NCCL, which, loaded first and globally, would stand in for the newer
+    NCCL that an installed torch's CUDA libraries need (`undefined symbol: nccl...` on `import torch`): torch first."""
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is None:
+        return
+    with open(path, "rb") as library:
+        if b"libnccl.so" not in library.read():
+            return
+    import torch  # noqa: F401
+
+
+_PATH = _find_library()
+_import_torch_first(_PATH)
 # RTLD_GLOBAL: Open MPI's plugins, which libweft's MPI loads, look for MPI's own symbols in the global scope.
-lib = ctypes.CDLL(_find_library(), mode=ctypes.RTLD_GLOBAL)
+lib = ctypes.CDLL(_PATH, mode=ctypes.RTLD_GLOBAL)
 
 _PROTOTYPES = {
     "weft_version": (c_char_p, []),

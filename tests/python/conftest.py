@@ -30,11 +30,11 @@ def cli_losses(tmp_path, ranks, overrides):
     return [line["loss"] for line in lines if "loss" in line]
 
 
-def run_ranks(tmp_path, ranks, *args, mpirun_args=(), timeout=240):
-    """rank_main.py under mpirun; returns (completed process, {rank: result})."""
+def run_ranks(tmp_path, ranks, *args, mpirun_args=(), timeout=240, script="rank_main.py"):
+    """`script` (rank_main.py) under mpirun; returns (completed process, {rank: result})."""
     out = tmp_path / "result"
     command = MPIRUN + list(mpirun_args) + ["-np", str(ranks), sys.executable,
-                                            os.path.join(os.path.dirname(__file__), "rank_main.py"), args[0],
+                                            os.path.join(os.path.dirname(__file__), script), args[0],
                                             str(out), *args[1:]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     results = {}

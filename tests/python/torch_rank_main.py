@@ -1,0 +1,313 @@
+"""One rank of the torch.distributed tests of backend "weft" (run under mpirun by test_torch_backend.py):
+`ops OUT`, `ddp OUT` and `kill OUT`. Each writes what it found to OUT.rankN as JSON; the test judges."""
+import json
+import os
+import signal
+import sys
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+import weft.torch  # noqa: F401  registers backend "weft"
+
+RANK = int(os.environ["OMPI_COMM_WORLD_RANK"])
+SIZE = int(os.environ["OMPI_COMM_WORLD_SIZE"])
+FLOATS = [torch.float32, torch.bfloat16, torch.float16]
+DTYPES = FLOATS + [torch.int32, torch.int64]
+
+
+def start(out, timeout_s=60):
+    # FileStore rendezvous: torch hands the backend the group's store; no MASTER_ADDR needed.
+    dist.init_process_group("weft", init_method=f"file://{out}.store", rank=RANK, world_size=SIZE,
+                            timeout=timedelta(seconds=timeout_s))
+    return dist.new_group(backend="gloo")
+
+
+def values(rank, n, dtype):
+    """Small integers: exact in every dtype, so sums are exact whatever the order."""
+    return ((torch.arange(n) * 7 + 3 * rank) % 23 - 11).to(dtype)
+
+
+class Checks:
+    def __init__(self, gloo):
+        self.gloo, self.count, self.failures = gloo, 0, []
+
+    def equal(self, name, got, want):
+        self.count += 1
+        if not torch.equal(got, want):
+            self.failures.append(f"{name}: got {got.tolist()} expected {want.tolist()}")
+
+    def both(self, name, run, want):
+        """run(group) -> result tensor, over weft (default group) and gloo; both must equal `want`."""
+        self.equal(name, run(None), want)
+        self.equal(name + " (gloo)", run(self.gloo), want)
+
+    def raises(self, name, run, words):
+        self.count += 1
+        try:
+            run()
+        except Exception as error:  # noqa: BLE001  the message is what is judged
+            if not all(word in str(error) for word in words):
+                self.failures.append(f"{name}: message {error} lacks {words}")
+            return
+        self.failures.append(f"{name}: did not raise")
+
+
+def reduced(op, n, dtype):
+    stack = torch.stack([values(r, n, torch.float64) for r in range(SIZE)])
+    result = {"sum": stack.sum(0), "max": stack.max(0).values, "min": stack.min(0).values,
+              "avg": stack.sum(0) / SIZE}[op]
+    return result.to(dtype)
+
+
+def ops(out):
+    gloo = start(out)
+    c = Checks(gloo)
+    n = 12 * SIZE
+    ops_by_name = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN,
+                   "avg": dist.ReduceOp.AVG}
+    for dtype in DTYPES:
+        for name, op in ops_by_name.items():
+            if name == "avg" and (dtype not in FLOATS):
+                continue
+            if name == "avg" and dtype != torch.float32:
+                continue  # gloo has no AVG; fp32 checks weft's, 16-bit results would round twice
+            def run(group, dtype=dtype, op=op):
+                t = values(RANK, n, dtype)
+                dist.all_reduce(t, op=op, group=group)
+                return t
+            want = reduced(name, n, dtype)
+            if name == "avg":
+                c.equal(f"all_reduce avg {dtype}", run(None), want)
+            else:
+                c.both(f"all_reduce {name} {dtype}", run, want)
+        # Non-contiguous: a transposed view reduced in place.
+        t = values(RANK, n, dtype).view(SIZE, 12).t()
+        dist.all_reduce(t)
+        c.equal(f"all_reduce non-contiguous {dtype}", t, reduced("sum", n, dtype).view(SIZE, 12).t())
+
+        def bcast(group, dtype=dtype):
+            t = values(RANK, n, dtype)
+            dist.broadcast(t, src=SIZE - 1, group=group)
+            return t
+        c.both(f"broadcast {dtype}", bcast, values(SIZE - 1, n, dtype))
+
+        def gather_into(group, dtype=dtype):
+            o = torch.empty(SIZE * n, dtype=dtype)
+            dist.all_gather_into_tensor(o, values(RANK, n, dtype), group=group)
+            return o
+        c.both(f"all_gather_into_tensor {dtype}", gather_into, torch.cat([values(r, n, dtype) for r in range(SIZE)]))
+
+        def scatter_reduce(group, dtype=dtype):
+            o = torch.empty(n // SIZE, dtype=dtype)
+            dist.reduce_scatter_tensor(o, values(RANK, n, dtype), group=group)
+            return o
+        chunk = n // SIZE
+        c.both(f"reduce_scatter_tensor {dtype}", scatter_reduce, reduced("sum", n, dtype)[RANK * chunk:][:chunk])
+
+    def gather_list(group):
+        outs = [torch.empty(5) for _ in range(SIZE)]
+        dist.all_gather(outs, values(RANK, 5, torch.float32), group=group)
+        return torch.stack(outs)
+    c.both("all_gather", gather_list, torch.stack([values(r, 5, torch.float32) for r in range(SIZE)]))
+
+    def reduce_to_root(group):
+        t = values(RANK, 9, torch.float32)
+        dist.reduce(t, dst=1, group=group)
+        return t if RANK == 1 else torch.zeros(0)
+    c.both("reduce", reduce_to_root, reduced("sum", 9, torch.float32) if RANK == 1 else torch.zeros(0))
+
+    def gather_to_root(group):
+        outs = [torch.empty(4) for _ in range(SIZE)] if RANK == 0 else None
+        dist.gather(values(RANK, 4, torch.float32), outs, dst=0, group=group)
+        return torch.stack(outs) if RANK == 0 else torch.zeros(0)
+    c.both("gather", gather_to_root,
+           torch.stack([values(r, 4, torch.float32) for r in range(SIZE)]) if RANK == 0 else torch.zeros(0))
+
+    def scatter_from_root(group):
+        t = torch.empty(6)
+        dist.scatter(t, [values(r, 6, torch.float32) + 100 for r in range(SIZE)] if RANK == 1 else None, src=1,
+                     group=group)
+        return t
+    c.both("scatter", scatter_from_root, values(RANK, 6, torch.float32) + 100)
+
+    def all_to_all(group):  # uneven: rank r sends r + p + 1 rows to rank p
+        send = [torch.full((RANK + p + 1, 2), float(10 * RANK + p)) for p in range(SIZE)]
+        out = torch.empty(sum(p + RANK + 1 for p in range(SIZE)), 2)
+        dist.all_to_all_single(out, torch.cat(send), [p + RANK + 1 for p in range(SIZE)],
+                               [RANK + p + 1 for p in range(SIZE)], group=group)
+        return out
+    c.both("all_to_all_single", all_to_all,
+           torch.cat([torch.full((p + RANK + 1, 2), float(10 * p + RANK)) for p in range(SIZE)]))
+
+    def ring(group):  # send to the next rank, receive from the previous, as a batch of isend/irecv
+        got = torch.empty(7, dtype=torch.int64)
+        works = dist.batch_isend_irecv([dist.P2POp(dist.isend, values(RANK, 7, torch.int64), (RANK + 1) % SIZE, group),
+                                        dist.P2POp(dist.irecv, got, (RANK - 1) % SIZE, group)])
+        for work in works:
+            work.wait()
+        return got
+    c.both("send/recv", ring, values((RANK - 1) % SIZE, 7, torch.int64))
+
+    # Data movement in any dtype (as bytes): odd-sized float64 and bool tensors, and torch's object collectives.
+    for dtype in (torch.float64, torch.bool, torch.uint8):
+        def bcast_any(group, dtype=dtype):
+            t = values(RANK, 5, torch.int64).to(dtype)
+            dist.broadcast(t, src=1, group=group)
+            return t
+        c.both(f"broadcast {dtype}", bcast_any, values(1, 5, torch.int64).to(dtype))
+
+        def gather_any(group, dtype=dtype):
+            outs = [torch.empty(3, dtype=dtype) for _ in range(SIZE)]
+            dist.all_gather(outs, values(RANK, 3, torch.int64).to(dtype), group=group)
+            return torch.stack(outs)
+        c.both(f"all_gather {dtype}", gather_any, torch.stack([values(r, 3, torch.int64).to(dtype) for r in range(SIZE)]))
+    objects = [{"from": RANK, "text": "x" * (RANK + 3)}]
+    dist.broadcast_object_list(objects, src=SIZE - 1)
+    c.count += 1
+    if objects != [{"from": SIZE - 1, "text": "x" * (SIZE + 2)}]:
+        c.failures.append(f"broadcast_object_list: {objects}")
+    gathered = [None] * SIZE
+    dist.all_gather_object(gathered, ("rank", RANK, "y" * RANK))
+    c.count += 1
+    if gathered != [("rank", r, "y" * r) for r in range(SIZE)]:
+        c.failures.append(f"all_gather_object: {gathered}")
+
+    dist.barrier()
+    work = dist.all_reduce(values(RANK, 3, torch.float32), async_op=True)
+    c.equal("Work future", work.get_future().wait()[0], reduced("sum", 3, torch.float32))
+    c.raises("product", lambda: dist.all_reduce(torch.ones(2), op=dist.ReduceOp.PRODUCT), ["weft", "all_reduce"])
+    c.raises("float64", lambda: dist.all_reduce(torch.ones(2, dtype=torch.float64)), ["weft", "all_reduce", "Double"])
+    # A group of all but the last rank: refused at once on its members, and the job goes on.
+    smaller = lambda: dist.new_group(list(range(SIZE - 1)), backend="weft")  # noqa: E731
+    if SIZE > 2 and RANK < SIZE - 1:
+        c.raises("new_group", smaller, ["weft", "new_group"])
+    else:
+        if SIZE > 2:
+            smaller()
+        c.count += 1
+    dist.barrier()
+    dist.destroy_process_group()
+    return {"checked": c.count, "failures": c.failures}
+
+
+def train(model, optimizer, steps):
+    """`steps` steps of next-token-like loss on this rank's own random tokens (the same for every run)."""
+    data = torch.Generator().manual_seed(1 + RANK)
+    for _ in range(steps):
+        tokens = torch.randint(0, 64, (4, 16), generator=data)
+        loss = torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.roll(1, 1).flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def ddp(out, optimizer_name="adamw", steps=10):
+    """The same model, seed and per-rank data under DDP over weft and over gloo; parameters after `steps`. AdamW
+    divides by the gradient's running RMS, which turns rounding differences of near-zero gradients into whole
+    steps: with sums in different orders (3 ranks), SGD shows how far apart the reductions themselves are."""
+    gloo = start(out)
+    results = []
+    for group in (None, gloo):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Embedding(64, 32),
+                                    torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True),
+                                    torch.nn.Linear(32, 64))
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, process_group=group, bucket_cap_mb=0.01)
+        optimizer = (torch.optim.AdamW(ddp_model.parameters(), lr=1e-2) if optimizer_name == "adamw"
+                     else torch.optim.SGD(ddp_model.parameters(), lr=0.1, momentum=0.9))
+        train(ddp_model, optimizer, steps)
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    weft_params, gloo_params = results
+    difference = (weft_params - gloo_params).abs().max().item()
+    scale = gloo_params.abs().max().item()
+    dist.destroy_process_group()
+    return {"identical": bool(torch.equal(weft_params, gloo_params)), "max_abs_difference": difference,
+            "max_abs": scale, "steps": steps}
+
+
+def fsdp(out, steps=5):
+    """FSDP2 (`fully_shard` per block, then the root) over a 1-D mesh of weft's group and of gloo's; the full
+    parameters after `steps` AdamW steps."""
+    from torch.distributed.device_mesh import DeviceMesh
+    from torch.distributed.fsdp import fully_shard
+
+    gloo = start(out)
+    results = []
+    for group in (dist.group.WORLD, gloo):
+        mesh = DeviceMesh.from_group(group, "cpu")
+        torch.manual_seed(0)
+        blocks = [torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True) for _ in range(2)]
+        model = torch.nn.Sequential(torch.nn.Embedding(64, 32), *blocks, torch.nn.Linear(32, 64))
+        for block in blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        train(model, optimizer, steps)
+        results.append(torch.cat([p.full_tensor().detach().flatten() for p in model.parameters()]))
+    weft_params, gloo_params = results
+    dist.destroy_process_group()
+    return {"identical": bool(torch.equal(weft_params, gloo_params)),
+            "max_abs_difference": (weft_params - gloo_params).abs().max().item(), "steps": steps}
+
+
+def pipeline(out, schedule_name, steps=3):
+    """torch.distributed.pipelining, 2 stages (rank 0: embedding and a block; rank 1: a block and the head), 4
+    micro-batches, over weft's group and over gloo's; this stage's parameters after `steps` SGD steps."""
+    from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+
+    gloo = start(out)
+    schedule_class = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[schedule_name]
+    results = []
+    for group in (dist.group.WORLD, gloo):
+        torch.manual_seed(0)
+        layers = [torch.nn.Embedding(64, 32), torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True),
+                  torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True), torch.nn.Linear(32, 64)]
+        module = torch.nn.Sequential(*layers[2 * RANK:2 * RANK + 2])
+        hidden = torch.empty(2, 16, 32, requires_grad=True)
+        stage = PipelineStage(module, RANK, 2, torch.device("cpu"),
+                              input_args=torch.empty(2, 16, dtype=torch.int64) if RANK == 0 else hidden,
+                              output_args=hidden if RANK == 0 else torch.empty(2, 16, 64), group=group)
+        loss = lambda logits, target: torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())  # noqa
+        schedule = schedule_class(stage, n_microbatches=4, loss_fn=loss)
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(steps):
+            tokens = torch.randint(0, 64, (8, 16), generator=data)
+            optimizer.zero_grad()
+            if RANK == 0:
+                schedule.step(tokens)
+            else:
+                schedule.step(target=tokens.roll(1, 1))
+            optimizer.step()
+        results.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+    dist.destroy_process_group()
+    return {"identical": bool(torch.equal(*results)), "max_abs_difference": (results[0] - results[1]).abs().max().item()}
+
+
+def kill(out):
+    """The last rank dies (SIGKILL) before an all_reduce; the others must raise within the group's timeout."""
+    start(out, timeout_s=5)
+    t = torch.ones(1000)
+    dist.all_reduce(t)
+    if RANK == SIZE - 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    started = time.monotonic()
+    try:
+        for _ in range(3):
+            dist.all_reduce(t)
+    except Exception as error:  # noqa: BLE001
+        return {"raised": type(error).__name__, "message": str(error), "seconds": time.monotonic() - started}
+    return {"raised": None}
+
+
+if __name__ == "__main__":
+    mode, out = sys.argv[1], sys.argv[2]
+    result = {"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "kill": kill}[mode](out, *sys.argv[3:])
+    with open(f"{out}.rank{RANK}", "w") as handle:
+        json.dump(result, handle)
+    sys.stdout.flush()
+    if mode == "kill":
+        os._exit(0)  # the group cannot be ended with a dead peer
