@@ -1,8 +1,10 @@
 // `weft generate`: sample a continuation of a prompt from a checkpoint of any layout, on one rank, with a key/value
 // cache, printing it as text through the tokenizer the checkpoint records.
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -79,6 +81,10 @@ int run_generate(const GenerateOptions& options) {
   const std::string text = tokenizer->decode(continuation);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
+  // A full disk or a closed pipe must not pass for a printed sample.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw Error(ErrorKind::kInternal,
+                fmt::format("writing the sample to standard output failed: {}", std::strerror(errno)));
   return 0;
 }
 

@@ -32,6 +32,13 @@ expect_usage() {  # expect_usage MESSAGE_PART ARGS...
   [ "$rc" = 2 ] || fail "weft generate $* exited $rc, expected 2: $(cat err.txt)"
   grep -q -- "$part" err.txt || fail "weft generate $*: '$part' not in: $(cat err.txt)"
 }
+# A sample that cannot be written is a failure (exit 1), not a silent success.
+set +e
+"$weft" generate ck --prompt "The cat " --tokens 5 >/dev/full 2>err.txt
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "generate into /dev/full exited $rc, expected 1"
+grep -q "standard output failed" err.txt || fail "no message for the failed write: $(cat err.txt)"
 expect_usage "--tokens 0" ck --prompt x --tokens 0
 expect_usage "--temperature -1" ck --prompt x --tokens 5 --temperature -1
 expect_usage "--top-k -2" ck --prompt x --tokens 5 --top-k -2
