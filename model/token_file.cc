@@ -12,6 +12,7 @@
 
 #include "runtime/error.h"
 #include "runtime/file_io.h"
+#include "runtime/json_writer.h"
 
 namespace weft {
 namespace {
@@ -111,6 +112,10 @@ TokenFileInfo weft_info(int fd, const std::string& path, std::uint64_t file_byte
       fail_usage("{}: cannot read its tokenizer section: {}", path, std::strerror(errno));
     info.tokenizer = section.substr(0, kind_bytes);
     info.tokenizer_model = section.substr(kind_bytes);
+    // The kind comes from the file: only a known one is passed on (and the bytes of another shown escaped).
+    if (!info.tokenizer.empty() && info.tokenizer != "bytes" && info.tokenizer != "sentencepiece")
+      fail_usage("{}: not a usable weft token file: unknown tokenizer \"{}\" (weft knows bytes and sentencepiece)",
+                 path, json_escape(info.tokenizer));
     const std::uint64_t end = kVersion2Header + kind_bytes + model_bytes;
     info.data_offset = static_cast<std::int64_t>((end + 7) / 8 * 8);
     if (static_cast<std::uint64_t>(info.data_offset) > file_bytes)
