@@ -1,6 +1,7 @@
 #include "kernels/attention.h"
 
 #include <cmath>
+#include <cstdint>
 
 namespace weft::kernels {
 namespace {
@@ -26,8 +27,8 @@ long long kv_stride(const AttentionShape& s) { return s.kv() == s.heads ? s.head
 
 }  // namespace
 
-void attention_forward(const KernelBackend& k, const KernelContext& ctx, float* out, float* probs, const float* qkv,
-                       const AttentionShape& s) {
+void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
+                       const float* qkv, const AttentionShape& s) {
   const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;
   for (int b = 0; b < s.batch; ++b)
@@ -41,9 +42,16 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, float* 
   for (int b = 0; b < s.batch; ++b)
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
-      // out_h = P_h V, written into head h's columns of the output row.
-      k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b), t, square,
-                             qkv + g.v(b), row, kv_stride(s), 0.0f, out + g.out(b), width, hd, per_call(s));
+      // out_h = P_h V, written into head h's columns of the output row (rounded there when bf16: gemm_ex rounds
+      // the fp32 operands as ctx.gemm_inputs says, as gemm_strided_batched does).
+      if (out.type == DType::kF32) {
+        k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b), t, square,
+                               qkv + g.v(b), row, kv_stride(s), 0.0f, out.f32() + g.out(b), width, hd, per_call(s));
+      } else {
+        k.gemm_ex(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, {probs + g.probs(b), DType::kF32, t, square},
+                  {qkv + g.v(b), DType::kF32, row, kv_stride(s)}, 0.0f,
+                  {static_cast<std::uint16_t*>(out.data) + g.out(b), out.type, width, hd}, per_call(s));
+      }
     }
 }
 

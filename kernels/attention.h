@@ -20,9 +20,10 @@ struct AttentionShape {
   int row() const { return (heads + 2 * kv()) * head_dim; }
 };
 
-// out [batch, seq, heads * head_dim]; probs [batch, heads, seq, seq] is kept for backward.
-void attention_forward(const KernelBackend& k, const KernelContext& ctx, float* out, float* probs, const float* qkv,
-                       const AttentionShape& shape);
+// out [batch, seq, heads * head_dim], fp32 or bf16 (the next GEMM's input; bf16 on the CPU only); probs [batch,
+// heads, seq, seq] is kept for backward.
+void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
+                       const float* qkv, const AttentionShape& shape);
 
 // dqkv is overwritten; dprobs is scratch of probs' size.
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,

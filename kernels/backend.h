@@ -50,6 +50,14 @@ struct KernelBackend {
   RopeBackward* rope_backward;
   SwigluForward* swiglu_forward;
   SwigluBackward* swiglu_backward;
+  // Kernels that write 16-bit activations (the inputs of the following GEMM), with fp32 math; null on devices
+  // without them (CUDA so far), where activations are stored in fp32.
+  LayerNormForwardEx* layernorm_forward_ex = nullptr;
+  RmsNormForwardEx* rmsnorm_forward_ex = nullptr;
+  GeluForwardEx* gelu_forward_ex = nullptr;
+  SwigluForwardEx* swiglu_forward_ex = nullptr;
+
+  bool stores_16bit_activations() const { return layernorm_forward_ex != nullptr; }
 };
 
 // The kernels for `type`; throws Error(kUsage) for CUDA in a build without it.

@@ -15,7 +15,14 @@ namespace weft::kernels {
   }
 
 const KernelBackend& kernels_for(DeviceType type) {
-  static const KernelBackend cpu_kernels = WEFT_KERNEL_TABLE(cpu);
+  static const KernelBackend cpu_kernels = [] {
+    KernelBackend k = WEFT_KERNEL_TABLE(cpu);
+    k.layernorm_forward_ex = cpu::layernorm_forward_ex;
+    k.rmsnorm_forward_ex = cpu::rmsnorm_forward_ex;
+    k.gelu_forward_ex = cpu::gelu_forward_ex;
+    k.swiglu_forward_ex = cpu::swiglu_forward_ex;
+    return k;
+  }();
   if (type == DeviceType::kCpu) return cpu_kernels;
 #if defined(WEFT_HAVE_CUDA)
   static const KernelBackend cuda_kernels = WEFT_KERNEL_TABLE(cuda);

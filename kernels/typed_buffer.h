@@ -6,15 +6,21 @@
 namespace weft::kernels {
 
 struct TypedBuffer {
-  void* data;
-  DType type;
+  void* data = nullptr;
+  DType type = DType::kF32;
+  TypedBuffer() = default;
+  TypedBuffer(void* d, DType t) : data(d), type(t) {}
+  TypedBuffer(float* d) : data(d), type(DType::kF32) {}  // NOLINT: an fp32 buffer is a typed one
+  float* f32() const { return type == DType::kF32 ? static_cast<float*>(data) : nullptr; }
 };
 
 struct ConstTypedBuffer {
   const void* data;
   DType type;
   ConstTypedBuffer(const void* d, DType t) : data(d), type(t) {}
-  ConstTypedBuffer(TypedBuffer b) : data(b.data), type(b.type) {}  // NOLINT: a writable buffer reads too
+  ConstTypedBuffer(const float* d) : data(d), type(DType::kF32) {}  // NOLINT: an fp32 buffer is a typed one
+  ConstTypedBuffer(TypedBuffer b) : data(b.data), type(b.type) {}   // NOLINT: a writable buffer reads too
+  const float* f32() const { return type == DType::kF32 ? static_cast<const float*>(data) : nullptr; }
 };
 
 }  // namespace weft::kernels

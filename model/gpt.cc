@@ -24,11 +24,13 @@ std::int64_t activation_floats(const ModelConfig& model, int micro_batch, const 
   const std::int64_t c = sp ? n / tp : n;  // residual-stream rows this rank holds
   const std::int64_t probs = static_cast<std::int64_t>(micro_batch) * (model.heads / tp) * t * t;
   const std::int64_t local = d / tp;  // this rank's share of the attention width
+  auto gemm_input = [&o](std::int64_t count) { return activation_floats_for(count, o.activations); };
   // Per block: ln1, ln2 (whole); residual_mid and the LayerNorm statistics (this rank's rows); qkv, attn, fc,
   // fc_gelu (this rank's heads and columns).
-  const std::int64_t per_block = n * d * 2 + c * d + n * local * (3 + 1 + 4 + 4) + 4 * c + probs;
+  const std::int64_t per_block = 2 * gemm_input(n * d) + gemm_input(n * local) + gemm_input(4 * n * local) + c * d +
+                                 n * local * (3 + 4) + 4 * c + probs;
   const int stored_blocks = o.recompute == Recompute::kBlock ? 1 : layers;
-  const std::int64_t head = o.stage.head ? n * d + 2 * c + n * v + n + 3 * n : 0;  // ln_f, logits, losses
+  const std::int64_t head = o.stage.head ? gemm_input(n * d) + 2 * c + n * v + n + 3 * n : 0;  // ln_f, logits, losses
   const std::int64_t per_slot = per_block * stored_blocks + c * d * (layers + chunks) + head;
   return per_slot * o.activation_slots                     // saved tensors
          + c * d + n * d + n * 4 * local + probs             // backward scratch
@@ -53,6 +55,7 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
               options.sequence_parallel),
       attention_shape_{micro_batch, model.seq_len, model.heads / params_.tp_size(), model.d_model / model.heads} {
   ctx_.gemm_inputs = gemm_inputs_for(device.type(), options.compute);
+  check_activation_storage(options.activations, ctx_.gemm_inputs, kernels_);
   if (params_.has_embeddings()) wpe_offset_ = params_.find("wpe.weight").offset - params_.embeddings().begin;
   const int tp_size = params_.tp_size();
   const std::int64_t n = rows_, d = model.d_model, t = model.seq_len, v = vocab_.local, local = d / tp_size;
@@ -68,6 +71,9 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
     cursor += count;
     return start;
   };
+  auto take_gemm_input = [&](std::int64_t count) {
+    return TypedBuffer{take(activation_floats_for(count, options.activations)), options.activations};
+  };
   token_memory_ = std::make_unique<Buffer>(
       device, sizeof(std::int32_t) * 2 * static_cast<std::size_t>(n) * options.activation_slots,
       MemoryCategory::kActivations);
@@ -81,22 +87,22 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
     for (int l = 0; l < layers + chunks; ++l) slot.residual.push_back(take(c * d));
     for (int l = 0; l < stored_blocks; ++l) {
       BlockActivations a{};
-      a.ln1 = take(n * d);
+      a.ln1 = take_gemm_input(n * d);
       a.ln1_mean = take(c);
       a.ln1_rstd = take(c);
       a.qkv = take(3 * n * local);
       a.probs = take(probs);
-      a.attn = take(n * local);
+      a.attn = take_gemm_input(n * local);
       a.residual_mid = take(c * d);
-      a.ln2 = take(n * d);
+      a.ln2 = take_gemm_input(n * d);
       a.ln2_mean = take(c);
       a.ln2_rstd = take(c);
       a.fc = take(4 * n * local);
-      a.fc_gelu = take(4 * n * local);
+      a.fc_gelu = take_gemm_input(4 * n * local);
       slot.blocks.push_back(a);
     }
     if (params_.has_head()) {
-      slot.lnf = take(n * d);
+      slot.lnf = take_gemm_input(n * d);
       slot.lnf_mean = take(c);
       slot.lnf_rstd = take(c);
       slot.logits = take(n * v);
@@ -159,7 +165,7 @@ void GptModel::block_forward(const float* p, int layer) {
 
   layers_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual_mid, p + w.ln2_w, p + w.ln2_b);
   layers_.column_forward(a.fc, a.ln2, p + w.fc_w, p + w.fc_b, d, 4 * local);
-  kernels_.gelu_forward(ctx_, a.fc_gelu, a.fc, static_cast<std::size_t>(rows_) * 4 * local);
+  layers_.gelu_forward(a.fc_gelu, a.fc, 4 * local);
   layers_.row_forward(out, a.fc_gelu, p + w.mlp_proj_w, p + w.mlp_proj_b, 4 * local, d);
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }

@@ -53,14 +53,17 @@ class GptModel final : public Model {
                                        int tp_size);
 
  private:
+  // ln1, attn, ln2 and fc_gelu only feed GEMMs: stored as ModelOptions::activations says.
   struct BlockActivations {
-    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *residual_mid, *ln2, *ln2_mean, *ln2_rstd, *fc, *fc_gelu;
+    TypedBuffer ln1, attn, ln2, fc_gelu;
+    float *ln1_mean, *ln1_rstd, *qkv, *probs, *residual_mid, *ln2_mean, *ln2_rstd, *fc;
   };
   // One micro-batch's saved tensors.
   struct Slot {
     std::vector<float*> residual;  // per chunk: the stream entering each of its blocks, then its output
     std::vector<BlockActivations> blocks;  // per stage block, or one set shared when recomputing
-    float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr, *losses = nullptr;
+    TypedBuffer lnf;
+    float *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr, *losses = nullptr;
     float* row_stats = nullptr;  // vocab-parallel loss: row max, then row sum of exponentials and target logit
     std::int32_t *inputs = nullptr, *targets = nullptr;
   };

@@ -11,7 +11,8 @@ namespace {
 struct LlamaSizes {
   std::int64_t n, d, t, c, v, q, qkv, f, probs;
   int layers, chunks, stored_blocks;
-  LlamaSizes(const ModelConfig& m, int micro_batch, const ModelOptions& o, int tp) {
+  DType gemm_inputs;  // the storage of norm1, attn, norm2, act and the head's norm
+  LlamaSizes(const ModelConfig& m, int micro_batch, const ModelOptions& o, int tp) : gemm_inputs(o.activations) {
     const bool sp = o.sequence_parallel && tp > 1;
     layers = o.stage.chunks.empty() ? m.layers : 0;
     for (const LayerRange& chunk : o.stage.chunks) layers += chunk.end - chunk.begin;
@@ -28,8 +29,11 @@ struct LlamaSizes {
     f = llama_ffn_hidden(m) / tp;
     probs = static_cast<std::int64_t>(micro_batch) * (m.heads / tp) * t * t;
   }
-  std::int64_t per_block() const { return 2 * n * d + 2 * c + n * qkv + probs + n * q + c * d + 3 * n * f; }
-  std::int64_t head() const { return n * d + c + n * v + n + 3 * n; }
+  std::int64_t typed(std::int64_t count) const { return activation_floats_for(count, gemm_inputs); }
+  std::int64_t per_block() const {
+    return 2 * typed(n * d) + typed(n * q) + typed(n * f) + 2 * c + n * qkv + probs + c * d + 2 * n * f;
+  }
+  std::int64_t head() const { return typed(n * d) + c + n * v + n + 3 * n; }
   std::int64_t scratch() const { return c * d + n * d + n * std::max(2 * f, qkv) + probs; }
 };
 
@@ -67,6 +71,7 @@ LlamaModel::LlamaModel(const ModelConfig& model, Device& device, int micro_batch
                   static_cast<float>(model.rope_theta)},
       ffn_local_(llama_ffn_hidden(model) / params_.tp_size()) {
   ctx_.gemm_inputs = gemm_inputs_for(device.type(), options.compute);
+  check_activation_storage(options.activations, ctx_.gemm_inputs, kernels_);
   if (params_.has_head() && !model.tie_embeddings)
     lm_head_offset_ = params_.find("lm_head.weight").offset - params_.head().begin;
   const int tp_size = params_.tp_size();
@@ -79,6 +84,7 @@ LlamaModel::LlamaModel(const ModelConfig& model, Device& device, int micro_batch
     cursor += count;
     return start;
   };
+  auto take_gemm_input = [&](std::int64_t count) { return TypedBuffer{take(s.typed(count)), s.gemm_inputs}; };
   token_memory_ = std::make_unique<Buffer>(
       device, sizeof(std::int32_t) * 2 * static_cast<std::size_t>(s.n) * options.activation_slots,
       MemoryCategory::kActivations);
@@ -92,20 +98,20 @@ LlamaModel::LlamaModel(const ModelConfig& model, Device& device, int micro_batch
     for (int l = 0; l < params_.layers() + chunks; ++l) slot.residual.push_back(take(s.c * s.d));
     for (int l = 0; l < s.stored_blocks; ++l) {
       BlockActivations a{};
-      a.norm1 = take(s.n * s.d);
+      a.norm1 = take_gemm_input(s.n * s.d);
       a.rstd1 = take(s.c);
       a.qkv = take(s.n * s.qkv);
       a.probs = take(s.probs);
-      a.attn = take(s.n * s.q);
+      a.attn = take_gemm_input(s.n * s.q);
       a.residual_mid = take(s.c * s.d);
-      a.norm2 = take(s.n * s.d);
+      a.norm2 = take_gemm_input(s.n * s.d);
       a.rstd2 = take(s.c);
       a.gate_up = take(2 * s.n * s.f);
-      a.act = take(s.n * s.f);
+      a.act = take_gemm_input(s.n * s.f);
       slot.blocks.push_back(a);
     }
     if (params_.has_head()) {
-      slot.norm = take(s.n * s.d);
+      slot.norm = take_gemm_input(s.n * s.d);
       slot.norm_rstd = take(s.c);
       slot.logits = take(s.n * s.v);
       slot.losses = take(s.n);
@@ -169,7 +175,7 @@ void LlamaModel::block_forward(const float* p, int layer) {
 
   layers_.rmsnorm_forward(a.norm2, a.rstd2, a.residual_mid, p + w.post_norm, eps);
   layers_.column_forward(a.gate_up, a.norm2, p + w.gate_up, nullptr, d, 2 * f);
-  kernels_.swiglu_forward(ctx_, a.act, a.gate_up, rows_, f);
+  layers_.swiglu_forward(a.act, a.gate_up, f);
   layers_.row_forward(out, a.act, p + w.down, nullptr, f, d);
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }

@@ -51,13 +51,16 @@ class LlamaModel final : public Model {
                                        int tp_size);
 
  private:
+  // norm1, attn, norm2 and act only feed GEMMs: stored as ModelOptions::activations says.
   struct BlockActivations {
-    float *norm1, *rstd1, *qkv, *probs, *attn, *residual_mid, *norm2, *rstd2, *gate_up, *act;
+    TypedBuffer norm1, attn, norm2, act;
+    float *rstd1, *qkv, *probs, *residual_mid, *rstd2, *gate_up;
   };
   struct Slot {
     std::vector<float*> residual;  // per chunk: the stream entering each of its blocks, then its output
     std::vector<BlockActivations> blocks;
-    float *norm = nullptr, *norm_rstd = nullptr, *logits = nullptr, *losses = nullptr, *row_stats = nullptr;
+    TypedBuffer norm;
+    float *norm_rstd = nullptr, *logits = nullptr, *losses = nullptr, *row_stats = nullptr;
     std::int32_t *inputs = nullptr, *targets = nullptr;
   };
   float* stream(int layer) {

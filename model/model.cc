@@ -52,6 +52,17 @@ DType gemm_inputs_for(DeviceType device, DType compute) {
   return compute == DType::kBF16 ? DType::kBF16 : DType::kF32;
 }
 
+DType activation_storage_for(DeviceType device, DType compute) {
+  if (device != DeviceType::kCpu) return DType::kF32;  // CUDA's kernels write fp32 activations only, so far
+  return gemm_inputs_for(device, compute);
+}
+
+void check_activation_storage(DType activations, DType gemm_inputs, const kernels::KernelBackend& kernels) {
+  WEFT_CHECK(activations == DType::kF32 || (activations == gemm_inputs && kernels.stores_16bit_activations()),
+             "{} activations need {} GEMMs and kernels that write them", dtype_name(activations),
+             dtype_name(activations));
+}
+
 double ModelFamily::flops_per_token(const ModelConfig& model) const {
   const SegmentCosts costs = segment_costs(model);
   return model.layers * costs.block + costs.head;

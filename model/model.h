@@ -31,6 +31,9 @@ struct ModelOptions {
   const kernels::KernelBackend* kernels = nullptr;  // overrides the device's table (benchmarks record GEMMs)
   // precision.compute: what gemm_inputs_for makes of it on the model's device.
   DType compute = DType::kF32;
+  // How the activations that only feed GEMMs (norm outputs, attention outputs, MLP activations) are stored:
+  // activation_storage_for(device, compute). kBF16 needs 16-bit GEMM inputs and the device's *_ex kernels.
+  DType activations = DType::kF32;
 };
 
 // The operand type of a model's GEMMs under precision.compute `compute`, products accumulated in fp32 either
@@ -38,6 +41,18 @@ struct ModelOptions {
 // matmul, about twice its fp32 rate with bf16 instructions); fp32 otherwise, since CPUs have no fp16 GEMM faster
 // than fp32 and fp16 compute there keeps fp32 arithmetic on the 16-bit-rounded parameters.
 DType gemm_inputs_for(DeviceType device, DType compute);
+// The storage of the GEMM-input activations under precision.compute `compute`: bf16 where the GEMMs take bf16 and
+// the device has kernels that write it (the CPU), so those activations take half the memory and are never
+// rounded again; fp32 otherwise. Rounding once where they are made gives the same bits as rounding at each GEMM.
+DType activation_storage_for(DeviceType device, DType compute);
+// Throws Error(kInternal) unless a model can store its GEMM inputs as `activations`: fp32, or the GEMMs' own 16-bit
+// type on a device whose kernels write it.
+void check_activation_storage(DType activations, DType gemm_inputs, const kernels::KernelBackend& kernels);
+// Floats of activation memory a buffer of `count` elements of `type` takes (bf16 buffers are carved from fp32
+// activation memory too).
+inline std::int64_t activation_floats_for(std::int64_t count, DType type) {
+  return type == DType::kF32 ? count : (count + 1) / 2;
+}
 
 // One model on one device: forward and backward of a micro-batch, as separate stage calls on the segments of
 // its ParamLayout (embeddings, each block, the head) so schedules and sharded layouts can hold one segment at a

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
+
+#include "runtime/dtype.h"
 
 namespace weft {
 
@@ -18,7 +21,10 @@ class TpGroup {
   // Sequence parallelism: rank r receives rows chunk r of the sum (`full` holds size() chunks), and the
   // reverse, every rank's chunk gathered in rank order.
   virtual void reduce_scatter_sum(const float* full, float* chunk, std::size_t chunk_count) = 0;
-  virtual void all_gather(const float* chunk, float* full, std::size_t chunk_count) = 0;
+  virtual void all_gather(const void* chunk, void* full, std::size_t chunk_count, DType type) = 0;
+  void all_gather(const float* chunk, float* full, std::size_t chunk_count) {
+    all_gather(chunk, full, chunk_count, DType::kF32);
+  }
 };
 
 // One rank: nothing to communicate.
@@ -31,7 +37,10 @@ class SoloTpGroup final : public TpGroup {
   void reduce_scatter_sum(const float* full, float* chunk, std::size_t count) override {
     std::copy(full, full + count, chunk);
   }
-  void all_gather(const float* chunk, float* full, std::size_t count) override { std::copy(chunk, chunk + count, full); }
+  using TpGroup::all_gather;
+  void all_gather(const void* chunk, void* full, std::size_t count, DType type) override {
+    std::memcpy(full, chunk, count * dtype_size(type));
+  }
 };
 
 }  // namespace weft

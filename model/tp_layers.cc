@@ -35,25 +35,37 @@ void TensorParallelLayers::bind_scratch(float* scratch) {
   norm_grads_ = sp_chunk_ + static_cast<std::size_t>(stream_rows_) * d_model_;
 }
 
-void TensorParallelLayers::column_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
-  if (b) kernels_.bias_broadcast(ctx_, y, b, rows_, out);
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, out);
+void TensorParallelLayers::gemm(Transpose ta, Transpose tb, int m, int n, int k, ConstTypedBuffer a, int lda,
+                                ConstTypedBuffer b, int ldb, float beta, float* c, int ldc) {
+  if (a.type == DType::kF32 && b.type == DType::kF32) {
+    kernels_.gemm(ctx_, ta, tb, m, n, k, 1.0f, a.f32(), lda, b.f32(), ldb, beta, c, ldc);
+    return;
+  }
+  // A 16-bit activation meets fp32 weights or gradients: only the fp32 operand is rounded (kernels/gemm.h).
+  kernels_.gemm_ex(ctx_, ta, tb, m, n, k, 1.0f, {a.data, a.type, lda}, {b.data, b.type, ldb}, beta,
+                   {c, DType::kF32, ldc}, 1);
 }
 
-void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+void TensorParallelLayers::column_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in,
+                                          int out) {
+  if (b) kernels_.bias_broadcast(ctx_, y, b, rows_, out);
+  gemm(Transpose::kNo, Transpose::kYes, rows_, out, in, x, in, w, in, b ? 1.0f : 0.0f, y, out);
+}
+
+void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,
                                         const float* w, int in, int out) {
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
-  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, out, in, rows_, 1.0f, dy, out, x, in, 1.0f, dw, in);
+  gemm(Transpose::kYes, Transpose::kNo, out, in, rows_, dy, out, x, in, 1.0f, dw, in);
   if (db) kernels_.bias_backward(ctx_, db, dy, rows_, out);
 }
 
-void TensorParallelLayers::column_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+void TensorParallelLayers::column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,
                                            const float* w, int in, int out) {
   // The same arithmetic as the row-parallel backward; the caller then sums every rank's part of dx.
   row_backward(dx, dw, db, dy, x, w, in, out);
 }
 
-void TensorParallelLayers::row_forward(float* y, const float* x, const float* w, const float* b, int in, int out) {
+void TensorParallelLayers::row_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in, int out) {
   // The replicated bias enters the sum once: from tp rank 0 (all-reduce), or from the rank whose rows these are
   // (reduce-scatter, sequence parallel).
   float* partial = sequence_parallel_ ? sp_full_ : y;
@@ -70,7 +82,7 @@ void TensorParallelLayers::row_forward(float* y, const float* x, const float* w,
   } else {
     device_.fill_zero(partial, sizeof(float) * full);
   }
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, 1.0f, x, in, w, in, beta, partial, out);
+  gemm(Transpose::kNo, Transpose::kYes, rows_, out, in, x, in, w, in, beta, partial, out);
   if (sequence_parallel_) tp_.reduce_scatter_sum(partial, y, static_cast<std::size_t>(stream_rows_) * out);
   else tp_.all_reduce_sum(y, full);
 }
@@ -91,15 +103,16 @@ const float* TensorParallelLayers::gather_stream(const float* rows) {
   return sp_full_;
 }
 
-void TensorParallelLayers::layernorm_forward(float* out_full, float* mean, float* rstd, const float* in,
+void TensorParallelLayers::layernorm_forward(TypedBuffer out_full, float* mean, float* rstd, const float* in,
                                              const float* w, const float* b) {
   const int d = d_model_;
-  if (!sequence_parallel_) {
-    kernels_.layernorm_forward(ctx_, out_full, mean, rstd, in, w, b, rows_, d);
-    return;
-  }
-  kernels_.layernorm_forward(ctx_, sp_chunk_, mean, rstd, in, w, b, stream_rows_, d);
-  tp_.all_gather(sp_chunk_, out_full, static_cast<std::size_t>(stream_rows_) * d);
+  // Under sequence parallelism this rank's rows go to a chunk of the same type, then every rank's are gathered.
+  const TypedBuffer out = sequence_parallel_ ? TypedBuffer{sp_chunk_, out_full.type} : out_full;
+  const int rows = sequence_parallel_ ? stream_rows_ : rows_;
+  if (out.type == DType::kF32) kernels_.layernorm_forward(ctx_, out.f32(), mean, rstd, in, w, b, rows, d);
+  else kernels_.layernorm_forward_ex(ctx_, out, mean, rstd, in, w, b, rows, d);
+  if (sequence_parallel_)
+    tp_.all_gather(sp_chunk_, out_full.data, static_cast<std::size_t>(stream_rows_) * d, out_full.type);
 }
 
 void TensorParallelLayers::layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out,
@@ -116,14 +129,26 @@ void TensorParallelLayers::layernorm_backward(float* d_in, float* d_weight_and_b
   kernels_.add(ctx_, d_weight_and_bias, d_weight_and_bias, norm_grads_, 2 * static_cast<std::size_t>(d));
 }
 
-void TensorParallelLayers::rmsnorm_forward(float* out_full, float* rstd, const float* in, const float* w, float eps) {
+void TensorParallelLayers::rmsnorm_forward(TypedBuffer out_full, float* rstd, const float* in, const float* w,
+                                           float eps) {
   const int d = d_model_;
-  if (!sequence_parallel_) {
-    kernels_.rmsnorm_forward(ctx_, out_full, rstd, in, w, rows_, d, eps);
-    return;
-  }
-  kernels_.rmsnorm_forward(ctx_, sp_chunk_, rstd, in, w, stream_rows_, d, eps);
-  tp_.all_gather(sp_chunk_, out_full, static_cast<std::size_t>(stream_rows_) * d);
+  const TypedBuffer out = sequence_parallel_ ? TypedBuffer{sp_chunk_, out_full.type} : out_full;
+  const int rows = sequence_parallel_ ? stream_rows_ : rows_;
+  if (out.type == DType::kF32) kernels_.rmsnorm_forward(ctx_, out.f32(), rstd, in, w, rows, d, eps);
+  else kernels_.rmsnorm_forward_ex(ctx_, out, rstd, in, w, rows, d, eps);
+  if (sequence_parallel_)
+    tp_.all_gather(sp_chunk_, out_full.data, static_cast<std::size_t>(stream_rows_) * d, out_full.type);
+}
+
+void TensorParallelLayers::gelu_forward(TypedBuffer out, const float* in, int width) {
+  const std::size_t n = static_cast<std::size_t>(rows_) * width;
+  if (out.type == DType::kF32) kernels_.gelu_forward(ctx_, out.f32(), in, n);
+  else kernels_.gelu_forward_ex(ctx_, out, in, n);
+}
+
+void TensorParallelLayers::swiglu_forward(TypedBuffer out, const float* gate_up, int width) {
+  if (out.type == DType::kF32) kernels_.swiglu_forward(ctx_, out.f32(), gate_up, rows_, width);
+  else kernels_.swiglu_forward_ex(ctx_, out, gate_up, rows_, width);
 }
 
 void TensorParallelLayers::rmsnorm_backward(float* d_in, float* d_weight, const float* d_out, const float* in,
@@ -160,9 +185,9 @@ void TensorParallelLayers::embedding_backward(float* table_grads, float* positio
                               d_model_, static_cast<int>(vocab.start), static_cast<int>(vocab.local));
 }
 
-void TensorParallelLayers::head_logits(float* logits, const float* x, const float* w, const VocabShard& vocab) {
+void TensorParallelLayers::head_logits(float* logits, ConstTypedBuffer x, const float* w, const VocabShard& vocab) {
   const int d = d_model_, v = static_cast<int>(vocab.local);
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kYes, rows_, v, d, 1.0f, x, d, w, d, 0.0f, logits, v);
+  gemm(Transpose::kNo, Transpose::kYes, rows_, v, d, x, d, w, d, 0.0f, logits, v);
 }
 
 double TensorParallelLayers::cross_entropy(float* logits, float* losses, float* row_stats, const std::int32_t* targets,
@@ -193,13 +218,13 @@ double TensorParallelLayers::cross_entropy(float* logits, float* losses, float* 
   return sum;
 }
 
-const float* TensorParallelLayers::head_backward(float* d_x_full, float* dw, const float* d_logits, const float* x,
+const float* TensorParallelLayers::head_backward(float* d_x_full, float* dw, const float* d_logits, ConstTypedBuffer x,
                                                  const float* w, const VocabShard& vocab) {
   const int d = d_model_, v = static_cast<int>(vocab.local);
   // The head is column-parallel over the vocabulary, so d(x) sums every rank's part.
   kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, d, v, 1.0f, d_logits, v, w, d, 0.0f, d_x_full, d);
   const float* d_x = reduce_partial_stream(d_x_full);
-  kernels_.gemm(ctx_, Transpose::kYes, Transpose::kNo, v, d, rows_, 1.0f, d_logits, v, x, d, 1.0f, dw, d);
+  gemm(Transpose::kYes, Transpose::kNo, v, d, rows_, d_logits, v, x, d, 1.0f, dw, d);
   return d_x;
 }
 

@@ -13,6 +13,9 @@
 
 namespace weft {
 
+using kernels::ConstTypedBuffer;
+using kernels::TypedBuffer;
+
 // Works on `rows` tokens (a micro-batch) of a d_model-wide residual stream. Without sequence parallelism every
 // tp rank holds the whole stream; with it, rank r holds rows chunk r (stream_rows() of them), and the layers'
 // all-reduces become reduce-scatters and all-gathers (Korthikanti et al. 2022). With one rank (SoloTpGroup)
@@ -35,13 +38,15 @@ class TensorParallelLayers {
   // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
   // this rank's rows of W [out, in] and of b. dW += dy^T x; db += sums of dy; dx is this rank's partial sum
   // (the caller reduces it, usually with reduce_partial_stream). Without a bias, b and db are null.
-  void column_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
-  void column_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in,
+  // x, the layer's input, is stored fp32 or bf16 (ModelOptions::activations); everything else is fp32.
+  void column_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in, int out);
+  void column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, const float* w, int in,
                        int out);
   // Row-parallel linear (Megatron's g: all-reduce forward, identity backward): y = sum over tp of x W^T, with this
   // rank's columns of W and the (replicated) bias added once. y is the stream rows this rank holds.
-  void row_forward(float* y, const float* x, const float* w, const float* b, int in, int out);
-  void row_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int in, int out);
+  void row_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in, int out);
+  void row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, const float* w, int in,
+                    int out);
 
   // Sums every tp rank's partial d(stream) of all rows: in place (all-reduce), or this rank's rows into a chunk
   // buffer (reduce-scatter, sequence parallel). Returns the reduced rows this rank holds.
@@ -49,15 +54,21 @@ class TensorParallelLayers {
   // The full stream tensor of this rank's rows (an all-gather under sequence parallelism).
   const float* gather_stream(const float* rows);
 
-  // LayerNorm of the stream rows this rank holds, whole (all rows) at `out_full`; mean and rstd of its rows.
-  void layernorm_forward(float* out_full, float* mean, float* rstd, const float* in, const float* w, const float* b);
+  // LayerNorm of the stream rows this rank holds, whole (all rows) at `out_full` (fp32 or bf16); mean and rstd of
+  // its rows.
+  void layernorm_forward(TypedBuffer out_full, float* mean, float* rstd, const float* in, const float* w, const float* b);
   // Its backward: adds into d_in (this rank's rows) and into the weight and bias gradients (summed over tp
   // first under sequence parallelism, where each rank saw only its rows).
   void layernorm_backward(float* d_in, float* d_weight_and_bias, const float* d_out, const float* in, const float* w,
                           const float* mean, const float* rstd);
 
   // RMSNorm, the same way (one weight, no bias).
-  void rmsnorm_forward(float* out_full, float* rstd, const float* in, const float* w, float eps);
+  void rmsnorm_forward(TypedBuffer out_full, float* rstd, const float* in, const float* w, float eps);
+
+  // Element-wise activations of the MLP into `out` (fp32 or bf16): GELU of `rows` x `width` values, and SwiGLU of
+  // the rows' [gate | up] halves, `width` each.
+  void gelu_forward(TypedBuffer out, const float* in, int width);
+  void swiglu_forward(TypedBuffer out, const float* gate_up, int width);
   void rmsnorm_backward(float* d_in, float* d_weight, const float* d_out, const float* in, const float* w,
                         const float* rstd);
 
@@ -70,7 +81,7 @@ class TensorParallelLayers {
                           int micro_batch, int seq_len, const VocabShard& vocab);
 
   // Vocab-parallel output head: logits[rows, local vocab] = x W^T over this rank's vocabulary rows of W.
-  void head_logits(float* logits, const float* x, const float* w, const VocabShard& vocab);
+  void head_logits(float* logits, ConstTypedBuffer x, const float* w, const VocabShard& vocab);
   // Softmax cross-entropy of `logits` (this rank's columns) against `targets`: returns the sum of the per-token
   // losses and leaves d(loss)/d(logits) x grad_scale in place. Over tp: global row max, then the sums of
   // exponentials and the target logits, each reduced; the full logits are never gathered. `row_stats` holds 3
@@ -79,10 +90,14 @@ class TensorParallelLayers {
                        const VocabShard& vocab, float grad_scale);
   // Backward of head_logits from d(logits): d(x) (summed over tp; returned, this rank's rows) into `d_x_full`
   // scratch, and dW += d(logits)^T x.
-  const float* head_backward(float* d_x_full, float* dw, const float* d_logits, const float* x, const float* w,
+  const float* head_backward(float* d_x_full, float* dw, const float* d_logits, ConstTypedBuffer x, const float* w,
                              const VocabShard& vocab);
 
  private:
+  // C[m x n] (fp32) = op(A) op(B) + beta C with 16-bit or fp32 operands, rounded as ctx.gemm_inputs says.
+  void gemm(kernels::Transpose ta, kernels::Transpose tb, int m, int n, int k, ConstTypedBuffer a, int lda,
+            ConstTypedBuffer b, int ldb, float beta, float* c, int ldc);
+
   TpGroup& tp_;
   Device& device_;
   const kernels::KernelBackend& kernels_;

@@ -86,7 +86,7 @@ std::vector<std::uint64_t> all_gather_u64(Communicator& comm, std::uint64_t valu
   return gathered;
 }
 
-ModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {
+ModelOptions model_options(const Config& config, DeviceType device, TpGroup& tp, int pp_rank) {
   ModelOptions options;
   options.recompute = config.train.recompute;
   options.tp = &tp;
@@ -94,21 +94,27 @@ ModelOptions model_options(const Config& config, TpGroup& tp, int pp_rank) {
   options.stage = stage_span(config, pp_rank);
   options.activation_slots = activation_slots(config, pp_rank);
   options.compute = config.precision.compute;
+  options.activations = activation_storage_for(device, config.precision.compute);
   return options;
 }
 
 std::unique_ptr<Model> build_model(const Config& config, Device& device, TpGroup& tp, int pp_rank) {
   check_layout(config);  // the same check every command made before: a library caller gets it too
   return model_family(config.model).build(config.model, device, config.train.micro_batch,
-                                          model_options(config, tp, pp_rank));
+                                          model_options(config, device.type(), tp, pp_rank));
 }
 
 }  // namespace
 
+DeviceType device_type_for(const Config& config) {
+  if (config.device == DeviceChoice::kCpu || (config.device == DeviceChoice::kAuto && cuda_device_count() == 0))
+    return DeviceType::kCpu;
+  return DeviceType::kCuda;
+}
+
 std::unique_ptr<Device> make_device_for(const Config& config, int local_rank) {
+  if (device_type_for(config) == DeviceType::kCpu) return make_cpu_device();
   const int gpus = cuda_device_count();
-  if (config.device == DeviceChoice::kCpu || (config.device == DeviceChoice::kAuto && gpus == 0))
-    return make_cpu_device();
   if (!built_with_cuda())
     fail_usage("{}: device = cuda: this weft was built without CUDA (configure with -DWEFT_CUDA=ON)",
                config.source_path);

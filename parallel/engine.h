@@ -146,5 +146,7 @@ class Trainer {
 
 // The device a config asks for: auto takes CUDA device `local_rank` when one exists, else the CPU.
 std::unique_ptr<Device> make_device_for(const Config& config, int local_rank);
+// The kind of device make_device_for gives (no device is made; CUDA even where none is visible, for the planner).
+DeviceType device_type_for(const Config& config);
 
 }  // namespace weft

@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "parallel/bucket_layout.h"
 #include "parallel/data_parallel.h"
+#include "parallel/engine.h"
 #include "parallel/offload_layout.h"
 #include "parallel/pipeline/stage_plan.h"
 #include "parallel/pipeline/stages.h"
@@ -166,6 +167,7 @@ Plan make_plan(const Config& config, int world_size) {
   options.sequence_parallel = p.sequence_parallel;
   options.stage = span;
   options.activation_slots = activation_slots(config, 0);  // the schedule's peak for the first stage
+  options.activations = activation_storage_for(device_type_for(config), config.precision.compute);
   plan.memory.activations = family.activation_bytes(config.model, config.train.micro_batch, options, p.tp);
 
   // Transient copies: a segment is what one acquire gathers (one bucket each under ZeRO-3).

@@ -22,8 +22,9 @@ class CommTpGroup final : public TpGroup {
   void reduce_scatter_sum(const float* full, float* chunk, std::size_t chunk_count) override {
     tp_.reduce_scatter(full, chunk, chunk_count, DType::kF32, ReduceOp::kSum)->wait();
   }
-  void all_gather(const float* chunk, float* full, std::size_t chunk_count) override {
-    tp_.all_gather(chunk, full, chunk_count, DType::kF32)->wait();
+  using TpGroup::all_gather;
+  void all_gather(const void* chunk, void* full, std::size_t chunk_count, DType type) override {
+    tp_.all_gather(chunk, full, chunk_count, type)->wait();
   }
 
  private:

@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include <sys/mman.h>
 
@@ -24,12 +26,57 @@ class CpuEvent final : public Event {
   void synchronize() override {}
 };
 
+// Mapped blocks freed recently, kept for the next allocation of the same length. A step allocates and frees the
+// same transient buffers every time (widened 16-bit parameters, gradient accumulators, Adam's widened gradients);
+// mapping them afresh made the kernel fault in and clear every page of them every step (a quarter of a bf16 step's
+// time on bench_3m). A kept block is marked MADV_FREE: the kernel may take its pages back under memory pressure
+// (a cgroup cap, say) without swapping, and hands a zero page to the next writer of a page it took.
+class MappedBlockCache {
+ public:
+  static constexpr std::size_t kMaxBlocks = 16, kMaxBytes = std::size_t{256} << 20;
+
+  // A kept block of exactly `length` bytes, or nullptr.
+  void* take(std::size_t length) {
+    std::lock_guard lock(mutex_);
+    for (auto it = blocks_.begin(); it != blocks_.end(); ++it)
+      if (it->length == length) {
+        void* base = it->base;
+        bytes_ -= length;
+        blocks_.erase(it);
+        return base;
+      }
+    return nullptr;
+  }
+  // Keeps the block if there is room; otherwise the caller unmaps it.
+  bool keep(void* base, std::size_t length) {
+    std::lock_guard lock(mutex_);
+    if (blocks_.size() >= kMaxBlocks || bytes_ + length > kMaxBytes) return false;
+    ::madvise(base, length, MADV_FREE);
+    blocks_.push_back({base, length});
+    bytes_ += length;
+    return true;
+  }
+  ~MappedBlockCache() {
+    for (const Block& b : blocks_) ::munmap(b.base, b.length);
+  }
+
+ private:
+  struct Block {
+    void* base;
+    std::size_t length;
+  };
+  std::mutex mutex_;
+  std::vector<Block> blocks_;
+  std::size_t bytes_ = 0;
+};
+
 class CpuDevice final : public Device {
  public:
   DeviceType type() const override { return DeviceType::kCpu; }
   std::string name() const override { return "cpu"; }
 
-  // Buffers of kMappedBytes or more are mapped from the kernel and unmapped when freed, so the process holds what
+  // Buffers of kMappedBytes or more are mapped from the kernel and unmapped when freed (beyond the few that
+  // MappedBlockCache keeps, reclaimable, for reuse), so the process holds what
   // the accounting counts. From malloc, glibc would serve them from its heap once a large block has been freed (its
   // mmap threshold grows to that block's size) and keep the freed pages: resident memory reached 1.6x the accounted
   // peak on a 200M-parameter model (bench/offload_memory_cap.py). Each buffer is preceded by kAlignment bytes that
@@ -40,7 +87,8 @@ class CpuDevice final : public Device {
     std::size_t mapped = 0;
     void* base = nullptr;
     if (total >= kMappedBytes) {
-      base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      base = recent_.take(total);
+      if (base == nullptr) base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (base == MAP_FAILED) throw std::bad_alloc();
       mapped = total;
     } else {
@@ -55,8 +103,11 @@ class CpuDevice final : public Device {
     char* base = static_cast<char*>(pointer) - kAlignment;
     std::size_t mapped = 0;
     std::memcpy(&mapped, base, sizeof mapped);
-    if (mapped > 0) ::munmap(base, mapped);
-    else std::free(base);
+    if (mapped > 0) {
+      if (!recent_.keep(base, mapped)) ::munmap(base, mapped);
+    } else {
+      std::free(base);
+    }
   }
   void copy_to_host(void* host, const void* device, std::size_t bytes) override { std::memcpy(host, device, bytes); }
   void copy_from_host(void* device, const void* host, std::size_t bytes) override { std::memcpy(device, host, bytes); }
@@ -85,6 +136,7 @@ class CpuDevice final : public Device {
 
  private:
   CpuStream stream_;
+  MappedBlockCache recent_;
 };
 
 }  // namespace

@@ -59,12 +59,35 @@ void widened_gemm(const MatmulShape& s, const GemmOperand& a, const GemmOperand&
     }
 }
 
+// The 16-bit type fp32 operands are rounded to before the product: the other operand's when one is 16-bit, else
+// the context's gemm_inputs (kF32: none).
+DType rounding_target(const KernelContext& ctx, const GemmOperand& a, const GemmOperand& b) {
+  if (a.type != DType::kF32) return a.type;
+  if (b.type != DType::kF32) return b.type;
+  return ctx.gemm_inputs;
+}
+
+// `x` itself, or its elements rounded to `to` in `scratch` (the operands of a 16-bit GEMM on fp32 buffers).
+GemmOperand rounded(const KernelContext& ctx, const GemmOperand& x, DType to, std::size_t span,
+                    std::vector<std::uint16_t>& scratch) {
+  if (x.type != DType::kF32 || to == DType::kF32) return x;  // two 16-bit types stay as they are (and are refused)
+  scratch.resize(span);
+  cast(ctx, scratch.data(), to, x.data, x.type, span);
+  return {scratch.data(), to, x.ld, x.stride};
+}
+
 }  // namespace
 
-void gemm_ex(const KernelContext&, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
-             const GemmOperand& a, const GemmOperand& b, float beta, const GemmResult& c, int batch) {
-  check_gemm_ex_types(a, b, c);
+void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
+             const GemmOperand& a_in, const GemmOperand& b_in, float beta, const GemmResult& c, int batch) {
   if (m <= 0 || n <= 0 || batch <= 0) return;
+  // 16-bit compute on fp32 buffers (or on one fp32 and one 16-bit operand): the fp32 operands are rounded into
+  // 16-bit copies, then multiplied as 16-bit ones.
+  thread_local std::vector<std::uint16_t> a16, b16;
+  const DType target = rounding_target(ctx, a_in, b_in);
+  const GemmOperand a = rounded(ctx, a_in, target, gemm_operand_span(trans_a, m, k, a_in.ld, a_in.stride, batch), a16);
+  const GemmOperand b = rounded(ctx, b_in, target, gemm_operand_span(trans_b, k, n, b_in.ld, b_in.stride, batch), b16);
+  check_gemm_ex_types(a, b, c);
   if (k <= 0) {
     scale_result(c, m, n, batch, beta);
     return;
@@ -79,20 +102,8 @@ void gemm_ex(const KernelContext&, Transpose trans_a, Transpose trans_b, int m, 
 void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,
                           float alpha, const float* a, int lda, long long stride_a, const float* b, int ldb,
                           long long stride_b, float beta, float* c, int ldc, long long stride_c, int batch) {
-  const GemmResult out{c, DType::kF32, ldc, stride_c};
-  if (ctx.gemm_inputs == DType::kF32) {
-    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {a, DType::kF32, lda, stride_a}, {b, DType::kF32, ldb, stride_b},
-            beta, out, batch);
-    return;
-  }
-  // 16-bit compute on fp32 buffers: the operands rounded into 16-bit copies, then multiplied as 16-bit ones.
-  thread_local std::vector<std::uint16_t> a16, b16;
-  a16.resize(gemm_operand_span(trans_a, m, k, lda, stride_a, batch));
-  b16.resize(gemm_operand_span(trans_b, k, n, ldb, stride_b, batch));
-  cast(ctx, a16.data(), ctx.gemm_inputs, a, DType::kF32, a16.size());
-  cast(ctx, b16.data(), ctx.gemm_inputs, b, DType::kF32, b16.size());
-  gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {a16.data(), ctx.gemm_inputs, lda, stride_a},
-          {b16.data(), ctx.gemm_inputs, ldb, stride_b}, beta, out, batch);
+  gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {a, DType::kF32, lda, stride_a}, {b, DType::kF32, ldb, stride_b},
+          beta, {c, DType::kF32, ldc, stride_c}, batch);
 }
 
 void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,

@@ -240,7 +240,7 @@ TEST_CASE("gemm_ex refuses operand types it cannot multiply", "[gemm]") {
   std::vector<float> x(4, 1.0f);
   std::vector<std::uint16_t> h(4, 0x3f80);
   const auto& k = kernels_for(DeviceType::kCpu);
-  CHECK_THROWS_AS(k.gemm_ex({}, kNo, kNo, 2, 2, 2, 1.0f, {x.data(), DType::kF32, 2}, {h.data(), DType::kBF16, 2},
+  CHECK_THROWS_AS(k.gemm_ex({}, kNo, kNo, 2, 2, 2, 1.0f, {h.data(), DType::kF16, 2}, {h.data(), DType::kBF16, 2},
                             0.0f, {x.data(), DType::kF32, 2}, 1),
                   Error);
   CHECK_THROWS_AS(k.gemm_ex({}, kNo, kNo, 2, 2, 2, 1.0f, {x.data(), DType::kF32, 2}, {x.data(), DType::kF32, 2}, 0.0f,
@@ -282,4 +282,27 @@ TEST_CASE("bf16 GEMMs run natively exactly when oneDNN may use bf16 instructions
   const bool hardware = __builtin_cpu_supports("avx512bf16");
   CHECK(cpu::onednn_native_bf16() == (hardware && !capped));
   CHECK(cpu::describe_cpu_gemm().find(cpu::onednn_native_bf16() ? "natively" : "widened") != std::string::npos);
+}
+
+TEST_CASE("CPU gemm_ex rounds an fp32 operand to the other's bf16, and both to gemm_inputs when both are fp32",
+          "[gemm]") {
+  // 16-bit activations meet fp32 weights: the result must be that of the GEMM on both operands rounded to bf16.
+  const Problem p = padded(kNo, kYes, 19, 23, 37);
+  const std::vector<float> a = random_normal_vector(p.a_size(), 31), b = random_normal_vector(p.b_size(), 32);
+  std::vector<std::uint16_t> a16(a.size()), b16(b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) a16[i] = float_to_bf16(a[i]);
+  for (std::size_t i = 0; i < b.size(); ++i) b16[i] = float_to_bf16(b[i]);
+  const auto& k = kernels_for(DeviceType::kCpu);
+  const auto run = [&](const KernelContext& ctx, const GemmOperand& x, const GemmOperand& y) {
+    std::vector<float> c(p.c_size(), 0.0f);
+    k.gemm_ex(ctx, p.ta, p.tb, p.m, p.n, p.k, 1.0f, x, y, 0.0f, {c.data(), DType::kF32, p.ldc}, 1);
+    return c;
+  };
+  const std::vector<float> both16 = run({}, {a16.data(), DType::kBF16, p.lda}, {b16.data(), DType::kBF16, p.ldb});
+  CHECK(run({}, {a.data(), DType::kF32, p.lda}, {b16.data(), DType::kBF16, p.ldb}) == both16);
+  CHECK(run({}, {a16.data(), DType::kBF16, p.lda}, {b.data(), DType::kF32, p.ldb}) == both16);
+  KernelContext bf16_inputs;
+  bf16_inputs.gemm_inputs = DType::kBF16;
+  CHECK(run(bf16_inputs, {a.data(), DType::kF32, p.lda}, {b.data(), DType::kF32, p.ldb}) == both16);
+  CHECK(run({}, {a.data(), DType::kF32, p.lda}, {b.data(), DType::kF32, p.ldb}) != both16);  // fp32 stays fp32
 }
