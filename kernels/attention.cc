@@ -25,6 +25,25 @@ int groups(const AttentionShape& s) { return s.kv() == s.heads ? 1 : s.kv(); }
 int per_call(const AttentionShape& s) { return s.kv() == s.heads ? s.heads : s.heads / s.kv(); }
 long long kv_stride(const AttentionShape& s) { return s.kv() == s.heads ? s.head_dim : 0; }
 
+// C = op(A) op(B) with A fp32 or 16-bit and B fp32, `batch` of them: the fp32 GEMM path (rounding per
+// ctx.gemm_inputs) or gemm_ex, which rounds B to A's type.
+void gemm_typed(const KernelBackend& k, const KernelContext& ctx, Transpose ta, Transpose tb, int m, int n, int kk,
+                ConstTypedBuffer a, int lda, long long stride_a, const float* b, int ldb, long long stride_b, float beta,
+                float* c, int ldc, long long stride_c, int batch) {
+  if (a.type == DType::kF32) {
+    k.gemm_strided_batched(ctx, ta, tb, m, n, kk, 1.0f, a.f32(), lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+                           stride_c, batch);
+    return;
+  }
+  k.gemm_ex(ctx, ta, tb, m, n, kk, 1.0f, {a.data, a.type, lda, stride_a}, {b, DType::kF32, ldb, stride_b}, beta,
+            {c, DType::kF32, ldc, stride_c}, batch);
+}
+
+// Element `offset` of a typed buffer.
+ConstTypedBuffer at(ConstTypedBuffer x, long offset) {
+  return {static_cast<const char*>(x.data) + offset * static_cast<long>(dtype_size(x.type)), x.type};
+}
+
 }  // namespace
 
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
@@ -56,7 +75,8 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
 }
 
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,
-                        const float* dout, const float* qkv, const float* probs, const AttentionShape& s) {
+                        TypedBuffer dscores, const float* dout, const float* qkv, const float* probs,
+                        const AttentionShape& s) {
   const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;
   const bool grouped = s.kv() != s.heads;
@@ -77,22 +97,24 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
         k.gemm(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b) + h * square, t,
                dout + g.out(b) + h * hd, width, h == 0 ? 0.0f : 1.0f, dqkv + g.v(b), row);
     }
-  k.causal_softmax_backward(ctx, dprobs, probs, dprobs, 1.0f / std::sqrt(static_cast<float>(hd)), s.batch * s.heads, t);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  if (dscores.type == DType::kF32) k.causal_softmax_backward(ctx, dscores.f32(), probs, dprobs, scale, s.batch * s.heads, t);
+  else k.causal_softmax_backward_ex(ctx, dscores, probs, dprobs, scale, s.batch * s.heads, t);
   for (int b = 0; b < s.batch; ++b)
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // dQ_h = dS_h K.
-      k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kNo, t, hd, t, 1.0f, dprobs + g.probs(b), t, square,
-                             qkv + g.k(b), row, kv_stride(s), 0.0f, dqkv + g.q(b), row, hd, per_call(s));
+      gemm_typed(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, at(dscores, g.probs(b)), t, square, qkv + g.k(b),
+                 row, kv_stride(s), 0.0f, dqkv + g.q(b), row, hd, per_call(s));
       // dK = sum over the group's heads of dS_h^T Q_h.
       if (!grouped) {
-        k.gemm_strided_batched(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, dprobs + g.probs(b), t, square,
-                               qkv + g.q(b), row, hd, 0.0f, dqkv + g.k(b), row, hd, s.heads);
+        gemm_typed(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, at(dscores, g.probs(b)), t, square,
+                   qkv + g.q(b), row, hd, 0.0f, dqkv + g.k(b), row, hd, s.heads);
         continue;
       }
       for (int h = 0; h < g.size(); ++h)
-        k.gemm(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, dprobs + g.probs(b) + h * square, t,
-               qkv + g.q(b) + h * hd, row, h == 0 ? 0.0f : 1.0f, dqkv + g.k(b), row);
+        gemm_typed(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, at(dscores, g.probs(b) + h * square), t, 0,
+                   qkv + g.q(b) + h * hd, row, 0, h == 0 ? 0.0f : 1.0f, dqkv + g.k(b), row, 0, 1);
     }
 }
 

@@ -25,8 +25,10 @@ struct AttentionShape {
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
                        const float* qkv, const AttentionShape& shape);
 
-// dqkv is overwritten; dprobs is scratch of probs' size.
+// dqkv is overwritten; dprobs is scratch of probs' size. dscores, d(loss)/d(scores), is dprobs itself (fp32) or
+// scratch of probs' size in bf16 (CPU only), the type the two GEMMs that read it multiply anyway.
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,
-                        const float* dout, const float* qkv, const float* probs, const AttentionShape& shape);
+                        TypedBuffer dscores, const float* dout, const float* qkv, const float* probs,
+                        const AttentionShape& shape);
 
 }  // namespace weft::kernels

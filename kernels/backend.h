@@ -56,6 +56,7 @@ struct KernelBackend {
   RmsNormForwardEx* rmsnorm_forward_ex = nullptr;
   GeluForwardEx* gelu_forward_ex = nullptr;
   SwigluForwardEx* swiglu_forward_ex = nullptr;
+  CausalSoftmaxBackwardEx* causal_softmax_backward_ex = nullptr;  // attention's dS, for the two GEMMs that read it
 
   bool stores_16bit_activations() const { return layernorm_forward_ex != nullptr; }
 };

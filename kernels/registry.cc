@@ -21,6 +21,7 @@ const KernelBackend& kernels_for(DeviceType type) {
     k.rmsnorm_forward_ex = cpu::rmsnorm_forward_ex;
     k.gelu_forward_ex = cpu::gelu_forward_ex;
     k.swiglu_forward_ex = cpu::swiglu_forward_ex;
+    k.causal_softmax_backward_ex = cpu::causal_softmax_backward_ex;
     return k;
   }();
   if (type == DeviceType::kCpu) return cpu_kernels;

@@ -33,7 +33,7 @@ std::int64_t activation_floats(const ModelConfig& model, int micro_batch, const 
   const std::int64_t head = o.stage.head ? gemm_input(n * d) + 2 * c + n * v + n + 3 * n : 0;  // ln_f, logits, losses
   const std::int64_t per_slot = per_block * stored_blocks + c * d * (layers + chunks) + head;
   return per_slot * o.activation_slots                     // saved tensors
-         + c * d + n * d + n * 4 * local + probs             // backward scratch
+         + c * d + n * d + n * 4 * local + probs + d_scores_floats(probs, o.activations)  // backward scratch
          + TensorParallelLayers::scratch_floats(n, d, tp, o.sequence_parallel);
 }
 
@@ -117,6 +117,9 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
   d_small_ = take(n * d);
   d_wide_ = take(4 * n * local);
   d_probs_ = take(probs);
+  d_scores_ = options.activations == DType::kF32 ? TypedBuffer{d_probs_}
+                                                 : TypedBuffer{take(d_scores_floats(probs, options.activations)),
+                                                               options.activations};
   layers_.bind_scratch(take(TensorParallelLayers::scratch_floats(n, d, tp_size, layers_.sequence_parallel())));
   WEFT_CHECK(cursor == activation_memory_.f32() + total, "activation carve-up is off by {}",
              cursor - (activation_memory_.f32() + total));
@@ -213,7 +216,8 @@ void GptModel::block_backward(const float* p, float* g, int layer) {
 
   layers_.row_backward(d_small_, g + w.attn_proj_w, g + w.attn_proj_b, layers_.gather_stream(d_residual_), a.attn,
                        p + w.attn_proj_w, local, d);
-  kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_small_, a.qkv, a.probs, attention_shape_);
+  kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_scores_, d_small_, a.qkv, a.probs,
+                              attention_shape_);
   layers_.column_backward(d_small_, g + w.qkv_w, g + w.qkv_b, d_wide_, a.ln1, p + w.qkv_w, d, 3 * local);
   layers_.layernorm_backward(d_residual_, g + w.ln1_w, layers_.reduce_partial_stream(d_small_), x, p + w.ln1_w,
                              a.ln1_mean, a.ln1_rstd);

@@ -100,6 +100,7 @@ class GptModel final : public Model {
   std::vector<int> stream_index_;  // per held block: its input's index in Slot::residual (chunk k adds k)
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
+  TypedBuffer d_scores_;  // attention's d(scores): d_probs_ itself, or its own bf16 scratch
 };
 
 }  // namespace weft

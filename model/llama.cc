@@ -34,7 +34,9 @@ struct LlamaSizes {
     return 2 * typed(n * d) + typed(n * q) + typed(n * f) + 2 * c + n * qkv + probs + c * d + 2 * n * f;
   }
   std::int64_t head() const { return typed(n * d) + c + n * v + n + 3 * n; }
-  std::int64_t scratch() const { return c * d + n * d + n * std::max(2 * f, qkv) + probs; }
+  std::int64_t scratch() const {
+    return c * d + n * d + n * std::max(2 * f, qkv) + probs + d_scores_floats(probs, gemm_inputs);
+  }
 };
 
 std::int64_t activation_floats(const ModelConfig& m, int micro_batch, const ModelOptions& o, int tp) {
@@ -125,6 +127,8 @@ LlamaModel::LlamaModel(const ModelConfig& model, Device& device, int micro_batch
   d_small_ = take(s.n * s.d);
   d_wide_ = take(s.n * std::max(2 * s.f, s.qkv));
   d_probs_ = take(s.probs);
+  d_scores_ = s.gemm_inputs == DType::kF32 ? TypedBuffer{d_probs_}
+                                           : TypedBuffer{take(d_scores_floats(s.probs, s.gemm_inputs)), s.gemm_inputs};
   layers_.bind_scratch(take(TensorParallelLayers::scratch_floats(s.n, s.d, tp_size, layers_.sequence_parallel())));
   WEFT_CHECK(cursor == activation_memory_.f32() + total, "activation carve-up is off by {}",
              cursor - (activation_memory_.f32() + total));
@@ -218,7 +222,8 @@ void LlamaModel::block_backward(const float* p, float* g, int layer) {
                            p + w.post_norm, a.rstd2);
 
   layers_.row_backward(d_small_, g + w.o_proj, nullptr, layers_.gather_stream(d_residual_), a.attn, p + w.o_proj, q, d);
-  kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_small_, a.qkv, a.probs, attention_shape_);
+  kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_scores_, d_small_, a.qkv, a.probs,
+                              attention_shape_);
   kernels_.rope_backward(ctx_, d_wide_, rope_shape_);  // d(rotated q, k) back to d(q, k)
   layers_.column_backward(d_small_, g + w.qkv, nullptr, d_wide_, a.norm1, p + w.qkv, d, qkv);
   layers_.rmsnorm_backward(d_residual_, g + w.input_norm, layers_.reduce_partial_stream(d_small_), x,

@@ -100,6 +100,7 @@ class LlamaModel final : public Model {
   Slot* slot_ = nullptr;
   std::vector<int> stream_index_;
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
+  TypedBuffer d_scores_;  // attention's d(scores): d_probs_ itself, or its own bf16 scratch
 };
 
 }  // namespace weft

@@ -53,6 +53,11 @@ void check_activation_storage(DType activations, DType gemm_inputs, const kernel
 inline std::int64_t activation_floats_for(std::int64_t count, DType type) {
   return type == DType::kF32 ? count : (count + 1) / 2;
 }
+// Floats of the backward scratch for attention's d(scores) beyond the fp32 d(probs) it overwrites in place: a bf16
+// copy of `probs` elements when 16-bit activations are stored (the GEMMs that read it take bf16).
+inline std::int64_t d_scores_floats(std::int64_t probs, DType activations) {
+  return activations == DType::kF32 ? 0 : activation_floats_for(probs, activations);
+}
 
 // One model on one device: forward and backward of a micro-batch, as separate stage calls on the segments of
 // its ParamLayout (embeddings, each block, the head) so schedules and sharded layouts can hold one segment at a

@@ -125,7 +125,7 @@ void GradientReducer::bucket_complete(std::size_t bucket, int key) {
   } else if (type_ != DType::kF32) {
     // 16-bit ZeRO 2/3: what is communicated is the gradient rounded to 16 bits; the fp32 scratch can go now.
     Tensor& narrow = state.narrow[key];
-    narrow = Tensor(device_, {b.padded_size}, type_, MemoryCategory::kComm);
+    narrow = Tensor::uninitialized(device_, {b.padded_size}, type_, MemoryCategory::kComm);
     store_as(device_, narrow.data(), type_, scratch.f32(), size);
     state.scratch.erase(key);
   }
@@ -193,7 +193,7 @@ void GradientReducer::wait(Reduction& r) {
     const auto chunk = static_cast<std::size_t>(layout_.chunk(layout_.buckets()[bucket]));
     Tensor wide = r.received;
     if (type_ != DType::kF32) {
-      wide = Tensor(device_, {static_cast<std::int64_t>(chunk)}, DType::kF32, MemoryCategory::kComm);
+      wide = Tensor::uninitialized(device_, {static_cast<std::int64_t>(chunk)}, DType::kF32, MemoryCategory::kComm);
       kernels::kernels_for(device_.type())
           .cast(kernels::context_for(device_), wide.f32(), DType::kF32, r.received.data(), type_, chunk);
     }

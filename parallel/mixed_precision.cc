@@ -18,7 +18,7 @@ void add_into(Device& device, void* dst, DType dst_type, const float* src, std::
     k.add(ctx, static_cast<float*>(dst), static_cast<float*>(dst), src, n);
     return;
   }
-  Tensor wide(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
+  const Tensor wide = Tensor::uninitialized(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
   k.cast(ctx, wide.f32(), DType::kF32, dst, dst_type, n);
   k.add(ctx, wide.f32(), wide.f32(), src, n);
   k.cast(ctx, dst, dst_type, wide.f32(), DType::kF32, n);
@@ -28,7 +28,7 @@ double sum_squares_of(Device& device, const void* x, DType type, std::size_t n) 
   const auto& k = kernels::kernels_for(device.type());
   const auto ctx = kernels::context_for(device);
   if (type == DType::kF32) return k.sum_squares(ctx, static_cast<const float*>(x), n);
-  Tensor wide(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
+  const Tensor wide = Tensor::uninitialized(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
   k.cast(ctx, wide.f32(), DType::kF32, x, type, n);
   return k.sum_squares(ctx, wide.f32(), n);
 }

@@ -68,7 +68,7 @@ const float* ParamStore::acquire(int segment) {
     const void* source = plan_.parameters_sharded
                              ? static_cast<const void*>(static_cast<char*>(a.gathered.data()) + offset * 2)
                              : storage_.at(layout_.padded_offset(segment));
-    a.widened = Tensor(device_, {size}, DType::kF32, MemoryCategory::kOther);
+    a.widened = Tensor::uninitialized(device_, {size}, DType::kF32, MemoryCategory::kOther);
     kernels::kernels_for(device_.type())
         .cast(kernels::context_for(device_), a.widened.f32(), DType::kF32, source, type_, static_cast<std::size_t>(size));
   }
@@ -135,7 +135,7 @@ void adamw_update(Device& device, const AdamWOptimizer& adam, std::int64_t first
   const float* g = static_cast<const float*>(grads);
   if (grad_type != DType::kF32) {
     if (widened == nullptr) {
-      wide = Tensor(device, {count}, DType::kF32, MemoryCategory::kOther);
+      wide = Tensor::uninitialized(device, {count}, DType::kF32, MemoryCategory::kOther);
       widened = wide.f32();
     }
     kernels::kernels_for(device.type())

@@ -22,9 +22,17 @@ Buffer::~Buffer() {
 }
 
 Tensor::Tensor(Device& device, std::vector<std::int64_t> shape, DType dtype, MemoryCategory category)
-    : shape_(std::move(shape)), numel_(product(shape_)), dtype_(dtype) {
-  buffer_ = std::make_shared<Buffer>(device, static_cast<std::size_t>(numel_) * dtype_size(dtype_), category);
+    : Tensor(uninitialized(device, std::move(shape), dtype, category)) {
   zero();
+}
+
+Tensor Tensor::uninitialized(Device& device, std::vector<std::int64_t> shape, DType dtype, MemoryCategory category) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.numel_ = product(t.shape_);
+  t.dtype_ = dtype;
+  t.buffer_ = std::make_shared<Buffer>(device, static_cast<std::size_t>(t.numel_) * dtype_size(dtype), category);
+  return t;
 }
 
 Tensor Tensor::slice(std::int64_t start, std::int64_t count) const {

@@ -37,6 +37,9 @@ class Tensor {
   Tensor() = default;
   // A new zero-filled tensor.
   Tensor(Device& device, std::vector<std::int64_t> shape, DType dtype, MemoryCategory category);
+  // A new tensor with whatever the allocator's memory held: for a buffer the caller overwrites whole at once
+  // (zeroing it first cost a pass over memory on every step).
+  static Tensor uninitialized(Device& device, std::vector<std::int64_t> shape, DType dtype, MemoryCategory category);
 
   bool defined() const { return buffer_ != nullptr; }
   const std::vector<std::int64_t>& shape() const { return shape_; }

@@ -221,12 +221,12 @@ TEST_CASE("cuda attention forward and backward match the CPU") {
   auto dout = random_normal(out_size, 82);
   std::vector<float> out(out_size), probs(probs_size), dqkv(qkv_size), dprobs(probs_size);
   kernels::attention_forward(d.kc, d.cc, out.data(), probs.data(), qkv.data(), shape);
-  kernels::attention_backward(d.kc, d.cc, dqkv.data(), dprobs.data(), dout.data(), qkv.data(), probs.data(), shape);
+  kernels::attention_backward(d.kc, d.cc, dqkv.data(), dprobs.data(), dprobs.data(), dout.data(), qkv.data(), probs.data(), shape);
 
   DeviceArray<float> gqkv(*d.gpu, qkv), gdout(*d.gpu, dout), gout(*d.gpu, out_size), gprobs(*d.gpu, probs_size);
   DeviceArray<float> gdqkv(*d.gpu, qkv_size), gdprobs(*d.gpu, probs_size);
   kernels::attention_forward(d.kg, d.gc, gout.get(), gprobs.get(), gqkv.get(), shape);
-  kernels::attention_backward(d.kg, d.gc, gdqkv.get(), gdprobs.get(), gdout.get(), gqkv.get(), gprobs.get(), shape);
+  kernels::attention_backward(d.kg, d.gc, gdqkv.get(), gdprobs.get(), gdprobs.get(), gdout.get(), gqkv.get(), gprobs.get(), shape);
   require_close(probs, gprobs.download(), 1e-6, 1e-4, "probs");
   require_close(out, gout.download(), 2e-5, 1e-4, "out");
   require_close(dqkv, gdqkv.download(), 5e-5, 1e-4, "dqkv");

@@ -73,8 +73,8 @@ TEST_CASE("cuda grouped-query attention matches the CPU forward and backward") {
   kernels::attention_forward(d.kc, d.cc, out.data(), p.data(), qkv.data(), s);
   kernels::attention_forward(d.kg, d.gc, gout.get(), gp.get(), gqkv.get(), s);
   require_close(out, gout.download(), 1e-5, 1e-5, "gqa out");
-  kernels::attention_backward(d.kc, d.cc, dqkv.data(), scratch.data(), dout.data(), qkv.data(), p.data(), s);
-  kernels::attention_backward(d.kg, d.gc, gdqkv.get(), gscratch.get(), gdout.get(), gqkv.get(), gp.get(), s);
+  kernels::attention_backward(d.kc, d.cc, dqkv.data(), scratch.data(), scratch.data(), dout.data(), qkv.data(), p.data(), s);
+  kernels::attention_backward(d.kg, d.gc, gdqkv.get(), gscratch.get(), gscratch.get(), gdout.get(), gqkv.get(), gp.get(), s);
   require_close(dqkv, gdqkv.download(), 1e-5, 1e-4, "gqa dqkv");
 }
 

@@ -96,7 +96,7 @@ TEST_CASE("attention backward matches finite differences for q, k and v") {
   std::vector<float> out(out_size()), probs(probs_size()), dprobs(probs_size()), dqkv(qkv_size(), 99.0f);
   const auto& k = kernels_for(DeviceType::kCpu);
   attention_forward(k, {}, out.data(), probs.data(), qkv.data(), kShape);
-  attention_backward(k, {}, dqkv.data(), dprobs.data(), upstream.data(), qkv.data(), probs.data(), kShape);
+  attention_backward(k, {}, dqkv.data(), dprobs.data(), dprobs.data(), upstream.data(), qkv.data(), probs.data(), kShape);
   auto loss = [&] { return weighted_sum(run_forward(qkv), upstream); };
   std::vector<double> numeric(qkv.size());
   for (std::size_t i = 0; i < qkv.size(); ++i) numeric[i] = finite_difference(qkv, i, loss);

@@ -138,8 +138,8 @@ TEST_CASE("grouped-query attention equals multi-head attention with each key/val
   CHECK(max_relative_error(out_g, out_f) < 1e-6);  // the same products, summed by the same BLAS in the same order
   const auto dout = random_normal_vector(out_g.size(), 71);
   std::vector<float> d_g(qkv.size()), d_f(expanded.size());
-  attention_backward(k, {}, d_g.data(), scratch.data(), dout.data(), qkv.data(), probs_g.data(), grouped);
-  attention_backward(k, {}, d_f.data(), scratch.data(), dout.data(), expanded.data(), probs_f.data(), full);
+  attention_backward(k, {}, d_g.data(), scratch.data(), scratch.data(), dout.data(), qkv.data(), probs_g.data(), grouped);
+  attention_backward(k, {}, d_f.data(), scratch.data(), scratch.data(), dout.data(), expanded.data(), probs_f.data(), full);
   // A shared key/value head's gradient is the sum of its copies'.
   std::vector<double> expected(d_g.size(), 0.0);
   for (int r = 0; r < rows; ++r) {
