@@ -142,7 +142,8 @@ class WeftBackend : public c10d::Backend {
 
   ~WeftBackend() override { shutdown(); }
 
-  // destroy_process_group(): finishes what was issued and frees the communicator, so that MPI can end at exit.
+  // destroy_process_group(): finishes what was issued and frees the communicator (MPI can then end at exit; a socket
+  // group closes its connections).
   void shutdown() override {
     std::lock_guard<std::mutex> issuing(issue_mutex_);
     if (comm_ == nullptr) return;
@@ -528,22 +529,69 @@ class WeftBackend : public c10d::Backend {
   std::thread completer_;
 };
 
-// The backend for torch's group (`rank` of `size`): the ranks are the processes of the MPI job (mpirun), ordered as
-// torch numbers them. The store carries each rank's MPI world size, so a mismatch fails on every rank with the reason.
-c10::intrusive_ptr<c10d::Backend> create_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                                 const std::chrono::duration<float>& timeout) {
-  const double timeout_s = timeout.count();
+// torch's Store (the group's PrefixStore over the TCPStore or FileStore of init_process_group) as a libweft store:
+// its callbacks turn c10d's exceptions into statuses, a DistStoreError (a key that did not appear in time) into
+// WEFT_ERROR_PEER, and keep the message for libweft's error.
+struct TorchStore {
+  c10::intrusive_ptr<c10d::Store> store;
+  std::string error;
+};
+
+template <typename Body>
+weft_status store_call(void* user, Body&& body) {
+  auto* s = static_cast<TorchStore*>(user);
+  try {
+    body(*s->store);
+    return WEFT_OK;
+  } catch (const c10::DistStoreError& e) {
+    s->error = e.what_without_backtrace();
+    return WEFT_ERROR_PEER;
+  } catch (const std::exception& e) {
+    s->error = e.what();
+    return WEFT_ERROR_INTERNAL;
+  }
+}
+
+weft_store* wrap_store(const c10::intrusive_ptr<c10d::Store>& store) {
+  weft_store_callbacks callbacks{};
+  callbacks.set = [](void* user, const char* key, const void* value, size_t size) {
+    return store_call(user, [&](c10d::Store& s) {
+      const auto* bytes = static_cast<const uint8_t*>(value);
+      s.set(key, std::vector<uint8_t>(bytes, bytes + size));
+    });
+  };
+  callbacks.get = [](void* user, const char* key, double timeout_s, weft_store_put_fn put, void* sink) {
+    return store_call(user, [&](c10d::Store& s) {
+      s.wait({key}, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000.0)));
+      const std::vector<uint8_t> value = s.get(key);
+      put(sink, value.data(), value.size());
+    });
+  };
+  callbacks.add = [](void* user, const char* key, int64_t delta, int64_t* result) {
+    return store_call(user, [&](c10d::Store& s) { *result = s.add(key, delta); });
+  };
+  callbacks.check = [](void* user, const char* key, int* present) {
+    return store_call(user, [&](c10d::Store& s) { *present = s.check({key}) ? 1 : 0; });
+  };
+  callbacks.error = [](void* user) { return static_cast<const char*>(static_cast<TorchStore*>(user)->error.c_str()); };
+  callbacks.release = [](void* user) { delete static_cast<TorchStore*>(user); };
+  auto* user = new TorchStore{store, {}};
+  weft_store* wrapped = nullptr;
+  if (weft_store_create_callbacks(&callbacks, user, &wrapped) != WEFT_OK) {
+    delete user;
+    refuse("init_process_group", weft_last_error());
+  }
+  return wrapped;
+}
+
+// The MPI job's world in torch's rank order (mpirun): each rank's MPI rank travels through torch's store, and the
+// world is split into torch's order when the two differ.
+c10::intrusive_ptr<c10d::Backend> create_mpi_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                   double timeout_s) {
   weft_comm* world = nullptr;
   if (weft_comm_world(timeout_s, &world) != WEFT_OK) refuse("init_process_group", weft_last_error());
   int world_rank = 0, world_size = 0;
   weft_comm_rank(world, &world_rank, &world_size);
-  if (world_size != size) {
-    weft_comm_destroy(world);
-    refuse("init_process_group",
-           "torch's group has " + std::to_string(size) + " ranks but the MPI job has " + std::to_string(world_size) +
-               ": start one process per rank under mpirun (groups smaller than the job and torchrun without MPI "
-               "are not supported yet)");
-  }
   const std::string mine = std::to_string(world_rank);
   store->set("weft/mpi_rank/" + std::to_string(rank), std::vector<uint8_t>(mine.begin(), mine.end()));
   bool in_order = true;
@@ -560,9 +608,36 @@ c10::intrusive_ptr<c10d::Backend> create_backend(const c10::intrusive_ptr<c10d::
   return c10::make_intrusive<WeftBackend>(ordered, rank, size);
 }
 
+// The backend for torch's group (`rank` of `size`; `world_size` is torch's default group's). When torch's world is
+// the MPI job (mpirun), the default group is the MPI world and smaller groups are MPI groups that meet in torch's
+// store. Otherwise (torchrun, or processes started any other way) every group is a socket group set up through
+// torch's store alone: TCP connections between its members, no MPI.
+c10::intrusive_ptr<c10d::Backend> create_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                 const std::chrono::duration<float>& timeout, int world_size) {
+  const double timeout_s = timeout.count();
+  int launched_rank = 0, launched = 1;
+  if (weft_launcher_rank(&launched_rank, &launched) != WEFT_OK) refuse("init_process_group", weft_last_error());
+  const bool mpi_job = launched > 1 && launched == world_size;
+  if (mpi_job && size == world_size) return create_mpi_world(store, rank, size, timeout_s);
+  weft_store* wrapped = wrap_store(store);
+  weft_comm* comm = nullptr;
+  weft_status status;
+  {
+    // Members wait for each other here; other Python threads (and a Python store's callbacks) keep running.
+    pybind11::gil_scoped_release released;
+    status = weft_comm_create_transport(wrapped, "torch", rank, size, timeout_s,
+                                        mpi_job ? WEFT_TRANSPORT_MPI : WEFT_TRANSPORT_SOCKET, &comm);
+  }
+  const std::string error = status == WEFT_OK ? "" : weft_last_error();
+  weft_store_destroy(wrapped);
+  if (status != WEFT_OK) refuse(size == world_size ? "init_process_group" : "new_group", error);
+  return c10::make_intrusive<WeftBackend>(comm, rank, size);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("create_backend", &create_backend, "The weft c10d Backend (torch.distributed's creator_fn)",
-        pybind11::arg("store"), pybind11::arg("rank"), pybind11::arg("size"), pybind11::arg("timeout"));
+        pybind11::arg("store"), pybind11::arg("rank"), pybind11::arg("size"), pybind11::arg("timeout"),
+        pybind11::arg("world_size"));
 }
