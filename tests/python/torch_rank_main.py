@@ -20,7 +20,12 @@ FLOATS = [torch.float32, torch.bfloat16, torch.float16]
 DTYPES = FLOATS + [torch.int32, torch.int64]
 
 
+_GLOO = []  # the gloo group of the job, once started: several modes run in one job
+
+
 def start(out, timeout_s=60):
+    if _GLOO:
+        return _GLOO[0]
     if UNDER_MPIRUN:
         # FileStore rendezvous: torch hands the backend the group's store; no MASTER_ADDR needed.
         dist.init_process_group("weft", init_method=f"file://{out}.store", rank=RANK, world_size=SIZE,
@@ -28,7 +33,8 @@ def start(out, timeout_s=60):
     else:
         # torchrun: env:// with its MASTER_ADDR/PORT; weft's groups are socket groups over torch's TCPStore.
         dist.init_process_group("weft", timeout=timedelta(seconds=timeout_s))
-    return dist.new_group(backend="gloo")
+    _GLOO.append(dist.new_group(backend="gloo"))
+    return _GLOO[0]
 
 
 def values(rank, n, dtype):
@@ -205,7 +211,6 @@ def ops(out):
     else:
         c.count += 2  # every rank reports the same number of checks
     dist.barrier()
-    dist.destroy_process_group()
     return {"checked": c.count, "failures": c.failures}
 
 
@@ -239,7 +244,6 @@ def ddp(out, optimizer_name="adamw", steps=10):
     weft_params, gloo_params = results
     difference = (weft_params - gloo_params).abs().max().item()
     scale = gloo_params.abs().max().item()
-    dist.destroy_process_group()
     return {"identical": bool(torch.equal(weft_params, gloo_params)), "max_abs_difference": difference,
             "max_abs": scale, "steps": steps}
 
@@ -264,7 +268,6 @@ def fsdp(out, steps=5):
         train(model, optimizer, steps)
         results.append(torch.cat([p.full_tensor().detach().flatten() for p in model.parameters()]))
     weft_params, gloo_params = results
-    dist.destroy_process_group()
     return {"identical": bool(torch.equal(weft_params, gloo_params)),
             "max_abs_difference": (weft_params - gloo_params).abs().max().item(), "steps": steps}
 
@@ -299,7 +302,6 @@ def pipeline(out, schedule_name, steps=3):
                 schedule.step(target=tokens.roll(1, 1))
             optimizer.step()
         results.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
-    dist.destroy_process_group()
     return {"identical": bool(torch.equal(*results)), "max_abs_difference": (results[0] - results[1]).abs().max().item()}
 
 
@@ -320,10 +322,16 @@ def kill(out):
 
 
 if __name__ == "__main__":
-    mode, out = sys.argv[1], sys.argv[2]
-    result = {"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "kill": kill}[mode](out, *sys.argv[3:])
+    # MODE is one mode or several joined by "+", each with its arguments after ":" (e.g. "ops+ddp:sgd"): they run one
+    # after another in the same job and their results are merged.
+    modes, out = sys.argv[1], sys.argv[2]
+    result = {}
+    for mode in modes.split("+"):
+        name, *args = mode.split(":")
+        result.update({"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "kill": kill}[name](out, *args))
     with open(f"{out}.rank{RANK}", "w") as handle:
         json.dump(result, handle)
     sys.stdout.flush()
-    if mode == "kill":
+    if modes == "kill":
         os._exit(0)  # the group cannot be ended with a dead peer
+    dist.destroy_process_group()
