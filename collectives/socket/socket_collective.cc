@@ -143,7 +143,7 @@ class Collective final : public SocketCollective {
   std::string failure_;
   bool finished_ = false;
   // Reductions: the other ranks' copies of this rank's chunk, one slot per rank but this one.
-  std::vector<char> staging_;
+  char* staging_ = nullptr;
   std::vector<int> copies_;  // per segment of this rank's chunk: how many copies arrived
   std::size_t reduced_ = 0;
   std::size_t to_reduce_ = 0;
@@ -167,7 +167,7 @@ void Collective::start_reduction() {
   const std::size_t n_segments = segments(mine.count);
   to_reduce_ = n_segments;
   copies_.assign(n_segments, 0);
-  staging_.resize(static_cast<std::size_t>(n_ - 1) * mine.count * element_);
+  staging_ = engine_.staging(static_cast<std::size_t>(n_ - 1) * mine.count * element_);
   // This rank's contributions to the other ranks' chunks.
   for (int step = 1; step < n_; ++step) {
     const int peer = (r_ + step) % n_;
@@ -195,7 +195,7 @@ void Collective::start_reduction() {
     for (int peer = 0; peer < n_; ++peer) {
       if (peer == r_) continue;
       const std::size_t place = static_cast<std::size_t>(peer < r_ ? peer : peer - 1);
-      receive(peer, 0, static_cast<std::uint32_t>(s), staging_.data() + (place * mine.count + seg.offset) * element_,
+      receive(peer, 0, static_cast<std::uint32_t>(s), staging_ + (place * mine.count + seg.offset) * element_,
               seg.count * element_, [this, s] {
                 if (++copies_[s] == n_ - 1) reduce_segment(s);
               });
@@ -213,7 +213,7 @@ void Collective::reduce_segment(std::size_t s) {
     const std::size_t place = static_cast<std::size_t>(q < r_ ? q : q - 1);
     inputs[static_cast<std::size_t>(q)] =
         q == r_ ? static_cast<const void*>(send_at(mine.offset + seg.offset))
-                : static_cast<const void*>(staging_.data() + (place * mine.count + seg.offset) * element_);
+                : static_cast<const void*>(staging_ + (place * mine.count + seg.offset) * element_);
   }
   // all_reduce: in place, chunk r of the buffer; reduce_scatter: the receive buffer (possibly chunk r of send).
   void* output = all_reduce ? static_cast<void*>(recv_at(mine.offset + seg.offset)) : recv_at(seg.offset);

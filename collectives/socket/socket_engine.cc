@@ -91,9 +91,17 @@ FrameHeader SocketEngine::collective_header(const OpCall& call, std::uint32_t ph
   return FrameHeader{kFrameMagic, kCollective, call.desc.seq, phase, index, bytes, signature(call)};
 }
 
+char* SocketEngine::staging(std::size_t bytes) {
+  if (bytes > staging_bytes_) {
+    staging_.reset(new char[bytes]);
+    staging_bytes_ = bytes;
+  }
+  return staging_.get();
+}
+
 void SocketEngine::deliver(Unexpected& message, void* data, std::size_t bytes, const Arrival& arrival) {
   const bool fits = message.header.bytes == bytes;
-  if (fits && bytes > 0) std::memcpy(data, message.data.data(), bytes);
+  if (fits && bytes > 0) std::memcpy(data, message.data.get(), bytes);
   if (arrival) arrival(message.header, fits);
 }
 
@@ -147,8 +155,8 @@ void SocketEngine::on_header(int peer) {
   } else {
     auto message = std::make_shared<Unexpected>();
     message->header = h;
-    message->data.resize(h.bytes);
-    in.data = message->data.data();
+    message->data.reset(new char[h.bytes]);
+    in.data = message->data.get();
     in.unexpected = message;
     p.unexpected[key].push_back(message);
   }

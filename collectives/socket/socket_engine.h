@@ -90,12 +90,15 @@ class SocketEngine : public std::enable_shared_from_this<SocketEngine> {
   void post_recv(int peer, const MessageKey& key, void* data, std::size_t bytes, Arrival arrival);
   void post_send(int peer, const FrameHeader& header, const void* data, std::function<void()> done);
   FrameHeader collective_header(const OpCall& call, std::uint32_t phase, std::uint32_t index, std::size_t bytes) const;
+  // Scratch memory of the active collective (one runs at a time), kept between collectives: a fresh buffer per
+  // all_reduce would cost a page fault per 4 KiB, about a tenth of a large all_reduce's time.
+  char* staging(std::size_t bytes);
 
  private:
   // A message this rank received before a receive was posted for it.
   struct Unexpected {
     FrameHeader header{};
-    std::vector<char> data;
+    std::unique_ptr<char[]> data;  // uninitialised: the payload overwrites it
     bool complete = false;
     bool claimed = false;
     void* target = nullptr;  // the claiming receive's buffer
@@ -178,6 +181,8 @@ class SocketEngine : public std::enable_shared_from_this<SocketEngine> {
   std::unique_ptr<SocketCollective> active_;
   std::uint64_t finished_through_ = 0;  // collectives up to this #N have finished here
   std::list<SocketOp> p2p_;             // point-to-point operations in flight
+  std::unique_ptr<char[]> staging_;
+  std::size_t staging_bytes_ = 0;
 };
 
 }  // namespace weft
