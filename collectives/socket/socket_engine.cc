@@ -387,6 +387,21 @@ void SocketEngine::update_waiting() {
 }
 
 void SocketEngine::run() {
+  try {
+    progress();
+  } catch (const std::exception& e) {
+    // Nothing may escape the thread (that would end the process): the group fails with the reason instead.
+    poison(fmt::format("weft's socket progress thread failed: {}", e.what()));
+  }
+  {
+    std::lock_guard lock(mutex_);
+    poisoned_ = true;
+    if (poison_reason_.empty()) poison_reason_ = "the communicator was destroyed";
+  }
+  changed_.notify_all();
+}
+
+void SocketEngine::progress() {
   std::optional<Clock::time_point> stop_by;
   std::vector<pollfd> fds;
   std::vector<int> owners;
@@ -415,8 +430,7 @@ void SocketEngine::run() {
       owners.push_back(r);
     }
     const int ready = poll(fds.data(), fds.size(), stopping ? 50 : -1);
-    if (ready < 0 && errno != EINTR)
-      poison(fmt::format("poll failed: {}", std::strerror(errno)));
+    if (ready < 0 && errno != EINTR) throw Error(ErrorKind::kInternal, fmt::format("poll failed: {}", std::strerror(errno)));
     if (ready <= 0) continue;
     if (fds[0].revents != 0) {
       std::uint64_t count;
@@ -428,12 +442,6 @@ void SocketEngine::run() {
     }
     advance_collectives();
   }
-  {
-    std::lock_guard lock(mutex_);
-    poisoned_ = true;
-    if (poison_reason_.empty()) poison_reason_ = "the communicator was destroyed";
-  }
-  changed_.notify_all();
 }
 
 }  // namespace weft

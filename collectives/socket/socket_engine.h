@@ -138,6 +138,7 @@ class SocketEngine : public std::enable_shared_from_this<SocketEngine> {
   };
 
   void run();
+  void progress();  // the loop of run(); returns when stopping and idle
   bool take_submitted();  // true once the engine is stopping
   void start_p2p(SocketOp op);
   void advance_collectives();
