@@ -237,7 +237,8 @@ void SocketEngine::peer_failed(int peer, const std::string& detail, Need need) {
   p.closed = true;
   // A peer that closed after everything it owed arrived (it finished and left first) fails nothing yet; an
   // operation that still needs it does, now or when it is posted.
-  const bool needed = need == Need::kNeeded || !p.posted.empty() || !p.outgoing.empty() || p.in.header_read > 0 || p.in.in_payload;
+  const bool needed = need == Need::kNeeded || !p.posted.empty() || !p.outgoing.empty() || p.in.header_read > 0 ||
+                      p.in.in_payload;
   if (!needed) return;
   poison(fmt::format("rank {} closed its connection{} (its process exited or died); the group is unusable", peer,
                      detail));
@@ -328,10 +329,9 @@ void SocketEngine::retire_active() {
   const std::string failure = active_->failure();
   const MessageKey first{kCollective, seq, 0, 0};
   for (PeerState& p : peers_) {
-    for (auto* map : {&p.posted}) {
-      for (auto it = map->lower_bound(first); it != map->end() && it->first.kind == kCollective && it->first.key == seq;)
-        it = map->erase(it);
-    }
+    for (auto it = p.posted.lower_bound(first);
+         it != p.posted.end() && it->first.kind == kCollective && it->first.key == seq;)
+      it = p.posted.erase(it);
     for (auto it = p.unexpected.lower_bound(first);
          it != p.unexpected.end() && it->first.kind == kCollective && it->first.key == seq;)
       it = p.unexpected.erase(it);
@@ -430,7 +430,8 @@ void SocketEngine::progress() {
       owners.push_back(r);
     }
     const int ready = poll(fds.data(), fds.size(), stopping ? 50 : -1);
-    if (ready < 0 && errno != EINTR) throw Error(ErrorKind::kInternal, fmt::format("poll failed: {}", std::strerror(errno)));
+    if (ready < 0 && errno != EINTR)
+      throw Error(ErrorKind::kInternal, fmt::format("poll failed: {}", std::strerror(errno)));
     if (ready <= 0) continue;
     if (fds[0].revents != 0) {
       std::uint64_t count;

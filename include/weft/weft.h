@@ -148,7 +148,8 @@ WEFT_API weft_status weft_store_add(weft_store* store, const char* key, int64_t 
 /* A store whose operations are the caller's functions, so a framework hands weft its own key-value store (torch's
    c10d::Store, an etcd client, ...). Each function returns WEFT_OK on success, WEFT_ERROR_PEER when a key did not
    appear within the time given (get) and any other status for another failure. weft calls them from the threads that
-   create communicators, possibly several at once (a get that waits must not hold up a set). `set`, `get`, `add` and `check` are required:
+   create communicators, possibly several at once (a get that waits must not hold up a set). `set`, `get`, `add` and
+   `check` are required:
      set(user, key, value, size)                 sets or replaces `key`;
      get(user, key, timeout_s, put, sink)        waits up to timeout_s for `key`, then calls put(sink, value, size) once
                                                  (weft copies the bytes before put returns);
@@ -181,7 +182,11 @@ WEFT_API weft_status weft_comm_world(double timeout_s, weft_comm** out);
    publishes "<hostname> <address> <port>" in the store; members on the same hostname connect over loopback, others
    to the address: WEFT_SOCKET_ADDR when set in that member's environment (a name or IP the others reach), else the
    first non-loopback IPv4 address its hostname resolves to. Both give the same results (fp32 sums in rank order). */
-typedef enum weft_transport { WEFT_TRANSPORT_AUTO = 0, WEFT_TRANSPORT_MPI = 1, WEFT_TRANSPORT_SOCKET = 2 } weft_transport;
+typedef enum weft_transport {
+  WEFT_TRANSPORT_AUTO = 0,
+  WEFT_TRANSPORT_MPI = 1,
+  WEFT_TRANSPORT_SOCKET = 2
+} weft_transport;
 
 /* The rank and size the launcher's environment gives this process (mpirun, srun, PMI; 0 and 1 without one), without
    starting MPI. Either pointer may be NULL. */

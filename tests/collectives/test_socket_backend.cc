@@ -27,7 +27,8 @@ std::vector<std::unique_ptr<Communicator>> socket_group(int n, const std::string
   std::vector<std::unique_ptr<Communicator>> comms(static_cast<std::size_t>(n));
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] { comms[static_cast<std::size_t>(r)] = make_socket_communicator(store, name, r, n, options); });
+    threads.emplace_back(
+        [&, r] { comms[static_cast<std::size_t>(r)] = make_socket_communicator(store, name, r, n, options); });
   for (auto& t : threads) t.join();
   return comms;
 }
