@@ -193,5 +193,51 @@ TEST_CASE("collectives socket: a recv of another size than its send fails that p
   CHECK_THAT(messages[1], Catch::Contains("expects 12 x fp32"));
 }
 
+
+TEST_CASE("collectives socket: send/recv of several tags interleaved with collectives match per tag in issue order") {
+  // Each rank sends to the next: tag 1 twice, then tag 2, around all_reduces; the receiver posts tag 2 first and only
+  // after a collective, so messages wait as unexpected ones and must still match (peer, tag) in FIFO order.
+  auto comms = socket_group(3, "tags");
+  run_on_threads(comms, [&](Communicator& comm) {
+    const int n = comm.size(), next = (comm.rank() + 1) % n, prev = (comm.rank() + n - 1) % n;
+    std::vector<std::int32_t> a(1000, 10 * comm.rank() + 1), b(3, 10 * comm.rank() + 2);
+    std::vector<std::int32_t> c(70000, 10 * comm.rank() + 3);
+    std::vector<std::int32_t> ra(1000), rb(3), rc(70000);
+    std::vector<std::unique_ptr<Work>> works;
+    works.push_back(comm.send(a.data(), a.size(), DType::kI32, next, 1));
+    std::int64_t sum = comm.rank();
+    comm.all_reduce(&sum, 1, DType::kI64)->wait();
+    works.push_back(comm.send(c.data(), c.size(), DType::kI32, next, 1));
+    works.push_back(comm.send(b.data(), b.size(), DType::kI32, next, 2));
+    works.push_back(comm.recv(rb.data(), rb.size(), DType::kI32, prev, 2));
+    comm.barrier()->wait();
+    works.push_back(comm.recv(ra.data(), ra.size(), DType::kI32, prev, 1));
+    works.push_back(comm.recv(rc.data(), rc.size(), DType::kI32, prev, 1));
+    for (auto it = works.rbegin(); it != works.rend(); ++it) (*it)->wait();
+    if (sum != 3 || ra != std::vector<std::int32_t>(1000, 10 * prev + 1) ||
+        rb != std::vector<std::int32_t>(3, 10 * prev + 2) || rc != std::vector<std::int32_t>(70000, 10 * prev + 3))
+      throw std::runtime_error("a message matched the wrong receive");
+  });
+}
+
+TEST_CASE("collectives socket: ranks that disagree on a broadcast's root all fail naming both; the group goes on") {
+  auto comms = socket_group(3, "roots");
+  std::vector<std::string> messages(3);
+  run_on_threads(comms, [&](Communicator& comm) {
+    std::vector<float> data(1000, static_cast<float>(comm.rank()));
+    try {
+      comm.broadcast(data.data(), data.size(), DType::kF32, comm.rank() == 2 ? 1 : 0)->wait();
+    } catch (const Error& e) {
+      messages[static_cast<std::size_t>(comm.rank())] = e.what();
+    }
+    comm.broadcast(data.data(), data.size(), DType::kF32, 2)->wait();
+    if (data != std::vector<float>(1000, 2.0f)) throw std::runtime_error("the broadcast after the mismatch");
+  });
+  for (const auto& message : messages) {
+    INFO(message);
+    CHECK_THAT(message, Catch::Contains("disagree on collective #1"));
+  }
+}
+
 }  // namespace
 }  // namespace weft
