@@ -3,8 +3,10 @@
 #include <cstring>
 
 #include "collectives/mpi/mpi_communicator.h"
+#include "collectives/socket/socket_communicator.h"
 #include "collectives/store.h"
 #include "embed/api.h"
+#include "embed/callback_store.h"
 
 using namespace weft;
 using namespace weft::embed;
@@ -70,6 +72,17 @@ weft_status weft_store_create_file(const char* dir, weft_store** out) {
   });
 }
 
+weft_status weft_store_create_callbacks(const weft_store_callbacks* callbacks, void* user, weft_store** out) {
+  WEFT_REQUIRE_HANDLE(out);
+  *out = nullptr;
+  WEFT_REQUIRE_HANDLE(callbacks);
+  return guarded(nullptr, nullptr, [&] {
+    auto s = std::make_unique<weft_store>();
+    s->store = make_callback_store(*callbacks, user);
+    *out = s.release();
+  });
+}
+
 void weft_store_destroy(weft_store* store) { delete store; }
 
 const char* weft_store_error(const weft_store* store) {
@@ -123,8 +136,16 @@ weft_status weft_comm_world(double timeout_s, weft_comm** out) {
   });
 }
 
-weft_status weft_comm_create(weft_store* store, const char* name, int rank, int size, double timeout_s,
-                             weft_comm** out) {
+weft_status weft_launcher_rank(int* rank, int* size) {
+  return guarded(nullptr, nullptr, [&] {
+    const DetectedRank detected = detect_rank();
+    if (rank) *rank = detected.info.rank;
+    if (size) *size = detected.info.world_size;
+  });
+}
+
+weft_status weft_comm_create_transport(weft_store* store, const char* name, int rank, int size, double timeout_s,
+                                       weft_transport transport, weft_comm** out) {
   WEFT_REQUIRE_HANDLE(out);
   *out = nullptr;
   WEFT_REQUIRE_HANDLE(store);
@@ -132,9 +153,27 @@ weft_status weft_comm_create(weft_store* store, const char* name, int rank, int 
     if (name == nullptr || *name == '\0') fail_usage("weft_comm_create: the group name is NULL or empty");
     if (size < 1 || rank < 0 || rank >= size)
       fail_usage("weft_comm_create: rank {} of size {}: need 0 <= rank < size", rank, size);
+    if (transport != WEFT_TRANSPORT_AUTO && transport != WEFT_TRANSPORT_MPI && transport != WEFT_TRANSPORT_SOCKET)
+      fail_usage("weft_comm_create: transport {} is not one of WEFT_TRANSPORT_AUTO, WEFT_TRANSPORT_MPI, "
+                 "WEFT_TRANSPORT_SOCKET",
+                 static_cast<int>(transport));
     CommOptions options;
     options.timeout = timeout_of(timeout_s);
+    if (transport == WEFT_TRANSPORT_AUTO) {
+      // MPI only when this process is one of an MPI launch that can hold the group; processes that torchrun (or
+      // anything else) started are MPI singletons whose world has 1 rank.
+      const int launched = detect_rank().info.world_size;
+      transport = launched > 1 && size <= launched ? WEFT_TRANSPORT_MPI : WEFT_TRANSPORT_SOCKET;
+    }
+    if (transport == WEFT_TRANSPORT_SOCKET) {
+      *out = wrap(nullptr, make_socket_communicator(store->store, name, rank, size, options)).release();
+      return;
+    }
     auto mpi = mpi_runtime();
+    if (size > mpi->world_size())
+      fail_usage("weft_comm_create: group {} has {} ranks but the MPI job has {}; use WEFT_TRANSPORT_SOCKET for "
+                 "processes that are not one MPI job",
+                 name, size, mpi->world_size());
     // The members meet in the store: each publishes its MPI world rank under the group's name.
     const std::string prefix = fmt::format("weft/group/{}/", name);
     store->store->set(prefix + std::to_string(rank), std::to_string(mpi->world_rank()));
@@ -143,6 +182,18 @@ weft_status weft_comm_create(weft_store* store, const char* name, int rank, int 
     auto c = wrap(mpi, make_mpi_group(mpi->engine(), world_ranks, name, options));
     *out = c.release();
   });
+}
+
+weft_status weft_comm_create(weft_store* store, const char* name, int rank, int size, double timeout_s,
+                             weft_comm** out) {
+  return weft_comm_create_transport(store, name, rank, size, timeout_s, WEFT_TRANSPORT_AUTO, out);
+}
+
+weft_status weft_comm_transport(const weft_comm* c, weft_transport* transport) {
+  WEFT_REQUIRE_HANDLE(c);
+  WEFT_REQUIRE_HANDLE(transport);
+  *transport = c->comm->backend() == "socket" ? WEFT_TRANSPORT_SOCKET : WEFT_TRANSPORT_MPI;
+  return WEFT_OK;
 }
 
 weft_status weft_comm_split(weft_comm* c, int color, int key, const char* name, weft_comm** out) {

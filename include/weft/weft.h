@@ -145,16 +145,68 @@ WEFT_API weft_status weft_store_set(weft_store* store, const char* key, const vo
 WEFT_API weft_status weft_store_get(weft_store* store, const char* key, double timeout_s, char** value, size_t* size);
 WEFT_API weft_status weft_store_add(weft_store* store, const char* key, int64_t delta, int64_t* result);
 
+/* A store whose operations are the caller's functions, so a framework hands weft its own key-value store (torch's
+   c10d::Store, an etcd client, ...). Each function returns WEFT_OK on success, WEFT_ERROR_PEER when a key did not
+   appear within the time given (get) and any other status for another failure. weft calls them from the threads that
+   create communicators, possibly several at once (a get that waits must not hold up a set). `set`, `get`, `add` and
+   `check` are required:
+     set(user, key, value, size)                 sets or replaces `key`;
+     get(user, key, timeout_s, put, sink)        waits up to timeout_s for `key`, then calls put(sink, value, size) once
+                                                 (weft copies the bytes before put returns);
+     add(user, key, delta, *result)              adds delta to the integer at `key` (0 when absent), *result = the sum;
+     check(user, key, *present)                  *present = 1 when `key` is set now, else 0; never waits.
+   `error` (may be NULL) returns the reason of the last failure, quoted in weft's message; `release` (may be NULL) is
+   called once when weft no longer needs `user`: after weft_store_destroy and the destruction of every communicator
+   built over the store. */
+typedef void (*weft_store_put_fn)(void* sink, const void* value, size_t size);
+typedef struct weft_store_callbacks {
+  weft_status (*set)(void* user, const char* key, const void* value, size_t size);
+  weft_status (*get)(void* user, const char* key, double timeout_s, weft_store_put_fn put, void* sink);
+  weft_status (*add)(void* user, const char* key, int64_t delta, int64_t* result);
+  weft_status (*check)(void* user, const char* key, int* present);
+  const char* (*error)(void* user);
+  void (*release)(void* user);
+} weft_store_callbacks;
+/* The callbacks are copied; `user` is passed to each. WEFT_ERROR_USAGE when a required callback is NULL (then
+   `release` is not called). */
+WEFT_API weft_status weft_store_create_callbacks(const weft_store_callbacks* callbacks, void* user, weft_store** out);
+
 /* ---- Communicators -------------------------------------------------------------------------------------------- */
 
 /* The MPI world of this process (a 1-rank group without a launcher). Every wait is bounded by timeout_s (<= 0:
    300 s). Collective over the world. */
 WEFT_API weft_status weft_comm_world(double timeout_s, weft_comm** out);
-/* A group of the MPI world's processes that meet through `store`: each passes its `rank` in [0, size) and the same
-   `name`, `size` and timeout. Collective over the group's members only, once MPI runs in every process of the job
-   (MPI's start waits for all of them: create the world communicator or a trainer everywhere first). */
+/* How a communicator's ranks exchange data. MPI: the members are processes of one MPI job (mpirun, srun). SOCKET: TCP
+   connections between every pair of members, set up through the store alone, so any processes that share a store
+   form a group (torchrun's, a framework's own). Each member listens on an ephemeral port of every interface and
+   publishes "<hostname> <address> <port>" in the store; members on the same hostname connect over loopback, others
+   to the address: WEFT_SOCKET_ADDR when set in that member's environment (a name or IP the others reach), else the
+   first non-loopback IPv4 address its hostname resolves to. Both give the same results (fp32 sums in rank order). */
+typedef enum weft_transport {
+  WEFT_TRANSPORT_AUTO = 0,
+  WEFT_TRANSPORT_MPI = 1,
+  WEFT_TRANSPORT_SOCKET = 2
+} weft_transport;
+
+/* The rank and size the launcher's environment gives this process (mpirun, srun, PMI; 0 and 1 without one), without
+   starting MPI. Either pointer may be NULL. */
+WEFT_API weft_status weft_launcher_rank(int* rank, int* size);
+
+/* A group of processes that meet through `store`: each passes its `rank` in [0, size) and the same `name`, `size`,
+   timeout and transport; a name is used once per store. Collective over the group's members only.
+   WEFT_TRANSPORT_AUTO is MPI when this process is one of an MPI launch of at least `size` processes
+   (weft_launcher_rank), else SOCKET (torchrun, or processes started any other way).
+   MPI: once MPI runs in every process of the job (MPI's start waits for all of them: create the world communicator or
+   a trainer everywhere first), the members publish their MPI ranks in the store. SOCKET: no MPI is started; the store
+   must serve every member until the group and the groups split from it are created. A member that does not arrive
+   fails the others with WEFT_ERROR_PEER naming it within timeout_s. */
+WEFT_API weft_status weft_comm_create_transport(weft_store* store, const char* name, int rank, int size,
+                                                double timeout_s, weft_transport transport, weft_comm** out);
+/* weft_comm_create_transport with WEFT_TRANSPORT_AUTO. */
 WEFT_API weft_status weft_comm_create(weft_store* store, const char* name, int rank, int size, double timeout_s,
                                       weft_comm** out);
+/* The transport `comm` uses (MPI or SOCKET; the world communicator and its splits are MPI). */
+WEFT_API weft_status weft_comm_transport(const weft_comm* comm, weft_transport* transport);
 /* Collective over `comm`: the ranks with the same color form a group named `name`, ordered by (key, rank); *out is
    NULL for color < 0. */
 WEFT_API weft_status weft_comm_split(weft_comm* comm, int color, int key, const char* name, weft_comm** out);
@@ -187,7 +239,9 @@ WEFT_API weft_status weft_recv(weft_comm* comm, void* data, size_t count, weft_d
 WEFT_API weft_status weft_barrier(weft_comm* comm, weft_work** work);
 
 /* Waits up to timeout_s (<= 0: the communicator's) for the operation; WEFT_ERROR_PEER naming the rank and the
-   operation when it does not complete in time. */
+   operation when it does not complete in time, or at once when a member of a SOCKET group closed its connection
+   (its process exited or died): "... could not complete all_reduce #3 (group g, 4.0 kB): rank 2 closed its
+   connection ...". After either the group is unusable. */
 WEFT_API weft_status weft_work_wait(weft_work* work, double timeout_s);
 /* *done = 1 once the operation finished (successfully or not; weft_work_wait says which). Never blocks. */
 WEFT_API weft_status weft_work_test(weft_work* work, int* done);

@@ -86,6 +86,8 @@ _PROTOTYPES = {
     "weft_store_add": (c_int, [c_void_p, c_char_p, c_int64, P(c_int64)]),
     "weft_comm_world": (c_int, [c_double, P(c_void_p)]),
     "weft_comm_create": (c_int, [c_void_p, c_char_p, c_int, c_int, c_double, P(c_void_p)]),
+    "weft_comm_create_transport": (c_int, [c_void_p, c_char_p, c_int, c_int, c_double, c_int, P(c_void_p)]),
+    "weft_comm_transport": (c_int, [c_void_p, P(c_int)]),
     "weft_comm_split": (c_int, [c_void_p, c_int, c_int, c_char_p, P(c_void_p)]),
     "weft_comm_destroy": (None, [c_void_p]),
     "weft_comm_error": (c_char_p, [c_void_p]),

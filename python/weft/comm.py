@@ -127,12 +127,26 @@ class Communicator:
         check(lib.weft_comm_world(timeout_s or 0.0, ctypes.byref(handle)))
         return cls(handle)
 
+    _TRANSPORTS = {"auto": 0, "mpi": 1, "socket": 2}
+
     @classmethod
-    def create(cls, store, name, rank, size, timeout_s=None):
-        """The group `name` of `size` MPI processes that meet through `store`, this one as `rank`."""
+    def create(cls, store, name, rank, size, timeout_s=None, transport="auto"):
+        """The group `name` of `size` processes that meet through `store`, this one as `rank`. transport: "mpi"
+        (processes of one MPI job), "socket" (any processes that share the store: TCP between every pair, no MPI) or
+        "auto" (MPI within an MPI launch of at least `size` processes, else sockets)."""
+        if transport not in cls._TRANSPORTS:
+            raise ValueError(f"transport {transport!r} is not one of {sorted(cls._TRANSPORTS)}")
         handle = ctypes.c_void_p()
-        check(lib.weft_comm_create(store._handle, name.encode(), rank, size, timeout_s or 0.0, ctypes.byref(handle)))
+        check(lib.weft_comm_create_transport(store._handle, name.encode(), rank, size, timeout_s or 0.0,
+                                             cls._TRANSPORTS[transport], ctypes.byref(handle)))
         return cls(handle)
+
+    @property
+    def transport(self):
+        """"mpi" or "socket"."""
+        value = ctypes.c_int()
+        check(lib.weft_comm_transport(self._handle, ctypes.byref(value)))
+        return {1: "mpi", 2: "socket"}[value.value]
 
     def split(self, color, key=None, name="split"):
         """Collective: ranks with the same color form a group ordered by (key, rank); None for color < 0."""

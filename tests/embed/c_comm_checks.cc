@@ -1,5 +1,6 @@
 // The C API's communicators under mpirun (2 or 3 ranks): every operation's exact result on fp32, int32 and int64,
-// asynchronous work, split and a group made through a store, and each argument error's status and message.
+// asynchronous work, split, groups made through a store (MPI, and socket asked for explicitly), and each argument
+// error's status and message.
 // Usage: mpirun -np N c_comm_checks STORE_DIR; exits 0 when every check passed on this rank.
 #include <cstdint>
 #include <cstdio>
@@ -126,7 +127,23 @@ int main(int argc, char** argv) {
     int32_t who = me;
     EXPECT(weft_broadcast(pair, &who, 1, WEFT_INT32, 0, nullptr) == WEFT_OK);
     EXPECT(who == n - 1);  // pair rank 0 is the world's last rank
+    weft_transport transport = WEFT_TRANSPORT_AUTO;
+    EXPECT(weft_comm_transport(pair, &transport) == WEFT_OK && transport == WEFT_TRANSPORT_MPI);  // AUTO in a job
     weft_comm_destroy(pair);
+  }
+  // The same ranks as a socket group through the same store (asked for explicitly: AUTO takes MPI in an MPI job):
+  // the same bits as the world's all_reduce.
+  weft_comm* sockets = nullptr;
+  EXPECT(weft_comm_create_transport(store, "sockets", me, n, 30.0, WEFT_TRANSPORT_SOCKET, &sockets) == WEFT_OK);
+  if (sockets != nullptr) {
+    weft_transport transport = WEFT_TRANSPORT_AUTO;
+    EXPECT(weft_comm_transport(sockets, &transport) == WEFT_OK && transport == WEFT_TRANSPORT_SOCKET);
+    std::vector<float> over_sockets(count), over_mpi(count);
+    for (std::size_t i = 0; i < count; ++i) over_sockets[i] = over_mpi[i] = 0.1f * static_cast<float>(value(me, i));
+    EXPECT(weft_all_reduce(sockets, over_sockets.data(), count, WEFT_FLOAT32, WEFT_SUM, nullptr) == WEFT_OK);
+    EXPECT(weft_all_reduce(world, over_mpi.data(), count, WEFT_FLOAT32, WEFT_SUM, nullptr) == WEFT_OK);
+    EXPECT(std::memcmp(over_sockets.data(), over_mpi.data(), count * sizeof(float)) == 0);
+    weft_comm_destroy(sockets);
   }
   weft_comm* bad = nullptr;
   EXPECT_FAILS(weft_comm_create(store, "bad", 2, 2, 1.0, &bad), WEFT_ERROR_USAGE, "rank 2 of size 2");

@@ -1,5 +1,6 @@
 """The Python package under mpirun: several ranks train like `weft train`, a dead peer raises PeerFailure in the
-survivors, and Communicator results are exact for 2 and 3 ranks."""
+survivors, and Communicator results are exact for 2 and 3 ranks; and processes without mpirun form a socket group."""
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,27 @@ def test_the_python_example_runs_under_mpirun_with_two_ranks(tmp_path):
     assert len(steps) == 20, done.stdout  # rank 0 alone prints
     assert "saved and reloaded step 20" in done.stdout
     assert (tmp_path / "ckpt" / "step_00000020" / "manifest.pb").exists()
+
+
+SOCKET_RANK = """
+import json, sys
+import numpy as np
+from weft.comm import Communicator, FileStore
+rank = int(sys.argv[1])
+store = FileStore(sys.argv[2])
+with Communicator.create(store, "plain", rank, 2, timeout_s=30) as comm:  # "auto": no launcher, so sockets
+    data = np.arange(7, dtype=np.float32) * (rank + 1)
+    comm.all_reduce(data)
+    print(json.dumps({"transport": comm.transport, "sum": data.tolist()}))
+"""
+
+
+def test_processes_started_without_mpirun_form_a_socket_group_through_a_file_store(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_COMM_WORLD", "PMI", "PMIX_", "SLURM_"))}
+    ranks = [subprocess.Popen([sys.executable, "-c", SOCKET_RANK, str(r), str(tmp_path / "store")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for process in ranks:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result == {"transport": "socket", "sum": [3.0 * i for i in range(7)]}

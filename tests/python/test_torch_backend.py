@@ -22,7 +22,7 @@ def test_every_operation_matches_the_exact_result_and_gloo(tmp_path, ranks):
     assert sorted(results) == list(range(ranks)), done.stdout + done.stderr
     for result in results.values():
         assert result["failures"] == [], result["failures"]
-        assert result["checked"] == 96
+        assert result["checked"] == 97
 
 
 def test_ddp_trains_the_same_parameters_as_over_gloo(tmp_path):
@@ -37,7 +37,7 @@ def test_ddp_trains_the_same_parameters_as_over_gloo(tmp_path):
 def test_ddp_with_three_ranks_is_within_fp32_rounding_of_gloo(tmp_path):
     # Three addends: weft adds in rank order, gloo in its own, so the parameters after 10 SGD steps (momentum 0.9)
     # agree to fp32 rounding: within 1e-5 of the largest parameter.
-    done, results = run(tmp_path, 3, "ddp", "sgd")
+    done, results = run(tmp_path, 3, "ddp:sgd")
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(results) == [0, 1, 2]
     for result in results.values():
@@ -66,7 +66,7 @@ def test_fsdp2_trains_the_same_parameters_as_over_gloo(tmp_path):
 @pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
 def test_pipelining_trains_the_same_stages_as_over_gloo(tmp_path, schedule):
     # 2 stages, 4 micro-batches: activations and gradients travel by send/recv, so both stages are bit-identical.
-    done, results = run(tmp_path, 2, "pipeline", schedule)
+    done, results = run(tmp_path, 2, f"pipeline:{schedule}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(results) == [0, 1]
     for result in results.values():

@@ -1,5 +1,6 @@
-"""One rank of the torch.distributed tests of backend "weft" (run under mpirun by test_torch_backend.py):
-`ops OUT`, `ddp OUT` and `kill OUT`. Each writes what it found to OUT.rankN as JSON; the test judges."""
+"""One rank of the torch.distributed tests of backend "weft", under mpirun (test_torch_backend.py) or torchrun
+(test_torch_torchrun.py): `ops OUT`, `ddp OUT`, `kill OUT`, ... Each writes what it found to OUT.rankN as JSON; the
+test judges."""
 import json
 import os
 import signal
@@ -12,17 +13,28 @@ import torch.distributed as dist
 
 import weft.torch  # noqa: F401  registers backend "weft"
 
-RANK = int(os.environ["OMPI_COMM_WORLD_RANK"])
-SIZE = int(os.environ["OMPI_COMM_WORLD_SIZE"])
+UNDER_MPIRUN = "OMPI_COMM_WORLD_RANK" in os.environ
+RANK = int(os.environ["OMPI_COMM_WORLD_RANK" if UNDER_MPIRUN else "RANK"])  # torchrun sets RANK and WORLD_SIZE
+SIZE = int(os.environ["OMPI_COMM_WORLD_SIZE" if UNDER_MPIRUN else "WORLD_SIZE"])
 FLOATS = [torch.float32, torch.bfloat16, torch.float16]
 DTYPES = FLOATS + [torch.int32, torch.int64]
 
 
+_GLOO = []  # the gloo group of the job, once started: several modes run in one job
+
+
 def start(out, timeout_s=60):
-    # FileStore rendezvous: torch hands the backend the group's store; no MASTER_ADDR needed.
-    dist.init_process_group("weft", init_method=f"file://{out}.store", rank=RANK, world_size=SIZE,
-                            timeout=timedelta(seconds=timeout_s))
-    return dist.new_group(backend="gloo")
+    if _GLOO:
+        return _GLOO[0]
+    if UNDER_MPIRUN:
+        # FileStore rendezvous: torch hands the backend the group's store; no MASTER_ADDR needed.
+        dist.init_process_group("weft", init_method=f"file://{out}.store", rank=RANK, world_size=SIZE,
+                                timeout=timedelta(seconds=timeout_s))
+    else:
+        # torchrun: env:// with its MASTER_ADDR/PORT; weft's groups are socket groups over torch's TCPStore.
+        dist.init_process_group("weft", timeout=timedelta(seconds=timeout_s))
+    _GLOO.append(dist.new_group(backend="gloo"))
+    return _GLOO[0]
 
 
 def values(rank, n, dtype):
@@ -180,16 +192,25 @@ def ops(out):
     c.equal("Work future", work.get_future().wait()[0], reduced("sum", 3, torch.float32))
     c.raises("product", lambda: dist.all_reduce(torch.ones(2), op=dist.ReduceOp.PRODUCT), ["weft", "all_reduce"])
     c.raises("float64", lambda: dist.all_reduce(torch.ones(2, dtype=torch.float64)), ["weft", "all_reduce", "Double"])
-    # A group of all but the last rank: refused at once on its members, and the job goes on.
-    smaller = lambda: dist.new_group(list(range(SIZE - 1)), backend="weft")  # noqa: E731
-    if SIZE > 2 and RANK < SIZE - 1:
-        c.raises("new_group", smaller, ["weft", "new_group"])
+    # A group of all but the last rank (on 2 ranks: of rank 1 alone): an all_reduce and an all_gather in it are exact
+    # and equal gloo's in the same group.
+    members = list(range(SIZE - 1)) if SIZE > 2 else [1]
+    smaller = dist.new_group(members, backend="weft")
+    smaller_gloo = dist.new_group(members, backend="gloo")
+    if RANK in members:
+        def in_smaller(group):
+            t = values(RANK, 10, torch.float32)
+            dist.all_reduce(t, group=group)
+            outs = torch.empty(len(members) * 10)
+            dist.all_gather_into_tensor(outs, values(RANK, 10, torch.float32), group=group)
+            return torch.cat([t, outs])
+        want = torch.cat([sum(values(r, 10, torch.float32) for r in members),
+                          torch.cat([values(r, 10, torch.float32) for r in members])])
+        c.equal("new_group", in_smaller(smaller), want)
+        c.equal("new_group (gloo)", in_smaller(smaller_gloo), want)
     else:
-        if SIZE > 2:
-            smaller()
-        c.count += 1
+        c.count += 2  # every rank reports the same number of checks
     dist.barrier()
-    dist.destroy_process_group()
     return {"checked": c.count, "failures": c.failures}
 
 
@@ -223,7 +244,6 @@ def ddp(out, optimizer_name="adamw", steps=10):
     weft_params, gloo_params = results
     difference = (weft_params - gloo_params).abs().max().item()
     scale = gloo_params.abs().max().item()
-    dist.destroy_process_group()
     return {"identical": bool(torch.equal(weft_params, gloo_params)), "max_abs_difference": difference,
             "max_abs": scale, "steps": steps}
 
@@ -248,7 +268,6 @@ def fsdp(out, steps=5):
         train(model, optimizer, steps)
         results.append(torch.cat([p.full_tensor().detach().flatten() for p in model.parameters()]))
     weft_params, gloo_params = results
-    dist.destroy_process_group()
     return {"identical": bool(torch.equal(weft_params, gloo_params)),
             "max_abs_difference": (weft_params - gloo_params).abs().max().item(), "steps": steps}
 
@@ -283,7 +302,6 @@ def pipeline(out, schedule_name, steps=3):
                 schedule.step(target=tokens.roll(1, 1))
             optimizer.step()
         results.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
-    dist.destroy_process_group()
     return {"identical": bool(torch.equal(*results)), "max_abs_difference": (results[0] - results[1]).abs().max().item()}
 
 
@@ -304,10 +322,16 @@ def kill(out):
 
 
 if __name__ == "__main__":
-    mode, out = sys.argv[1], sys.argv[2]
-    result = {"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "kill": kill}[mode](out, *sys.argv[3:])
+    # MODE is one mode or several joined by "+", each with its arguments after ":" (e.g. "ops+ddp:sgd"): they run one
+    # after another in the same job and their results are merged.
+    modes, out = sys.argv[1], sys.argv[2]
+    result = {}
+    for mode in modes.split("+"):
+        name, *args = mode.split(":")
+        result.update({"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "kill": kill}[name](out, *args))
     with open(f"{out}.rank{RANK}", "w") as handle:
         json.dump(result, handle)
     sys.stdout.flush()
-    if mode == "kill":
+    if modes == "kill":
         os._exit(0)  # the group cannot be ended with a dead peer
+    dist.destroy_process_group()

@@ -2,8 +2,8 @@
 
 The backend is a C++ extension (weft_c10d.cc, a c10d::Backend over libweft's communicators) built against the torch
 it runs with on first import, by torch.utils.cpp_extension, into WEFT_TORCH_BUILD_DIR (default: `torch_extension`
-beside the libweft.so the package loaded). CPU tensors only; the ranks are the processes of an MPI job (mpirun),
-numbered as torch numbers them. See docs/torch_backend.md.
+beside the libweft.so the package loaded). CPU tensors only. Under mpirun the groups are MPI groups; under torchrun
+(or any launcher without MPI) they are socket groups set up through torch's store. See docs/torch_backend.md.
 """
 import os
 import pathlib
@@ -43,12 +43,10 @@ _extension = build()
 
 
 def _create(store, rank, size, timeout):
-    # A group smaller than the job: its members alone would wait in weft_comm_world (collective over the job) for
-    # the others until the timeout, so refuse at once.
-    if dist.is_initialized() and size != dist.get_world_size():
-        raise RuntimeError(f"weft backend: new_group: a group of {size} of the job's {dist.get_world_size()} ranks: "
-                           "groups smaller than the job are not supported yet")
-    return _extension.create_backend(store, rank, size, timeout)
+    # torch creates the default group first (then not yet initialized) and sub-groups (new_group, device meshes)
+    # after; the extension needs the default group's size to tell an MPI job (mpirun) from torchrun's processes.
+    world_size = dist.get_world_size() if dist.is_initialized() else size
+    return _extension.create_backend(store, rank, size, timeout, world_size)
 
 
 if "weft" not in dist.Backend.backend_list:

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "torch_store.h"
 #include "weft/weft.h"
 
 namespace {
@@ -142,7 +143,8 @@ class WeftBackend : public c10d::Backend {
 
   ~WeftBackend() override { shutdown(); }
 
-  // destroy_process_group(): finishes what was issued and frees the communicator, so that MPI can end at exit.
+  // destroy_process_group(): finishes what was issued and frees the communicator (MPI can then end at exit; a socket
+  // group closes its connections).
   void shutdown() override {
     std::lock_guard<std::mutex> issuing(issue_mutex_);
     if (comm_ == nullptr) return;
@@ -528,22 +530,14 @@ class WeftBackend : public c10d::Backend {
   std::thread completer_;
 };
 
-// The backend for torch's group (`rank` of `size`): the ranks are the processes of the MPI job (mpirun), ordered as
-// torch numbers them. The store carries each rank's MPI world size, so a mismatch fails on every rank with the reason.
-c10::intrusive_ptr<c10d::Backend> create_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                                 const std::chrono::duration<float>& timeout) {
-  const double timeout_s = timeout.count();
+// The MPI job's world in torch's rank order (mpirun): each rank's MPI rank travels through torch's store, and the
+// world is split into torch's order when the two differ.
+c10::intrusive_ptr<c10d::Backend> create_mpi_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                   double timeout_s) {
   weft_comm* world = nullptr;
   if (weft_comm_world(timeout_s, &world) != WEFT_OK) refuse("init_process_group", weft_last_error());
   int world_rank = 0, world_size = 0;
   weft_comm_rank(world, &world_rank, &world_size);
-  if (world_size != size) {
-    weft_comm_destroy(world);
-    refuse("init_process_group",
-           "torch's group has " + std::to_string(size) + " ranks but the MPI job has " + std::to_string(world_size) +
-               ": start one process per rank under mpirun (groups smaller than the job and torchrun without MPI "
-               "are not supported yet)");
-  }
   const std::string mine = std::to_string(world_rank);
   store->set("weft/mpi_rank/" + std::to_string(rank), std::vector<uint8_t>(mine.begin(), mine.end()));
   bool in_order = true;
@@ -560,9 +554,37 @@ c10::intrusive_ptr<c10d::Backend> create_backend(const c10::intrusive_ptr<c10d::
   return c10::make_intrusive<WeftBackend>(ordered, rank, size);
 }
 
+// The backend for torch's group (`rank` of `size`; `world_size` is torch's default group's). When torch's world is
+// the MPI job (mpirun), the default group is the MPI world and smaller groups are MPI groups that meet in torch's
+// store. Otherwise (torchrun, or processes started any other way) every group is a socket group set up through
+// torch's store alone: TCP connections between its members, no MPI.
+c10::intrusive_ptr<c10d::Backend> create_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                 const std::chrono::duration<float>& timeout, int world_size) {
+  const double timeout_s = timeout.count();
+  int launched_rank = 0, launched = 1;
+  if (weft_launcher_rank(&launched_rank, &launched) != WEFT_OK) refuse("init_process_group", weft_last_error());
+  const bool mpi_job = launched > 1 && launched == world_size;
+  if (mpi_job && size == world_size) return create_mpi_world(store, rank, size, timeout_s);
+  weft_store* wrapped = weft_torch::wrap_store(store);
+  if (wrapped == nullptr) refuse("init_process_group", weft_last_error());
+  weft_comm* comm = nullptr;
+  weft_status status;
+  {
+    // Members wait for each other here; other Python threads (and a Python store's callbacks) keep running.
+    pybind11::gil_scoped_release released;
+    status = weft_comm_create_transport(wrapped, "torch", rank, size, timeout_s,
+                                        mpi_job ? WEFT_TRANSPORT_MPI : WEFT_TRANSPORT_SOCKET, &comm);
+  }
+  const std::string error = status == WEFT_OK ? "" : weft_last_error();
+  weft_store_destroy(wrapped);
+  if (status != WEFT_OK) refuse(size == world_size ? "init_process_group" : "new_group", error);
+  return c10::make_intrusive<WeftBackend>(comm, rank, size);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("create_backend", &create_backend, "The weft c10d Backend (torch.distributed's creator_fn)",
-        pybind11::arg("store"), pybind11::arg("rank"), pybind11::arg("size"), pybind11::arg("timeout"));
+        pybind11::arg("store"), pybind11::arg("rank"), pybind11::arg("size"), pybind11::arg("timeout"),
+        pybind11::arg("world_size"));
 }
