@@ -15,6 +15,7 @@ namespace {
 class VectorCorpus final : public TokenCorpus {
  public:
   explicit VectorCorpus(std::vector<std::uint8_t> bytes) : bytes_(std::move(bytes)) {}
+  CorpusTokenizer tokenizer() const override { return {"bytes", "", 256}; }
   std::int64_t size() const override { return static_cast<std::int64_t>(bytes_.size()); }
   void read(std::int64_t start, int count, std::int32_t* out) const override {
     for (int i = 0; i < count; ++i) out[i] = bytes_[static_cast<std::size_t>(start + i)];
@@ -56,6 +57,7 @@ class CorpusSlice final : public TokenCorpus {
  public:
   CorpusSlice(std::shared_ptr<const TokenCorpus> base, std::int64_t start, std::int64_t count)
       : base_(std::move(base)), start_(start), count_(count) {}
+  CorpusTokenizer tokenizer() const override { return base_->tokenizer(); }
   std::int64_t size() const override { return count_; }
   void read(std::int64_t start, int count, std::int32_t* out) const override { base_->read(start_ + start, count, out); }
   // Ids were checked over the whole file when it was opened: a slice answers with the whole file's figures.
@@ -83,13 +85,13 @@ std::unique_ptr<TokenCorpus> open_checked(const Config& config, const std::strin
       where = path;
       break;
     case DataSource::kTokens: {
+      corpus = open_token_file(path, config.data.format);
       // A tokenizer with more ids than the model has rows would train on ids it can never produce.
-      const TokenFileInfo info = read_token_file_info(path, config.data.format);
-      if (!info.tokenizer.empty() && info.vocab_size > config.model.vocab_size)
+      const CorpusTokenizer made_by = corpus->tokenizer();
+      if (!made_by.kind.empty() && made_by.vocab_size > config.model.vocab_size)
         fail_usage("{}: its tokenizer ({}) has a vocabulary of {}, but model.vocab_size = {}; set vocab_size to at "
                    "least {}",
-                   path, info.tokenizer, info.vocab_size, config.model.vocab_size, info.vocab_size);
-      corpus = open_token_file(path, config.data.format);
+                   path, made_by.kind, made_by.vocab_size, config.model.vocab_size, made_by.vocab_size);
       where = path;
       break;
     }

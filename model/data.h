@@ -11,10 +11,19 @@
 
 namespace weft {
 
+// The tokenizer that made a corpus's ids: "bytes" for text and the built-in data; for a token file what it records
+// (kind "" when it says nothing), read once when the file is opened.
+struct CorpusTokenizer {
+  std::string kind;
+  std::string model;            // SentencePiece's serialized proto
+  std::int64_t vocab_size = 0;  // 0 when unknown
+};
+
 // A read-only sequence of token ids.
 class TokenCorpus {
  public:
   virtual ~TokenCorpus() = default;
+  virtual CorpusTokenizer tokenizer() const = 0;
   virtual std::int64_t size() const = 0;
   // Writes tokens [start, start + count) as int32.
   virtual void read(std::int64_t start, int count, std::int32_t* out) const = 0;

@@ -38,10 +38,12 @@ class MappedTokenCorpus final : public TokenCorpus {
  public:
   MappedTokenCorpus(void* mapping, std::size_t mapped_bytes, const TokenFileInfo& info)
       : mapping_(mapping), mapped_bytes_(mapped_bytes), width_(info.width), count_(info.count),
-        data_(static_cast<const unsigned char*>(mapping) + info.data_offset), offset_(info.data_offset) {
+        data_(static_cast<const unsigned char*>(mapping) + info.data_offset), offset_(info.data_offset),
+        tokenizer_{info.tokenizer, info.tokenizer_model, info.vocab_size} {
     for (std::int64_t i = 0; i < count_; ++i) max_ = std::max(max_, load(i));
   }
   ~MappedTokenCorpus() override { munmap(mapping_, mapped_bytes_); }
+  CorpusTokenizer tokenizer() const override { return tokenizer_; }
   std::int64_t size() const override { return count_; }
   // Only called after open_corpus has checked every id against vocab_size (which fits in an int32).
   void read(std::int64_t start, int count, std::int32_t* out) const override {
@@ -67,6 +69,7 @@ class MappedTokenCorpus final : public TokenCorpus {
   std::int64_t count_;
   const unsigned char* data_;
   std::int64_t offset_;
+  CorpusTokenizer tokenizer_;
   std::int64_t max_ = 0;
 };
 

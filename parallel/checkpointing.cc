@@ -141,13 +141,10 @@ void Trainer::save_checkpoint(int step) {
     layout->set_virtual_stages(config_.parallel.virtual_stages);
     layout->set_precision(std::string(dtype_name(config_.precision.compute)));
     manifest.set_seed(config_.train.seed);
-    if (config_.data.source != DataSource::kTokens) {
-      manifest.set_tokenizer("bytes");
-    } else {  // what the token file records, if anything
-      const TokenFileInfo data = read_token_file_info(config_.data.path, config_.data.format);
-      manifest.set_tokenizer(data.tokenizer);
-      manifest.set_tokenizer_model(data.tokenizer_model);
-    }
+    // What made the ids trained on, as read when the data was opened (the file may have been replaced since).
+    const CorpusTokenizer made_by = corpus_->tokenizer();
+    manifest.set_tokenizer(made_by.kind);
+    manifest.set_tokenizer_model(made_by.model);
     manifest.set_samples_consumed(static_cast<std::int64_t>(step) * config_.train.global_batch);
     manifest.set_loss_scale(scaler_.scale());
     manifest.set_loss_scale_clean_steps(scaler_.clean_steps());

@@ -134,6 +134,11 @@ TEST_CASE("rewriting a token file leaves a job that maps the old one reading the
   before->read(0, 6, tokens.data());
   CHECK(tokens == std::vector<std::int32_t>{10, 11, 12, 13, 14, 15});
   CHECK(open_token_file(path)->size() == 3);
+  // What made the ids is what the job read, too (checkpoints record it): not the new file's tokenizer.
+  const auto bytes = make_byte_tokenizer();
+  write_token_file(path, {30, 31, 32}, 256, bytes.get());
+  CHECK(before->tokenizer().kind.empty());
+  CHECK(open_token_file(path)->tokenizer().kind == "bytes");
   std::remove(path.c_str());
 }
 
