@@ -44,6 +44,24 @@ ConstTypedBuffer at(ConstTypedBuffer x, long offset) {
   return {static_cast<const char*>(x.data) + offset * static_cast<long>(dtype_size(x.type)), x.type};
 }
 
+// The gradient of a key or value head shared by a group: the sum over the group's query heads h of X_h^T Y_h, with
+// X_h the head's [t x t] probabilities or d(scores) and Y_h its [t x head_dim] d(out) or queries (head_dim apart
+// within rows of `ldy`). Without groups one batched call covers every head; with them, one call per head adds
+// into the shared gradient (beta 1 after the first), in a fixed order.
+void shared_head_gradient(const KernelBackend& k, const KernelContext& ctx, const AttentionShape& s,
+                          ConstTypedBuffer x, const float* y, int ldy, float* out) {
+  const int t = s.seq, hd = s.head_dim;
+  const long long square = static_cast<long long>(t) * t;
+  if (s.kv() == s.heads) {
+    gemm_typed(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, x, t, square, y, ldy, hd, 0.0f, out, s.row(), hd,
+               s.heads);
+    return;
+  }
+  for (int h = 0; h < s.heads / s.kv(); ++h)
+    gemm_typed(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, at(x, h * square), t, 0, y + h * hd, ldy, 0,
+               h == 0 ? 0.0f : 1.0f, out, s.row(), 0, 1);
+}
+
 }  // namespace
 
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
@@ -79,23 +97,14 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
                         const AttentionShape& s) {
   const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;
-  const bool grouped = s.kv() != s.heads;
   for (int b = 0; b < s.batch; ++b)
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // dP_h = dO_h V^T.
       k.gemm_strided_batched(ctx, Transpose::kNo, Transpose::kYes, t, t, hd, 1.0f, dout + g.out(b), width, hd,
                              qkv + g.v(b), row, kv_stride(s), 0.0f, dprobs + g.probs(b), t, square, per_call(s));
-      // dV = sum over the group's heads of P_h^T dO_h: one batched call without groups, else one call per head
-      // adding into the shared dV (beta 1 after the first), in a fixed order.
-      if (!grouped) {
-        k.gemm_strided_batched(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b), t, square,
-                               dout + g.out(b), width, hd, 0.0f, dqkv + g.v(b), row, hd, s.heads);
-        continue;
-      }
-      for (int h = 0; h < g.size(); ++h)
-        k.gemm(ctx, Transpose::kYes, Transpose::kNo, t, hd, t, 1.0f, probs + g.probs(b) + h * square, t,
-               dout + g.out(b) + h * hd, width, h == 0 ? 0.0f : 1.0f, dqkv + g.v(b), row);
+      // dV = sum over the group's heads of P_h^T dO_h.
+      shared_head_gradient(k, ctx, s, probs + g.probs(b), dout + g.out(b), width, dqkv + g.v(b));
     }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   if (dscores.type == DType::kF32) k.causal_softmax_backward(ctx, dscores.f32(), probs, dprobs, scale, s.batch * s.heads, t);
@@ -107,14 +116,7 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
       gemm_typed(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, at(dscores, g.probs(b)), t, square, qkv + g.k(b),
                  row, kv_stride(s), 0.0f, dqkv + g.q(b), row, hd, per_call(s));
       // dK = sum over the group's heads of dS_h^T Q_h.
-      if (!grouped) {
-        gemm_typed(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, at(dscores, g.probs(b)), t, square,
-                   qkv + g.q(b), row, hd, 0.0f, dqkv + g.k(b), row, hd, s.heads);
-        continue;
-      }
-      for (int h = 0; h < g.size(); ++h)
-        gemm_typed(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, at(dscores, g.probs(b) + h * square), t, 0,
-                   qkv + g.q(b) + h * hd, row, 0, h == 0 ? 0.0f : 1.0f, dqkv + g.k(b), row, 0, 1);
+      shared_head_gradient(k, ctx, s, at(dscores, g.probs(b)), qkv + g.q(b), row, dqkv + g.k(b));
     }
 }
 
