@@ -140,7 +140,8 @@ WEFT_API weft_status weft_trainer_gradient_data(weft_trainer* trainer, const cha
    Collective. */
 WEFT_API weft_status weft_trainer_save(weft_trainer* trainer, const char* root);
 /* Restores from checkpoint `path` (or the newest complete one under a checkpoint root), saved under any layout;
-   *step (may be NULL) receives its step, and the next weft_trainer_step runs the one after. Collective. */
+   *step (may be NULL) receives its step, and the next weft_trainer_step runs the one after (gradients waiting for
+   weft_trainer_apply are dropped). Collective. */
 WEFT_API weft_status weft_trainer_load(weft_trainer* trainer, const char* path, int* step);
 /* `weft plan --json` for this trainer's config and world size; free *json with weft_free. */
 WEFT_API weft_status weft_trainer_plan(const weft_trainer* trainer, char** json);

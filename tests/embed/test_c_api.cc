@@ -307,8 +307,10 @@ TEST_CASE("save, inspect and load a checkpoint; the resumed run repeats the orig
 
   Tiny second;
   int step = 0;
+  REQUIRE(weft_trainer_backward(second.t) == WEFT_OK);  // gradients of step 1 of the fresh model ...
   REQUIRE(weft_trainer_load(second.t, dir.c_str(), &step) == WEFT_OK);  // a root: its newest checkpoint
   CHECK(step == 3);
+  REQUIRE_FAILS(weft_trainer_apply(second.t), WEFT_ERROR_USAGE, "no gradients to apply");  // ... dropped by the load
   REQUIRE(weft_trainer_step(second.t) == WEFT_OK);
   REQUIRE(weft_trainer_metrics(second.t, &metrics) == WEFT_OK);
   const std::string resumed(metrics);
