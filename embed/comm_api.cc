@@ -18,17 +18,29 @@ std::chrono::milliseconds timeout_of(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000.0));
 }
 
-DType dtype_of(weft_dtype dtype) {
-  if (dtype < WEFT_FLOAT32 || dtype > WEFT_INT64)
-    fail_usage("dtype {} is not one of WEFT_FLOAT32, WEFT_BFLOAT16, WEFT_FLOAT16, WEFT_INT32, WEFT_INT64",
-               static_cast<int>(dtype));
-  return static_cast<DType>(dtype);
+// A C caller may pass any int where the header says weft_dtype or weft_reduce_op (C enums are ints), but reading a
+// value outside the enumerators' range through the C++ enum type is undefined behaviour (UBSan's -fsanitize=enum
+// reported it for the invalid-dtype checks): the argument's bytes are read as an int and checked before any cast.
+template <typename Enum>
+int raw_enum(const Enum& value) {
+  static_assert(sizeof(Enum) == sizeof(int), "the C API's enums are passed as ints");
+  int raw;
+  std::memcpy(&raw, &value, sizeof raw);
+  return raw;
 }
 
-ReduceOp op_of(weft_reduce_op op) {
-  if (op < WEFT_SUM || op > WEFT_MIN)
-    fail_usage("reduce op {} is not one of WEFT_SUM, WEFT_MAX, WEFT_MIN", static_cast<int>(op));
-  return static_cast<ReduceOp>(op);
+DType dtype_of(const weft_dtype& dtype) {
+  const int raw = raw_enum(dtype);
+  if (raw < WEFT_FLOAT32 || raw > WEFT_INT64)
+    fail_usage("dtype {} is not one of WEFT_FLOAT32, WEFT_BFLOAT16, WEFT_FLOAT16, WEFT_INT32, WEFT_INT64", raw);
+  return static_cast<DType>(raw);
+}
+
+ReduceOp op_of(const weft_reduce_op& op) {
+  const int raw = raw_enum(op);
+  if (raw < WEFT_SUM || raw > WEFT_MIN)
+    fail_usage("reduce op {} is not one of WEFT_SUM, WEFT_MAX, WEFT_MIN", raw);
+  return static_cast<ReduceOp>(raw);
 }
 
 void require_buffer(const void* data, std::size_t count, const char* what) {

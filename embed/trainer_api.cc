@@ -102,6 +102,23 @@ std::string checkpoint_json(const checkpoint::Reader& reader) {
   return json.str();
 }
 
+// After a step's update, what `weft train` does after one: evaluation at train.eval_every (and at train.steps), the
+// progress line, checkpoint.every.
+void finish_step(weft_trainer& t, StepRecord record) {
+  const Config& config = t.trainer->config();
+  t.done = record.step;
+  const int every = config.train.eval_every;
+  if (every > 0 && (record.step % every == 0 || record.step == config.train.steps))
+    record.val_loss = t.trainer->evaluate();  // collective: every rank evaluates at the same steps
+  t.metrics = step_json(record);
+  if (t.rank.rank == 0 &&
+      (record.val_loss || record.step % config.train.log_every == 0 || record.step == config.train.steps))
+    logger().info("{}{}", progress_line(record, config.train.steps),
+                  record.val_loss ? fmt::format(" | val loss {:.4f}", *record.val_loss) : std::string());
+  if (config.checkpoint.every > 0 && record.step % config.checkpoint.every == 0)
+    t.trainer->save_checkpoint(record.step);
+}
+
 }  // namespace
 
 extern "C" {
@@ -156,16 +173,19 @@ weft_status weft_trainer_steps(const weft_trainer* trainer, int* done, int* plan
 weft_status weft_trainer_step(weft_trainer* t) {
   WEFT_REQUIRE_HANDLE(t);
   return guarded(&t->error, t->peers ? &*t->peers : nullptr, [&] {
-    const Config& config = t->trainer->config();
-    const StepRecord record = t->trainer->train_step(t->done + 1);
-    t->done = record.step;
-    t->metrics = step_json(record);
-    if (t->rank.rank == 0 && (record.step % config.train.log_every == 0 || record.step == config.train.steps))
-      logger().info("{}", progress_line(record, config.train.steps));
-    // checkpoint.every as `weft train` honours it.
-    if (config.checkpoint.every > 0 && record.step % config.checkpoint.every == 0)
-      t->trainer->save_checkpoint(record.step);
+    t->trainer->backward(t->done + 1);
+    finish_step(*t, t->trainer->apply());
   });
+}
+
+weft_status weft_trainer_backward(weft_trainer* t) {
+  WEFT_REQUIRE_HANDLE(t);
+  return guarded(&t->error, t->peers ? &*t->peers : nullptr, [&] { t->trainer->backward(t->done + 1); });
+}
+
+weft_status weft_trainer_apply(weft_trainer* t) {
+  WEFT_REQUIRE_HANDLE(t);
+  return guarded(&t->error, t->peers ? &*t->peers : nullptr, [&] { finish_step(*t, t->trainer->apply()); });
 }
 
 weft_status weft_trainer_metrics(weft_trainer* t, const char** json) {
@@ -234,10 +254,19 @@ weft_status weft_trainer_set_parameter(weft_trainer* t, const char* name, const 
 
 weft_status weft_trainer_get_gradient(weft_trainer* t, const char* name, float* values, size_t count) {
   WEFT_REQUIRE_HANDLE(t);
-  return guarded(&t->error, nullptr, [&] {
+  return guarded(&t->error, t->peers ? &*t->peers : nullptr, [&] {
     const ParamSpec& spec = spec_of(t, name);
     check_count(spec, values, count);
     t->trainer->read_gradient(spec, values);
+  });
+}
+
+weft_status weft_trainer_set_gradient(weft_trainer* t, const char* name, const float* values, size_t count) {
+  WEFT_REQUIRE_HANDLE(t);
+  return guarded(&t->error, nullptr, [&] {
+    const ParamSpec& spec = spec_of(t, name);
+    check_count(spec, values, count);
+    t->trainer->write_gradient(spec, values);
   });
 }
 

@@ -234,6 +234,11 @@ const void* GradientReducer::update_view(const Bucket& b, const ParamRange& upda
   return stored(bucket).at(update_offset(bucket, update));
 }
 
+void* GradientReducer::owned_chunk(std::size_t bucket) {
+  const Bucket& b = layout_.buckets()[bucket];
+  return stored(bucket).at(plan_.gradients_sharded ? 0 : dp_.rank() * layout_.chunk(b));
+}
+
 double GradientReducer::owned_sum_squares(const ParamRange& range) {
   double total = 0.0;
   for (std::size_t b = 0; b < layout_.buckets().size(); ++b) total += owned_sum_squares(b, range);

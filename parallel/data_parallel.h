@@ -77,6 +77,9 @@ class GradientReducer {
   DType type() const { return type_; }
   // The reduced gradients AdamW reads for bucket b (in type()), at the first element of `update`.
   const void* update_view(const Bucket& b, const ParamRange& update);
+  // This rank's chunk of bucket `bucket`'s reduced gradients (layout.chunk() elements in type(), padding included):
+  // the part a ZeRO 1-3 reduction leaves reduced here (with ZeRO 1 the rest of the buffer holds partial sums).
+  void* owned_chunk(std::size_t bucket);
   // Where `update` starts in bucket `bucket`'s gradient buffer, in elements.
   std::int64_t update_offset(std::size_t bucket, const ParamRange& update) const;
   // Sum of squares of the reduced gradients of flat elements [range) that this rank owns (all of them in ZeRO 0,

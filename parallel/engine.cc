@@ -313,21 +313,43 @@ double Trainer::evaluate() {
 }
 
 StepRecord Trainer::train_step(int step) {
+  backward(step);
+  return apply();
+}
+
+void Trainer::backward(int step) {
+  if (pending_)
+    fail_usage("step {}'s gradients are waiting: apply them (weft_trainer_apply) before the next backward",
+               pending_->step);
   const auto start = Clock::now();
   device_.memory().reset_peaks();
   if (offload_) offload_->host_memory().reset_peaks();
   for (Communicator* group : {groups_.dp.get(), groups_.tp.get(), groups_.pp.get(), groups_.host.dp, groups_.host.tp,
                               groups_.host.pp})
     group->reset_bytes_sent();
-  const TrainConfig& train = config_.train;
 
   grads_.begin_step(program_.micro_batches);
   local_loss_ = 0.0;
   const double loss_sum = run_program(program_, samples_, step);
   grads_.finish();
   if (offload_) offload_->gradients_landed();
-
   local_loss_ = loss_sum;
+  gradients_held_ = true;
+  gradient_scale_ = scaler_.scale();
+  device_.synchronize();
+  pending_ = PendingStep{step, loss_sum, elapsed_ms(start)};
+}
+
+StepRecord Trainer::apply() {
+  if (!pending_) fail_usage("no gradients to apply: run a backward (weft_trainer_backward) first");
+  const PendingStep pending = *pending_;
+  pending_.reset();
+  const int step = pending.step;
+  const double loss_sum = pending.loss_sum;
+  const auto start = Clock::now();
+  const TrainConfig& train = config_.train;
+
+  // The norm (and so clipping and fp16's overflow check) sees the gradients as they are now, written ones included.
   const double scaled_norm = global_gradient_norm();
   const double global_loss = dp_sum(group_sum(*groups_.host.pp, loss_sum)) / static_cast<double>(tokens_per_step());
   // fp32/bf16 have no loss scale to back off: a non-finite loss or gradient stops the run before the update.
@@ -359,7 +381,7 @@ StepRecord Trainer::train_step(int step) {
   record.loss_scale = scaler_.scale();
   record.skipped = skipped;
   record.grad_norm = norm;
-  record.step_ms = elapsed_ms(start);
+  record.step_ms = pending.backward_ms + elapsed_ms(start);  // not the caller's time between the halves
   record.tokens_per_s = static_cast<double>(tokens_per_step()) / (record.step_ms / 1000.0);
   // MFU per device: this rank's share of the step's model FLOPs over its measured GEMM peak.
   record.mfu = model_family(config_.model).flops_per_token(config_.model) * record.tokens_per_s /

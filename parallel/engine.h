@@ -32,7 +32,16 @@ class Trainer {
   Trainer(const Config& config, ProcessGroups& groups, Device& device, Tracer* tracer = nullptr);
 
   // Runs optimizer step `step` (1-based): global_batch samples split over dp ranks and micro-batches, one update.
+  // The same as backward(step) then apply().
   StepRecord train_step(int step);
+  // The first half of a step: forward and backward of step `step`'s batch and the gradient reduction over dp; the
+  // reduced gradients are then final and may be read or written (read_gradient, write_gradient) before apply()
+  // clips them, updates the parameters and returns the step's record. Error(kUsage) when a backward is already
+  // waiting for its apply (and from apply() when none is).
+  void backward(int step);
+  StepRecord apply();
+  // The step whose gradients wait for apply(), or 0.
+  int pending_step() const { return pending_ ? pending_->step : 0; }
   // The validation loss: the mean per-token loss of the model as it stands over train.eval_batches global batches
   // of validation samples (the same samples at every evaluation), forward passes only. A collective: every rank
   // calls it. Error(kUsage) when the config names no validation data.
@@ -64,11 +73,14 @@ class Trainer {
   // For libweft (parallel/trainer_access.cc): this rank's part of one parameter (ParamSpec::shape), by name.
   // Reads give the values the model computes with, in fp32; under ZeRO 3 a read gathers over dp (every dp rank
   // must make it). Writes set the stored parameters and the fp32 master weights; every dp rank must write the
-  // same values. Gradients are the last step's reduced ones as AdamW read them (fp16: times the loss scale), whole
-  // under ZeRO 0 only: Error(kUsage) otherwise.
+  // same values. Gradients are the last backward's reduced ones, the mean loss's gradient (fp16: the loss scale
+  // divided out), before clipping; under ZeRO 1-3 a read all-gathers the owners' chunks over dp (every dp rank
+  // must make it), and a write (only while a backward waits for its apply; every dp rank passes the same values)
+  // keeps this rank's chunk. Error(kUsage) under parallel.offload, whose gradients stream to the optimizer.
   void read_parameter(const ParamSpec& spec, float* out);
   void write_parameter(const ParamSpec& spec, const float* values);
   void read_gradient(const ParamSpec& spec, float* out);
+  void write_gradient(const ParamSpec& spec, const float* values);
   // The stored parameter (gradient) itself when it lives whole in fp32 host memory, else nullptr with the reason.
   float* parameter_data(const ParamSpec& spec, std::string* why_not);
   float* gradient_data(const ParamSpec& spec, std::string* why_not);
@@ -93,6 +105,8 @@ class Trainer {
   // The tied embedding's gradient: the first and last stage each hold a copy; both end with the sum.
   void tie_embedding_gradients();
   void optimizer_step(int step, double lr, float grad_scale);
+  // Why gradients cannot be reached by name now (offload; no backward yet), as Error(kUsage).
+  void check_gradient_access(const ParamSpec& spec) const;
   // Sums a per-rank double over a control-plane group exactly (gathered bits, added in rank order on every rank).
   double group_sum(Communicator& group, double local);
   double dp_sum(double local) { return group_sum(*groups_.host.dp, local); }
@@ -140,6 +154,15 @@ class Trainer {
   SaveFault save_fault_ = SaveFault::kNone;
   double local_loss_ = 0.0, local_gradient_squares_ = 0.0;  // this rank's share, for naming it on NaN
   StepProgram program_, eval_program_;
+  // A backward whose gradients wait for apply(): its step, this rank's loss sum and how long it took.
+  struct PendingStep {
+    int step = 0;
+    double loss_sum = 0.0;
+    double backward_ms = 0.0;
+  };
+  std::optional<PendingStep> pending_;
+  bool gradients_held_ = false;   // a backward has run: the reduced gradients are readable
+  double gradient_scale_ = 1.0;   // the loss scale the held gradients carry (fp16)
   double peak_flops_;
   std::vector<std::int32_t> inputs_, targets_;
 };

@@ -88,6 +88,7 @@ std::string step_json(const StepRecord& r) {
       .field("mfu", r.mfu)
       .field("loss_scale", r.loss_scale)
       .field("skipped", r.skipped);
+  if (r.val_loss) json.field("val_loss", *r.val_loss);
   json.begin_object("mem")
       .field("params", r.memory.of(MemoryCategory::kParams))
       .field("grads", r.memory.of(MemoryCategory::kGrads))

@@ -29,6 +29,8 @@ struct StepRecord {
   std::optional<MemorySnapshot> host_memory;
   std::int64_t offload_file_bytes = 0;
   CommBytes comm;
+  // train.eval_every in libweft: the validation loss evaluated after this step (`weft train` writes its own line).
+  std::optional<double> val_loss;
 };
 
 struct RunSummary {

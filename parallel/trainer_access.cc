@@ -64,14 +64,58 @@ void Trainer::write_parameter(const ParamSpec& spec, const float* values) {
   }
 }
 
+void Trainer::check_gradient_access(const ParamSpec& spec) const {
+  if (offload_)
+    fail_usage("gradient {}: with parallel.offload = {} gradients stream to the optimizer as backward produces them "
+               "and are not kept; reach gradients by name with parallel.offload: none",
+               spec.name, config_.parallel.offload == Offload::kHost ? "host" : "disk");
+  if (!gradients_held_)
+    fail_usage("gradient {}: no backward has run yet (run a step, or weft_trainer_backward, first)", spec.name);
+}
+
 void Trainer::read_gradient(const ParamSpec& spec, float* out) {
-  if (zero_.optimizer_sharded)
-    fail_usage("gradient {}: with parallel.zero = {} each data-parallel rank keeps only its shard of the reduced "
-               "gradients; read gradients with parallel.zero: 0",
-               spec.name, config_.parallel.zero);
-  for (const Bucket& b : layout_.buckets())
-    if (const ParamRange piece = intersect(b.flat, range_of(spec)); piece.size() > 0)
-      load_f32(device_, grads_.update_view(b, piece), grads_.type(), piece.size(), out + (piece.begin - spec.offset));
+  check_gradient_access(spec);
+  const auto& buckets = layout_.buckets();
+  for (std::size_t i = 0; i < buckets.size(); ++i) {
+    const Bucket& b = buckets[i];
+    const ParamRange piece = intersect(b.flat, range_of(spec));
+    if (piece.size() == 0) continue;
+    float* to = out + (piece.begin - spec.offset);
+    if (!zero_.optimizer_sharded) {
+      load_f32(device_, grads_.update_view(b, piece), grads_.type(), piece.size(), to);
+      continue;
+    }
+    // ZeRO 1-3: only the owner's chunk of a bucket is reduced; gather every owner's, in the stored type.
+    Tensor whole(device_, {b.padded_size}, grads_.type(), MemoryCategory::kComm);
+    groups_.dp->all_gather(grads_.owned_chunk(i), whole.data(), static_cast<std::size_t>(layout_.chunk(b)),
+                           grads_.type())
+        ->wait();
+    load_f32(device_, whole.at(piece.begin - b.flat.begin), grads_.type(), piece.size(), to);
+  }
+  if (gradient_scale_ != 1.0)  // fp16: the stored gradients carry the loss scale
+    for (std::int64_t k = 0; k < spec.numel; ++k) out[k] = static_cast<float>(out[k] / gradient_scale_);
+}
+
+void Trainer::write_gradient(const ParamSpec& spec, const float* values) {
+  check_gradient_access(spec);
+  if (!pending_)
+    fail_usage("gradient {}: gradients can be written only between weft_trainer_backward and weft_trainer_apply; "
+               "the last backward's were already applied",
+               spec.name);
+  std::vector<float> scaled;
+  if (gradient_scale_ != 1.0) {  // fp16: stored gradients carry the loss scale (an overflow skips the step as usual)
+    scaled.assign(values, values + spec.numel);
+    for (float& v : scaled) v = static_cast<float>(v * gradient_scale_);
+    values = scaled.data();
+  }
+  for (const Bucket& b : layout_.buckets()) {
+    // What this rank's update reads: the whole bucket (ZeRO 0), or its own chunk (1-3; the rest is not used).
+    const ParamRange held = zero_.optimizer_sharded ? layout_.owned_flat(b, groups_.dp->rank()) : b.flat;
+    if (const ParamRange piece = intersect(held, range_of(spec)); piece.size() > 0)
+      store_f32(device_, const_cast<void*>(grads_.update_view(b, piece)), grads_.type(), piece.size(),
+                values + (piece.begin - spec.offset));
+  }
+  device_.synchronize();
 }
 
 float* Trainer::parameter_data(const ParamSpec& spec, std::string* why_not) {
@@ -90,8 +134,11 @@ float* Trainer::parameter_data(const ParamSpec& spec, std::string* why_not) {
 }
 
 float* Trainer::gradient_data(const ParamSpec& spec, std::string* why_not) {
-  if (zero_.optimizer_sharded)
-    *why_not = fmt::format("parallel.zero = {} keeps only a shard of the reduced gradients on a rank",
+  if (offload_)
+    *why_not = "parallel.offload streams gradients to the optimizer and does not keep them";
+  else if (zero_.optimizer_sharded)
+    *why_not = fmt::format("parallel.zero = {} keeps only a shard of the reduced gradients on a rank (a copy with "
+                           "weft_trainer_get_gradient gathers them)",
                            config_.parallel.zero);
   else if (grads_.type() != DType::kF32)
     *why_not = fmt::format("precision.compute = {} keeps gradients in 16 bits", dtype_name(grads_.type()));
@@ -126,6 +173,7 @@ int Trainer::restore_checkpoint_from(const std::string& path) {
   }
   const std::string configured = config_.checkpoint.resume;
   config_.checkpoint.resume = chosen;
+  pending_.reset();  // gradients of the step before the restore are not the restored model's
   try {
     const int step = restore_checkpoint();
     config_.checkpoint.resume = configured;

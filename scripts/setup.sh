@@ -14,14 +14,14 @@ BUILD_PACKAGES=(
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev libcli11-dev
   libopenblas-dev libdnnl-dev libsentencepiece-dev
 )
-# What development and the rest of the test suite use: SLURM, PyTorch for the reference tests, clang's libFuzzer
-# for the fuzz targets' short runs, podman and debootstrap for the container tests, iproute2 (ip, tc) for the
+# What development and the rest of the test suite use: SLURM, Python (PyTorch comes from PyPI into .venv, below),
+# clang's libFuzzer for the fuzz targets' short runs, podman and debootstrap for the container tests, iproute2 (ip, tc) for the
 # multihost tests' network namespaces.
 TEST_PACKAGES=(
   git procps iproute2
   slurm-wlm munge
   clang libclang-rt-dev
-  python3 python3-numpy python3-torch python3-venv
+  python3 python3-numpy python3-venv
   podman debootstrap
 )
 case "${WEFT_PACKAGES:-all}" in
@@ -42,7 +42,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The Python environment (.venv from PyPI) that the parity tests and benchmarks run in.
+# The Python environment (.venv from PyPI: torch, transformers) that the reference, Python and parity tests and the
+# benchmarks run in.
 [ "${WEFT_PACKAGES:-all}" = all ] && scripts/python_env.sh >/dev/null
 [ "${WEFT_SKIP_BUILD:-0}" = 1 ] && exit 0
 # nvcc lives outside PATH in a default CUDA install; the CUDA engine is built whenever it is found.

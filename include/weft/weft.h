@@ -86,10 +86,20 @@ WEFT_API const char* weft_trainer_error(const weft_trainer* trainer);
 WEFT_API weft_status weft_trainer_rank(const weft_trainer* trainer, int* rank, int* world_size);
 /* The last completed step (0 before the first, or the step a load restored) and train.steps. */
 WEFT_API weft_status weft_trainer_steps(const weft_trainer* trainer, int* done, int* planned);
-/* Runs the next optimizer step (collective). Steps beyond train.steps are allowed (the LR schedule holds its end). */
+/* Runs the next optimizer step (collective): weft_trainer_backward then weft_trainer_apply. Steps beyond
+   train.steps are allowed (the LR schedule holds its end). */
 WEFT_API weft_status weft_trainer_step(weft_trainer* trainer);
-/* The last step's metrics: the JSON object `weft train --metrics` writes for it (contract.md "Metrics"). Owned by
-   the trainer, valid until its next call. WEFT_ERROR_USAGE before the first step. */
+/* The two halves of a step, for reading or changing gradients before the update (collective, both).
+   weft_trainer_backward: forward and backward of the next step's batch and the gradient reduction over the
+   data-parallel group; the gradients are then final (weft_trainer_get_gradient, weft_trainer_set_gradient).
+   weft_trainer_apply: clipping by the global norm of the gradients as they are then, the optimizer update, the
+   step's metrics (and evaluation, checkpoint as weft_trainer_step). WEFT_ERROR_USAGE for a backward while one waits
+   for its apply, and for an apply without a backward. */
+WEFT_API weft_status weft_trainer_backward(weft_trainer* trainer);
+WEFT_API weft_status weft_trainer_apply(weft_trainer* trainer);
+/* The last step's metrics: the JSON object `weft train --metrics` writes for it (contract.md "Metrics"), with
+   "val_loss" added on the steps train.eval_every evaluates at (`weft train` writes it on a line of its own). Owned
+   by the trainer, valid until its next call. WEFT_ERROR_USAGE before the first step. */
 WEFT_API weft_status weft_trainer_metrics(weft_trainer* trainer, const char** json);
 
 /* The parameters this rank holds (its pipeline stage, each its tensor-parallel part), in the model's order. */
@@ -107,12 +117,22 @@ WEFT_API weft_status weft_trainer_tensor_dtype(const weft_trainer* trainer, cons
 WEFT_API weft_status weft_trainer_get_parameter(weft_trainer* trainer, const char* name, float* values, size_t count);
 WEFT_API weft_status weft_trainer_set_parameter(weft_trainer* trainer, const char* name, const float* values,
                                                 size_t count);
-/* The last step's gradient of `name`, reduced over data-parallel ranks (parallel.zero = 0 only). */
+/* The last backward's gradient of `name` as `count` fp32 values: the gradient of the mean loss, reduced over the
+   data-parallel ranks, before clipping (fp16: the loss scale divided out; bf16/fp16 storage widened). Under
+   parallel.zero = 1-3 each rank keeps only its shard, so the read gathers it: collective over the data-parallel
+   group (every member reads the same names in the same order). WEFT_ERROR_USAGE before any backward and under
+   parallel.offload (whose gradients stream to the optimizer). */
 WEFT_API weft_status weft_trainer_get_gradient(weft_trainer* trainer, const char* name, float* values, size_t count);
+/* Replaces the gradient of `name` between weft_trainer_backward and weft_trainer_apply (WEFT_ERROR_USAGE
+   otherwise): the next apply clips and applies these values. Every data-parallel rank passes the same whole
+   tensor (under ZeRO 1-3 each keeps its shard of it). Not collective. */
+WEFT_API weft_status weft_trainer_set_gradient(weft_trainer* trainer, const char* name, const float* values,
+                                               size_t count);
 /* The trainer's own storage of parameter (gradient) `name`: fp32, host memory, row-major, valid while the trainer
    lives. Reading it between steps sees the current values; writing a parameter through it changes what is
-   trained. WEFT_ERROR_USAGE, with the reason, when the tensor is not held whole in fp32 on the host (ZeRO 3,
-   bf16/fp16 storage, a GPU; gradients also under ZeRO 1-2). */
+   trained, writing a gradient through it between backward and apply changes what is applied. WEFT_ERROR_USAGE,
+   with the reason, when the tensor is not held whole in fp32 on the host (ZeRO 3, bf16/fp16 storage, a GPU;
+   gradients also under ZeRO 1-2 and offload): the copying functions work there. */
 WEFT_API weft_status weft_trainer_parameter_data(weft_trainer* trainer, const char* name, float** data);
 WEFT_API weft_status weft_trainer_gradient_data(weft_trainer* trainer, const char* name, float** data);
 
@@ -120,7 +140,8 @@ WEFT_API weft_status weft_trainer_gradient_data(weft_trainer* trainer, const cha
    Collective. */
 WEFT_API weft_status weft_trainer_save(weft_trainer* trainer, const char* root);
 /* Restores from checkpoint `path` (or the newest complete one under a checkpoint root), saved under any layout;
-   *step (may be NULL) receives its step, and the next weft_trainer_step runs the one after. Collective. */
+   *step (may be NULL) receives its step, and the next weft_trainer_step runs the one after (gradients waiting for
+   weft_trainer_apply are dropped). Collective. */
 WEFT_API weft_status weft_trainer_load(weft_trainer* trainer, const char* path, int* step);
 /* `weft plan --json` for this trainer's config and world size; free *json with weft_free. */
 WEFT_API weft_status weft_trainer_plan(const weft_trainer* trainer, char** json);

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _handles
 from ._native import check, encode, lib, string_array, take_string
+from .errors import ConfigError
 
 _DTYPES = {0: "float32", 1: "bfloat16", 2: "float16", 3: "int32", 4: "int64"}
 
@@ -85,8 +86,24 @@ class Trainer:
         return planned.value
 
     def step(self):
-        """Runs the next optimizer step; returns its metrics (the object `weft train --metrics` writes)."""
+        """Runs the next optimizer step; returns its metrics (the object `weft train --metrics` writes, with
+        "val_loss" on the steps train.eval_every evaluates at)."""
         check(lib.weft_trainer_step(self.handle))
+        return self._metrics()
+
+    def backward(self):
+        """The first half of step(): forward, backward and the gradient reduction of the next step's batch
+        (collective). The gradients are then final: read them (gradients(), get_gradient()) or replace them
+        (set_gradient()) before apply()."""
+        check(lib.weft_trainer_backward(self.handle))
+
+    def apply(self):
+        """The second half of step(): clipping of the gradients as they are now, the optimizer update, evaluation and
+        checkpoints as step() (collective); returns the step's metrics."""
+        check(lib.weft_trainer_apply(self.handle))
+        return self._metrics()
+
+    def _metrics(self):
         text = ctypes.c_char_p()
         check(lib.weft_trainer_metrics(self.handle, ctypes.byref(text)))
         return json.loads(text.value)
@@ -134,9 +151,20 @@ class Trainer:
         get_parameter() copies."""
         return {name: self._view(lib.weft_trainer_parameter_data, name) for name in self.names()}
 
-    def gradients(self):
-        """{name: zero-copy view of the last step's reduced gradient} (parallel.zero = 0, fp32)."""
-        return {name: self._view(lib.weft_trainer_gradient_data, name) for name in self.names()}
+    def gradients(self, copy=False):
+        """{name: the last backward's reduced gradient} as float32 arrays. Zero-copy views of weft's storage where it
+        holds them whole in fp32 host memory (parallel.zero = 0, fp32, CPU, no offload), else copies (get_gradient:
+        collective under ZeRO 1-3, so every data-parallel rank calls it). copy=True always copies. To change a
+        gradient between backward() and apply(), use set_gradient() (writing into a view also works)."""
+        names = self.names()
+        if not copy and names:
+            try:
+                first = self._view(lib.weft_trainer_gradient_data, names[0])
+            except ConfigError:
+                pass  # the same reason holds for every tensor of this trainer: copy them all
+            else:
+                return {names[0]: first, **{n: self._view(lib.weft_trainer_gradient_data, n) for n in names[1:]}}
+        return {name: self.get_gradient(name) for name in names}
 
     def get_parameter(self, name):
         """A float32 copy of this rank's part of parameter `name` (collective under ZeRO 3)."""
@@ -150,9 +178,22 @@ class Trainer:
         check(lib.weft_trainer_set_parameter(self.handle, name.encode(), values.ctypes.data, values.size))
 
     def get_gradient(self, name):
+        """A float32 copy of the last backward's gradient of `name` (this rank's part; the mean loss's gradient before
+        clipping). Collective over the data-parallel group under ZeRO 1-3."""
         out = np.empty(self.shape(name), dtype=np.float32)
         check(lib.weft_trainer_get_gradient(self.handle, name.encode(), out.ctypes.data, out.size))
         return out
+
+    def set_gradient(self, name, values):
+        """Replaces the gradient of `name` between backward() and apply(); every data-parallel rank passes the same
+        whole tensor (this rank's part of it under tensor parallelism). A wrong shape raises ConfigError."""
+        values = np.asarray(values, dtype=np.float32)
+        shape = self.shape(name)
+        if values.shape != shape:
+            raise ConfigError(f"set_gradient({name!r}): an array of shape {values.shape} for a gradient of shape "
+                              f"{shape}")
+        values = np.ascontiguousarray(values)
+        check(lib.weft_trainer_set_gradient(self.handle, name.encode(), values.ctypes.data, values.size))
 
     def save(self, directory):
         """Saves a checkpoint of the last completed step under `directory` (as checkpoint.dir does)."""

@@ -3,6 +3,9 @@
 // and Python tests).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <utility>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -185,8 +188,104 @@ TEST_CASE("views are refused, with the reason, where weft keeps no whole fp32 co
   REQUIRE(weft_trainer_tensor_name(zero1.t, 0, &name) == WEFT_OK);
   REQUIRE(weft_trainer_step(zero1.t) == WEFT_OK);
   REQUIRE_FAILS(weft_trainer_gradient_data(zero1.t, name, &view), WEFT_ERROR_USAGE, "shard");
-  REQUIRE_FAILS(weft_trainer_get_gradient(zero1.t, name, back.data(), back.size()), WEFT_ERROR_USAGE,
-                "parallel.zero = 1");
+  // ... but the copy gathers the shards (one rank here: its shard is the whole).
+  REQUIRE(weft_trainer_get_gradient(zero1.t, name, back.data(), back.size()) == WEFT_OK);
+  CHECK(std::any_of(back.begin(), back.end(), [](float g) { return g != 0.0f; }));
+
+  Tiny offload({"parallel.offload=host"});
+  REQUIRE(weft_trainer_step(offload.t) == WEFT_OK);
+  REQUIRE_FAILS(weft_trainer_get_gradient(offload.t, name, back.data(), back.size()), WEFT_ERROR_USAGE,
+                "parallel.offload = host");
+  REQUIRE_FAILS(weft_trainer_gradient_data(offload.t, name, &view), WEFT_ERROR_USAGE, "offload");
+}
+
+TEST_CASE("a step split into backward and apply: gradients read and replaced in between, misuse refused") {
+  Tiny whole, split;
+  const char* raw = nullptr;
+  REQUIRE(weft_trainer_tensor_name(split.t, 0, &raw) == WEFT_OK);
+  const std::string name(raw);
+  std::vector<float> gradient(256 * 64);
+  REQUIRE_FAILS(weft_trainer_get_gradient(split.t, name.c_str(), gradient.data(), gradient.size()), WEFT_ERROR_USAGE,
+                "no backward has run");
+  REQUIRE_FAILS(weft_trainer_apply(split.t), WEFT_ERROR_USAGE, "no gradients to apply");
+  REQUIRE_FAILS(weft_trainer_set_gradient(split.t, name.c_str(), gradient.data(), gradient.size()), WEFT_ERROR_USAGE,
+                "no backward has run");
+
+  // Backward then apply untouched is a step, bit for bit.
+  for (int step = 1; step <= 2; ++step) {
+    REQUIRE(weft_trainer_step(whole.t) == WEFT_OK);
+    REQUIRE(weft_trainer_backward(split.t) == WEFT_OK);
+    int done = -1;
+    REQUIRE(weft_trainer_steps(split.t, &done, nullptr) == WEFT_OK);
+    CHECK(done == step - 1);  // not done until applied
+    REQUIRE_FAILS(weft_trainer_backward(split.t), WEFT_ERROR_USAGE, "waiting");
+    REQUIRE_FAILS(weft_trainer_step(split.t), WEFT_ERROR_USAGE, "waiting");
+    REQUIRE(weft_trainer_apply(split.t) == WEFT_OK);
+    const char *a = nullptr, *b = nullptr;
+    REQUIRE(weft_trainer_metrics(whole.t, &a) == WEFT_OK);
+    const std::string la(a);
+    REQUIRE(weft_trainer_metrics(split.t, &b) == WEFT_OK);
+    const std::string lb(b);
+    CHECK(la.substr(0, la.find("\"step_ms\"")) == lb.substr(0, lb.find("\"step_ms\"")));
+  }
+  std::vector<float> pw(gradient.size()), ps(gradient.size());
+  REQUIRE(weft_trainer_get_parameter(whole.t, name.c_str(), pw.data(), pw.size()) == WEFT_OK);
+  REQUIRE(weft_trainer_get_parameter(split.t, name.c_str(), ps.data(), ps.size()) == WEFT_OK);
+  CHECK(pw == ps);
+
+  // A gradient written in between is the one applied: zeros on every tensor at the first step (Adam's moments start
+  // at zero and stay there) leave only decoupled weight decay, p (1 - lr wd).
+  Tiny fresh;
+  split.t = std::exchange(fresh.t, split.t);
+  REQUIRE(weft_trainer_backward(split.t) == WEFT_OK);
+  REQUIRE(weft_trainer_get_gradient(split.t, name.c_str(), gradient.data(), gradient.size()) == WEFT_OK);
+  CHECK(std::any_of(gradient.begin(), gradient.end(), [](float g) { return g != 0.0f; }));
+  size_t count = 0;
+  REQUIRE(weft_trainer_tensor_count(split.t, &count) == WEFT_OK);
+  for (size_t i = 0; i < count; ++i) {
+    REQUIRE(weft_trainer_tensor_name(split.t, i, &raw) == WEFT_OK);
+    int ndim = 0;
+    int64_t shape[WEFT_MAX_DIMS];
+    REQUIRE(weft_trainer_tensor_shape(split.t, raw, &ndim, shape) == WEFT_OK);
+    size_t n = 1;
+    for (int d = 0; d < ndim; ++d) n *= static_cast<size_t>(shape[d]);
+    std::vector<float> zeros(n, 0.0f);
+    REQUIRE(weft_trainer_set_gradient(split.t, raw, zeros.data(), zeros.size()) == WEFT_OK);
+  }
+  REQUIRE_FAILS(weft_trainer_set_gradient(split.t, name.c_str(), gradient.data(), gradient.size() + 1),
+                WEFT_ERROR_USAGE, "holds 16385 values but the parameter has 16384");
+  REQUIRE_FAILS(weft_trainer_set_gradient(split.t, "no.such", gradient.data(), gradient.size()), WEFT_ERROR_USAGE,
+                "no parameter named 'no.such'");
+  REQUIRE_FAILS(weft_trainer_set_gradient(split.t, name.c_str(), nullptr, gradient.size()), WEFT_ERROR_USAGE, "NULL");
+  REQUIRE(weft_trainer_get_parameter(split.t, name.c_str(), ps.data(), ps.size()) == WEFT_OK);
+  REQUIRE(weft_trainer_apply(split.t) == WEFT_OK);
+  const char* metrics = nullptr;
+  REQUIRE(weft_trainer_metrics(split.t, &metrics) == WEFT_OK);
+  const std::string line(metrics);
+  const double lr = std::atof(line.c_str() + line.find("\"lr\":") + 5);
+  CHECK(line.find("\"grad_norm\":0,") != std::string::npos);
+  std::vector<float> after(ps.size());
+  REQUIRE(weft_trainer_get_parameter(split.t, name.c_str(), after.data(), after.size()) == WEFT_OK);
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    const float want = ps[i] - static_cast<float>(lr) * (0.0f + 0.1f * ps[i]);  // tiny.yaml: weight_decay 0.1
+    REQUIRE(std::abs(after[i] - want) <= 1e-7f * std::max(1.0f, std::abs(ps[i])));
+  }
+  REQUIRE_FAILS(weft_trainer_set_gradient(split.t, name.c_str(), gradient.data(), gradient.size()), WEFT_ERROR_USAGE,
+                "already applied");
+}
+
+TEST_CASE("train.eval_every puts the validation loss into the metrics of the steps it evaluates at") {
+  Tiny tiny({"train.eval_every=2", "train.eval_batches=2", "data.valid_fraction=0.1"});
+  for (int step = 1; step <= 6; ++step) {
+    REQUIRE(weft_trainer_step(tiny.t) == WEFT_OK);
+    const char* metrics = nullptr;
+    REQUIRE(weft_trainer_metrics(tiny.t, &metrics) == WEFT_OK);
+    const std::string line(metrics);
+    INFO(line);
+    const auto at = line.find("\"val_loss\":");
+    CHECK((at != std::string::npos) == (step % 2 == 0));
+    if (at != std::string::npos) CHECK(std::atof(line.c_str() + at + 11) > 1.0);
+  }
 }
 
 TEST_CASE("save, inspect and load a checkpoint; the resumed run repeats the original bit for bit") {
@@ -208,8 +307,10 @@ TEST_CASE("save, inspect and load a checkpoint; the resumed run repeats the orig
 
   Tiny second;
   int step = 0;
+  REQUIRE(weft_trainer_backward(second.t) == WEFT_OK);  // gradients of step 1 of the fresh model ...
   REQUIRE(weft_trainer_load(second.t, dir.c_str(), &step) == WEFT_OK);  // a root: its newest checkpoint
   CHECK(step == 3);
+  REQUIRE_FAILS(weft_trainer_apply(second.t), WEFT_ERROR_USAGE, "no gradients to apply");  // ... dropped by the load
   REQUIRE(weft_trainer_step(second.t) == WEFT_OK);
   REQUIRE(weft_trainer_metrics(second.t, &metrics) == WEFT_OK);
   const std::string resumed(metrics);
@@ -249,6 +350,9 @@ TEST_CASE("every handle function refuses a NULL handle with a usage error naming
   char* owned = nullptr;
   weft_work* work = nullptr;
   REQUIRE_FAILS(weft_trainer_step(nullptr), WEFT_ERROR_USAGE, "weft_trainer_step: t is NULL");
+  REQUIRE_FAILS(weft_trainer_backward(nullptr), WEFT_ERROR_USAGE, "weft_trainer_backward: t is NULL");
+  REQUIRE_FAILS(weft_trainer_apply(nullptr), WEFT_ERROR_USAGE, "weft_trainer_apply: t is NULL");
+  REQUIRE_FAILS(weft_trainer_set_gradient(nullptr, "x", data, 0), WEFT_ERROR_USAGE, "weft_trainer_set_gradient");
   REQUIRE_FAILS(weft_trainer_rank(nullptr, &value, &value), WEFT_ERROR_USAGE, "weft_trainer_rank");
   REQUIRE_FAILS(weft_trainer_steps(nullptr, &value, &value), WEFT_ERROR_USAGE, "weft_trainer_steps");
   REQUIRE_FAILS(weft_trainer_metrics(nullptr, &text), WEFT_ERROR_USAGE, "weft_trainer_metrics");

@@ -1,5 +1,5 @@
 """One rank of the multi-process Python tests (run under mpirun by test_ranks.py): `train OUT [KEY=VALUE...]`,
-`kill OUT` and `comm OUT`. Each writes what it found to OUT.rankN as JSON; the test reads and judges."""
+`kill OUT`, `comm OUT` and `gradients OUT [KEY=VALUE...]`. Each writes what it found to OUT.rankN as JSON; the test reads and judges."""
 import json
 import os
 import signal
@@ -103,9 +103,26 @@ def comm():
     return {"checked": checked + 2, "size": n}
 
 
+def gradients(out, overrides):
+    """One backward; every rank reads every gradient (a collective under ZeRO 1-3) into OUT.rankN.npz, then a
+    gradient written on every rank (the same values) must read back as written, and apply must run."""
+    trainer = weft.Trainer(TINY, dict(item.split("=", 1) for item in overrides))
+    trainer.backward()
+    read = trainer.gradients()
+    np.savez(f"{out}.rank{trainer.rank}.npz", **read)
+    name = trainer.names()[-1]
+    written = np.random.default_rng(5).standard_normal(trainer.shape(name)).astype(np.float32) * 1e-3
+    trainer.set_gradient(name, written)
+    back = trainer.get_gradient(name)
+    metrics = trainer.apply()
+    return {"written_reads_back": bool(np.array_equal(back, written)), "loss": metrics["loss"],
+            "world_size": trainer.world_size}
+
+
 if __name__ == "__main__":
     command, out = sys.argv[1], sys.argv[2]
-    result = {"train": lambda: train(sys.argv[3:]), "kill": kill, "comm": comm}[command]()
+    result = {"train": lambda: train(sys.argv[3:]), "kill": kill, "comm": comm,
+              "gradients": lambda: gradients(out, sys.argv[3:])}[command]()
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
     with open(f"{out}.rank{rank}", "w") as f:
         json.dump(result, f)

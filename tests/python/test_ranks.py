@@ -5,8 +5,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import weft
 from conftest import MPIRUN, SOURCE, TINY, cli_losses, run_ranks
 
 
@@ -17,6 +19,21 @@ def test_two_rank_python_trainer_has_the_loss_curve_of_weft_train(tmp_path):
     assert results[0]["world_size"] == 2
     assert results[0]["losses"] == cli_losses(tmp_path, 2, overrides)  # bit for bit: floats compared exactly
     assert results[1]["losses"] == results[0]["losses"]
+
+
+@pytest.mark.parametrize("zero", [1, 3])
+def test_gradients_read_on_two_ranks_under_zero_equal_the_one_rank_zero_0_gradient(tmp_path, zero):
+    # tiny.yaml: global batch 16, so each rank takes 8 of the same 16 samples a single rank reads.
+    done, results = run_ranks(tmp_path, 2, "gradients", f"parallel.zero={zero}", "train.steps=2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(results[r]["written_reads_back"] for r in (0, 1)), results
+    reference = weft.Trainer(TINY, {"train.steps": 2})
+    reference.backward()
+    for rank in (0, 1):
+        with np.load(tmp_path / f"result.rank{rank}.npz") as got:
+            for name, want in reference.gradients().items():
+                # fp32, the same terms in another grouping: 1e-5 of the tensor's scale (contract.md Numerics)
+                assert np.abs(got[name] - want).max() <= 1e-5 * np.abs(want).max(), (rank, name)
 
 
 def test_a_peer_killed_mid_step_raises_peer_failure_in_the_survivor_within_the_timeout(tmp_path):

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Loads a `weft ckpt export` safetensors file into an independent PyTorch GPT-2 that uses Hugging Face's names
 and Conv1D layouts, computes the loss on a step's batch, and compares it with the loss weft logged for that step.
 Usage: check_export_with_torch.py MODEL.safetensors BATCH_DIR METRICS.jsonl STEP

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Recomputes a case written by dump_gpt_case with PyTorch and checks weft's loss and every gradient.
 
 An independent GPT-2 written here with torch.nn.functional (not weft's code): pre-LayerNorm blocks, learned
