@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Compares the runs bench/same_run_step_time.sh made: per run and round the median step_ms of steps 4 and later
+(docs/metrics.md), then per run the median over rounds of each side and of the paired new/old ratio, and whether
+every step's loss and gradient norm are bit-identical between the sides and across rounds.
+
+    bench/same_run_step_time.py OUT_DIR [OLD_NAME NEW_NAME]     (default side names: old new)
+"""
+import glob
+import json
+import os
+import statistics
+import sys
+
+
+def steps(path):
+    with open(path) as f:
+        return [r for r in (json.loads(line) for line in f if line.strip()) if "step" in r and "loss" in r]
+
+
+def main():
+    out = sys.argv[1]
+    old, new = (sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else ("old", "new")
+    print(f"{'run':14} {'rounds':>6} {'old ms':>9} {'new ms':>9} {'new/old':>8} {'paired range':>13}  losses")
+    for name in sorted(os.listdir(os.path.join(out, old))):
+        medians = {old: [], new: []}
+        ratios, curves = [], []
+        for path in sorted(glob.glob(os.path.join(out, old, name, "r*.jsonl"))):
+            other = os.path.join(out, new, name, os.path.basename(path))
+            if not os.path.exists(other):
+                continue
+            a, b = steps(path), steps(other)
+            if len(a) < 4 or len(b) < 4:
+                continue
+            curves += [[(s["step"], s["loss"], s["grad_norm"]) for s in run] for run in (a, b)]
+            ma = statistics.median(s["step_ms"] for s in a[3:])
+            mb = statistics.median(s["step_ms"] for s in b[3:])
+            medians[old].append(ma)
+            medians[new].append(mb)
+            ratios.append(mb / ma)
+        if not ratios:
+            continue
+        same = all(c == curves[0] for c in curves)
+        verdict = f"bit-identical over {len(curves[0])} steps" if same else "DIFFER"
+        print(f"{name:14} {len(ratios):>6} {statistics.median(medians[old]):9.2f} "
+              f"{statistics.median(medians[new]):9.2f} {statistics.median(ratios):8.3f} "
+              f"{min(ratios):6.3f}-{max(ratios):.3f}  {verdict}")
+    loads = []
+    log = os.path.join(out, "log")
+    if os.path.exists(log):
+        with open(log) as f:
+            loads = [float(line.split("load ")[1].split()[0]) for line in f if " load " in line and "round" in line]
+    if loads:
+        print(f"load average (1 min) at the runs' starts: {min(loads):.1f}-{max(loads):.1f}, "
+              f"median {statistics.median(loads):.1f}")
+
+
+if __name__ == "__main__":
+    main()
