@@ -7,7 +7,9 @@
 # Each TREE is a source tree with its build in TREE/build (cmake -DWEFT_NATIVE=OFF -DBUILD_TESTING=OFF; only the
 # weft target is needed). Runs: tiny and bench_3m on 1 rank, both with dp over 2 ranks, bench_3m as a 2-stage
 # pipeline and with ZeRO-3 over 2 ranks, all through `weft launch`. OUT_DIR/log has each run's start time and the
-# load average; bench/same_run_step_time.py OUT_DIR compares step times and loss curves.
+# load average, rN.time the CPU seconds of the whole job (user and system of the launcher, mpirun and every rank:
+# on a shared host the wall clock measures the scheduler as much as weft); bench/same_run_step_time.py OUT_DIR
+# compares step times, CPU seconds and loss curves.
 set -u
 (($# == 4)) || { echo "usage: $0 OLD_TREE NEW_TREE ROUNDS OUT_DIR" >&2; exit 2; }
 old=$(realpath "$1") new=$(realpath "$2") rounds=$3 out=$4
@@ -31,7 +33,8 @@ for r in $(seq 1 "$rounds"); do
       mkdir -p "$out/$side/$name"
       echo "$(date +%T) round $r $name $side load $(cut -d' ' -f1 /proc/loadavg)" >>"$out/log"
       # shellcheck disable=SC2086  # $args is split on purpose
-      (cd "$tree" && build/weft launch -n "$n" $args --metrics "$out/$side/$name/r$r.jsonl") \
+      (cd "$tree" && /usr/bin/time -f "%U %S %e" -o "$out/$side/$name/r$r.time" \
+        build/weft launch -n "$n" $args --metrics "$out/$side/$name/r$r.jsonl") \
         >"$out/$side/$name/r$r.out" 2>&1 || echo "FAILED $side $name round $r" >>"$out/log"
     done
   done
