@@ -40,7 +40,7 @@ def main():
             if not os.path.exists(other):
                 continue
             a, b = steps(path), steps(other)
-            if len(a) < 4 or len(b) < 4:
+            if len(a) < 4 or len(a) != len(b):  # a run still going (or one that failed: see OUT_DIR/log)
                 continue
             curves += [[(s["step"], s["loss"], s["grad_norm"]) for s in run] for run in (a, b)]
             ma = statistics.median(s["step_ms"] for s in a[3:])
