@@ -314,6 +314,52 @@ else
   run_sbatch slurm-multi launcher/slurm/weft-multi-node.sbatch --nodes=1 --ntasks-per-node="$RANKS"
 fi
 
+if ((HOSTS < 2)); then
+  # --- exit codes under srun (docs/reliability.md: 2 for a config error on every path, 3 for a dead peer) ------
+  # srun_exit NAME CODE [weft train args]: `srun weft train` as the batch scripts run it must exit CODE.
+  srun_exit() {
+    local name="$1" want="$2" rc=0
+    shift 2
+    log "srun weft train ($name), expecting exit $want"
+    bounded 60 srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$RANKS" --time=1 "$WEFT" train "$CONFIG" "$@" \
+      >"$TMP/$name.out" 2>&1 || rc=$?
+    ((rc == want)) || { cat "$TMP/$name.out"; fail "srun weft train ($name) exited $rc, expected $want"; }
+    grep -q "^weft: " "$TMP/$name.out" || { cat "$TMP/$name.out"; fail "srun weft train ($name): no 'weft:' line"; }
+  }
+  srun_exit config-error 2 --set train.steps=-1          # found before MPI starts
+  srun_exit layout-error 2 --set parallel.tp=3          # needs the world size: found after MPI_Init
+  # And through the batch script, as sacct and sbatch --wait report it.
+  rc=0
+  bounded 90 sbatch --wait --quiet --job-name=weft-config-error --time=3 --cpus-per-task=1 --ntasks="$RANKS" \
+    --output="$TMP/sbatch-config-error-%j.out" --export="ALL,WEFT_BIN=$WEFT,WEFT_SLURM_TEST_DIR=$TMP" \
+    launcher/slurm/weft-single-node.sbatch "$CONFIG" --set train.steps=-1 || rc=$?
+  ((rc == 2)) || { cat "$TMP"/sbatch-config-error-*.out; fail "sbatch --wait of a config error exited $rc, expected 2"; }
+  # A stuck peer (rank 1 stopped during training): the others time out naming it and the step ends with 3.
+  log "srun weft train (stopped peer), expecting exit 3"
+  WEFT_SLURM_TEST_DIR="$TMP" timeout --kill-after=5 60 srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$RANKS" \
+    --time=1 "$WEFT" train "$CONFIG" --set train.steps=100000 --set train.log_every=1 --set comm.timeout_s=3 \
+    >"$TMP/stopped-peer.out" 2>&1 &
+  CHILD=$!
+  for _ in $(seq 300); do grep -q "step 2/" "$TMP/stopped-peer.out" && break; sleep 0.1; done
+  victim=""
+  for environ in /proc/[0-9]*/environ; do
+    if grep -qzxF "WEFT_SLURM_TEST_DIR=$TMP" "$environ" 2>/dev/null && grep -qzxF "SLURM_PROCID=1" "$environ" 2>/dev/null &&
+      [ "$(readlink "$(dirname "$environ")/exe" 2>/dev/null)" = "$WEFT" ]; then
+      victim=$(basename "$(dirname "$environ")")
+    fi
+  done
+  [ -n "$victim" ] || { cat "$TMP/stopped-peer.out"; fail "rank 1 of the stopped-peer run was not found"; }
+  kill -STOP "$victim"
+  rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  kill -KILL "$victim" 2>/dev/null || true
+  ((rc == 3)) || { cat "$TMP/stopped-peer.out"; fail "srun weft train with a stopped peer exited $rc, expected 3"; }
+  grep -q "waiting for rank 1" "$TMP/stopped-peer.out" ||
+    { cat "$TMP/stopped-peer.out"; fail "the stopped-peer run did not name rank 1"; }
+  log "exit codes under srun and sbatch: 2 for config and layout errors, 3 for a stopped peer"
+fi
+
 log "weft launch -n $RANKS"
 started=$SECONDS
 bounded 60 "$WEFT" launch -n "$RANKS" "$CONFIG" "${TRAIN_ARGS[@]}" --metrics "$TMP/launch.jsonl" \
