@@ -57,6 +57,7 @@ struct KernelBackend {
   GeluForwardEx* gelu_forward_ex = nullptr;
   SwigluForwardEx* swiglu_forward_ex = nullptr;
   CausalSoftmaxBackwardEx* causal_softmax_backward_ex = nullptr;  // attention's dS, for the two GEMMs that read it
+  AddEx* add_ex = nullptr;  // 16-bit gradients accumulated in one pass (fp32 sum, one rounding)
 
   bool stores_16bit_activations() const { return layernorm_forward_ex != nullptr; }
 };

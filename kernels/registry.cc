@@ -22,6 +22,7 @@ const KernelBackend& kernels_for(DeviceType type) {
     k.gelu_forward_ex = cpu::gelu_forward_ex;
     k.swiglu_forward_ex = cpu::swiglu_forward_ex;
     k.causal_softmax_backward_ex = cpu::causal_softmax_backward_ex;
+    k.add_ex = cpu::add_ex;
     return k;
   }();
   if (type == DeviceType::kCpu) return cpu_kernels;

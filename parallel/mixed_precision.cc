@@ -18,6 +18,10 @@ void add_into(Device& device, void* dst, DType dst_type, const float* src, std::
     k.add(ctx, static_cast<float*>(dst), static_cast<float*>(dst), src, n);
     return;
   }
+  if (k.add_ex != nullptr && dst_type == DType::kBF16) {  // the same sum and rounding in one pass, in place
+    k.add_ex(ctx, {dst, dst_type}, {dst, dst_type}, src, n);
+    return;
+  }
   const Tensor wide = Tensor::uninitialized(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
   k.cast(ctx, wide.f32(), DType::kF32, dst, dst_type, n);
   k.add(ctx, wide.f32(), wide.f32(), src, n);
