@@ -37,6 +37,9 @@ void combine(float* acc, const float* x, std::size_t n, ReduceOp op) {
   if (op == ReduceOp::kSum) {
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) acc[i] += x[i];
+  } else if (op == ReduceOp::kProduct) {
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) acc[i] *= x[i];
   } else if (op == ReduceOp::kMax) {
     // NaN wins, so an overflow flag that became NaN is still seen by every rank.
     for (std::size_t i = 0; i < n; ++i) acc[i] = (x[i] > acc[i] || x[i] != x[i]) ? x[i] : acc[i];
@@ -45,7 +48,7 @@ void combine(float* acc, const float* x, std::size_t n, ReduceOp op) {
   }
 }
 
-// Integers are exact in any order; the sum wraps around as unsigned arithmetic does (no undefined overflow).
+// Integers are exact in any order; sums and products wrap around as unsigned arithmetic does (no undefined overflow).
 template <typename T>
 void reduce_integers(const void* const* inputs, int n_inputs, void* const* outputs, int n_outputs, std::size_t count,
                      ReduceOp op) {
@@ -57,9 +60,10 @@ void reduce_integers(const void* const* inputs, int n_inputs, void* const* outpu
     for (int r = 1; r < n_inputs; ++r) {
       const T* x = static_cast<const T*>(inputs[r]) + start;
       for (std::size_t i = 0; i < n; ++i)
-        acc[i] = op == ReduceOp::kSum   ? static_cast<T>(static_cast<U>(acc[i]) + static_cast<U>(x[i]))
-                 : op == ReduceOp::kMax ? std::max(acc[i], x[i])
-                                        : std::min(acc[i], x[i]);
+        acc[i] = op == ReduceOp::kSum       ? static_cast<T>(static_cast<U>(acc[i]) + static_cast<U>(x[i]))
+                 : op == ReduceOp::kProduct ? static_cast<T>(static_cast<U>(acc[i]) * static_cast<U>(x[i]))
+                 : op == ReduceOp::kMax     ? std::max(acc[i], x[i])
+                                            : std::min(acc[i], x[i]);
     }
     for (int j = 0; j < n_outputs; ++j) std::memcpy(static_cast<T*>(outputs[j]) + start, acc, n * sizeof(T));
   }

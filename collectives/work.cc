@@ -30,6 +30,7 @@ std::string_view reduce_op_name(ReduceOp op) {
     case ReduceOp::kSum: return "sum";
     case ReduceOp::kMax: return "max";
     case ReduceOp::kMin: return "min";
+    case ReduceOp::kProduct: return "product";
   }
   return "?";
 }

@@ -29,7 +29,14 @@ ncclDataType_t nccl_type(DType dtype) {
   }
 }
 
-ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kMax ? ncclMax : op == ReduceOp::kMin ? ncclMin : ncclSum; }
+ncclRedOp_t nccl_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kMax: return ncclMax;
+    case ReduceOp::kMin: return ncclMin;
+    case ReduceOp::kProduct: return ncclProd;
+    default: return ncclSum;
+  }
+}
 
 // Makes `ordinal` current for one scope: NCCL and the CUDA runtime act on the calling thread's device.
 class DeviceScope {

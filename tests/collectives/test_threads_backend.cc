@@ -104,5 +104,28 @@ TEST_CASE("collectives: reduce_rank_order folds inputs left to right and rounds 
   CHECK(bf16_to_float(out) == 258.0f);  // pairwise bf16 rounding would give 256
 }
 
+TEST_CASE("collectives: reduce_rank_order multiplies in rank order, bf16 rounded once and integers wrapping") {
+  // 257 = 1 + 2^8 is not a bf16 value: 257 * 257 * (1/257) is exact only if nothing is rounded until the end.
+  const std::uint16_t a = float_to_bf16(257.0f), b = float_to_bf16(257.0f), c = float_to_bf16(1.0f / 256.0f);
+  const void* inputs16[] = {&a, &b, &c};
+  std::uint16_t out16 = 0;
+  void* outputs16[] = {&out16};
+  reduce_rank_order(inputs16, 3, outputs16, 1, 1, DType::kBF16, ReduceOp::kProduct);
+  const float a32 = bf16_to_float(a), c32 = bf16_to_float(c);
+  CHECK(out16 == float_to_bf16(a32 * a32 * c32));
+  const float f[] = {1.5f, -2.0f, 0.25f, 3.0f};
+  const void* inputs32[] = {&f[0], &f[1], &f[2], &f[3]};
+  float out32 = 0.0f;
+  void* outputs32[] = {&out32};
+  reduce_rank_order(inputs32, 4, outputs32, 1, 1, DType::kF32, ReduceOp::kProduct);
+  CHECK(out32 == -2.25f);
+  const std::int32_t big[] = {1 << 20, 1 << 20, 3};
+  const void* inputs_i[] = {&big[0], &big[1], &big[2]};
+  std::int32_t out_i = 0;
+  void* outputs_i[] = {&out_i};
+  reduce_rank_order(inputs_i, 3, outputs_i, 1, 1, DType::kI32, ReduceOp::kProduct);
+  CHECK(out_i == 0);  // 3 * 2^40 wraps to 0 in 32 bits, as unsigned arithmetic does
+}
+
 }  // namespace
 }  // namespace weft

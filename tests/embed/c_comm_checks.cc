@@ -64,6 +64,24 @@ int main(int argc, char** argv) {
     }
     EXPECT(exact);
   }
+  // Products: exact for these small values in every type (fp32: powers of 0.25 times an integer below 2^24).
+  {
+    std::vector<int32_t> i32(count);
+    std::vector<int64_t> i64(count);
+    std::vector<float> f32(count);
+    for (std::size_t i = 0; i < count; ++i) i32[i] = static_cast<int32_t>(i64[i] = value(me, i)), f32[i] = 0.25f * value(me, i);
+    EXPECT(weft_all_reduce(world, i32.data(), count, WEFT_INT32, WEFT_PRODUCT, nullptr) == WEFT_OK);
+    EXPECT(weft_all_reduce(world, i64.data(), count, WEFT_INT64, WEFT_PRODUCT, nullptr) == WEFT_OK);
+    EXPECT(weft_all_reduce(world, f32.data(), count, WEFT_FLOAT32, WEFT_PRODUCT, nullptr) == WEFT_OK);
+    bool exact = true;
+    for (std::size_t i = 0; i < count; ++i) {
+      int64_t expected = 1;
+      float scale = 1.0f;
+      for (int r = 0; r < n; ++r) expected *= value(r, i), scale *= 0.25f;
+      exact = exact && i32[i] == expected && i64[i] == expected && f32[i] == scale * static_cast<float>(expected);
+    }
+    EXPECT(exact);
+  }
   // Sums beyond 32 bits stay exact in int64.
   int64_t big = (int64_t{1} << 40) + me;
   EXPECT(weft_all_reduce(world, &big, 1, WEFT_INT64, WEFT_SUM, nullptr) == WEFT_OK);

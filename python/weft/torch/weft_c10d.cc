@@ -84,12 +84,13 @@ Reduction reduction_of(const c10d::ReduceOp& op, const at::Tensor& t, const std:
     case c10d::ReduceOp::SUM: return {WEFT_SUM, false};
     case c10d::ReduceOp::MAX: return {WEFT_MAX, false};
     case c10d::ReduceOp::MIN: return {WEFT_MIN, false};
+    case c10d::ReduceOp::PRODUCT: return {WEFT_PRODUCT, false};
     case c10d::ReduceOp::AVG:
       if (!at::isFloatingType(t.scalar_type())) refuse(name, "ReduceOp.AVG needs floating-point tensors");
       return {WEFT_SUM, true};
     default:
       refuse(name, "ReduceOp " + std::to_string(static_cast<int>(op.op_)) +
-                       " is not supported (SUM, AVG, MAX, MIN are)");
+                       " is not supported (SUM, AVG, MAX, MIN, PRODUCT are)");
   }
 }
 
