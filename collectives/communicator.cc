@@ -81,6 +81,10 @@ std::unique_ptr<Work> Communicator::issue(OpCall call) {
                rank_, size_, call.desc.peer);
   if ((op == OpKind::kSend || op == OpKind::kRecv) && (call.desc.tag < 0 || call.desc.tag > kMaxTag))
     fail_usage("{} on group {}: tag {} is outside [0, {}]", op_name(op), name_, call.desc.tag, kMaxTag);
+  if ((op == OpKind::kAllReduce || op == OpKind::kReduceScatter) && is_bitwise(call.reduce) &&
+      call.dtype != DType::kI32 && call.dtype != DType::kI64)
+    fail_usage("{} on group {}: a {} reduction needs int32 or int64 elements, not {}", op_name(op), name_,
+               reduce_op_name(call.reduce), dtype_name(call.dtype));
   if (op == OpKind::kBroadcast && (call.root < 0 || call.root >= size_))
     fail_usage("broadcast on group {}: root {} is not a rank of the {}-rank group", name_, call.root, size_);
   const std::size_t chunk_bytes = call.count * element;

@@ -62,6 +62,9 @@ void reduce_integers(const void* const* inputs, int n_inputs, void* const* outpu
       for (std::size_t i = 0; i < n; ++i)
         acc[i] = op == ReduceOp::kSum       ? static_cast<T>(static_cast<U>(acc[i]) + static_cast<U>(x[i]))
                  : op == ReduceOp::kProduct ? static_cast<T>(static_cast<U>(acc[i]) * static_cast<U>(x[i]))
+                 : op == ReduceOp::kBitAnd  ? static_cast<T>(acc[i] & x[i])
+                 : op == ReduceOp::kBitOr   ? static_cast<T>(acc[i] | x[i])
+                 : op == ReduceOp::kBitXor  ? static_cast<T>(acc[i] ^ x[i])
                  : op == ReduceOp::kMax     ? std::max(acc[i], x[i])
                                             : std::min(acc[i], x[i]);
     }

@@ -31,6 +31,9 @@ std::string_view reduce_op_name(ReduceOp op) {
     case ReduceOp::kMax: return "max";
     case ReduceOp::kMin: return "min";
     case ReduceOp::kProduct: return "product";
+    case ReduceOp::kBitAnd: return "bitwise and";
+    case ReduceOp::kBitOr: return "bitwise or";
+    case ReduceOp::kBitXor: return "bitwise xor";
   }
   return "?";
 }

@@ -24,7 +24,9 @@ enum class OpKind { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kSend, k
 std::string_view op_name(OpKind op);
 bool is_collective(OpKind op);  // everything but send and recv
 
-enum class ReduceOp { kSum, kMax, kMin, kProduct };
+// kBitAnd, kBitOr and kBitXor: integer elements only (Communicator refuses others).
+enum class ReduceOp { kSum, kMax, kMin, kProduct, kBitAnd, kBitOr, kBitXor };
+inline bool is_bitwise(ReduceOp op) { return op == ReduceOp::kBitAnd || op == ReduceOp::kBitOr || op == ReduceOp::kBitXor; }
 std::string_view reduce_op_name(ReduceOp op);
 
 // Who issued an operation and what it is: everything an error message about it names.

@@ -38,8 +38,9 @@ DType dtype_of(const weft_dtype& dtype) {
 
 ReduceOp op_of(const weft_reduce_op& op) {
   const int raw = raw_enum(op);
-  if (raw < WEFT_SUM || raw > WEFT_PRODUCT)
-    fail_usage("reduce op {} is not one of WEFT_SUM, WEFT_MAX, WEFT_MIN, WEFT_PRODUCT", raw);
+  if (raw < WEFT_SUM || raw > WEFT_BXOR)
+    fail_usage("reduce op {} is not one of WEFT_SUM, WEFT_MAX, WEFT_MIN, WEFT_PRODUCT, WEFT_BAND, WEFT_BOR, WEFT_BXOR",
+               raw);
   return static_cast<ReduceOp>(raw);
 }
 

@@ -34,7 +34,8 @@ ncclRedOp_t nccl_op(ReduceOp op) {
     case ReduceOp::kMax: return ncclMax;
     case ReduceOp::kMin: return ncclMin;
     case ReduceOp::kProduct: return ncclProd;
-    default: return ncclSum;
+    case ReduceOp::kSum: return ncclSum;
+    default: fail_usage("NCCL has no {} reduction; use a host communicator", reduce_op_name(op));
   }
 }
 

@@ -35,7 +35,16 @@ typedef enum weft_dtype {
   WEFT_INT64 = 4
 } weft_dtype;
 
-typedef enum weft_reduce_op { WEFT_SUM = 0, WEFT_MAX = 1, WEFT_MIN = 2, WEFT_PRODUCT = 3 } weft_reduce_op;
+/* BAND, BOR and BXOR take int32 or int64 elements only. */
+typedef enum weft_reduce_op {
+  WEFT_SUM = 0,
+  WEFT_MAX = 1,
+  WEFT_MIN = 2,
+  WEFT_PRODUCT = 3,
+  WEFT_BAND = 4,
+  WEFT_BOR = 5,
+  WEFT_BXOR = 6
+} weft_reduce_op;
 
 typedef enum weft_log_level {
   WEFT_LOG_DEBUG = 1,

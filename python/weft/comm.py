@@ -7,7 +7,7 @@ from . import _handles
 from ._native import check, encode, lib
 from .errors import ConfigError
 
-_OPS = {"sum": 0, "max": 1, "min": 2, "product": 3}
+_OPS = {"sum": 0, "max": 1, "min": 2, "product": 3, "band": 4, "bor": 5, "bxor": 6}
 _DTYPES = {"float32": 0, "bfloat16": 1, "float16": 2, "int32": 3, "int64": 4}
 
 
@@ -180,9 +180,10 @@ class Communicator:
         return Work(work, arrays, result)
 
     def all_reduce(self, array, op="sum", dtype=None, async_op=False):
-        """In place: every rank ends with the element-wise op ("sum", "max", "min", "product") over ranks. Returns `array`."""
+        """In place: every rank ends with the element-wise op over ranks ("sum", "max", "min", "product"; "band",
+        "bor", "bxor" on integers). Returns `array`."""
         if op not in _OPS:
-            raise ConfigError(f"op {op!r} is not one of sum, max, min, product")
+            raise ConfigError(f"op {op!r} is not one of sum, max, min, product, band, bor, bxor")
         args = (_buffer(array, True), array.size, _dtype_code(array, dtype), _OPS[op])
         return self._run(lib.weft_all_reduce, args, (array,), array, async_op)
 
@@ -196,7 +197,7 @@ class Communicator:
             raise ConfigError(f"reduce_scatter: recv holds {recv.size} x {recv.dtype}; expected "
                               f"{send.size // self.size} x {send.dtype}")
         if op not in _OPS:
-            raise ConfigError(f"op {op!r} is not one of sum, max, min, product")
+            raise ConfigError(f"op {op!r} is not one of sum, max, min, product, band, bor, bxor")
         args = (_buffer(send, False), _buffer(recv, True), recv.size, _dtype_code(send, dtype), _OPS[op])
         return self._run(lib.weft_reduce_scatter, args, (send, recv), recv, async_op)
 

@@ -127,5 +127,22 @@ TEST_CASE("collectives: reduce_rank_order multiplies in rank order, bf16 rounded
   CHECK(out_i == 0);  // 3 * 2^40 wraps to 0 in 32 bits, as unsigned arithmetic does
 }
 
+TEST_CASE("collectives: bitwise reductions of integers, and floats refused naming the operation") {
+  const std::int64_t x[] = {0b1100, 0b1010, -1};
+  const void* inputs[] = {&x[0], &x[1], &x[2]};
+  std::int64_t out = 0;
+  void* outputs[] = {&out};
+  reduce_rank_order(inputs, 3, outputs, 1, 1, DType::kI64, ReduceOp::kBitAnd);
+  CHECK(out == 0b1000);
+  reduce_rank_order(inputs, 2, outputs, 1, 1, DType::kI64, ReduceOp::kBitOr);
+  CHECK(out == 0b1110);
+  reduce_rank_order(inputs, 3, outputs, 1, 1, DType::kI64, ReduceOp::kBitXor);
+  CHECK(out == ~std::int64_t{0b0110});
+  auto world = make_thread_group(1);
+  float f = 1.0f;
+  CHECK_THROWS_WITH(world[0]->all_reduce(&f, 1, DType::kF32, ReduceOp::kBitOr),
+                    Catch::Contains("bitwise or reduction needs int32 or int64 elements, not fp32"));
+}
+
 }  // namespace
 }  // namespace weft

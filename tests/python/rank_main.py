@@ -60,7 +60,8 @@ def expected_reduce(inputs, kind, op):
         if kind in ("float16", "float32") else (lambda x: x.copy())
     acc = widen(inputs[0])
     for x in inputs[1:]:
-        acc = {"sum": np.add, "max": np.maximum, "min": np.minimum, "product": np.multiply}[op](acc, widen(x))
+        acc = {"sum": np.add, "max": np.maximum, "min": np.minimum, "product": np.multiply, "band": np.bitwise_and,
+               "bor": np.bitwise_or, "bxor": np.bitwise_xor}[op](acc, widen(x))
     if kind == "bfloat16":
         return bf16_bits(acc)
     return acc.astype(kind)
@@ -74,7 +75,7 @@ def comm():
         dtype = "bfloat16" if kind == "bfloat16" else None
         count = 1_000_003 if kind == "float32" else 4099  # one large buffer (several segments), others odd-sized
         inputs = [rank_data(r, count, kind) for r in range(n)]
-        for op in ("sum", "max", "min", "product"):
+        for op in ("sum", "max", "min", "product") + (("band", "bor", "bxor") if kind.startswith("int") else ()):
             data = inputs[me].copy()
             world.all_reduce(data, op=op, dtype=dtype)
             assert np.array_equal(data, expected_reduce(inputs, kind, op)), (kind, op)

@@ -54,7 +54,7 @@ def test_communicator_results_are_exact(tmp_path, ranks):
     done, results = run_ranks(tmp_path, ranks, "comm")
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(results) == list(range(ranks))
-    assert all(result == {"checked": 37, "size": ranks} for result in results.values()), results
+    assert all(result == {"checked": 43, "size": ranks} for result in results.values()), results
 
 
 def test_the_python_example_runs_under_mpirun_with_two_ranks(tmp_path):

@@ -22,7 +22,7 @@ def test_every_operation_matches_the_exact_result_and_gloo(tmp_path, ranks):
     assert sorted(results) == list(range(ranks)), done.stdout + done.stderr
     for result in results.values():
         assert result["failures"] == [], result["failures"]
-        assert result["checked"] == 103
+        assert result["checked"] == 115
 
 
 def test_ddp_trains_the_same_parameters_as_over_gloo(tmp_path):

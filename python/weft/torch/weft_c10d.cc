@@ -85,12 +85,15 @@ Reduction reduction_of(const c10d::ReduceOp& op, const at::Tensor& t, const std:
     case c10d::ReduceOp::MAX: return {WEFT_MAX, false};
     case c10d::ReduceOp::MIN: return {WEFT_MIN, false};
     case c10d::ReduceOp::PRODUCT: return {WEFT_PRODUCT, false};
+    case c10d::ReduceOp::BAND: return {WEFT_BAND, false};
+    case c10d::ReduceOp::BOR: return {WEFT_BOR, false};
+    case c10d::ReduceOp::BXOR: return {WEFT_BXOR, false};
     case c10d::ReduceOp::AVG:
       if (!at::isFloatingType(t.scalar_type())) refuse(name, "ReduceOp.AVG needs floating-point tensors");
       return {WEFT_SUM, true};
     default:
       refuse(name, "ReduceOp " + std::to_string(static_cast<int>(op.op_)) +
-                       " is not supported (SUM, AVG, MAX, MIN, PRODUCT are)");
+                       " is not supported (SUM, AVG, MAX, MIN, PRODUCT, BAND, BOR, BXOR are)");
   }
 }
 
