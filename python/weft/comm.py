@@ -36,10 +36,11 @@ def _buffer(array, writable):
     return array.__array_interface__["data"][0]
 
 
-class Work:
+class Work(_handles.Owner):
     """An operation started with async_op=True; its arrays stay referenced until it is waited for."""
 
     _close_order = 0
+    _destroy = "weft_work_destroy"  # waits for an unfinished operation first
 
     def __init__(self, handle, arrays, result):
         self._handle, self._arrays, self.result = handle, arrays, result
@@ -57,20 +58,15 @@ class Work:
         check(lib.weft_work_test(self._handle, ctypes.byref(done)))
         return bool(done.value)
 
-    def close(self):
-        if getattr(self, "_handle", None):
-            lib.weft_work_destroy(self._handle)  # waits for an unfinished operation first
-            self._handle = None
-            self._arrays = None
-
-    def __del__(self):
-        self.close()
+    def _forget(self):
+        self._arrays = None
 
 
-class FileStore:
+class FileStore(_handles.Owner):
     """A key-value store in a directory every process of the job sees (c10d's FileStore)."""
 
     _close_order = 3
+    _destroy = "weft_store_destroy"
 
     def __init__(self, directory):
         handle = ctypes.c_void_p()
@@ -95,16 +91,9 @@ class FileStore:
         check(lib.weft_store_add(self._handle, key.encode(), delta, ctypes.byref(result)))
         return result.value
 
-    def close(self):
-        if getattr(self, "_handle", None):
-            lib.weft_store_destroy(self._handle)
-            self._handle = None
-
-    def __del__(self):
-        self.close()
 
 
-class Communicator:
+class Communicator(_handles.Owner):
     """A group of ranks running weft's collectives on NumPy arrays, in place or into a given output.
 
     Every rank calls the same operations in the same order. Results are exact and the same bits on every rank: fp32
@@ -112,6 +101,7 @@ class Communicator:
     """
 
     _close_order = 2
+    _destroy = "weft_comm_destroy"
 
     def __init__(self, handle):
         self._handle = handle
@@ -154,20 +144,6 @@ class Communicator:
         check(lib.weft_comm_split(self._handle, color, self.rank if key is None else key, name.encode(),
                                   ctypes.byref(handle)))
         return Communicator(handle) if handle.value else None
-
-    def close(self):
-        if getattr(self, "_handle", None):
-            lib.weft_comm_destroy(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def _run(self, function, args, arrays, result, async_op):
         if not self._handle:

@@ -29,7 +29,7 @@ def _override_text(key, value):
     return f"{key}={value}"
 
 
-class Trainer:
+class Trainer(_handles.Owner):
     """A trainer for this process's rank of the job (rank and world size from mpirun, srun or PMI; else one rank).
 
     `config` is a YAML path, YAML text or a dict; `overrides` maps dotted keys to values as `weft train --set` does.
@@ -37,6 +37,7 @@ class Trainer:
     """
 
     _close_order = 1
+    _destroy = "weft_trainer_destroy"  # views from parameters() and gradients() become invalid
 
     def __init__(self, config, overrides=None):
         path, text = _config_source(config)
@@ -49,21 +50,6 @@ class Trainer:
         rank, world = ctypes.c_int(), ctypes.c_int()
         check(lib.weft_trainer_rank(handle, ctypes.byref(rank), ctypes.byref(world)))
         self.rank, self.world_size = rank.value, world.value
-
-    def close(self):
-        """Frees the trainer; views from parameters() and gradients() become invalid."""
-        if getattr(self, "_handle", None):
-            lib.weft_trainer_destroy(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     @property
     def handle(self):

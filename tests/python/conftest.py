@@ -37,9 +37,14 @@ def run_ranks(tmp_path, ranks, *args, mpirun_args=(), timeout=240, script="rank_
                                             os.path.join(os.path.dirname(__file__), script), args[0],
                                             str(out), *args[1:]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return done, rank_results(tmp_path, ranks)
+
+
+def rank_results(tmp_path, ranks):
+    """What each rank that finished wrote to result.rank<R> (a rank_main or torch_rank_main run), by rank."""
     results = {}
     for rank in range(ranks):
         path = tmp_path / f"result.rank{rank}"
         if path.exists():
             results[rank] = json.loads(path.read_text())
-    return done, results
+    return results

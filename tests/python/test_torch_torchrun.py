@@ -2,12 +2,12 @@
 torchrun started, and weft's groups are socket groups set up through torch's TCPStore. Every operation against exact
 results and gloo (sub-groups included), DDP against DDP over gloo, and a killed rank. The ranks run
 torch_rank_main.py."""
-import json
 import os
 import subprocess
 import sys
 
 import pytest
+from conftest import rank_results
 
 HERE = os.path.dirname(__file__)
 
@@ -22,12 +22,7 @@ def torchrun(tmp_path, ranks, *args, timeout=240, launcher_args=()):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
                *launcher_args, os.path.join(HERE, "torch_rank_main.py"), args[0], str(out), *args[1:]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    results = {}
-    for rank in range(ranks):
-        path = tmp_path / f"result.rank{rank}"
-        if path.exists():
-            results[rank] = json.loads(path.read_text())
-    return done, results
+    return done, rank_results(tmp_path, ranks)
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
