@@ -27,8 +27,10 @@ class MpiTask {
 // Funnels all MPI calls of the process through one thread, so collectives overlap the caller's compute and
 // MPI needs only MPI_THREAD_SERIALIZED. Polls with MPI_Test while tasks are active, backing off from
 // yield to short sleeps when nothing moves so oversubscribed ranks leave the cores to compute. After the last
-// task finishes it keeps yielding for the same few polls before it blocks, so that the next collective of a
-// burst (the buckets of one backward) starts without a thread wakeup.
+// task finishes it keeps yielding for the same few polls before it sleeps, so that the next collective of a
+// burst (the buckets of one backward) starts without a thread wakeup. Every pass, and every few milliseconds
+// while idle, it also drives MPI's progress: peers' messages can need this rank's MPI calls after its own
+// operations are done (mpi_engine.cc).
 class MpiEngine {
  public:
   MpiEngine();
