@@ -19,10 +19,14 @@ DecoderBase::Shape::Shape(const ModelConfig& model, int micro_batch, const Model
   d = model.d_model;
   c = sp ? n / tp : n;
   probs = static_cast<std::int64_t>(micro_batch) * (model.heads / tp) * model.seq_len * model.seq_len;
+  const std::int64_t head_dim = model.d_model / model.heads;
+  attention_qkv = n * ((model.heads + 2 * model.key_value_heads()) / tp) * head_dim;
 }
 
 std::int64_t DecoderBase::Shape::scratch_floats(std::int64_t wide, const ModelOptions& options, int tp) const {
-  return c * d + n * d + wide + probs + d_scores_floats(probs, options.activations) +
+  const std::int64_t operands =
+      options.activations == DType::kF32 ? 0 : activation_floats_for(attention_qkv, options.activations);
+  return c * d + n * d + wide + probs + d_scores_floats(probs, options.activations) + operands +
          TensorParallelLayers::scratch_floats(n, d, tp, options.sequence_parallel);
 }
 
@@ -73,6 +77,8 @@ void DecoderBase::carve(std::int64_t floats, std::int64_t wide, const ModelOptio
   d_wide_ = arena.take(wide);
   d_probs_ = arena.take(probs);
   d_scores_ = options.activations == DType::kF32 ? TypedBuffer{d_probs_} : arena.take(probs, options.activations);
+  if (options.activations != DType::kF32)
+    rounded_qkv_ = arena.take(kernels::attention_qkv_elements(attention_shape_), options.activations);
   layers_.bind_scratch(
       arena.take(TensorParallelLayers::scratch_floats(rows_, d, params_.tp_size(), layers_.sequence_parallel())));
   WEFT_CHECK(arena.cursor() == activation_memory_.f32() + floats, "activation carve-up is off by {}",

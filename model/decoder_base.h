@@ -38,12 +38,13 @@ class DecoderBase : public Model {
   // The sizes every family's carve-up shares, for its constructor and its activation_bytes alike.
   struct Shape {
     std::int64_t n, d, c, probs;  // tokens, d_model, residual rows held (sequence parallelism), attention scores
+    std::int64_t attention_qkv;  // kernels::attention_qkv_elements of this rank's heads
     int layers, chunks;           // blocks and pipeline chunks this stage holds
     Shape(const ModelConfig& model, int micro_batch, const ModelOptions& options, int tp);
     // Every slot's residual streams: each chunk's input to every block, then its output.
     std::int64_t stream_floats() const { return c * d * (layers + chunks); }
-    // The backward scratch: d(stream), d(small), a `wide` family-sized buffer, d(probs) and d(scores), and the
-    // tensor-parallel layers' own.
+    // The backward scratch: d(stream), d(small), a `wide` family-sized buffer, d(probs) and d(scores), attention's
+    // 16-bit operand copies (16-bit activations only) and the tensor-parallel layers' own.
     std::int64_t scratch_floats(std::int64_t wide, const ModelOptions& options, int tp) const;
   };
 
@@ -98,6 +99,7 @@ class DecoderBase : public Model {
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
   TypedBuffer d_scores_;  // attention's d(scores): d_probs_ itself, or its own bf16 scratch
+  TypedBuffer rounded_qkv_;  // with 16-bit activations: attention's qkv rounded once per pass
 
  private:
   struct Slot {

@@ -87,7 +87,7 @@ void GptModel::embed_forward(const float* embeddings) {
                             micro_batch_, model_.seq_len, vocab_);
 }
 
-void GptModel::block_forward(const float* p, int layer) {
+void GptModel::block_forward(const BlockParams& p, int layer) {
   const int d = model_.d_model, local = d / params_.tp_size();
   const GptBlockOffsets& w = offsets_;
   BlockActivations& a = activations(layer);
@@ -95,16 +95,16 @@ void GptModel::block_forward(const float* p, int layer) {
   float* out = stream_after(layer);
   const std::size_t n = static_cast<std::size_t>(layers_.stream_rows()) * d;
 
-  layers_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p + w.ln1_w, p + w.ln1_b);
-  layers_.column_forward(a.qkv, a.ln1, p + w.qkv_w, p + w.qkv_b, d, 3 * local);
-  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_);
-  layers_.row_forward(a.residual_mid, a.attn, p + w.attn_proj_w, p + w.attn_proj_b, local, d);
+  layers_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.at(w.ln1_w), p.at(w.ln1_b));
+  layers_.column_forward(a.qkv, a.ln1, p.matrix(w.qkv_w), p.at(w.qkv_b), d, 3 * local);
+  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {rounded_qkv_, {}});
+  layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.attn_proj_w), p.at(w.attn_proj_b), local, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 
-  layers_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual_mid, p + w.ln2_w, p + w.ln2_b);
-  layers_.column_forward(a.fc, a.ln2, p + w.fc_w, p + w.fc_b, d, 4 * local);
+  layers_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual_mid, p.at(w.ln2_w), p.at(w.ln2_b));
+  layers_.column_forward(a.fc, a.ln2, p.matrix(w.fc_w), p.at(w.fc_b), d, 4 * local);
   layers_.gelu_forward(a.fc_gelu, a.fc, 4 * local);
-  layers_.row_forward(out, a.fc_gelu, p + w.mlp_proj_w, p + w.mlp_proj_b, 4 * local, d);
+  layers_.row_forward(out, a.fc_gelu, p.matrix(w.mlp_proj_w), p.at(w.mlp_proj_b), 4 * local, d);
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }
 
@@ -132,7 +132,7 @@ void GptModel::head_backward(const float* final_norm, const float* embeddings, f
   layers_.layernorm_backward(d_residual_, final_norm_grads, d_lnf, final_stream(), final_norm, h.lnf_mean, h.lnf_rstd);
 }
 
-void GptModel::block_backward(const float* p, float* g, int layer) {
+void GptModel::block_backward(const BlockParams& p, float* g, int layer) {
   // Recomputation: rebuild this block's activations from its kept input (bit-identical to the first pass).
   if (recompute_ == Recompute::kBlock) block_forward(p, layer);
   const int d = model_.d_model, local = d / params_.tp_size();
@@ -144,18 +144,18 @@ void GptModel::block_backward(const float* p, float* g, int layer) {
   // LayerNorm backward adds its branch's contribution to it.
   // Row-parallel layers need d(output) of every row: gathered from the rank's rows under sequence parallelism.
   layers_.row_backward(d_wide_, g + w.mlp_proj_w, g + w.mlp_proj_b, layers_.gather_stream(d_residual_), a.fc_gelu,
-                       p + w.mlp_proj_w, 4 * local, d);
+                       p.matrix(w.mlp_proj_w), 4 * local, d);
   kernels_.gelu_backward(ctx_, d_wide_, a.fc, d_wide_, static_cast<std::size_t>(rows_) * 4 * local);
-  layers_.column_backward(d_small_, g + w.fc_w, g + w.fc_b, d_wide_, a.ln2, p + w.fc_w, d, 4 * local);
+  layers_.column_backward(d_small_, g + w.fc_w, g + w.fc_b, d_wide_, a.ln2, p.matrix(w.fc_w), d, 4 * local);
   layers_.layernorm_backward(d_residual_, g + w.ln2_w, layers_.reduce_partial_stream(d_small_), a.residual_mid,
-                             p + w.ln2_w, a.ln2_mean, a.ln2_rstd);
+                             p.at(w.ln2_w), a.ln2_mean, a.ln2_rstd);
 
   layers_.row_backward(d_small_, g + w.attn_proj_w, g + w.attn_proj_b, layers_.gather_stream(d_residual_), a.attn,
-                       p + w.attn_proj_w, local, d);
+                       p.matrix(w.attn_proj_w), local, d);
   kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_scores_, d_small_, a.qkv, a.probs,
-                              attention_shape_);
-  layers_.column_backward(d_small_, g + w.qkv_w, g + w.qkv_b, d_wide_, a.ln1, p + w.qkv_w, d, 3 * local);
-  layers_.layernorm_backward(d_residual_, g + w.ln1_w, layers_.reduce_partial_stream(d_small_), x, p + w.ln1_w,
+                              attention_shape_, {rounded_qkv_, a.attn});
+  layers_.column_backward(d_small_, g + w.qkv_w, g + w.qkv_b, d_wide_, a.ln1, p.matrix(w.qkv_w), d, 3 * local);
+  layers_.layernorm_backward(d_residual_, g + w.ln1_w, layers_.reduce_partial_stream(d_small_), x, p.at(w.ln1_w),
                              a.ln1_mean, a.ln1_rstd);
 }
 

@@ -17,12 +17,12 @@ class GptModel final : public DecoderBase {
   GptModel(const ModelConfig& model, Device& device, int micro_batch, const ModelOptions& options = {});
 
   void embed_forward(const float* embeddings) override;
-  void block_forward(const float* block, int layer) override;
+  void block_forward(const BlockParams& block, int layer) override;
   double head_forward_loss(const float* final_norm, const float* embeddings, float grad_scale) override;
   const float* head_forward_logits(const float* final_norm, const float* embeddings) override;
   void head_backward(const float* final_norm, const float* embeddings, float* final_norm_grads,
                      float* embedding_grads) override;
-  void block_backward(const float* block, float* block_grads, int layer) override;
+  void block_backward(const BlockParams& block, float* block_grads, int layer) override;
   void embed_backward(float* embedding_grads) override;
 
   // Bytes of activation memory a model of this shape allocates (saved tensors, backward scratch, token ids).

@@ -94,7 +94,7 @@ void LlamaModel::embed_forward(const float* embeddings) {
   layers_.embedding_forward(first_stream(), inputs(), embeddings, nullptr, micro_batch_, model_.seq_len, vocab_);
 }
 
-void LlamaModel::block_forward(const float* p, int layer) {
+void LlamaModel::block_forward(const BlockParams& p, int layer) {
   const int d = model_.d_model, q = attention_shape_.width(), qkv = attention_shape_.row(), f = ffn_local_;
   const float eps = static_cast<float>(model_.norm_eps);
   const LlamaBlockOffsets& w = offsets_;
@@ -103,17 +103,17 @@ void LlamaModel::block_forward(const float* p, int layer) {
   float* out = stream_after(layer);
   const std::size_t n = static_cast<std::size_t>(layers_.stream_rows()) * d;
 
-  layers_.rmsnorm_forward(a.norm1, a.rstd1, x, p + w.input_norm, eps);
-  layers_.column_forward(a.qkv, a.norm1, p + w.qkv, nullptr, d, qkv);
+  layers_.rmsnorm_forward(a.norm1, a.rstd1, x, p.at(w.input_norm), eps);
+  layers_.column_forward(a.qkv, a.norm1, p.matrix(w.qkv), nullptr, d, qkv);
   kernels_.rope_forward(ctx_, a.qkv, rope_shape_);
-  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_);
-  layers_.row_forward(a.residual_mid, a.attn, p + w.o_proj, nullptr, q, d);
+  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {rounded_qkv_, {}});
+  layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.o_proj), nullptr, q, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 
-  layers_.rmsnorm_forward(a.norm2, a.rstd2, a.residual_mid, p + w.post_norm, eps);
-  layers_.column_forward(a.gate_up, a.norm2, p + w.gate_up, nullptr, d, 2 * f);
+  layers_.rmsnorm_forward(a.norm2, a.rstd2, a.residual_mid, p.at(w.post_norm), eps);
+  layers_.column_forward(a.gate_up, a.norm2, p.matrix(w.gate_up), nullptr, d, 2 * f);
   layers_.swiglu_forward(a.act, a.gate_up, f);
-  layers_.row_forward(out, a.act, p + w.down, nullptr, f, d);
+  layers_.row_forward(out, a.act, p.matrix(w.down), nullptr, f, d);
   kernels_.add(ctx_, out, out, a.residual_mid, n);
 }
 
@@ -140,7 +140,7 @@ void LlamaModel::head_backward(const float* head, const float* embeddings, float
   layers_.rmsnorm_backward(d_residual_, head_grads, d_norm, final_stream(), head, h.norm_rstd);
 }
 
-void LlamaModel::block_backward(const float* p, float* g, int layer) {
+void LlamaModel::block_backward(const BlockParams& p, float* g, int layer) {
   // Recomputation: rebuild this block's activations from its kept input (bit-identical to the first pass).
   if (recompute_ == Recompute::kBlock) block_forward(p, layer);
   const int d = model_.d_model, q = attention_shape_.width(), qkv = attention_shape_.row(), f = ffn_local_;
@@ -149,20 +149,20 @@ void LlamaModel::block_backward(const float* p, float* g, int layer) {
   const float* x = stream(layer);
 
   // d_residual_ holds d(loss)/d(block output); each norm's backward adds its branch's contribution to it.
-  layers_.row_backward(d_wide_, g + w.down, nullptr, layers_.gather_stream(d_residual_), a.act, p + w.down, f, d);
+  layers_.row_backward(d_wide_, g + w.down, nullptr, layers_.gather_stream(d_residual_), a.act, p.matrix(w.down), f, d);
   // d(gate, up) overwrites the saved gate/up activations: this backward is their last use.
   kernels_.swiglu_backward(ctx_, a.gate_up, a.gate_up, d_wide_, rows_, f);
-  layers_.column_backward(d_small_, g + w.gate_up, nullptr, a.gate_up, a.norm2, p + w.gate_up, d, 2 * f);
+  layers_.column_backward(d_small_, g + w.gate_up, nullptr, a.gate_up, a.norm2, p.matrix(w.gate_up), d, 2 * f);
   layers_.rmsnorm_backward(d_residual_, g + w.post_norm, layers_.reduce_partial_stream(d_small_), a.residual_mid,
-                           p + w.post_norm, a.rstd2);
+                           p.at(w.post_norm), a.rstd2);
 
-  layers_.row_backward(d_small_, g + w.o_proj, nullptr, layers_.gather_stream(d_residual_), a.attn, p + w.o_proj, q, d);
+  layers_.row_backward(d_small_, g + w.o_proj, nullptr, layers_.gather_stream(d_residual_), a.attn, p.matrix(w.o_proj), q, d);
   kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_scores_, d_small_, a.qkv, a.probs,
-                              attention_shape_);
+                              attention_shape_, {rounded_qkv_, a.attn});
   kernels_.rope_backward(ctx_, d_wide_, rope_shape_);  // d(rotated q, k) back to d(q, k)
-  layers_.column_backward(d_small_, g + w.qkv, nullptr, d_wide_, a.norm1, p + w.qkv, d, qkv);
+  layers_.column_backward(d_small_, g + w.qkv, nullptr, d_wide_, a.norm1, p.matrix(w.qkv), d, qkv);
   layers_.rmsnorm_backward(d_residual_, g + w.input_norm, layers_.reduce_partial_stream(d_small_), x,
-                           p + w.input_norm, a.rstd1);
+                           p.at(w.input_norm), a.rstd1);
 }
 
 void LlamaModel::embed_backward(float* embedding_grads) {

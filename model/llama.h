@@ -18,12 +18,12 @@ class LlamaModel final : public DecoderBase {
   LlamaModel(const ModelConfig& model, Device& device, int micro_batch, const ModelOptions& options = {});
 
   void embed_forward(const float* embeddings) override;
-  void block_forward(const float* block, int layer) override;
+  void block_forward(const BlockParams& block, int layer) override;
   // `head` is the final norm, then lm_head when untied; `embeddings` the tied output projection (or null).
   double head_forward_loss(const float* head, const float* embeddings, float grad_scale) override;
   const float* head_forward_logits(const float* head, const float* embeddings) override;
   void head_backward(const float* head, const float* embeddings, float* head_grads, float* embedding_grads) override;
-  void block_backward(const float* block, float* block_grads, int layer) override;
+  void block_backward(const BlockParams& block, float* block_grads, int layer) override;
   void embed_backward(float* embedding_grads) override;
 
   // Bytes of activation memory a model of this shape allocates (saved tensors, backward scratch, token ids).

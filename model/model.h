@@ -59,6 +59,24 @@ inline std::int64_t d_scores_floats(std::int64_t probs, DType activations) {
   return activations == DType::kF32 ? 0 : activation_floats_for(probs, activations);
 }
 
+// A block's parameters as its stage calls read them: fp32 values, and, when the GEMMs take the parameters' 16-bit
+// storage type (bf16 on the CPU), the segment as stored, from which the weight matrices are read (the fp32 values
+// of those ranges are then not filled in: ParamStore::acquire_block).
+struct BlockParams {
+  const float* values;
+  const void* stored = nullptr;
+  DType stored_type = DType::kF32;
+  BlockParams(const float* fp32) : values(fp32) {}  // NOLINT: fp32 parameters alone
+  BlockParams(const float* fp32, const void* as_stored, DType type) : values(fp32), stored(as_stored), stored_type(type) {}
+  // A norm's or bias's values at `offset` (elements from the segment's start).
+  const float* at(std::int64_t offset) const { return values + offset; }
+  // The weight matrix at `offset`, as the GEMMs read it.
+  kernels::ConstTypedBuffer matrix(std::int64_t offset) const {
+    if (stored == nullptr) return values + offset;
+    return {static_cast<const char*>(stored) + offset * static_cast<std::int64_t>(dtype_size(stored_type)), stored_type};
+  }
+};
+
 // One model on one device: forward and backward of a micro-batch, as separate stage calls on the segments of
 // its ParamLayout (embeddings, each block, the head) so schedules and sharded layouts can hold one segment at a
 // time. Every call takes pointers to the start of the segments it reads (parameters) or accumulates into
@@ -89,7 +107,7 @@ class Model {
   // Host arrays of tokens_per_micro_batch() ids into the current slot.
   virtual void load_batch(const std::int32_t* inputs, const std::int32_t* targets) = 0;
   virtual void embed_forward(const float* embeddings) = 0;
-  virtual void block_forward(const float* block, int layer) = 0;
+  virtual void block_forward(const BlockParams& block, int layer) = 0;
   // The head and the loss; `embeddings` is the tied output projection (null when untied). Returns the sum of
   // the per-token losses and leaves d(loss)/d(logits) for head_backward.
   virtual double head_forward_loss(const float* head, const float* embeddings, float grad_scale) = 0;
@@ -98,7 +116,7 @@ class Model {
   virtual const float* head_forward_logits(const float* head, const float* embeddings) = 0;
   virtual std::int64_t local_vocab() const = 0;  // this rank's rows of the (padded) vocabulary
   virtual void head_backward(const float* head, const float* embeddings, float* head_grads, float* embedding_grads) = 0;
-  virtual void block_backward(const float* block, float* block_grads, int layer) = 0;
+  virtual void block_backward(const BlockParams& block, float* block_grads, int layer) = 0;
   virtual void embed_backward(float* embedding_grads) = 0;  // needs no parameters
 
   // One micro-batch over whole flat buffers (every segment held): forward, loss, backward; returns the sum of

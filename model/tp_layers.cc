@@ -46,26 +46,36 @@ void TensorParallelLayers::gemm(Transpose ta, Transpose tb, int m, int n, int k,
                    {c, DType::kF32, ldc}, 1);
 }
 
-void TensorParallelLayers::column_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in,
+void TensorParallelLayers::column_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in,
                                           int out) {
   if (b) kernels_.bias_broadcast(ctx_, y, b, rows_, out);
   gemm(Transpose::kNo, Transpose::kYes, rows_, out, in, x, in, w, in, b ? 1.0f : 0.0f, y, out);
 }
 
 void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,
-                                        const float* w, int in, int out) {
-  kernels_.gemm(ctx_, Transpose::kNo, Transpose::kNo, rows_, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
-  gemm(Transpose::kYes, Transpose::kNo, out, in, rows_, dy, out, x, in, 1.0f, dw, in);
+                                        ConstTypedBuffer w, int in, int out) {
+  // A 16-bit input means 16-bit GEMMs on the CPU: d(output) is rounded once here instead of by each product (the
+  // same bits), and the fp32 weights are rounded to its type in the first.
+  ConstTypedBuffer dy_in = dy;
+  if (x.type != DType::kF32) {
+    const std::size_t count = static_cast<std::size_t>(rows_) * out;
+    rounded_dy_.resize(count);
+    kernels_.cast(ctx_, rounded_dy_.data(), x.type, dy, DType::kF32, count);
+    dy_in = {rounded_dy_.data(), x.type};
+  }
+  gemm(Transpose::kNo, Transpose::kNo, rows_, in, out, dy_in, out, w, in, 0.0f, dx, in);
+  gemm(Transpose::kYes, Transpose::kNo, out, in, rows_, dy_in, out, x, in, 1.0f, dw, in);
   if (db) kernels_.bias_backward(ctx_, db, dy, rows_, out);
 }
 
 void TensorParallelLayers::column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,
-                                           const float* w, int in, int out) {
+                                           ConstTypedBuffer w, int in, int out) {
   // The same arithmetic as the row-parallel backward; the caller then sums every rank's part of dx.
   row_backward(dx, dw, db, dy, x, w, in, out);
 }
 
-void TensorParallelLayers::row_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in, int out) {
+void TensorParallelLayers::row_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in,
+                                       int out) {
   // The replicated bias enters the sum once: from tp rank 0 (all-reduce), or from the rank whose rows these are
   // (reduce-scatter, sequence parallel).
   float* partial = sequence_parallel_ ? sp_full_ : y;

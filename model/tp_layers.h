@@ -38,14 +38,15 @@ class TensorParallelLayers {
   // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
   // this rank's rows of W [out, in] and of b. dW += dy^T x; db += sums of dy; dx is this rank's partial sum
   // (the caller reduces it, usually with reduce_partial_stream). Without a bias, b and db are null.
-  // x, the layer's input, is stored fp32 or bf16 (ModelOptions::activations); everything else is fp32.
-  void column_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in, int out);
-  void column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, const float* w, int in,
-                       int out);
+  // x, the layer's input, is stored fp32 or bf16 (ModelOptions::activations), and so may W be (BlockParams::matrix);
+  // everything else is fp32.
+  void column_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out);
+  void column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, ConstTypedBuffer w,
+                       int in, int out);
   // Row-parallel linear (Megatron's g: all-reduce forward, identity backward): y = sum over tp of x W^T, with this
   // rank's columns of W and the (replicated) bias added once. y is the stream rows this rank holds.
-  void row_forward(float* y, ConstTypedBuffer x, const float* w, const float* b, int in, int out);
-  void row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, const float* w, int in,
+  void row_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out);
+  void row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, ConstTypedBuffer w, int in,
                     int out);
 
   // Sums every tp rank's partial d(stream) of all rows: in place (all-reduce), or this rank's rows into a chunk
@@ -106,6 +107,8 @@ class TensorParallelLayers {
   bool sequence_parallel_;
   float *sp_full_ = nullptr, *sp_chunk_ = nullptr, *norm_grads_ = nullptr;
   std::vector<float> host_stats_;
+  // With 16-bit activations (host memory, the CPU only): a linear's d(output) rounded once for both its products.
+  std::vector<std::uint16_t> rounded_dy_;
 };
 
 }  // namespace weft

@@ -153,6 +153,9 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
                  group->backend(), group->name(), group->memory_type() == DeviceType::kCpu ? "host" : "GPU",
                  device.name());
   check_same_config_everywhere();
+  // Where the GEMMs take the 16-bit storage type (the CPU under bf16), blocks read their weights as stored.
+  params_.read_block_matrices_as_stored(activation_storage_for(device.type(), config.precision.compute) ==
+                                        config.precision.compute);
   program_ = step_program_for(config, groups.coords.pp, model_->params(), layout_);
   if (valid_corpus_) {
     valid_samples_.emplace(*valid_corpus_, config.train.seed, config.model.seq_len);

@@ -54,7 +54,9 @@ void Trainer::run_compute(const StepAction& a, const SampleSource& source, int s
   switch (a.op) {
     case StepOp::kLoadBatch: load_micro_batch(source, step, m); return;
     case StepOp::kEmbedForward: model.embed_forward(params_.acquire(embeddings)); break;
-    case StepOp::kBlockForward: model.block_forward(params_.acquire(layout_.block_segment(a.layer)), a.layer); break;
+    case StepOp::kBlockForward:
+      model.block_forward(params_.acquire_block(layout_.block_segment(a.layer)), a.layer);
+      break;
     case StepOp::kHeadForward: {
       // fp16 scales the loss (and so every gradient) up so small gradients survive; the update divides it out.
       const float grad_scale = static_cast<float>(scaler_.scale() / static_cast<double>(tokens_per_step()));
@@ -67,7 +69,7 @@ void Trainer::run_compute(const StepAction& a, const SampleSource& source, int s
       break;
     case StepOp::kBlockBackward: {
       const int segment = layout_.block_segment(a.layer);
-      model.block_backward(params_.acquire(segment), grads_.target(segment, m), a.layer);
+      model.block_backward(params_.acquire_block(segment), grads_.target(segment, m), a.layer);
       break;
     }
     case StepOp::kEmbedBackward: {

@@ -17,6 +17,7 @@ ParamStore::ParamStore(const ParamLayout& params, const BucketLayout& layout, Ze
       dp_(dp),
       device_(device),
       tracer_(tracer),
+      params_(params),
       storage_(device, {plan.parameters_sharded ? layout.shard_size() : layout.padded_total()}, type,
                MemoryCategory::kParams) {
   // Each rank makes exactly what it stores from the initial values (any slice of any parameter on its own): no
@@ -44,10 +45,7 @@ void ParamStore::prefetch(int segment) {
                           static_cast<std::size_t>(layout_.chunk(b)), type_);
 }
 
-const float* ParamStore::acquire(int segment) {
-  about_to_read(segment);
-  if (!plan_.parameters_sharded && type_ == DType::kF32)
-    return static_cast<const float*>(storage_.at(layout_.padded_offset(segment)));
+const void* ParamStore::stored(int segment) {
   prefetch(segment);
   Acquired& a = acquired_[segment];
   if (a.work) {
@@ -62,17 +60,65 @@ const float* ParamStore::acquire(int segment) {
     a.work.reset();
   }
   const std::int64_t offset = layout_.offset_in_bucket(segment);
-  if (type_ == DType::kF32) return a.gathered.f32() + offset;
+  if (plan_.parameters_sharded) return static_cast<char*>(a.gathered.data()) + offset * dtype_size(type_);
+  return storage_.at(layout_.padded_offset(segment));
+}
+
+void ParamStore::widen(int segment, Acquired& a, std::int64_t begin, std::int64_t end) {
+  if (!a.widened.defined())
+    a.widened = Tensor::uninitialized(device_, {layout_.segment(segment).size()}, DType::kF32, MemoryCategory::kOther);
+  if (end <= begin) return;
+  kernels::kernels_for(device_.type())
+      .cast(kernels::context_for(device_), a.widened.f32() + begin, DType::kF32,
+            static_cast<const char*>(stored(segment)) + begin * dtype_size(type_), type_,
+            static_cast<std::size_t>(end - begin));
+}
+
+const std::vector<ParamRange>& ParamStore::matrices(int segment) {
+  auto [it, added] = matrices_.try_emplace(segment);
+  if (added) {
+    const ParamRange& range = layout_.segment(segment);
+    for (const ParamSpec& spec : params_.specs())
+      if (spec.layer >= 0 && spec.shape.size() == 2 && spec.offset >= range.begin && spec.offset < range.end)
+        it->second.push_back({spec.offset - range.begin, spec.offset - range.begin + spec.numel});
+    std::sort(it->second.begin(), it->second.end(), [](const ParamRange& x, const ParamRange& y) { return x.begin < y.begin; });
+  }
+  return it->second;
+}
+
+const float* ParamStore::acquire(int segment) {
+  about_to_read(segment);
+  if (!plan_.parameters_sharded && type_ == DType::kF32)
+    return static_cast<const float*>(storage_.at(layout_.padded_offset(segment)));
+  if (type_ == DType::kF32) {
+    const void* gathered = stored(segment);
+    return static_cast<const float*>(gathered);
+  }
+  Acquired& a = acquired_[segment];
   if (!a.widened.defined()) {
-    const std::int64_t size = layout_.segment(segment).size();
-    const void* source = plan_.parameters_sharded
-                             ? static_cast<const void*>(static_cast<char*>(a.gathered.data()) + offset * 2)
-                             : storage_.at(layout_.padded_offset(segment));
-    a.widened = Tensor::uninitialized(device_, {size}, DType::kF32, MemoryCategory::kOther);
-    kernels::kernels_for(device_.type())
-        .cast(kernels::context_for(device_), a.widened.f32(), DType::kF32, source, type_, static_cast<std::size_t>(size));
+    widen(segment, a, 0, layout_.segment(segment).size());
+    a.matrices_widened = true;
+  } else if (!a.matrices_widened) {
+    for (const ParamRange& m : matrices(segment)) widen(segment, a, m.begin, m.end);
+    a.matrices_widened = true;
   }
   return a.widened.f32();
+}
+
+BlockParams ParamStore::acquire_block(int segment) {
+  if (!matrices_as_stored_) return BlockParams{acquire(segment)};
+  about_to_read(segment);
+  Acquired& a = acquired_[segment];
+  if (!a.widened.defined()) {
+    // Everything but the matrices, which the GEMMs read as stored.
+    std::int64_t next = 0;
+    for (const ParamRange& m : matrices(segment)) {
+      widen(segment, a, next, m.begin);
+      next = m.end;
+    }
+    widen(segment, a, next, layout_.segment(segment).size());
+  }
+  return BlockParams{a.widened.f32(), stored(segment), type_};
 }
 
 void ParamStore::release(int segment) { acquired_.erase(segment); }

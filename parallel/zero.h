@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "collectives/communicator.h"
+#include "model/model.h"
 #include "model/optimizer.h"
 #include "parallel/bucket_layout.h"
 #include "runtime/tensor.h"
@@ -25,8 +26,8 @@ struct ZeroPlan {
 };
 
 // The model's parameters in their storage type (fp32, or bf16/fp16 under mixed precision): the whole padded
-// buffer (stages 0-2) or this rank's shard (stage 3). Compute always sees fp32: 16-bit segments are widened
-// into a transient copy while acquired (the CPU engine computes in fp32 on 16-bit storage).
+// buffer (stages 0-2) or this rank's shard (stage 3). Compute sees fp32: 16-bit segments are widened into a
+// transient copy while acquired. A block's GEMM weights may instead be read as stored (read_block_matrices_as_stored).
 class ParamStore {
  public:
   ParamStore(const ParamLayout& params, const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
@@ -35,6 +36,11 @@ class ParamStore {
   DType type() const { return type_; }
   // fp32 parameters of `segment` for compute, valid until release(). Stage 3 waits for its gather.
   const float* acquire(int segment);
+  // A block's parameters for its stage calls, valid until release(). When the GEMMs take the storage type (16-bit
+  // activations on the CPU: read_block_matrices_as_stored) the weight matrices are read as stored and only the
+  // rest (norms, biases) is widened: the GEMMs would round the widened matrices back to the same bits.
+  BlockParams acquire_block(int segment);
+  void read_block_matrices_as_stored(bool on) { matrices_as_stored_ = on && type_ != DType::kF32; }
   // Stage 3: start gathering `segment` so it is ready when acquired; otherwise nothing.
   void prefetch(int segment);
   // Frees what acquire() made (a gathered or widened copy); nothing for fp32 unsharded parameters.
@@ -56,9 +62,16 @@ class ParamStore {
   struct Acquired {
     Tensor gathered;  // stage 3: the whole bucket, in the storage type
     Tensor widened;   // 16-bit storage: the segment in fp32
+    bool matrices_widened = false;  // whether `widened` holds the block matrices too (acquire_block leaves them)
     std::unique_ptr<Work> work;
     Tracer::Clock::time_point started;
   };
+  // The segment as stored (16-bit storage), once its stage-3 gather is complete.
+  const void* stored(int segment);
+  // Widens [begin, end) of the segment (relative to its start) into a.widened.
+  void widen(int segment, Acquired& a, std::int64_t begin, std::int64_t end);
+  // The block weight matrices of `segment`, relative to its start, in order.
+  const std::vector<ParamRange>& matrices(int segment);
 
   const BucketLayout& layout_;
   ZeroPlan plan_;
@@ -70,6 +83,9 @@ class ParamStore {
     if (before_read_) before_read_(static_cast<std::size_t>(layout_.bucket_of(segment)));
   }
 
+  const ParamLayout& params_;
+  bool matrices_as_stored_ = false;
+  std::map<int, std::vector<ParamRange>> matrices_;
   Tensor storage_;  // padded full buffer, or the shard
   std::map<int, Acquired> acquired_;
   std::function<void(std::size_t)> before_read_;
