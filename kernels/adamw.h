@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "kernels/context.h"
+#include "kernels/typed_buffer.h"
 #include "runtime/host_device.h"
 
 namespace weft::kernels {
@@ -33,8 +34,15 @@ WEFT_HD void adamw_element(float& param, float grad, float& m, float& v, const A
 using AdamW = void(const KernelContext& ctx, float* param, const float* grad, float* m, float* v, std::size_t n,
                    const AdamWHyper& hyper);
 
+// AdamW on fp32 master weights with the gradient read in its storage type (fp32 or bf16, widened as read) and,
+// when `rounded` is given, the new masters written rounded to its type too (16-bit parameters): one pass for what
+// was a widening, the update and a rounding, with the same bits. Optional in the kernel table (the CPU's).
+using AdamWEx = void(const KernelContext& ctx, float* master, TypedBuffer rounded, ConstTypedBuffer grad, float* m,
+                     float* v, std::size_t n, const AdamWHyper& hyper);
+
 namespace cpu {
 AdamW adamw;
+AdamWEx adamw_ex;
 }  // namespace cpu
 namespace cuda {
 AdamW adamw;

@@ -39,14 +39,6 @@ void batched(const KernelBackend& k, const KernelContext& ctx, Transpose ta, Tra
             {c.data, c.type, ldc, stride_c}, batch);
 }
 
-// Element `offset` of a typed buffer.
-ConstTypedBuffer at(ConstTypedBuffer x, long offset) {
-  return {static_cast<const char*>(x.data) + offset * static_cast<long>(dtype_size(x.type)), x.type};
-}
-TypedBuffer at(TypedBuffer x, long offset) {
-  return {static_cast<char*>(x.data) + offset * static_cast<long>(dtype_size(x.type)), x.type};
-}
-
 // `count` fp32 elements as the GEMMs will read them: rounded once into `scratch` when it is given, else as they are.
 ConstTypedBuffer gemm_operand(const KernelBackend& k, const KernelContext& ctx, const float* x, std::int64_t count,
                               TypedBuffer scratch) {
@@ -69,7 +61,7 @@ void shared_head_gradient(const KernelBackend& k, const KernelContext& ctx, cons
     return;
   }
   for (int h = 0; h < s.heads / s.kv(); ++h)
-    batched(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, at(x, h * square), t, 0, at(y, h * hd), ldy, 0,
+    batched(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, x.at(h * square), t, 0, y.at(h * hd), ldy, 0,
             h == 0 ? 0.0f : 1.0f, out, s.row(), 0, 1);
 }
 
@@ -84,7 +76,7 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // scores_h = Q_h K^T for every query head of the group at once.
-      batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, at(x, g.q(b)), row, hd, at(x, g.k(b)), row,
+      batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, x.at(g.q(b)), row, hd, x.at(g.k(b)), row,
               kv_stride(s), 0.0f, probs + g.probs(b), t, square, per_call(s));
     }
   k.causal_softmax_forward(ctx, probs, probs, 1.0f / std::sqrt(static_cast<float>(hd)), s.batch * s.heads, t);
@@ -92,8 +84,8 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
-      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, probs + g.probs(b), t, square, at(x, g.v(b)), row,
-              kv_stride(s), 0.0f, at(out, g.out(b)), width, hd, per_call(s));
+      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, probs + g.probs(b), t, square, x.at(g.v(b)), row,
+              kv_stride(s), 0.0f, out.at(g.out(b)), width, hd, per_call(s));
     }
 }
 
@@ -114,10 +106,10 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // dP_h = dO_h V^T.
-      batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, at(dy, g.out(b)), width, hd, at(x, g.v(b)), row,
+      batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, dy.at(g.out(b)), width, hd, x.at(g.v(b)), row,
               kv_stride(s), 0.0f, dprobs + g.probs(b), t, square, per_call(s));
       // dV = sum over the group's heads of P_h^T dO_h.
-      shared_head_gradient(k, ctx, s, at(p, g.probs(b)), at(dy, g.out(b)), width, dqkv + g.v(b));
+      shared_head_gradient(k, ctx, s, p.at(g.probs(b)), dy.at(g.out(b)), width, dqkv + g.v(b));
     }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   if (dscores.type == DType::kF32) k.causal_softmax_backward(ctx, dscores.f32(), probs, dprobs, scale, s.batch * s.heads, t);
@@ -126,10 +118,10 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // dQ_h = dS_h K.
-      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, at(dscores, g.probs(b)), t, square, at(x, g.k(b)),
+      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, dscores.at(g.probs(b)), t, square, x.at(g.k(b)),
               row, kv_stride(s), 0.0f, dqkv + g.q(b), row, hd, per_call(s));
       // dK = sum over the group's heads of dS_h^T Q_h.
-      shared_head_gradient(k, ctx, s, at(dscores, g.probs(b)), at(x, g.q(b)), row, dqkv + g.k(b));
+      shared_head_gradient(k, ctx, s, dscores.at(g.probs(b)), x.at(g.q(b)), row, dqkv + g.k(b));
     }
 }
 

@@ -23,6 +23,7 @@ const KernelBackend& kernels_for(DeviceType type) {
     k.swiglu_forward_ex = cpu::swiglu_forward_ex;
     k.causal_softmax_backward_ex = cpu::causal_softmax_backward_ex;
     k.add_ex = cpu::add_ex;
+    k.adamw_ex = cpu::adamw_ex;
     return k;
   }();
   if (type == DeviceType::kCpu) return cpu_kernels;

@@ -73,7 +73,7 @@ struct BlockParams {
   // The weight matrix at `offset`, as the GEMMs read it.
   kernels::ConstTypedBuffer matrix(std::int64_t offset) const {
     if (stored == nullptr) return values + offset;
-    return {static_cast<const char*>(stored) + offset * static_cast<std::int64_t>(dtype_size(stored_type)), stored_type};
+    return kernels::ConstTypedBuffer{stored, stored_type}.at(offset);
   }
 };
 

@@ -49,8 +49,9 @@ void AdamWOptimizer::step(float* params, const float* grads, int step, float lr,
   step_part(0, end_ - begin_, params, grads, m_.f32(), v_.f32(), step, lr, grad_scale);
 }
 
-void AdamWOptimizer::step_part(std::int64_t first, std::int64_t count, float* params, const float* grads, float* m,
-                               float* v, int step, float lr, float grad_scale) const {
+template <typename F>
+void AdamWOptimizer::for_each_run(std::int64_t first, std::int64_t count, int step, float lr, float grad_scale,
+                                  F&& f) const {
   kernels::AdamWHyper hyper{lr,
                             static_cast<float>(train_.beta1),
                             static_cast<float>(train_.beta2),
@@ -62,9 +63,32 @@ void AdamWOptimizer::step_part(std::int64_t first, std::int64_t count, float* pa
     const std::int64_t lo = std::max(s.start, first), hi = std::min(s.start + s.count, first + count);
     if (lo >= hi) continue;
     hyper.weight_decay = s.decay ? static_cast<float>(train_.weight_decay) : 0.0f;
-    const std::int64_t at = lo - first;
-    kernels_.adamw(ctx_, params + at, grads + at, m + at, v + at, static_cast<std::size_t>(hi - lo), hyper);
+    f(hyper, lo - first, hi - lo);
   }
+}
+
+void AdamWOptimizer::step_part(std::int64_t first, std::int64_t count, float* params, const float* grads, float* m,
+                               float* v, int step, float lr, float grad_scale) const {
+  for_each_run(first, count, step, lr, grad_scale,
+               [&](const kernels::AdamWHyper& hyper, std::int64_t at, std::int64_t n) {
+                 kernels_.adamw(ctx_, params + at, grads + at, m + at, v + at, static_cast<std::size_t>(n), hyper);
+               });
+}
+
+bool AdamWOptimizer::fuses_storage_types(DType params, DType grads) const {
+  auto readable = [](DType t) { return t == DType::kF32 || t == DType::kBF16; };
+  return kernels_.adamw_ex != nullptr && readable(params) && readable(grads);
+}
+
+void AdamWOptimizer::step_part(std::int64_t first, std::int64_t count, float* masters, kernels::TypedBuffer rounded,
+                               kernels::ConstTypedBuffer grads, float* m, float* v, int step, float lr,
+                               float grad_scale) const {
+  WEFT_CHECK(kernels_.adamw_ex != nullptr, "this device's kernels have no fused AdamW");
+  for_each_run(first, count, step, lr, grad_scale,
+               [&](const kernels::AdamWHyper& hyper, std::int64_t at, std::int64_t n) {
+                 kernels_.adamw_ex(ctx_, masters + at, rounded.at(at), grads.at(at), m + at, v + at,
+                                   static_cast<std::size_t>(n), hyper);
+               });
 }
 
 }  // namespace weft

@@ -35,6 +35,11 @@ class AdamWOptimizer {
   // at that first element. Element by element the same arithmetic as step().
   void step_part(std::int64_t first, std::int64_t count, float* params, const float* grads, float* m, float* v,
                  int step, float lr, float grad_scale) const;
+  // The same on fp32 masters with the gradients in their storage type, the new values also rounded into `rounded`
+  // (the 16-bit parameters; empty: none), in one pass. Only where fuses_storage_types() says the kernels can.
+  void step_part(std::int64_t first, std::int64_t count, float* masters, kernels::TypedBuffer rounded,
+                 kernels::ConstTypedBuffer grads, float* m, float* v, int step, float lr, float grad_scale) const;
+  bool fuses_storage_types(DType params, DType grads) const;
 
   std::int64_t begin() const { return begin_; }
   std::int64_t end() const { return end_; }
@@ -47,6 +52,10 @@ class AdamWOptimizer {
     std::int64_t start, count;
     bool decay;
   };
+  // f(hyper-parameters, first element relative to `first`, count) for each run of one weight-decay setting.
+  template <typename F>
+  void for_each_run(std::int64_t first, std::int64_t count, int step, float lr, float grad_scale, F&& f) const;
+
   TrainConfig train_;
   const kernels::KernelBackend& kernels_;
   kernels::KernelContext ctx_;

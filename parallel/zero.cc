@@ -177,6 +177,12 @@ void ShardOptimizer::step(void* params, const void* grads, DType grad_type, int 
 void adamw_update(Device& device, const AdamWOptimizer& adam, std::int64_t first, std::int64_t count, AdamState state,
                   void* params, DType param_type, const void* grads, DType grad_type, int step, float lr,
                   float grad_scale, float* widened) {
+  // 16-bit gradients in and parameters out in the update's one pass where the kernels can (the CPU's, bf16).
+  if (state.master != nullptr && adam.fuses_storage_types(param_type, grad_type)) {
+    adam.step_part(first, count, state.master, {params, param_type}, {grads, grad_type}, state.m, state.v, step, lr,
+                   grad_scale);
+    return;
+  }
   Tensor wide;
   const float* g = static_cast<const float*>(grads);
   if (grad_type != DType::kF32) {

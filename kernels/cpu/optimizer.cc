@@ -1,8 +1,10 @@
 // CPU AdamW and the sum of squares for gradient clipping, split over the compute threads.
+#include <type_traits>
 #include <vector>
 
 #include "kernels/adamw.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/typed_access.h"
 #include "kernels/grad_norm.h"
 
 namespace weft::kernels::cpu {
@@ -12,16 +14,34 @@ namespace {
 // on any thread count.
 constexpr std::int64_t kSumBlock = 1 << 16;
 
-}  // namespace
-
-void adamw(const KernelContext&, float* param, const float* grad, float* m, float* v, std::size_t n,
-           const AdamWHyper& hyper) {
+// The update of `param` (fp32) from `grad` (float or bf16 bits), and, unless O is void, the new values rounded
+// into `rounded`.
+template <typename O, typename G>
+void adamw_impl(float* param, O* rounded, const G* grad, float* m, float* v, std::size_t n, const AdamWHyper& hyper) {
   const float bias1 = 1.0f - std::pow(hyper.beta1, static_cast<float>(hyper.step));
   const float bias2 = 1.0f - std::pow(hyper.beta2, static_cast<float>(hyper.step));
   const AdamWHyper h = hyper;  // a local copy: the compiler need not fear the stores alias it, so it vectorizes
   parallel_for(static_cast<std::int64_t>(n), 1 << 13, [&](std::int64_t begin, std::int64_t end) {
 #pragma omp simd
-    for (std::int64_t i = begin; i < end; ++i) adamw_element(param[i], grad[i], m[i], v[i], h, bias1, bias2);
+    for (std::int64_t i = begin; i < end; ++i) {
+      adamw_element(param[i], load(grad, static_cast<std::size_t>(i)), m[i], v[i], h, bias1, bias2);
+      if constexpr (!std::is_void_v<O>) store(rounded, static_cast<std::size_t>(i), param[i]);
+    }
+  });
+}
+
+}  // namespace
+
+void adamw(const KernelContext&, float* param, const float* grad, float* m, float* v, std::size_t n,
+           const AdamWHyper& hyper) {
+  adamw_impl<void>(param, nullptr, grad, m, v, n, hyper);
+}
+
+void adamw_ex(const KernelContext&, float* master, TypedBuffer rounded, ConstTypedBuffer grad, float* m, float* v,
+              std::size_t n, const AdamWHyper& hyper) {
+  with_storage(grad, [&](const auto* g) {
+    if (rounded.data == nullptr) adamw_impl<void>(master, nullptr, g, m, v, n, hyper);
+    else with_storage(rounded, [&](auto* out) { adamw_impl(master, out, g, m, v, n, hyper); });
   });
 }
 

@@ -239,6 +239,32 @@ TEST_CASE("the cast kernel's vectorized fp32 <-> bf16 path rounds exactly as flo
   for (std::size_t i = 3; i < x.size(); ++i) REQUIRE(back[i] == bf16_to_float(out[i]));
 }
 
+TEST_CASE("fused AdamW on bf16 gradients and parameters is the widen, update, round passes bit for bit") {
+  const std::size_t n = 20011;  // not a multiple of any vector width
+  const Bf16 grads = to_bf16(random_normal_vector(n, 161, 0.1f));
+  const std::vector<float> masters = random_normal_vector(n, 162, 1.0f);
+  std::vector<float> m = random_normal_vector(n, 163, 0.01f), v(n, 1e-4f);
+  const AdamWHyper hyper{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3};
+  // The separate passes: the gradients widened, AdamW in fp32, the masters rounded into the parameters.
+  std::vector<float> ref_master = masters, ref_m = m, ref_v = v;
+  const std::vector<float> widened = to_f32(grads);
+  cpu_kernels().adamw({}, ref_master.data(), widened.data(), ref_m.data(), ref_v.data(), n, hyper);
+  const Bf16 ref_params = to_bf16(ref_master);
+  std::vector<float> master = masters;
+  Bf16 params(n);
+  cpu_kernels().adamw_ex({}, master.data(), bf16(params), bf16(grads), m.data(), v.data(), n, hyper);
+  CHECK(master == ref_master);
+  CHECK(m == ref_m);
+  CHECK(v == ref_v);
+  CHECK(params == ref_params);
+  // The update really moved the parameters (not a copy of the inputs).
+  CHECK(params != to_bf16(masters));
+  // Without a rounded output only the masters change, as with fp32 gradients.
+  std::vector<float> plain = masters, m2 = random_normal_vector(n, 163, 0.01f), v2(n, 1e-4f);
+  cpu_kernels().adamw_ex({}, plain.data(), {}, bf16(grads), m2.data(), v2.data(), n, hyper);
+  CHECK(plain == ref_master);
+}
+
 TEST_CASE("the _ex kernels refuse fp16 activations") {
   std::vector<std::uint16_t> h(8, 0x3c00);
   CHECK_THROWS_AS(cpu::gelu_forward_ex({}, {h.data(), DType::kF16}, {h.data(), DType::kF16}, h.size()), Error);
