@@ -32,6 +32,7 @@ double sum_squares_of(Device& device, const void* x, DType type, std::size_t n) 
   const auto& k = kernels::kernels_for(device.type());
   const auto ctx = kernels::context_for(device);
   if (type == DType::kF32) return k.sum_squares(ctx, static_cast<const float*>(x), n);
+  if (k.sum_squares_ex != nullptr && type == DType::kBF16) return k.sum_squares_ex(ctx, {x, type}, n);
   const Tensor wide = Tensor::uninitialized(device, {static_cast<std::int64_t>(n)}, DType::kF32, MemoryCategory::kOther);
   k.cast(ctx, wide.f32(), DType::kF32, x, type, n);
   return k.sum_squares(ctx, wide.f32(), n);

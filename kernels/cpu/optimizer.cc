@@ -45,15 +45,28 @@ void adamw_ex(const KernelContext&, float* master, TypedBuffer rounded, ConstTyp
   });
 }
 
-double sum_squares(const KernelContext&, const float* x, std::size_t n) {
+double sum_squares(const KernelContext& ctx, const float* x, std::size_t n) { return sum_squares_ex(ctx, x, n); }
+
+double sum_squares_ex(const KernelContext&, ConstTypedBuffer x, std::size_t n) {
+  if (x.type != DType::kF32 && x.type != DType::kBF16) unsupported_activation_type(x.type);
   const std::int64_t blocks = (static_cast<std::int64_t>(n) + kSumBlock - 1) / kSumBlock;
   std::vector<double> partial(static_cast<std::size_t>(blocks), 0.0);
   parallel_for(blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+    // bf16 blocks are widened into this buffer first, so that the one vectorized loop below sums every block.
+    thread_local std::vector<float> widened;
     for (std::int64_t b = begin; b < end; ++b) {
-      const std::int64_t first = b * kSumBlock, last = std::min<std::int64_t>(first + kSumBlock, n);
+      const std::int64_t first = b * kSumBlock, length = std::min<std::int64_t>(kSumBlock, n - first);
+      const float* values = x.f32() == nullptr ? nullptr : x.f32() + first;
+      if (values == nullptr) {
+        widened.resize(static_cast<std::size_t>(length));
+        const auto* bits = static_cast<const std::uint16_t*>(x.data) + first;
+#pragma omp simd
+        for (std::int64_t i = 0; i < length; ++i) widened[static_cast<std::size_t>(i)] = bf16_to_float(bits[i]);
+        values = widened.data();
+      }
       double total = 0.0;
 #pragma omp simd reduction(+ : total)
-      for (std::int64_t i = first; i < last; ++i) total += static_cast<double>(x[i]) * x[i];
+      for (std::int64_t i = 0; i < length; ++i) total += static_cast<double>(values[i]) * values[i];
       partial[static_cast<std::size_t>(b)] = total;
     }
   });

@@ -265,6 +265,19 @@ TEST_CASE("fused AdamW on bf16 gradients and parameters is the widen, update, ro
   CHECK(plain == ref_master);
 }
 
+TEST_CASE("the sum of squares of bf16 gradients is that of their widened copy, bit for bit") {
+  for (std::size_t n : {std::size_t{1}, std::size_t{1000}, std::size_t{200003}}) {  // one block, several, a ragged end
+    INFO(n << " elements");
+    const Bf16 grads = to_bf16(random_normal_vector(n, 171, 3.0f));
+    const std::vector<float> widened = to_f32(grads);
+    const double reference = cpu_kernels().sum_squares({}, widened.data(), n);
+    CHECK(cpu_kernels().sum_squares_ex({}, bf16(grads), n) == reference);
+    double naive = 0.0;
+    for (float g : widened) naive += static_cast<double>(g) * g;
+    CHECK(std::abs(reference - naive) <= 1e-12 * naive);
+  }
+}
+
 TEST_CASE("the _ex kernels refuse fp16 activations") {
   std::vector<std::uint16_t> h(8, 0x3c00);
   CHECK_THROWS_AS(cpu::gelu_forward_ex({}, {h.data(), DType::kF16}, {h.data(), DType::kF16}, h.size()), Error);
