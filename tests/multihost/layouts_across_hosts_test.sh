@@ -26,12 +26,24 @@ run() {
   shift 5
   local ranks=$((dp * tp * pp))
   cluster_hostfile "$work/hostfile" "$slots"
-  # shellcheck disable=SC2086  # extra_args are separate words
-  if ! cluster_timeout=150 cluster_mpirun "$work/hostfile" "$ranks" $extra_args "$weft" train "$config" \
-      "${common[@]}" --set parallel.dp="$dp" --set parallel.tp="$tp" --set parallel.pp="$pp" \
-      "${extra_sets[@]}" --metrics "$work/$name.jsonl" >"$work/$name.log" 2>&1; then
+  local attempt
+  for attempt in 1 2; do
+    # shellcheck disable=SC2086  # extra_args are separate words
+    if cluster_timeout=150 cluster_mpirun "$work/hostfile" "$ranks" $extra_args "$weft" train "$config" \
+        "${common[@]}" --set parallel.dp="$dp" --set parallel.tp="$tp" --set parallel.pp="$pp" \
+        "${extra_sets[@]}" --metrics "$work/$name.jsonl" >"$work/$name.log" 2>&1; then
+      break
+    fi
+    # Once in CI (before the MPI thread drove MPI's progress while waiting on shared memory), every rank of 3D over
+    # 4 hosts stopped on its deadline inside Open MPI's TCP path on the shaped link. Such a stall gets one more try,
+    # loudly; a second one, or any other failure, fails the test.
+    if [ "$attempt" -eq 1 ] && grep -q "did not complete" "$work/$name.log"; then
+      grep "did not complete" "$work/$name.log" | sed 's/^/  /'
+      echo "WARNING: $name on $hosts hosts stalled past comm.timeout_s (above); running it once more"
+      continue
+    fi
     tail -30 "$work/$name.log"; echo "FAIL: $name on $hosts hosts did not finish"; exit 1
-  fi
+  done
   python3 - "$work/one.jsonl" "$work/$name.jsonl" "$name" <<'PY' || { tail -30 "$work/$name.log"; exit 1; }
 import json, sys
 def losses(path):
