@@ -1,8 +1,11 @@
-// `weft bench collectives`: the nccl-tests-style table of weft's collectives beside raw MPI, on N local ranks.
+// `weft bench collectives`: the nccl-tests-style table of weft's collectives (MPI, beside raw MPI, or the socket
+// backend) on N local ranks.
 #include <iostream>
 
 #include "collectives/bench.h"
 #include "collectives/mpi/mpi_runtime.h"
+#include "collectives/socket/socket_communicator.h"
+#include "collectives/store.h"
 #include "launcher/commands.h"
 #include "launcher/environment.h"
 #include "runtime/error.h"
@@ -20,6 +23,7 @@ int run_bench_collectives(const CollectivesBenchOptions& options) {
                                      std::to_string(options.max_bytes), "--iters", std::to_string(options.iters),
                                      "--warmup", std::to_string(options.warmup)};
     if (!options.raw_mpi) args.push_back("--no-raw-mpi");
+    args.insert(args.end(), {"--backend", options.backend});
     return run_under_mpirun(options.ranks, options.mpirun_args, args);
   }
   init_logging(detected.info.rank, detected.info.world_size);
@@ -36,7 +40,14 @@ int run_bench_collectives(const CollectivesBenchOptions& options) {
   bench.raw_mpi = options.raw_mpi;
   MpiRuntime mpi;
   std::unique_ptr<Communicator> world = mpi.world();
-  const long wrong = run_collectives_bench(bench, *world, std::cout);
+  std::unique_ptr<Communicator> socket;
+  if (options.backend == "socket") {
+    // The mesh's addresses go through a store over the MPI job; the timed collectives then use TCP alone.
+    const CommOptions comm_options;
+    socket = make_socket_communicator(make_mpi_store(*world, comm_options.timeout), "bench", world->rank(),
+                                      world->size(), comm_options, world->world_rank());
+  }
+  const long wrong = run_collectives_bench(bench, socket ? *socket : *world, std::cout);
   if (wrong != 0) {
     spdlog::error("{} elements came back wrong", wrong);
     return static_cast<int>(ErrorKind::kInternal);

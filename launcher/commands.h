@@ -33,6 +33,9 @@ struct CollectivesBenchOptions {
   int warmup = 5;
   bool raw_mpi = true;  // false: weft's collectives alone (e.g. to count the bytes they put on a link)
   std::string mpirun_args;
+  // mpi: the MPI world (beside raw MPI); socket: weft's TCP socket backend (what torch.distributed over weft uses
+  // under torchrun), its mesh set up through the MPI job.
+  std::string backend = "mpi";
 };
 
 struct PlanOptions {

@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
   collectives_cmd->add_option("--warmup", bench.warmup, "Untimed iterations per size (default 5)");
   collectives_cmd->add_option("--mpirun-args", bench.mpirun_args, "Extra mpirun flags");
   collectives_cmd->add_flag("!--no-raw-mpi", bench.raw_mpi, "Skip the raw MPI baseline");
+  collectives_cmd->add_option("--backend", bench.backend, "mpi (default; beside raw MPI) or socket (weft's TCP backend)")
+      ->check(CLI::IsMember({"mpi", "socket"}));
 
   std::string ckpt_dir, safetensors_path;
   CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "Checkpoints");
