@@ -155,6 +155,7 @@ int main(int argc, char** argv) {
   weft::kernels::KernelBackend recording = weft::kernels::kernels_for(weft::DeviceType::kCpu);
   recording.gemm = record_gemm;
   recording.gemm_strided_batched = record_batched;
+  recording.gemm_bias_ex = nullptr;  // a linear's bias broadcast, then a recorded GEMM with beta 1
   weft::ModelOptions options;
   options.kernels = &recording;
   const weft::ModelFamily& family = weft::model_family(model);

@@ -57,10 +57,17 @@ inline std::size_t gemm_operand_span(Transpose t, int rows, int cols, int ld, lo
          static_cast<std::size_t>(stored_rows - 1) * static_cast<std::size_t>(ld) + static_cast<std::size_t>(stored_cols);
 }
 
+// C = op(A) op(B) + bias for batch 1, the fp32 `bias` (n elements) added to every row of the fp32 product inside
+// the GEMM, where a broadcast into C and an accumulating GEMM took two passes; operands as gemm_ex takes them.
+// Optional in the kernel table (the CPU's).
+using GemmBiasEx = void(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,
+                        const GemmOperand& a, const GemmOperand& b, const float* bias, const GemmResult& c);
+
 namespace cpu {
 Gemm gemm;
 GemmStridedBatched gemm_strided_batched;
 GemmEx gemm_ex;
+GemmBiasEx gemm_bias_ex;
 }  // namespace cpu
 namespace cuda {
 Gemm gemm;

@@ -24,6 +24,7 @@ const KernelBackend& kernels_for(DeviceType type) {
     k.causal_softmax_backward_ex = cpu::causal_softmax_backward_ex;
     k.add_ex = cpu::add_ex;
     k.adamw_ex = cpu::adamw_ex;
+    k.gemm_bias_ex = cpu::gemm_bias_ex;
     k.sum_squares_ex = cpu::sum_squares_ex;
     return k;
   }();

@@ -46,10 +46,19 @@ void TensorParallelLayers::gemm(Transpose ta, Transpose tb, int m, int n, int k,
                    {c, DType::kF32, ldc}, 1);
 }
 
-void TensorParallelLayers::column_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in,
-                                          int out) {
+void TensorParallelLayers::linear(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out) {
+  if (b != nullptr && kernels_.gemm_bias_ex != nullptr) {
+    kernels_.gemm_bias_ex(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, {x.data, x.type, in},
+                          {w.data, w.type, in}, b, {y, DType::kF32, out});
+    return;
+  }
   if (b) kernels_.bias_broadcast(ctx_, y, b, rows_, out);
   gemm(Transpose::kNo, Transpose::kYes, rows_, out, in, x, in, w, in, b ? 1.0f : 0.0f, y, out);
+}
+
+void TensorParallelLayers::column_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in,
+                                          int out) {
+  linear(y, x, w, b, in, out);
 }
 
 void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,
@@ -80,19 +89,14 @@ void TensorParallelLayers::row_forward(float* y, ConstTypedBuffer x, ConstTypedB
   // (reduce-scatter, sequence parallel).
   float* partial = sequence_parallel_ ? sp_full_ : y;
   const std::size_t full = static_cast<std::size_t>(rows_) * out;
-  float beta = 1.0f;
-  if (b == nullptr) {
-    beta = 0.0f;  // no bias: the product alone
-  } else if (sequence_parallel_) {
+  if (b != nullptr && sequence_parallel_) {
     device_.fill_zero(partial, sizeof(float) * full);
     kernels_.bias_broadcast(ctx_, partial + static_cast<std::size_t>(tp_.rank()) * stream_rows_ * out, b, stream_rows_,
                             out);
-  } else if (tp_.rank() == 0) {
-    kernels_.bias_broadcast(ctx_, partial, b, rows_, out);
+    gemm(Transpose::kNo, Transpose::kYes, rows_, out, in, x, in, w, in, 1.0f, partial, out);
   } else {
-    device_.fill_zero(partial, sizeof(float) * full);
+    linear(partial, x, w, tp_.rank() == 0 ? b : nullptr, in, out);  // the other ranks' partial sums: the product alone
   }
-  gemm(Transpose::kNo, Transpose::kYes, rows_, out, in, x, in, w, in, beta, partial, out);
   if (sequence_parallel_) tp_.reduce_scatter_sum(partial, y, static_cast<std::size_t>(stream_rows_) * out);
   else tp_.all_reduce_sum(y, full);
 }

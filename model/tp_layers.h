@@ -95,6 +95,8 @@ class TensorParallelLayers {
                              const VocabShard& vocab);
 
  private:
+  // y[rows x out] = x W^T + b (b may be null): the bias added inside the GEMM where the kernels can.
+  void linear(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out);
   // C[m x n] (fp32) = op(A) op(B) + beta C with 16-bit or fp32 operands, rounded as ctx.gemm_inputs says.
   void gemm(kernels::Transpose ta, kernels::Transpose tb, int m, int n, int k, ConstTypedBuffer a, int lda,
             ConstTypedBuffer b, int ldb, float beta, float* c, int ldc);

@@ -36,7 +36,8 @@ const float* widened(const void* from, DType type, std::size_t elements, std::ve
 }
 
 // The GEMM on fp32 copies of 16-bit operands (and of a bf16 C, rounded back element by element).
-void widened_gemm(const MatmulShape& s, const GemmOperand& a, const GemmOperand& b, const GemmResult& c) {
+void widened_gemm(const MatmulShape& s, const GemmOperand& a, const GemmOperand& b, const GemmResult& c,
+                  const float* bias) {
   thread_local std::vector<float> a32, b32, c32;
   MatmulShape wide = s;
   wide.inputs = DType::kF32;
@@ -44,13 +45,13 @@ void widened_gemm(const MatmulShape& s, const GemmOperand& a, const GemmOperand&
   const float* a_wide = widened(a.data, a.type, gemm_operand_span(s.trans_a, s.m, s.k, s.lda, s.stride_a, s.batch), a32);
   const float* b_wide = widened(b.data, b.type, gemm_operand_span(s.trans_b, s.k, s.n, s.ldb, s.stride_b, s.batch), b32);
   if (c.type == DType::kF32) {
-    onednn_matmul(wide, a_wide, b_wide, c.data);
+    onednn_matmul(wide, a_wide, b_wide, c.data, bias);
     return;
   }
   const std::size_t c_span = gemm_operand_span(Transpose::kNo, s.m, s.n, s.ldc, s.stride_c, s.batch);
   if (s.beta != 0.0f) widened(c.data, c.type, c_span, c32);
   else c32.assign(c_span, 0.0f);
-  onednn_matmul(wide, a_wide, b_wide, c32.data());
+  onednn_matmul(wide, a_wide, b_wide, c32.data(), bias);
   for (int i = 0; i < s.batch; ++i)
     for (int r = 0; r < s.m; ++r) {
       const long long row = i * s.stride_c + static_cast<long long>(r) * s.ldc;
@@ -76,10 +77,10 @@ GemmOperand rounded(const KernelContext& ctx, const GemmOperand& x, DType to, st
   return {scratch.data(), to, x.ld, x.stride};
 }
 
-}  // namespace
-
-void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
-             const GemmOperand& a_in, const GemmOperand& b_in, float beta, const GemmResult& c, int batch) {
+// gemm_ex, and gemm_bias_ex when `bias` is given (batch 1, fp32 C).
+void gemm_with(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
+               const GemmOperand& a_in, const GemmOperand& b_in, float beta, const float* bias, const GemmResult& c,
+               int batch) {
   if (m <= 0 || n <= 0 || batch <= 0) return;
   // 16-bit compute on fp32 buffers (or on one fp32 and one 16-bit operand): the fp32 operands are rounded into
   // 16-bit copies, then multiplied as 16-bit ones.
@@ -90,13 +91,30 @@ void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int
   check_gemm_ex_types(a, b, c);
   if (k <= 0) {
     scale_result(c, m, n, batch, beta);
+    if (bias != nullptr)
+      for (int r = 0; r < m; ++r)
+        for (int j = 0; j < n; ++j) static_cast<float*>(c.data)[static_cast<long long>(r) * c.ld + j] += bias[j];
     return;
   }
-  const MatmulShape shape{trans_a,  trans_b,  m,       n,      k,      a.ld,   b.ld,  c.ld,
-                          a.stride, b.stride, c.stride, batch, a.type, c.type, alpha, beta};
+  MatmulShape shape{trans_a,  trans_b,  m,       n,      k,      a.ld,   b.ld,  c.ld,
+                    a.stride, b.stride, c.stride, batch, a.type, c.type, alpha, beta};
+  shape.bias = bias != nullptr;
   const bool native = a.type == DType::kF32 || (a.type == DType::kBF16 && onednn_native_bf16());
-  if (native) onednn_matmul(shape, a.data, b.data, c.data);
-  else widened_gemm(shape, a, b, c);
+  if (native) onednn_matmul(shape, a.data, b.data, c.data, bias);
+  else widened_gemm(shape, a, b, c, bias);
+}
+
+}  // namespace
+
+void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
+             const GemmOperand& a, const GemmOperand& b, float beta, const GemmResult& c, int batch) {
+  gemm_with(ctx, trans_a, trans_b, m, n, k, alpha, a, b, beta, nullptr, c, batch);
+}
+
+void gemm_bias_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,
+                  const GemmOperand& a, const GemmOperand& b, const float* bias, const GemmResult& c) {
+  WEFT_CHECK(c.type == DType::kF32, "a GEMM with a bias writes fp32, not {}", dtype_name(c.type));
+  gemm_with(ctx, trans_a, trans_b, m, n, k, 1.0f, a, b, 0.0f, bias, c, 1);
 }
 
 void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,

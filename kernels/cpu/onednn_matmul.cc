@@ -15,6 +15,7 @@
 
 #include "kernels/cpu/parallel.h"
 #include "runtime/error.h"
+#include "runtime/error.h"
 
 namespace weft::kernels::cpu {
 namespace {
@@ -43,6 +44,7 @@ struct KeyHash {
       mix(v);
     mix(s.alpha);
     mix(s.beta);
+    mix(s.bias);
     mix(key.threads);
     return h;
   }
@@ -50,7 +52,7 @@ struct KeyHash {
 
 struct Primitive {
   dnnl::matmul matmul;
-  dnnl::memory::desc a, b, c, scratchpad;
+  dnnl::memory::desc a, b, c, bias, scratchpad;
   std::size_t scratchpad_bytes = 0;
   bool reference = false;  // oneDNN's slow reference kernel
   int runs = 1;            // > 1: one primitive per matrix of the batch (see create)
@@ -85,7 +87,12 @@ Primitive create(const MatmulShape& s, int batch) {
     ops.append_sum(s.beta);
     attr.set_post_ops(ops);
   }
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.a, p.b, p.c), attr, cpu_engine());
+  if (s.bias) {
+    WEFT_CHECK(batch == 1, "a matmul bias is for batch 1, not {}", batch);
+    p.bias = dnnl::memory::desc({1, s.n}, dnnl::memory::data_type::f32, dims{s.n, 1});
+  }
+  dnnl::matmul::primitive_desc pd(s.bias ? dnnl::matmul::desc(p.a, p.b, p.bias, p.c) : dnnl::matmul::desc(p.a, p.b, p.c),
+                                  attr, cpu_engine());
   p.matmul = dnnl::matmul(pd);
   p.scratchpad = pd.scratchpad_desc();
   p.scratchpad_bytes = p.scratchpad.get_size();
@@ -141,7 +148,9 @@ Cache& cache() {
 
 }  // namespace
 
-void onednn_matmul(const MatmulShape& shape, const void* a, const void* b, void* c) {
+void onednn_matmul(const MatmulShape& shape, const void* a, const void* b, void* c, const float* bias) {
+  WEFT_CHECK(shape.bias == (bias != nullptr), "a matmul shape with{} a bias called with{} one", shape.bias ? "" : "out",
+             bias ? "" : "out");
   bind_compute_threads();
   const Primitive& p = cache().get(shape, omp_get_max_threads());
   thread_local dnnl::stream stream(cpu_engine());
@@ -157,6 +166,7 @@ void onednn_matmul(const MatmulShape& shape, const void* a, const void* b, void*
         {DNNL_ARG_SRC, dnnl::memory(p.a, cpu_engine(), const_cast<unsigned char*>(a_i))},
         {DNNL_ARG_WEIGHTS, dnnl::memory(p.b, cpu_engine(), const_cast<unsigned char*>(b_i))},
         {DNNL_ARG_DST, dnnl::memory(p.c, cpu_engine(), c_i)}};
+    if (shape.bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, cpu_engine(), const_cast<float*>(bias)));
     if (p.scratchpad_bytes > 0)
       args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(p.scratchpad, cpu_engine(), scratchpad.data()));
     try {

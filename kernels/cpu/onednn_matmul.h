@@ -16,12 +16,13 @@ struct MatmulShape {
   int batch;
   DType inputs, output;
   float alpha, beta;
+  bool bias = false;  // an fp32 row of n added to every row of the product (batch 1)
   bool operator==(const MatmulShape&) const = default;
 };
 
-// C = alpha op(A) op(B) + beta C with oneDNN on the calling thread's compute threads. Throws Error(kInternal)
-// when oneDNN has no implementation for the shape (bf16 on a CPU without AVX-512, for instance).
-void onednn_matmul(const MatmulShape& shape, const void* a, const void* b, void* c);
+// C = alpha op(A) op(B) (+ bias) + beta C with oneDNN on the calling thread's compute threads. Throws
+// Error(kInternal) when oneDNN has no implementation for the shape (bf16 on a CPU without AVX-512, for instance).
+void onednn_matmul(const MatmulShape& shape, const void* a, const void* b, void* c, const float* bias = nullptr);
 
 // Whether oneDNN multiplies bf16 with the CPU's own bf16 instructions (AVX512_BF16 or AMX). Without them its
 // bf16 kernels emulate the conversions and run at about a third of its fp32 rate (measured on Zen 5 with

@@ -8,6 +8,7 @@
 // products (8 x 8 or 11 x 11 significant bits fit in 24), so the same bound holds on the rounded inputs.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -201,6 +202,33 @@ TEST_CASE("fp32 strided-batched gemm equals one gemm per matrix, bit for bit", "
     k.gemm({}, kNo, kNo, m, n, kk, 1.0f, a.data() + i * m * kk, kk, b.data() + i * kk * n, n, 0.0f,
            single.data() + i * m * n, n);
   CHECK(batched == single);
+}
+
+TEST_CASE("a GEMM with its bias inside gives the bits of the bias broadcast and then accumulated onto", "[gemm]") {
+  const auto& k = kernels_for(DeviceType::kCpu);
+  REQUIRE(k.gemm_bias_ex != nullptr);
+  // A linear's shapes: y[rows x out] = x[rows x in] W[out x in]^T + b, fp32 and bf16 operands; a tiny one and a
+  // bench_3m-sized one (K split over several of oneDNN's blocks).
+  for (const auto& [m, n, kk] : {std::array<int, 3>{5, 7, 3}, std::array<int, 3>{1024, 768, 256}})
+    for (DType type : {DType::kF32, DType::kBF16}) {
+      INFO(m << " x " << n << " x " << kk << ", " << dtype_name(type));
+      Stored x(random_normal_vector(static_cast<std::size_t>(m) * kk, 31), type);
+      Stored w(random_normal_vector(static_cast<std::size_t>(n) * kk, 32), type);
+      const auto bias = random_normal_vector(static_cast<std::size_t>(n), 33);
+      std::vector<float> fused(static_cast<std::size_t>(m) * n, std::nanf("")), separate(fused.size());
+      k.gemm_bias_ex({}, kNo, kYes, m, n, kk, {x.data(), type, kk}, {w.data(), type, kk}, bias.data(),
+                     {fused.data(), DType::kF32, n});
+      k.bias_broadcast({}, separate.data(), bias.data(), m, n);
+      k.gemm_ex({}, kNo, kYes, m, n, kk, 1.0f, {x.data(), type, kk}, {w.data(), type, kk}, 1.0f,
+                {separate.data(), DType::kF32, n}, 1);
+      CHECK(fused == separate);
+      // The bias is really in there: row 0 minus the product alone is the bias, to the product's rounding.
+      std::vector<float> product(fused.size());
+      k.gemm_ex({}, kNo, kYes, m, n, kk, 1.0f, {x.data(), type, kk}, {w.data(), type, kk}, 0.0f,
+                {product.data(), DType::kF32, n}, 1);
+      for (int j = 0; j < n; ++j) CHECK(fused[static_cast<std::size_t>(j)] - product[static_cast<std::size_t>(j)] ==
+                                        Approx(bias[static_cast<std::size_t>(j)]).margin(1e-4));
+    }
 }
 
 TEST_CASE("fp32 gemm with ctx.gemm_inputs 16-bit rounds the operands and leaves the caller's untouched", "[gemm]") {

@@ -107,6 +107,7 @@ GemmAudit audit_pass(const ModelConfig& model) {
   kernels::KernelBackend audited = kernels::kernels_for(DeviceType::kCpu);
   audited.gemm = audited_gemm;
   audited.gemm_strided_batched = audited_gemm_strided_batched;
+  audited.gemm_bias_ex = nullptr;  // biases broadcast, then the audited GEMM accumulates onto them
   ModelOptions options;
   options.compute = DType::kBF16;
   options.kernels = &audited;

@@ -20,6 +20,8 @@ using Dims = std::array<double, 3>;  // a GEMM's m, n, k sorted: transposes and 
 std::map<Dims, double> recorded;  // FLOPs issued per shape
 kernels::Gemm* real_gemm = nullptr;
 kernels::GemmStridedBatched* real_batched = nullptr;
+kernels::GemmEx* real_ex = nullptr;
+kernels::GemmBiasEx* real_bias = nullptr;
 
 void add(double m, double n, double k, double batch, std::map<Dims, double>& to) {
   Dims d{m, n, k};
@@ -40,6 +42,20 @@ void record_batched(const kernels::KernelContext& ctx, kernels::Transpose ta, ke
   real_batched(ctx, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
 }
 
+void record_ex(const kernels::KernelContext& ctx, kernels::Transpose ta, kernels::Transpose tb, int m, int n, int k,
+               float alpha, const kernels::GemmOperand& a, const kernels::GemmOperand& b, float beta,
+               const kernels::GemmResult& c, int batch) {
+  add(m, n, k, batch, recorded);
+  real_ex(ctx, ta, tb, m, n, k, alpha, a, b, beta, c, batch);
+}
+
+void record_bias(const kernels::KernelContext& ctx, kernels::Transpose ta, kernels::Transpose tb, int m, int n, int k,
+                 const kernels::GemmOperand& a, const kernels::GemmOperand& b, const float* bias,
+                 const kernels::GemmResult& c) {
+  add(m, n, k, 1, recorded);
+  real_bias(ctx, ta, tb, m, n, k, a, b, bias, c);
+}
+
 }  // namespace
 
 TEST_CASE("the cost model's GEMMs are the shapes and FLOPs the GPT model issues in a forward and backward") {
@@ -51,8 +67,13 @@ TEST_CASE("the cost model's GEMMs are the shapes and FLOPs the GPT model issues 
   kernels::KernelBackend table = kernels::kernels_for(DeviceType::kCpu);
   real_gemm = table.gemm;
   real_batched = table.gemm_strided_batched;
+  real_ex = table.gemm_ex;
+  real_bias = table.gemm_bias_ex;
   table.gemm = record_gemm;
   table.gemm_strided_batched = record_batched;
+  // Every GEMM entry of the table, so that no path of the model escapes the count.
+  table.gemm_ex = record_ex;
+  if (table.gemm_bias_ex != nullptr) table.gemm_bias_ex = record_bias;
   ModelOptions options;
   options.kernels = &table;
   std::unique_ptr<Model> gpt = model_family(model).build(model, *device, micro_batch, options);
