@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +20,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include "runtime/error.h"
 
@@ -98,27 +102,72 @@ std::string this_hostname() {
   return name;
 }
 
-// The address other hosts reach this one at: WEFT_SOCKET_ADDR, else the hostname's first non-loopback IPv4 address,
-// else loopback (a single host).
+bool is_loopback(const std::string& address) { return address.rfind("127.", 0) == 0; }
+
+// The address this host sends from when it reaches `host` (connecting a UDP socket only picks the route; nothing is
+// sent); "" when `host` does not resolve or has no route.
+std::string source_address_toward(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), "9", &hints, &found) != 0 || found == nullptr) return "";
+  std::string result;
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in local{};
+  socklen_t length = sizeof local;
+  char text[INET_ADDRSTRLEN] = {};
+  if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0 &&
+      inet_ntop(AF_INET, &local.sin_addr, text, sizeof text) != nullptr)
+    result = text;
+  if (fd >= 0) close(fd);
+  freeaddrinfo(found);
+  return result;
+}
+
+// The IPv4 address of the first interface that is up and not loopback; "" when there is none.
+std::string first_interface_address() {
+  ifaddrs* interfaces = nullptr;
+  if (getifaddrs(&interfaces) != 0) return "";
+  std::string result;
+  for (ifaddrs* i = interfaces; i != nullptr && result.empty(); i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_UP) == 0 ||
+        (i->ifa_flags & IFF_LOOPBACK) != 0)
+      continue;
+    char text[INET_ADDRSTRLEN] = {};
+    if (inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof text) != nullptr)
+      result = text;
+  }
+  freeifaddrs(interfaces);
+  return result;
+}
+
+// The address other hosts reach this one at: WEFT_SOCKET_ADDR; else the hostname's first non-loopback IPv4 address;
+// else (a hostname only this host knows, as on many clusters and containers) the address this host reaches
+// MASTER_ADDR from (torchrun and env:// set it: the interface that reaches the rendezvous host reaches the others);
+// else the first interface that is up and not loopback; else loopback (a single host).
 std::string published_address(const std::string& hostname) {
   if (const char* chosen = std::getenv("WEFT_SOCKET_ADDR"); chosen != nullptr && *chosen != '\0') return chosen;
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  std::string result = "127.0.0.1";
+  std::string result;
   if (getaddrinfo(hostname.c_str(), nullptr, &hints, &found) == 0) {
-    for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    for (addrinfo* a = found; a != nullptr && result.empty(); a = a->ai_next) {
       char text[INET_ADDRSTRLEN] = {};
       const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
-      if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) == nullptr) continue;
-      if (std::string(text).rfind("127.", 0) == 0) continue;
-      result = text;
-      break;
+      if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr && !is_loopback(text)) result = text;
     }
     freeaddrinfo(found);
   }
-  return result;
+  if (const char* master = std::getenv("MASTER_ADDR"); result.empty() && master != nullptr && *master != '\0') {
+    result = source_address_toward(master);
+    if (is_loopback(result)) result.clear();
+  }
+  if (result.empty()) result = first_interface_address();
+  return result.empty() ? "127.0.0.1" : result;
 }
 
 int listen_any(int backlog, int* port) {
@@ -184,6 +233,20 @@ Peer parse_address(const std::string& value, const std::string& key) {
   return peer;
 }
 
+// Said once per group (by its rank 0), as the MPI groups say their path, so that a user, and the multihost tests,
+// can see how many hosts a group spans. Every rank published its address before connecting, so the keys are there.
+void report_hosts(Store& store, const std::string& prefix, int size, const std::string& group,
+                  const std::string& hostname) {
+  std::vector<std::string> hosts{hostname};
+  for (int r = 1; r < size; ++r) {
+    const std::string key = prefix + "addr/" + std::to_string(r);
+    const std::string peer = parse_address(store.get(key, std::chrono::milliseconds(1000)), key).hostname;
+    if (std::find(hosts.begin(), hosts.end(), peer) == hosts.end()) hosts.push_back(peer);
+  }
+  spdlog::info("weft: group {} ({} ranks on {} host{}) uses TCP sockets", group, size, hosts.size(),
+               hosts.size() > 1 ? "s" : "");
+}
+
 }  // namespace
 
 SocketMesh connect_mesh(Store& store, const std::string& prefix, int rank, int size, const std::string& group,
@@ -226,9 +289,14 @@ SocketMesh connect_mesh(Store& store, const std::string& prefix, int rank, int s
           !transfer_all(fd, &theirs, sizeof theirs, true, deadline) || theirs.magic != kHelloMagic ||
           theirs.group != hash || theirs.rank != peer || theirs.size != size) {
         if (fd >= 0) close(fd);
+        const std::string hint =
+            target.hostname != hostname && is_loopback(target.address)
+                ? fmt::format("; {} published a loopback address: set WEFT_SOCKET_ADDR there to one this host reaches",
+                              target.hostname)
+                : "";
         throw Error(ErrorKind::kPeer,
-                    fmt::format("weft: {} could not connect to rank {} at {}:{} ({}) within comm.timeout_s = {} s",
-                                where(), peer, host, target.port, target.hostname, timeout.count() / 1000.0));
+                    fmt::format("weft: {} could not connect to rank {} at {}:{} ({}) within comm.timeout_s = {} s{}",
+                                where(), peer, host, target.port, target.hostname, timeout.count() / 1000.0, hint));
       }
       tune(fd);
       mesh.fds[static_cast<std::size_t>(peer)] = fd;
@@ -262,6 +330,7 @@ SocketMesh connect_mesh(Store& store, const std::string& prefix, int rank, int s
       mesh.fds[static_cast<std::size_t>(theirs.rank)] = fd;
       --missing;
     }
+    if (rank == 0) report_hosts(store, prefix, size, group, hostname);
   } catch (...) {
     close(listener);
     close_mesh(mesh);

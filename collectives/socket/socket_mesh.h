@@ -19,8 +19,10 @@ struct SocketMesh {
 // connects to every lower rank and accepts every higher one, and both ends of each connection exchange a hello
 // (group, rank, size) so a stale or foreign connection is refused. A peer on the same hostname is reached over
 // loopback; one on another host at the published address: WEFT_SOCKET_ADDR (a hostname or IP every rank can
-// reach) when set, else the first IPv4 address the hostname resolves to. Error(kPeer) naming the missing rank
-// when a peer does not appear in time; Error(kInternal) naming the system call when a socket call fails.
+// reach) when set, else the first non-loopback IPv4 address the hostname resolves to, else the address this host
+// reaches MASTER_ADDR from, else the first interface that is up and not loopback. Rank 0 logs how many hosts the
+// group spans. Error(kPeer) naming the missing rank when a peer does not appear in time; Error(kInternal) naming
+// the system call when a socket call fails.
 SocketMesh connect_mesh(Store& store, const std::string& prefix, int rank, int size, const std::string& group,
                         std::chrono::milliseconds timeout);
 

@@ -211,7 +211,8 @@ WEFT_API weft_status weft_comm_world(double timeout_s, weft_comm** out);
    form a group (torchrun's, a framework's own). Each member listens on an ephemeral port of every interface and
    publishes "<hostname> <address> <port>" in the store; members on the same hostname connect over loopback, others
    to the address: WEFT_SOCKET_ADDR when set in that member's environment (a name or IP the others reach), else the
-   first non-loopback IPv4 address its hostname resolves to. Both give the same results (fp32 sums in rank order). */
+   first non-loopback IPv4 address its hostname resolves to, else the address it reaches MASTER_ADDR from, else its
+   first interface that is up and not loopback. Both give the same results (fp32 sums in rank order). */
 typedef enum weft_transport {
   WEFT_TRANSPORT_AUTO = 0,
   WEFT_TRANSPORT_MPI = 1,

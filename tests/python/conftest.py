@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytest.register_assert_rewrite("torchrun_checks")  # its asserts say what was found, as a test's own do
+
 SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TINY = os.path.join(SOURCE, "configs", "tiny.yaml")
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-x", "PYTHONPATH", "-x", "WEFT_LIBRARY"]

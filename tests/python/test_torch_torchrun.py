@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from conftest import rank_results
+from torchrun_checks import check_every_operation_and_ddp, check_survivors_of_a_kill, ops_mode
 
 HERE = os.path.dirname(__file__)
 
@@ -28,27 +29,14 @@ def torchrun(tmp_path, ranks, *args, timeout=240, launcher_args=()):
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_every_operation_and_ddp_under_torchrun_match_the_exact_result_and_gloo(tmp_path, ranks):
     # One job per size runs both modes (each torchrun start costs seconds of imports): every operation against the
-    # exact result and gloo, then DDP over weft and over gloo. Two ranks: sums of two addends do not depend on the
-    # order, so AdamW's parameters are bit-identical to gloo's. Three: weft adds in rank order, gloo in its own, so
-    # SGD's parameters (momentum 0.9, 10 steps) agree to fp32 rounding, within 1e-5 of the largest parameter.
-    done, results = torchrun(tmp_path, ranks, "ops+ddp" if ranks == 2 else "ops+ddp:sgd")
+    # exact result and gloo, then DDP over weft and over gloo (torchrun_checks.ops_mode says which optimizer).
+    done, results = torchrun(tmp_path, ranks, ops_mode(ranks))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(results) == list(range(ranks)), done.stdout + done.stderr
-    for result in results.values():
-        assert result["failures"] == [], result["failures"]
-        assert result["checked"] == 115
-        if ranks == 2:
-            assert result["identical"], result
-        else:
-            assert result["max_abs_difference"] <= 1e-5 * max(1.0, result["max_abs"]), result
+    check_every_operation_and_ddp(results, ranks, done.stdout + done.stderr)
 
 
 def test_a_killed_rank_under_torchrun_makes_the_survivors_raise_naming_it(tmp_path):
     # The dead rank's connections close with its process, so the survivors fail at once (well within the 5 s
     # timeout), before torchrun's agent (polling every 3 s) stops them.
     done, results = torchrun(tmp_path, 3, "kill", launcher_args=["--monitor-interval", "3"], timeout=120)
-    assert sorted(results) == [0, 1], done.stdout + done.stderr  # the victim wrote nothing
-    for survivor in results.values():
-        assert survivor["raised"] is not None, survivor
-        assert survivor["seconds"] < 5, survivor
-        assert "rank 2" in survivor["message"] and "all_reduce" in survivor["message"], survivor["message"]
+    check_survivors_of_a_kill(results, 3, done.stdout + done.stderr)

@@ -1,6 +1,6 @@
 """One rank of the torch.distributed tests of backend "weft", under mpirun (test_torch_backend.py) or torchrun
-(test_torch_torchrun.py): `ops OUT`, `ddp OUT`, `kill OUT`, ... Each writes what it found to OUT.rankN as JSON; the
-test judges."""
+(test_torch_torchrun.py; tests/multihost/torchrun_across_hosts_test.sh across emulated hosts): `ops OUT`, `ddp OUT`,
+`kill OUT`, ... Each writes what it found to OUT.rankN as JSON; the test judges."""
 import json
 import os
 import signal
@@ -316,6 +316,16 @@ def pipeline(out, schedule_name, steps=3):
     return {"identical": bool(torch.equal(*results)), "max_abs_difference": (results[0] - results[1]).abs().max().item()}
 
 
+def bulk(out, mib="16"):
+    """One all_reduce of MIB MiB of float32 over weft alone, against the exact sum: the multihost test counts the bytes
+    that crossed the emulated link while it ran."""
+    start(out)
+    n = int(mib) * (1 << 20) // 4
+    t = values(RANK, n, torch.float32)
+    dist.all_reduce(t)
+    return {"bulk_exact": bool(torch.equal(t, reduced("sum", n, torch.float32))), "bulk_bytes": 4 * n}
+
+
 def kill(out):
     """The last rank dies (SIGKILL) before an all_reduce; the others must raise within the group's timeout."""
     start(out, timeout_s=5)
@@ -339,7 +349,8 @@ if __name__ == "__main__":
     result = {}
     for mode in modes.split("+"):
         name, *args = mode.split(":")
-        result.update({"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "kill": kill}[name](out, *args))
+        result.update({"ops": ops, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "bulk": bulk,
+                       "kill": kill}[name](out, *args))
     with open(f"{out}.rank{RANK}", "w") as handle:
         json.dump(result, handle)
     sys.stdout.flush()
