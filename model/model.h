@@ -61,7 +61,8 @@ inline std::int64_t d_scores_floats(std::int64_t probs, DType activations) {
 
 // A block's parameters as its stage calls read them: fp32 values, and, when the GEMMs take the parameters' 16-bit
 // storage type (bf16 on the CPU), the segment as stored, from which the weight matrices are read (the fp32 values
-// of those ranges are then not filled in: ParamStore::acquire_block).
+// of those ranges are then not filled in: ParamStore::acquire_block). The weight matrices are the block's 2-D
+// parameters: a family reads exactly those through matrix() and everything else through at().
 struct BlockParams {
   const float* values;
   const void* stored = nullptr;
