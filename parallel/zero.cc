@@ -90,10 +90,7 @@ const float* ParamStore::acquire(int segment) {
   about_to_read(segment);
   if (!plan_.parameters_sharded && type_ == DType::kF32)
     return static_cast<const float*>(storage_.at(layout_.padded_offset(segment)));
-  if (type_ == DType::kF32) {
-    const void* gathered = stored(segment);
-    return static_cast<const float*>(gathered);
-  }
+  if (type_ == DType::kF32) return static_cast<const float*>(stored(segment));  // stage 3's gathered copy
   Acquired& a = acquired_[segment];
   if (!a.widened.defined()) {
     widen(segment, a, 0, layout_.segment(segment).size());

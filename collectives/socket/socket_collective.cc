@@ -75,6 +75,19 @@ class Collective final : public SocketCollective {
   }
   const char* send_at(std::size_t element) const { return static_cast<const char*>(call_.send) + element * element_; }
   char* recv_at(std::size_t element) const { return static_cast<char*>(call_.recv) + element * element_; }
+  // `count` elements at `data`, segment by segment, to or from `peer` in `phase` (the index: the segment's).
+  void send_segments(int peer, std::uint32_t phase, const char* data, std::size_t count) {
+    for (std::size_t s = 0; s < segments(count); ++s) {
+      const Chunk seg = segment(count, s);
+      send(peer, phase, static_cast<std::uint32_t>(s), data + seg.offset * element_, seg.count * element_);
+    }
+  }
+  void receive_segments(int peer, std::uint32_t phase, char* data, std::size_t count) {
+    for (std::size_t s = 0; s < segments(count); ++s) {
+      const Chunk seg = segment(count, s);
+      receive(peer, phase, static_cast<std::uint32_t>(s), data + seg.offset * element_, seg.count * element_);
+    }
+  }
 
   void send(int peer, std::uint32_t phase, std::uint32_t index, const void* data, std::size_t bytes) {
     ++sending_[static_cast<std::size_t>(peer)];
@@ -172,10 +185,7 @@ void Collective::start_reduction() {
   for (int step = 1; step < n_; ++step) {
     const int peer = (r_ + step) % n_;
     const Chunk theirs = chunk(peer);
-    for (std::size_t s = 0; s < segments(theirs.count); ++s) {
-      const Chunk seg = segment(theirs.count, s);
-      send(peer, 0, static_cast<std::uint32_t>(s), send_at(theirs.offset + seg.offset), seg.count * element_);
-    }
+    send_segments(peer, 0, send_at(theirs.offset), theirs.count);
   }
   // The reduced chunks of the others (all_reduce), straight into the caller's buffer: a peer sends chunk p's result
   // only after it received this rank's copy of that segment, so the copy was sent before it is overwritten.
@@ -183,10 +193,7 @@ void Collective::start_reduction() {
     for (int step = 1; step < n_; ++step) {
       const int peer = (r_ + step) % n_;
       const Chunk theirs = chunk(peer);
-      for (std::size_t s = 0; s < segments(theirs.count); ++s) {
-        const Chunk seg = segment(theirs.count, s);
-        receive(peer, 1, static_cast<std::uint32_t>(s), recv_at(theirs.offset + seg.offset), seg.count * element_);
-      }
+      receive_segments(peer, 1, recv_at(theirs.offset), theirs.count);
     }
   }
   // Every rank's copy of this rank's chunk, segment by segment (segment 0 of every peer first: their signatures).
@@ -229,13 +236,7 @@ void Collective::start_all_gather() {
   const std::size_t count = call_.count;
   char* own = recv_at(static_cast<std::size_t>(r_) * count);
   if (own != call_.send && count > 0) std::memcpy(own, call_.send, count * element_);
-  for (int step = 1; step < n_; ++step) {
-    const int peer = (r_ + step) % n_;
-    for (std::size_t s = 0; s < segments(count); ++s) {
-      const Chunk seg = segment(count, s);
-      send(peer, 0, static_cast<std::uint32_t>(s), send_at(seg.offset), seg.count * element_);
-    }
-  }
+  for (int step = 1; step < n_; ++step) send_segments((r_ + step) % n_, 0, send_at(0), count);
   for (std::size_t s = 0; s < segments(count); ++s) {
     const Chunk seg = segment(count, s);
     for (int peer = 0; peer < n_; ++peer)
@@ -254,21 +255,12 @@ void Collective::start_broadcast() {
       send(peer, 0, 0, nullptr, 0);  // this rank's signature
       continue;
     }
-    for (std::size_t s = 0; s < segments(count); ++s) {
-      const Chunk seg = segment(count, s);
-      send(peer, 0, static_cast<std::uint32_t>(s), send_at(seg.offset), seg.count * element_);
-    }
+    send_segments(peer, 0, send_at(0), count);
   }
   for (int peer = 0; peer < n_; ++peer) {
     if (peer == r_) continue;
-    if (peer != root) {
-      receive(peer, 0, 0, nullptr, 0);
-      continue;
-    }
-    for (std::size_t s = 0; s < segments(count); ++s) {
-      const Chunk seg = segment(count, s);
-      receive(peer, 0, static_cast<std::uint32_t>(s), recv_at(seg.offset), seg.count * element_);
-    }
+    if (peer != root) receive(peer, 0, 0, nullptr, 0);
+    else receive_segments(peer, 0, recv_at(0), count);
   }
 }
 
