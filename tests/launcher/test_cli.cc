@@ -62,6 +62,7 @@ TEST_CASE("bad configs and flags exit with code 2 and name what is wrong") {
       {"train " + tiny() + " --no-such-flag", "--no-such-flag"},
       {"train " + tiny() + " --set data.source=text --set data.path=/nonexistent.txt", "/nonexistent.txt"},
       {"frobnicate", "frobnicate"},
+      {"bench collectives --backend nccl-ish", "--backend: nccl-ish not in {mpi,socket}"},
       // weft launch watches its ranks as local processes: ranks on other hosts would look dead (tests/multihost).
       {"launch -n 2 --mpirun-args \"--hostfile hosts\" " + tiny(), "starts ranks on this host only"},
   };
