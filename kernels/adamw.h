@@ -36,7 +36,7 @@ using AdamW = void(const KernelContext& ctx, float* param, const float* grad, fl
 
 // AdamW on fp32 master weights with the gradient read in its storage type (fp32 or bf16, widened as read) and,
 // when `rounded` is given, the new masters written rounded to its type too (16-bit parameters): one pass for what
-// was a widening, the update and a rounding, with the same bits. Optional in the kernel table (the CPU's).
+// was a widening, the update and a rounding, with the same bits. Optional in the kernel table.
 using AdamWEx = void(const KernelContext& ctx, float* master, TypedBuffer rounded, ConstTypedBuffer grad, float* m,
                      float* v, std::size_t n, const AdamWHyper& hyper);
 
@@ -46,6 +46,7 @@ AdamWEx adamw_ex;
 }  // namespace cpu
 namespace cuda {
 AdamW adamw;
+AdamWEx adamw_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

@@ -51,7 +51,7 @@ struct KernelBackend {
   SwigluForward* swiglu_forward;
   SwigluBackward* swiglu_backward;
   // Kernels that write 16-bit activations (the inputs of the following GEMM), with fp32 math; null on devices
-  // without them (CUDA so far), where activations are stored in fp32.
+  // without them, where activations are stored in fp32.
   LayerNormForwardEx* layernorm_forward_ex = nullptr;
   RmsNormForwardEx* rmsnorm_forward_ex = nullptr;
   GeluForwardEx* gelu_forward_ex = nullptr;
@@ -59,7 +59,7 @@ struct KernelBackend {
   CausalSoftmaxBackwardEx* causal_softmax_backward_ex = nullptr;  // attention's dS, for the two GEMMs that read it
   AddEx* add_ex = nullptr;  // 16-bit gradients accumulated in one pass (fp32 sum, one rounding)
   AdamWEx* adamw_ex = nullptr;  // 16-bit gradients in and parameters out of the update in one pass
-  GemmBiasEx* gemm_bias_ex = nullptr;  // a linear's bias added inside its GEMM
+  GemmBiasEx* gemm_bias_ex = nullptr;  // a linear's bias added inside its GEMM (the CPU's)
   SumSquaresEx* sum_squares_ex = nullptr;  // the gradient norm of 16-bit gradients without a widened copy
 
   bool stores_16bit_activations() const { return layernorm_forward_ex != nullptr; }

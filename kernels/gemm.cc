@@ -5,6 +5,12 @@
 
 namespace weft::kernels {
 
+DType gemm_rounding_target(const KernelContext& ctx, const GemmOperand& a, const GemmOperand& b) {
+  if (a.type != DType::kF32) return a.type;
+  if (b.type != DType::kF32) return b.type;
+  return ctx.gemm_inputs;
+}
+
 void check_gemm_ex_types(const GemmOperand& a, const GemmOperand& b, const GemmResult& c) {
   if (a.type != b.type)
     throw Error(ErrorKind::kInternal, fmt::format("gemm_ex multiplies operands of one type, not {} by {}",

@@ -39,11 +39,15 @@ struct GemmResult {
 // `batch` GEMMs C_i = alpha * op(A_i) * op(B_i) + beta * C_i with A and B of one type, products accumulated in
 // fp32 and C rounded to its type at the end: 16-bit activations are multiplied where they lie, without fp32
 // copies (cublasGemmStridedBatchedEx on CUDA, a bf16 oneDNN matmul on CPUs with bf16 instructions). C is fp32,
-// or bf16 when A and B are (what cuBLAS and oneDNN both offer); batch 1 ignores the strides. On the CPU, A and B
+// or bf16 when A and B are (what cuBLAS and oneDNN both offer); batch 1 ignores the strides. A and B
 // may also differ when one is fp32, and fp32 operands follow ctx.gemm_inputs: every fp32 operand is first rounded
 // to the other operand's 16-bit type, or to gemm_inputs when both are fp32 (16-bit activations meet fp32 weights).
 using GemmEx = void(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
                     const GemmOperand& a, const GemmOperand& b, float beta, const GemmResult& c, int batch);
+
+// The 16-bit type a GemmEx rounds its fp32 operands to before the product: the other operand's when one is 16-bit,
+// else ctx.gemm_inputs (kF32: none).
+DType gemm_rounding_target(const KernelContext& ctx, const GemmOperand& a, const GemmOperand& b);
 
 // Throws Error(kInternal) for a type combination GemmEx does not take.
 void check_gemm_ex_types(const GemmOperand& a, const GemmOperand& b, const GemmResult& c);

@@ -12,7 +12,7 @@ namespace weft::kernels {
 using SumSquares = double(const KernelContext& ctx, const float* x, std::size_t n);
 
 // The same over fp32 or bf16 elements, each widened as read (the same bits as summing a widened copy). Optional in
-// the kernel table (the CPU's).
+// the kernel table.
 using SumSquaresEx = double(const KernelContext& ctx, ConstTypedBuffer x, std::size_t n);
 
 namespace cpu {
@@ -21,6 +21,7 @@ SumSquaresEx sum_squares_ex;
 }  // namespace cpu
 namespace cuda {
 SumSquares sum_squares;
+SumSquaresEx sum_squares_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

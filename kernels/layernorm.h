@@ -19,7 +19,7 @@ using LayerNormBackward = void(const KernelContext& ctx, float* din, float* dwei
                                int dim);
 
 // The same with the activations (in, out, din, dout) fp32 or bf16, each of its own type; math, weights, their
-// gradients and the statistics stay fp32 (CPU only so far).
+// gradients and the statistics stay fp32 (the backward on the CPU only).
 using LayerNormForwardEx = void(const KernelContext& ctx, TypedBuffer out, float* mean, float* rstd,
                                 ConstTypedBuffer in, const float* weight, const float* bias, int rows, int dim);
 using LayerNormBackwardEx = void(const KernelContext& ctx, TypedBuffer din, float* dweight, float* dbias,
@@ -35,6 +35,7 @@ LayerNormBackwardEx layernorm_backward_ex;
 namespace cuda {
 LayerNormForward layernorm_forward;
 LayerNormBackward layernorm_backward;
+LayerNormForwardEx layernorm_forward_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

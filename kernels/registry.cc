@@ -14,23 +14,33 @@ namespace weft::kernels {
         ns::rope_backward, ns::swiglu_forward, ns::swiglu_backward                                                   \
   }
 
+// The kernels on 16-bit storage both devices have.
+#define WEFT_SET_16BIT_KERNELS(k, ns)                               \
+  do {                                                              \
+    k.layernorm_forward_ex = ns::layernorm_forward_ex;              \
+    k.rmsnorm_forward_ex = ns::rmsnorm_forward_ex;                  \
+    k.gelu_forward_ex = ns::gelu_forward_ex;                        \
+    k.swiglu_forward_ex = ns::swiglu_forward_ex;                    \
+    k.causal_softmax_backward_ex = ns::causal_softmax_backward_ex;  \
+    k.add_ex = ns::add_ex;                                          \
+    k.adamw_ex = ns::adamw_ex;                                      \
+    k.sum_squares_ex = ns::sum_squares_ex;                          \
+  } while (false)
+
 const KernelBackend& kernels_for(DeviceType type) {
   static const KernelBackend cpu_kernels = [] {
     KernelBackend k = WEFT_KERNEL_TABLE(cpu);
-    k.layernorm_forward_ex = cpu::layernorm_forward_ex;
-    k.rmsnorm_forward_ex = cpu::rmsnorm_forward_ex;
-    k.gelu_forward_ex = cpu::gelu_forward_ex;
-    k.swiglu_forward_ex = cpu::swiglu_forward_ex;
-    k.causal_softmax_backward_ex = cpu::causal_softmax_backward_ex;
-    k.add_ex = cpu::add_ex;
-    k.adamw_ex = cpu::adamw_ex;
+    WEFT_SET_16BIT_KERNELS(k, cpu);
     k.gemm_bias_ex = cpu::gemm_bias_ex;
-    k.sum_squares_ex = cpu::sum_squares_ex;
     return k;
   }();
   if (type == DeviceType::kCpu) return cpu_kernels;
 #if defined(WEFT_HAVE_CUDA)
-  static const KernelBackend cuda_kernels = WEFT_KERNEL_TABLE(cuda);
+  static const KernelBackend cuda_kernels = [] {
+    KernelBackend k = WEFT_KERNEL_TABLE(cuda);
+    WEFT_SET_16BIT_KERNELS(k, cuda);
+    return k;
+  }();
   return cuda_kernels;
 #else
   fail_usage("device: cuda was asked for, but this weft was built without CUDA (rebuild with -DWEFT_CUDA=ON)");

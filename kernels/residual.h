@@ -13,7 +13,7 @@ using Add = void(const KernelContext& ctx, float* out, const float* a, const flo
 // x *= factor.
 using Scale = void(const KernelContext& ctx, float* x, float factor, std::size_t n);
 
-// out = a + b on fp32 or bf16 buffers, each of its own type, with fp32 math (CPU only so far).
+// out = a + b on fp32 or bf16 buffers, each of its own type, with fp32 math.
 using AddEx = void(const KernelContext& ctx, TypedBuffer out, ConstTypedBuffer a, ConstTypedBuffer b, std::size_t n);
 
 namespace cpu {
@@ -24,6 +24,7 @@ AddEx add_ex;
 namespace cuda {
 Add add;
 Scale scale;
+AddEx add_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

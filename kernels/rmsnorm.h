@@ -16,7 +16,7 @@ using RmsNormBackward = void(const KernelContext& ctx, float* din, float* dweigh
                              const float* weight, const float* rstd, int rows, int dim);
 
 // The same with the activations (in, out, din, dout) fp32 or bf16, each of its own type; math, the weight, its
-// gradient and rstd stay fp32 (CPU only so far).
+// gradient and rstd stay fp32 (the backward on the CPU only).
 using RmsNormForwardEx = void(const KernelContext& ctx, TypedBuffer out, float* rstd, ConstTypedBuffer in,
                               const float* weight, int rows, int dim, float eps);
 using RmsNormBackwardEx = void(const KernelContext& ctx, TypedBuffer din, float* dweight, ConstTypedBuffer dout,
@@ -31,6 +31,7 @@ RmsNormBackwardEx rmsnorm_backward_ex;
 namespace cuda {
 RmsNormForward rmsnorm_forward;
 RmsNormBackward rmsnorm_backward;
+RmsNormForwardEx rmsnorm_forward_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

@@ -15,7 +15,7 @@ using CausalSoftmaxForward = void(const KernelContext& ctx, float* probs, const 
 using CausalSoftmaxBackward = void(const KernelContext& ctx, float* dscores, const float* probs, const float* dprobs,
                                    float scale, int matrices, int seq);
 
-// The same on fp32 or bf16 buffers, each of its own type, with fp32 math (CPU only so far).
+// The same on fp32 or bf16 buffers, each of its own type, with fp32 math (the forward on the CPU only).
 using CausalSoftmaxForwardEx = void(const KernelContext& ctx, TypedBuffer probs, ConstTypedBuffer scores, float scale,
                                     int matrices, int seq);
 using CausalSoftmaxBackwardEx = void(const KernelContext& ctx, TypedBuffer dscores, ConstTypedBuffer probs,
@@ -30,6 +30,7 @@ CausalSoftmaxBackwardEx causal_softmax_backward_ex;
 namespace cuda {
 CausalSoftmaxForward causal_softmax_forward;
 CausalSoftmaxBackward causal_softmax_backward;
+CausalSoftmaxBackwardEx causal_softmax_backward_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

@@ -23,7 +23,7 @@ WEFT_HD float silu_derivative(float g) {
   return s * (1.0f + g * (1.0f - s));
 }
 
-// The same on fp32 or bf16 buffers with fp32 math (16-bit activations; CPU only so far).
+// The same on fp32 or bf16 buffers with fp32 math (16-bit activations; the backward on the CPU only).
 using SwigluForwardEx = void(const KernelContext& ctx, TypedBuffer out, ConstTypedBuffer gate_up, int rows, int width);
 using SwigluBackwardEx = void(const KernelContext& ctx, TypedBuffer d_gate_up, ConstTypedBuffer gate_up,
                               ConstTypedBuffer dout, int rows, int width);
@@ -37,6 +37,7 @@ SwigluBackwardEx swiglu_backward_ex;
 namespace cuda {
 SwigluForward swiglu_forward;
 SwigluBackward swiglu_backward;
+SwigluForwardEx swiglu_forward_ex;
 }  // namespace cuda
 
 }  // namespace weft::kernels

@@ -25,7 +25,7 @@ DecoderBase::Shape::Shape(const ModelConfig& model, int micro_batch, const Model
 
 std::int64_t DecoderBase::Shape::scratch_floats(std::int64_t wide, const ModelOptions& options, int tp) const {
   const std::int64_t operands =
-      options.activations == DType::kF32 ? 0 : activation_floats_for(attention_qkv, options.activations);
+      options.activations == DType::kF32 ? 0 : activation_floats_for(operand_copy_elements(wide), options.activations);
   return c * d + n * d + wide + probs + d_scores_floats(probs, options.activations) + operands +
          TensorParallelLayers::scratch_floats(n, d, tp, options.sequence_parallel);
 }
@@ -77,8 +77,12 @@ void DecoderBase::carve(std::int64_t floats, std::int64_t wide, const ModelOptio
   d_wide_ = arena.take(wide);
   d_probs_ = arena.take(probs);
   d_scores_ = options.activations == DType::kF32 ? TypedBuffer{d_probs_} : arena.take(probs, options.activations);
-  if (options.activations != DType::kF32)
-    rounded_qkv_ = arena.take(kernels::attention_qkv_elements(attention_shape_), options.activations);
+  if (options.activations != DType::kF32) {
+    const std::int64_t copies =
+        std::max({kernels::attention_qkv_elements(attention_shape_), wide, static_cast<std::int64_t>(rows_) * d});
+    rounded_qkv_ = arena.take(copies, options.activations);
+    layers_.bind_rounded_dy(rounded_qkv_, copies);
+  }
   layers_.bind_scratch(
       arena.take(TensorParallelLayers::scratch_floats(rows_, d, params_.tp_size(), layers_.sequence_parallel())));
   WEFT_CHECK(arena.cursor() == activation_memory_.f32() + floats, "activation carve-up is off by {}",

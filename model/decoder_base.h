@@ -3,6 +3,7 @@
 // A family adds its block and head tensors (carved from the same arena) and the stage calls.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,9 +44,13 @@ class DecoderBase : public Model {
     Shape(const ModelConfig& model, int micro_batch, const ModelOptions& options, int tp);
     // Every slot's residual streams: each chunk's input to every block, then its output.
     std::int64_t stream_floats() const { return c * d * (layers + chunks); }
-    // The backward scratch: d(stream), d(small), a `wide` family-sized buffer, d(probs) and d(scores), attention's
-    // 16-bit operand copies (16-bit activations only) and the tensor-parallel layers' own.
+    // The backward scratch: d(stream), d(small), a `wide` family-sized buffer, d(probs) and d(scores), the 16-bit
+    // operand copies of attention and of the linears' d(output) (16-bit activations only) and the tensor-parallel
+    // layers' own.
     std::int64_t scratch_floats(std::int64_t wide, const ModelOptions& options, int tp) const;
+    // The 16-bit operand copies' one buffer: attention's qkv, or the widest d(output) of a linear (a `wide` one, or
+    // the stream's). Their uses never overlap: attention rounds qkv afresh at the start of each pass.
+    std::int64_t operand_copy_elements(std::int64_t wide) const { return std::max({attention_qkv, wide, n * d}); }
   };
 
  protected:
@@ -99,7 +104,9 @@ class DecoderBase : public Model {
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
   TypedBuffer d_scores_;  // attention's d(scores): d_probs_ itself, or its own bf16 scratch
-  TypedBuffer rounded_qkv_;  // with 16-bit activations: attention's qkv rounded once per pass
+  // With 16-bit activations: attention's qkv rounded once per pass, in the buffer that also holds the linears'
+  // rounded d(output) (Shape::operand_copy_elements).
+  TypedBuffer rounded_qkv_;
 
  private:
   struct Slot {

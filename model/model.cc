@@ -53,8 +53,9 @@ DType gemm_inputs_for(DeviceType device, DType compute) {
 }
 
 DType activation_storage_for(DeviceType device, DType compute) {
-  if (device != DeviceType::kCpu) return DType::kF32;  // CUDA's kernels write fp32 activations only, so far
-  return gemm_inputs_for(device, compute);
+  // 16-bit activations in bf16 only, on both devices: fp16 GEMMs write fp32 (kernels/gemm.h), so attention's output
+  // could not be stored in fp16.
+  return gemm_inputs_for(device, compute) == DType::kBF16 ? DType::kBF16 : DType::kF32;
 }
 
 void check_activation_storage(DType activations, DType gemm_inputs, const kernels::KernelBackend& kernels) {

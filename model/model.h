@@ -41,9 +41,9 @@ struct ModelOptions {
 // matmul, about twice its fp32 rate with bf16 instructions); fp32 otherwise, since CPUs have no fp16 GEMM faster
 // than fp32 and fp16 compute there keeps fp32 arithmetic on the 16-bit-rounded parameters.
 DType gemm_inputs_for(DeviceType device, DType compute);
-// The storage of the GEMM-input activations under precision.compute `compute`: bf16 where the GEMMs take bf16 and
-// the device has kernels that write it (the CPU), so those activations take half the memory and are never
-// rounded again; fp32 otherwise. Rounding once where they are made gives the same bits as rounding at each GEMM.
+// The storage of the GEMM-input activations under precision.compute `compute`: bf16 where the GEMMs take bf16 (on
+// both devices), so those activations take half the memory and are never rounded again; fp32 otherwise (fp16
+// compute keeps them fp32). Rounding once where they are made gives the same bits as rounding at each GEMM.
 DType activation_storage_for(DeviceType device, DType compute);
 // Throws Error(kInternal) unless a model can store its GEMM inputs as `activations`: fp32, or the GEMMs' own 16-bit
 // type on a device whose kernels write it.

@@ -35,6 +35,11 @@ void TensorParallelLayers::bind_scratch(float* scratch) {
   norm_grads_ = sp_chunk_ + static_cast<std::size_t>(stream_rows_) * d_model_;
 }
 
+void TensorParallelLayers::bind_rounded_dy(TypedBuffer scratch, std::int64_t capacity) {
+  rounded_dy_ = scratch;
+  rounded_dy_capacity_ = capacity;
+}
+
 void TensorParallelLayers::gemm(Transpose ta, Transpose tb, int m, int n, int k, ConstTypedBuffer a, int lda,
                                 ConstTypedBuffer b, int ldb, float beta, float* c, int ldc) {
   if (a.type == DType::kF32 && b.type == DType::kF32) {
@@ -63,14 +68,16 @@ void TensorParallelLayers::column_forward(float* y, ConstTypedBuffer x, ConstTyp
 
 void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,
                                         ConstTypedBuffer w, int in, int out) {
-  // A 16-bit input means 16-bit GEMMs on the CPU: d(output) is rounded once here instead of by each product (the
-  // same bits), and the fp32 weights are rounded to its type in the first.
+  // A 16-bit input means 16-bit GEMMs: d(output) is rounded once here instead of by each product (the same bits),
+  // and fp32 weights are rounded to its type in the first.
   ConstTypedBuffer dy_in = dy;
   if (x.type != DType::kF32) {
-    const std::size_t count = static_cast<std::size_t>(rows_) * out;
-    rounded_dy_.resize(count);
-    kernels_.cast(ctx_, rounded_dy_.data(), x.type, dy, DType::kF32, count);
-    dy_in = {rounded_dy_.data(), x.type};
+    const std::int64_t count = static_cast<std::int64_t>(rows_) * out;
+    WEFT_CHECK(rounded_dy_.type == x.type && count <= rounded_dy_capacity_,
+               "a linear's {} d(output) of {} elements needs the rounding scratch ({} of {})", dtype_name(x.type),
+               count, rounded_dy_capacity_, dtype_name(rounded_dy_.type));
+    kernels_.cast(ctx_, rounded_dy_.data, x.type, dy, DType::kF32, static_cast<std::size_t>(count));
+    dy_in = rounded_dy_;
   }
   gemm(Transpose::kNo, Transpose::kNo, rows_, in, out, dy_in, out, w, in, 0.0f, dx, in);
   gemm(Transpose::kYes, Transpose::kNo, out, in, rows_, dy_in, out, x, in, 1.0f, dw, in);

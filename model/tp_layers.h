@@ -34,6 +34,9 @@ class TensorParallelLayers {
   // parallelism; nothing otherwise), carved by the model from its activation memory and handed to bind_scratch.
   static std::int64_t scratch_floats(std::int64_t rows, std::int64_t d_model, int tp_size, bool sequence_parallel);
   void bind_scratch(float* scratch);
+  // With 16-bit activations: where a linear's backward rounds its d(output) once for both products (`capacity`
+  // elements, in device memory carved by the model; free again once the backward returns).
+  void bind_rounded_dy(TypedBuffer scratch, std::int64_t capacity);
 
   // Column-parallel linear (Megatron's f: identity forward, all-reduce backward): y[rows, out] = x W^T + b with
   // this rank's rows of W [out, in] and of b. dW += dy^T x; db += sums of dy; dx is this rank's partial sum
@@ -109,8 +112,8 @@ class TensorParallelLayers {
   bool sequence_parallel_;
   float *sp_full_ = nullptr, *sp_chunk_ = nullptr, *norm_grads_ = nullptr;
   std::vector<float> host_stats_;
-  // With 16-bit activations (host memory, the CPU only): a linear's d(output) rounded once for both its products.
-  std::vector<std::uint16_t> rounded_dy_;
+  TypedBuffer rounded_dy_;  // bind_rounded_dy
+  std::int64_t rounded_dy_capacity_ = 0;
 };
 
 }  // namespace weft

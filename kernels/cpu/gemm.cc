@@ -60,14 +60,6 @@ void widened_gemm(const MatmulShape& s, const GemmOperand& a, const GemmOperand&
     }
 }
 
-// The 16-bit type fp32 operands are rounded to before the product: the other operand's when one is 16-bit, else
-// the context's gemm_inputs (kF32: none).
-DType rounding_target(const KernelContext& ctx, const GemmOperand& a, const GemmOperand& b) {
-  if (a.type != DType::kF32) return a.type;
-  if (b.type != DType::kF32) return b.type;
-  return ctx.gemm_inputs;
-}
-
 // `x` itself, or its elements rounded to `to` in `scratch` (the operands of a 16-bit GEMM on fp32 buffers).
 GemmOperand rounded(const KernelContext& ctx, const GemmOperand& x, DType to, std::size_t span,
                     std::vector<std::uint16_t>& scratch) {
@@ -85,7 +77,7 @@ void gemm_with(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, i
   // 16-bit compute on fp32 buffers (or on one fp32 and one 16-bit operand): the fp32 operands are rounded into
   // 16-bit copies, then multiplied as 16-bit ones.
   thread_local std::vector<std::uint16_t> a16, b16;
-  const DType target = rounding_target(ctx, a_in, b_in);
+  const DType target = gemm_rounding_target(ctx, a_in, b_in);
   const GemmOperand a = rounded(ctx, a_in, target, gemm_operand_span(trans_a, m, k, a_in.ld, a_in.stride, batch), a16);
   const GemmOperand b = rounded(ctx, b_in, target, gemm_operand_span(trans_b, k, n, b_in.ld, b_in.stride, batch), b16);
   check_gemm_ex_types(a, b, c);

@@ -1,4 +1,5 @@
-// CUDA element-wise kernels: GELU, bias broadcast and gradient, add, scale and casts. The math comes from
+// CUDA element-wise kernels: GELU, bias broadcast and gradient, add, scale and casts, on fp32 or 16-bit buffers
+// where the *_ex signatures take them (fp32 math). The math comes from
 // kernels/elementwise.h and runtime/dtype.h, the same functions the CPU loops call.
 #include <cstdint>
 
@@ -13,14 +14,16 @@ namespace weft::kernels::cuda {
 namespace {
 
 using cuda_impl::kThreads;
+using cuda_impl::load_as_float;
+using cuda_impl::store_from_float;
 
 // Grid-stride loop over [0, n).
 #define WEFT_FOR_EACH_INDEX(i, n)                                                                    \
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
 
-__global__ void gelu_forward_kernel(float* out, const float* in, std::size_t n) {
-  WEFT_FOR_EACH_INDEX(i, n) out[i] = gelu(in[i]);
+__global__ void gelu_forward_kernel(void* out, DType out_type, const void* in, DType in_type, std::size_t n) {
+  WEFT_FOR_EACH_INDEX(i, n) store_from_float(out, out_type, i, gelu(load_as_float(in, in_type, i)));
 }
 
 __global__ void gelu_backward_kernel(float* din, const float* in, const float* dout, std::size_t n) {
@@ -31,28 +34,19 @@ __global__ void bias_broadcast_kernel(float* out, const float* bias, int cols, s
   WEFT_FOR_EACH_INDEX(i, n) out[i] = bias[i % cols];
 }
 
-__global__ void add_kernel(float* out, const float* a, const float* b, std::size_t n) {
-  WEFT_FOR_EACH_INDEX(i, n) out[i] = a[i] + b[i];
+// out may alias a or b: each element is read before it is written, by the same thread.
+__global__ void add_kernel(void* out, DType out_type, const void* a, DType a_type, const void* b, DType b_type,
+                           std::size_t n) {
+  WEFT_FOR_EACH_INDEX(i, n) store_from_float(out, out_type, i, load_as_float(a, a_type, i) + load_as_float(b, b_type, i));
 }
 
 __global__ void scale_kernel(float* x, float factor, std::size_t n) {
   WEFT_FOR_EACH_INDEX(i, n) x[i] *= factor;
 }
 
-__device__ float load_as_float(const void* in, DType type, std::size_t i) {
-  if (type == DType::kF32) return static_cast<const float*>(in)[i];
-  std::uint16_t bits = static_cast<const std::uint16_t*>(in)[i];
-  return type == DType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits);
-}
-
 // Through fp32, as on the CPU: every pair of the three types converts exactly as the fp32 round trip does.
 __global__ void cast_kernel(void* out, DType out_type, const void* in, DType in_type, std::size_t n) {
-  WEFT_FOR_EACH_INDEX(i, n) {
-    float value = load_as_float(in, in_type, i);
-    if (out_type == DType::kF32) static_cast<float*>(out)[i] = value;
-    else if (out_type == DType::kBF16) static_cast<std::uint16_t*>(out)[i] = float_to_bf16(value);
-    else static_cast<std::uint16_t*>(out)[i] = float_to_fp16(value);
-  }
+  WEFT_FOR_EACH_INDEX(i, n) store_from_float(out, out_type, i, load_as_float(in, in_type, i));
 }
 
 #undef WEFT_FOR_EACH_INDEX
@@ -67,11 +61,16 @@ struct BiasTerm {
 
 }  // namespace
 
-void gelu_forward(const KernelContext& ctx, float* out, const float* in, std::size_t n) {
+void gelu_forward_ex(const KernelContext& ctx, TypedBuffer out, ConstTypedBuffer in, std::size_t n) {
   if (n == 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
-  gelu_forward_kernel<<<cuda_impl::grid_for(n), kThreads, 0, cuda_impl::stream_of(ctx)>>>(out, in, n);
+  gelu_forward_kernel<<<cuda_impl::grid_for(n), kThreads, 0, cuda_impl::stream_of(ctx)>>>(out.data, out.type, in.data,
+                                                                                          in.type, n);
   WEFT_CUDA_CHECK_LAUNCH();
+}
+
+void gelu_forward(const KernelContext& ctx, float* out, const float* in, std::size_t n) {
+  gelu_forward_ex(ctx, out, in, n);
 }
 
 void gelu_backward(const KernelContext& ctx, float* din, const float* in, const float* dout, std::size_t n) {
@@ -96,12 +95,15 @@ void bias_backward(const KernelContext& ctx, float* dbias, const float* dout, in
                                        BiasTerm{dout, cols});
 }
 
-void add(const KernelContext& ctx, float* out, const float* a, const float* b, std::size_t n) {
+void add_ex(const KernelContext& ctx, TypedBuffer out, ConstTypedBuffer a, ConstTypedBuffer b, std::size_t n) {
   if (n == 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
-  add_kernel<<<cuda_impl::grid_for(n), kThreads, 0, cuda_impl::stream_of(ctx)>>>(out, a, b, n);
+  add_kernel<<<cuda_impl::grid_for(n), kThreads, 0, cuda_impl::stream_of(ctx)>>>(out.data, out.type, a.data, a.type,
+                                                                                 b.data, b.type, n);
   WEFT_CUDA_CHECK_LAUNCH();
 }
+
+void add(const KernelContext& ctx, float* out, const float* a, const float* b, std::size_t n) { add_ex(ctx, out, a, b, n); }
 
 void scale(const KernelContext& ctx, float* x, float factor, std::size_t n) {
   if (n == 0) return;

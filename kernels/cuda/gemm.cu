@@ -1,7 +1,8 @@
 // CUDA GEMM through cuBLAS. cuBLAS is column-major: a row-major matrix read column-major is its transpose, so
 // row-major C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T, i.e. with the operands swapped.
-// gemm_ex hands operands of any type to cublasGemmEx / cublasGemmStridedBatchedEx (fp32 accumulation); with
-// ctx.gemm_inputs 16-bit the fp32 GEMMs cast their operands to it and go the same way.
+// gemm_ex hands operands of any type to cublasGemmEx / cublasGemmStridedBatchedEx (fp32 accumulation), an fp32
+// operand of a 16-bit GEMM rounded first (gemm_rounding_target); with ctx.gemm_inputs 16-bit the fp32 GEMMs go the
+// same way.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -31,41 +32,42 @@ cudaDataType_t to_cuda(DType type) {
   return type == DType::kF32 ? CUDA_R_32F : type == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
 
-// 16-bit copies of the two operands, stream-ordered: allocated and filled on ctx's stream, freed there after the
-// GEMM that reads them.
-class HalfOperands {
+// An operand as the GEMM multiplies it: itself, or, for an fp32 operand of a 16-bit GEMM, a copy rounded to `to`,
+// stream-ordered (allocated and filled on ctx's stream, freed there after the GEMM that reads it).
+class RoundedOperand {
  public:
-  HalfOperands(const KernelContext& ctx, const float* a, std::size_t a_elements, const float* b,
-               std::size_t b_elements)
-      : stream_(cuda_impl::stream_of(ctx)) {
-    const std::size_t element = dtype_size(ctx.gemm_inputs);
-    WEFT_CUDA_CHECK(cudaMallocAsync(&a_, std::max<std::size_t>(a_elements, 1) * element, stream_));
-    WEFT_CUDA_CHECK(cudaMallocAsync(&b_, std::max<std::size_t>(b_elements, 1) * element, stream_));
-    cast(ctx, a_, ctx.gemm_inputs, a, DType::kF32, a_elements);
-    cast(ctx, b_, ctx.gemm_inputs, b, DType::kF32, b_elements);
+  RoundedOperand(const KernelContext& ctx, const GemmOperand& x, DType to, std::size_t span)
+      : stream_(cuda_impl::stream_of(ctx)), operand_(x) {
+    if (x.type != DType::kF32 || to == DType::kF32) return;  // two 16-bit types stay as they are (and are refused)
+    WEFT_CUDA_CHECK(cudaMallocAsync(&copy_, std::max<std::size_t>(span, 1) * dtype_size(to), stream_));
+    cast(ctx, copy_, to, x.data, DType::kF32, span);
+    operand_ = {copy_, to, x.ld, x.stride};
   }
-  ~HalfOperands() {
-    cudaFreeAsync(a_, stream_);
-    cudaFreeAsync(b_, stream_);
+  ~RoundedOperand() {
+    if (copy_ != nullptr) cudaFreeAsync(copy_, stream_);
   }
-  HalfOperands(const HalfOperands&) = delete;
-  HalfOperands& operator=(const HalfOperands&) = delete;
-  const void* a() const { return a_; }
-  const void* b() const { return b_; }
+  RoundedOperand(const RoundedOperand&) = delete;
+  RoundedOperand& operator=(const RoundedOperand&) = delete;
+  const GemmOperand& operator*() const { return operand_; }
 
  private:
   cudaStream_t stream_;
-  void* a_ = nullptr;
-  void* b_ = nullptr;
+  GemmOperand operand_;
+  void* copy_ = nullptr;
 };
 
 }  // namespace
 
 void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
-             const GemmOperand& a, const GemmOperand& b, float beta, const GemmResult& c, int batch) {
-  check_gemm_ex_types(a, b, c);
+             const GemmOperand& a_in, const GemmOperand& b_in, float beta, const GemmResult& c, int batch) {
   if (m <= 0 || n <= 0 || batch <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
+  // fp32 operands of a 16-bit GEMM (one or both) are rounded into 16-bit copies first, as on the CPU.
+  const DType target = gemm_rounding_target(ctx, a_in, b_in);
+  const RoundedOperand a_rounded(ctx, a_in, target, gemm_operand_span(trans_a, m, k, a_in.ld, a_in.stride, batch));
+  const RoundedOperand b_rounded(ctx, b_in, target, gemm_operand_span(trans_b, k, n, b_in.ld, b_in.stride, batch));
+  const GemmOperand &a = *a_rounded, &b = *b_rounded;
+  check_gemm_ex_types(a, b, c);
   cublasHandle_t handle = handle_on_stream(ctx);
   const cudaDataType_t in = to_cuda(a.type), out = to_cuda(c.type);
   // Operands swapped, as for every row-major GEMM here (see the file comment).
@@ -82,14 +84,13 @@ void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int
 void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
           const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
-  cuda_impl::StreamDeviceScope scope(ctx);
   if (ctx.gemm_inputs != DType::kF32) {
     // Mixed precision: 16-bit operands on the tensor cores, fp32 accumulation and output.
-    HalfOperands half(ctx, a, gemm_operand_span(trans_a, m, k, lda), b, gemm_operand_span(trans_b, k, n, ldb));
-    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {half.a(), ctx.gemm_inputs, lda}, {half.b(), ctx.gemm_inputs, ldb},
-            beta, {c, DType::kF32, ldc}, 1);
+    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {a, DType::kF32, lda}, {b, DType::kF32, ldb}, beta,
+            {c, DType::kF32, ldc}, 1);
     return;
   }
+  cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
   WEFT_CUBLAS_CHECK(cublasSgemm(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb, a, lda, &beta,
                                 c, ldc));
@@ -99,14 +100,12 @@ void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose
                           float alpha, const float* a, int lda, long long stride_a, const float* b, int ldb,
                           long long stride_b, float beta, float* c, int ldc, long long stride_c, int batch) {
   if (m <= 0 || n <= 0 || batch <= 0) return;
-  cuda_impl::StreamDeviceScope scope(ctx);
   if (ctx.gemm_inputs != DType::kF32) {
-    HalfOperands half(ctx, a, gemm_operand_span(trans_a, m, k, lda, stride_a, batch), b,
-                      gemm_operand_span(trans_b, k, n, ldb, stride_b, batch));
-    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {half.a(), ctx.gemm_inputs, lda, stride_a},
-            {half.b(), ctx.gemm_inputs, ldb, stride_b}, beta, {c, DType::kF32, ldc, stride_c}, batch);
+    gemm_ex(ctx, trans_a, trans_b, m, n, k, alpha, {a, DType::kF32, lda, stride_a}, {b, DType::kF32, ldb, stride_b},
+            beta, {c, DType::kF32, ldc, stride_c}, batch);
     return;
   }
+  cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
   WEFT_CUBLAS_CHECK(cublasSgemmStridedBatched(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb,
                                               stride_b, a, lda, stride_a, &beta, c, ldc, stride_c, batch));

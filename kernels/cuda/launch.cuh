@@ -4,9 +4,11 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/context.h"
 #include "runtime/cuda/cuda_check.h"
+#include "runtime/dtype.h"
 
 namespace weft::kernels::cuda_impl {
 
@@ -50,6 +52,21 @@ class StreamDeviceScope {
   int previous_ = 0;
   bool changed_ = false;
 };
+
+// Element i of a buffer of `type` (fp32, bf16 or fp16), widened to fp32: exact, as on the CPU.
+__device__ __forceinline__ float load_as_float(const void* in, DType type, std::size_t i) {
+  if (type == DType::kF32) return static_cast<const float*>(in)[i];
+  const std::uint16_t bits = static_cast<const std::uint16_t*>(in)[i];
+  return type == DType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits);
+}
+
+// Writes `value` as element i of a buffer of `type`, rounded to nearest even as the CPU's casts round. The type is
+// one per kernel launch, so the branch costs nothing in a warp.
+__device__ __forceinline__ void store_from_float(void* out, DType type, std::size_t i, float value) {
+  if (type == DType::kF32) static_cast<float*>(out)[i] = value;
+  else if (type == DType::kBF16) static_cast<std::uint16_t*>(out)[i] = float_to_bf16(value);
+  else static_cast<std::uint16_t*>(out)[i] = float_to_fp16(value);
+}
 
 // Launch errors (bad configuration, missing kernel image) surface here, at the launch that caused them.
 #define WEFT_CUDA_CHECK_LAUNCH() WEFT_CUDA_CHECK(cudaGetLastError())

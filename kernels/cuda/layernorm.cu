@@ -1,4 +1,4 @@
-// CUDA LayerNorm: one warp per row for the row statistics (two passes, like the CPU), and a fixed-order
+// CUDA LayerNorm (forward on fp32 or 16-bit rows): one warp per row for the row statistics (two passes, like the CPU), and a fixed-order
 // column reduction for the weight and bias gradients (no atomics, so results are bit-reproducible).
 #include "kernels/cuda/launch.cuh"
 #include "kernels/layernorm.h"
@@ -8,20 +8,22 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* in, const float* weight,
-                                         const float* bias, int rows, int dim) {
+// `in` and `out` of their own types (fp32 or 16-bit), the math in fp32.
+__global__ void layernorm_forward_kernel(void* out, DType out_type, float* mean, float* rstd, const void* in,
+                                         DType in_type, const float* weight, const float* bias, int rows, int dim) {
   int row = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
   int lane = threadIdx.x & 31;
   if (row >= rows) return;  // whole warps leave together, so the shuffles below stay full-warp
-  const float* x = in + static_cast<std::size_t>(row) * dim;
-  float* y = out + static_cast<std::size_t>(row) * dim;
+  const std::size_t offset = static_cast<std::size_t>(row) * dim;
+  auto x = [&](int i) { return cuda_impl::load_as_float(in, in_type, offset + i); };
   float sum = 0.0f;
-  for (int i = lane; i < dim; i += 32) sum += x[i];
+  for (int i = lane; i < dim; i += 32) sum += x(i);
   float mu = cuda_impl::warp_sum(sum) / static_cast<float>(dim);
   float squares = 0.0f;
-  for (int i = lane; i < dim; i += 32) squares += (x[i] - mu) * (x[i] - mu);
+  for (int i = lane; i < dim; i += 32) squares += (x(i) - mu) * (x(i) - mu);
   float inv = 1.0f / sqrtf(cuda_impl::warp_sum(squares) / static_cast<float>(dim) + kLayerNormEps);
-  for (int i = lane; i < dim; i += 32) y[i] = (x[i] - mu) * inv * weight[i] + bias[i];
+  for (int i = lane; i < dim; i += 32)
+    cuda_impl::store_from_float(out, out_type, offset + i, (x(i) - mu) * inv * weight[i] + bias[i]);
   if (lane == 0) {
     mean[row] = mu;
     rstd[row] = inv;
@@ -71,13 +73,19 @@ struct LayerNormParamTerms {
 
 }  // namespace
 
-void layernorm_forward(const KernelContext& ctx, float* out, float* mean, float* rstd, const float* in,
-                       const float* weight, const float* bias, int rows, int dim) {
+void layernorm_forward_ex(const KernelContext& ctx, TypedBuffer out, float* mean, float* rstd, ConstTypedBuffer in,
+                          const float* weight, const float* bias, int rows, int dim) {
   if (rows <= 0 || dim <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
   layernorm_forward_kernel<<<cuda_impl::ceil_div(rows, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
-                             cuda_impl::stream_of(ctx)>>>(out, mean, rstd, in, weight, bias, rows, dim);
+                             cuda_impl::stream_of(ctx)>>>(out.data, out.type, mean, rstd, in.data, in.type, weight,
+                                                          bias, rows, dim);
   WEFT_CUDA_CHECK_LAUNCH();
+}
+
+void layernorm_forward(const KernelContext& ctx, float* out, float* mean, float* rstd, const float* in,
+                       const float* weight, const float* bias, int rows, int dim) {
+  layernorm_forward_ex(ctx, out, mean, rstd, in, weight, bias, rows, dim);
 }
 
 void layernorm_backward(const KernelContext& ctx, float* din, float* dweight, float* dbias, const float* dout,

@@ -1,4 +1,4 @@
-// CUDA RMSNorm: one warp per row for the mean square, and a fixed-order column reduction for the weight gradient
+// CUDA RMSNorm (forward on fp32 or 16-bit rows): one warp per row for the mean square, and a fixed-order column reduction for the weight gradient
 // (no atomics, so results are bit-reproducible).
 #include "kernels/cuda/launch.cuh"
 #include "kernels/rmsnorm.h"
@@ -8,16 +8,17 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* in, const float* weight, int rows, int dim,
-                                       float eps) {
+// `in` and `out` of their own types (fp32 or 16-bit), the math in fp32.
+__global__ void rmsnorm_forward_kernel(void* out, DType out_type, float* rstd, const void* in, DType in_type,
+                                       const float* weight, int rows, int dim, float eps) {
   const int row = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= rows) return;  // whole warps leave together, so the shuffles below stay full-warp
-  const float* x = in + static_cast<std::size_t>(row) * dim;
-  float* y = out + static_cast<std::size_t>(row) * dim;
+  const std::size_t offset = static_cast<std::size_t>(row) * dim;
+  auto x = [&](int i) { return cuda_impl::load_as_float(in, in_type, offset + i); };
   float squares = 0.0f;
-  for (int i = lane; i < dim; i += 32) squares += x[i] * x[i];
+  for (int i = lane; i < dim; i += 32) squares += x(i) * x(i);
   const float inv = 1.0f / sqrtf(cuda_impl::warp_sum(squares) / static_cast<float>(dim) + eps);
-  for (int i = lane; i < dim; i += 32) y[i] = x[i] * inv * weight[i];
+  for (int i = lane; i < dim; i += 32) cuda_impl::store_from_float(out, out_type, offset + i, x(i) * inv * weight[i]);
   if (lane == 0) rstd[row] = inv;
 }
 
@@ -50,13 +51,19 @@ struct RmsNormWeightTerm {
 
 }  // namespace
 
-void rmsnorm_forward(const KernelContext& ctx, float* out, float* rstd, const float* in, const float* weight, int rows,
-                     int dim, float eps) {
+void rmsnorm_forward_ex(const KernelContext& ctx, TypedBuffer out, float* rstd, ConstTypedBuffer in, const float* weight,
+                        int rows, int dim, float eps) {
   if (rows <= 0 || dim <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
   rmsnorm_forward_kernel<<<cuda_impl::ceil_div(rows, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
-                           cuda_impl::stream_of(ctx)>>>(out, rstd, in, weight, rows, dim, eps);
+                           cuda_impl::stream_of(ctx)>>>(out.data, out.type, rstd, in.data, in.type, weight, rows, dim,
+                                                        eps);
   WEFT_CUDA_CHECK_LAUNCH();
+}
+
+void rmsnorm_forward(const KernelContext& ctx, float* out, float* rstd, const float* in, const float* weight, int rows,
+                     int dim, float eps) {
+  rmsnorm_forward_ex(ctx, out, rstd, in, weight, rows, dim, eps);
 }
 
 void rmsnorm_backward(const KernelContext& ctx, float* din, float* dweight, const float* dout, const float* in,

@@ -33,21 +33,23 @@ __global__ void causal_softmax_forward_kernel(float* probs, const float* scores,
   for (int j = valid + lane; j < seq; j += 32) p[j] = 0.0f;
 }
 
-// dscores may alias dprobs: the dot product is complete before any lane writes.
-__global__ void causal_softmax_backward_kernel(float* dscores, const float* probs, const float* dprobs, float scale,
-                                               long long rows, int seq) {
+// Each buffer has its own type (fp32 or 16-bit); the math is fp32. dscores may alias dprobs when both have one
+// type: the dot product is complete before any lane writes, and each lane writes only the columns it read.
+__global__ void causal_softmax_backward_kernel(void* dscores, DType ds_type, const void* probs, DType p_type,
+                                               const void* dprobs, DType dp_type, float scale, long long rows,
+                                               int seq) {
   long long row = static_cast<long long>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   int lane = threadIdx.x & 31;
   if (row >= rows) return;
   int valid = static_cast<int>(row % seq) + 1;
-  const float* p = probs + row * seq;
-  const float* dp = dprobs + row * seq;
-  float* ds = dscores + row * seq;
+  const std::size_t offset = static_cast<std::size_t>(row) * seq;
+  auto p = [&](int j) { return cuda_impl::load_as_float(probs, p_type, offset + j); };
+  auto dp = [&](int j) { return cuda_impl::load_as_float(dprobs, dp_type, offset + j); };
   float dot = 0.0f;
-  for (int j = lane; j < valid; j += 32) dot += p[j] * dp[j];
+  for (int j = lane; j < valid; j += 32) dot += p(j) * dp(j);
   dot = cuda_impl::warp_sum(dot);
-  for (int j = lane; j < valid; j += 32) ds[j] = scale * p[j] * (dp[j] - dot);
-  for (int j = valid + lane; j < seq; j += 32) ds[j] = 0.0f;
+  for (int j = lane; j < valid; j += 32) cuda_impl::store_from_float(dscores, ds_type, offset + j, scale * p(j) * (dp(j) - dot));
+  for (int j = valid + lane; j < seq; j += 32) cuda_impl::store_from_float(dscores, ds_type, offset + j, 0.0f);
 }
 
 }  // namespace
@@ -62,14 +64,20 @@ void causal_softmax_forward(const KernelContext& ctx, float* probs, const float*
   WEFT_CUDA_CHECK_LAUNCH();
 }
 
-void causal_softmax_backward(const KernelContext& ctx, float* dscores, const float* probs, const float* dprobs,
-                             float scale, int matrices, int seq) {
+void causal_softmax_backward_ex(const KernelContext& ctx, TypedBuffer dscores, ConstTypedBuffer probs,
+                                ConstTypedBuffer dprobs, float scale, int matrices, int seq) {
   long long rows = static_cast<long long>(matrices) * seq;
   if (rows <= 0) return;
   cuda_impl::StreamDeviceScope scope(ctx);
   causal_softmax_backward_kernel<<<cuda_impl::ceil_div(rows, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
-                                   cuda_impl::stream_of(ctx)>>>(dscores, probs, dprobs, scale, rows, seq);
+                                   cuda_impl::stream_of(ctx)>>>(dscores.data, dscores.type, probs.data, probs.type,
+                                                                dprobs.data, dprobs.type, scale, rows, seq);
   WEFT_CUDA_CHECK_LAUNCH();
+}
+
+void causal_softmax_backward(const KernelContext& ctx, float* dscores, const float* probs, const float* dprobs,
+                             float scale, int matrices, int seq) {
+  causal_softmax_backward_ex(ctx, dscores, probs, dprobs, scale, matrices, seq);
 }
 
 }  // namespace weft::kernels::cuda
