@@ -24,21 +24,24 @@ fi
 [ $# -eq 2 ] || { echo "usage: scripts/gpu-bundle.sh BUILD_DIR BUNDLE_DIR | --unpack BUNDLE_DIR" >&2; exit 2; }
 build=$1 bundle=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
-for binary in weft tests/gpu/test_gpu; do
-  [ -x "$build/$binary" ] || { echo "gpu-bundle: $build/$binary is missing; build with CUDA first" >&2; exit 2; }
+for binary in weft libweft.so tests/gpu/test_gpu; do
+  [ -e "$build/$binary" ] || { echo "gpu-bundle: $build/$binary is missing; build with CUDA first" >&2; exit 2; }
 done
 rm -rf "$bundle"
-mkdir -p "$bundle/build/tests/gpu" "$bundle/scripts" "$bundle/bench"
-cp "$build/weft" "$build/libweft_sentencepiece.so" "$bundle/build/"
+mkdir -p "$bundle/build/tests/gpu" "$bundle/scripts" "$bundle/bench" "$bundle/tests/python"
+cp "$build/weft" "$build/libweft.so" "$build/libweft_sentencepiece.so" "$bundle/build/"
 cp "$build/tests/gpu/test_gpu" "$bundle/build/tests/gpu/test_gpu"
 cp -r "$root/configs" "$bundle/"
 cp "$root/scripts/gpu-check.sh" "$root/scripts/gpu-bundle.sh" "$bundle/scripts/"
 cp "$root/bench/gpu_step_vs_pytorch.py" "$root/bench/torch_gpt.py" "$bundle/bench/"
+# The torch backend's check on CUDA tensors: the Python package, the C API's header and the ranks' script.
+cp -r "$root/python" "$root/include" "$bundle/"
+cp "$root/tests/python/torch_rank_main.py" "$bundle/tests/python/"
 
 # The packages that hold the binaries' libraries, plus Open MPI's launcher-side pieces (a singleton MPI_Init
 # starts orted) and every library the MPI plugins load.
 runtime_packages="libopenmpi3 openmpi-bin openmpi-common libpmix2"
-elf_files=("$bundle/build/weft" "$bundle/build/libweft_sentencepiece.so" "$bundle/build/tests/gpu/test_gpu")
+elf_files=("$bundle/build/weft" "$bundle/build/libweft.so" "$bundle/build/libweft_sentencepiece.so" "$bundle/build/tests/gpu/test_gpu")
 for package in $runtime_packages; do
   while read -r file; do
     [ -f "$file" ] && file "$file" | grep -q ELF && elf_files+=("$file")

@@ -87,6 +87,31 @@ gpu_check "cuda llama bf16 matches cpu llama bf16" compare_losses cuda_llama_bf1
 gpu_check "train fp32 on cuda, recompute" train cuda_recompute cuda fp32 --set train.recompute=block
 gpu_check "recompute matches plain on cuda" compare_losses cuda_recompute cuda_fp32 0 0
 
+# torch.distributed's backend "weft" on CUDA tensors (moved through host copies): 2 ranks sharing GPU 0 under torchrun,
+# every operation of tests/python/torch_rank_main.py's `ops` against its exact result. The extension is compiled
+# against the machine's own torch.
+torch_cuda_ops() {
+  rm -f "$OUT_DIR"/ops_cuda.rank*
+  WEFT_LIBRARY=$BUILD/libweft.so PYTHONPATH=python WEFT_TORCH_BUILD_DIR=$OUT_DIR/torch_extension \
+    python3 -m torch.distributed.run --standalone --nproc_per_node 2 tests/python/torch_rank_main.py ops_cuda \
+    "$OUT_DIR/ops_cuda" > "$OUT_DIR/ops_cuda.log" 2>&1 || { tail -n 30 "$OUT_DIR/ops_cuda.log"; return 1; }
+  python3 - "$OUT_DIR/ops_cuda" <<'PY'
+import json, sys
+results = [json.load(open(f"{sys.argv[1]}.rank{rank}")) for rank in range(2)]
+for rank, result in enumerate(results):
+    print(f"rank {rank}: {result['checked']} checks, {len(result['failures'])} failed")
+    # 63: torch_rank_main.ops's checks less its gloo comparisons (tests/python/torchrun_checks.py: 115 with them).
+    if result["failures"] or result["checked"] != 63:
+        sys.exit("\n".join(result["failures"][:10]) or f"{result['checked']} checks ran, expected 63")
+PY
+}
+if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" > /dev/null 2>&1; then
+  gpu_check "torch backend weft on CUDA tensors (2 ranks, one GPU)" torch_cuda_ops
+else
+  echo "--- torch backend weft on CUDA tensors: skipped (no torch with CUDA here)"
+  skipped+=("torch backend on CUDA")
+fi
+
 if [ "${1:-}" = "--bench" ]; then
   gpu_check "bench: weft cuda beside pytorch" python3 bench/gpu_step_vs_pytorch.py --build "$BUILD" \
     --json "$OUT_DIR/gpu_step_vs_pytorch.json"
@@ -97,7 +122,7 @@ if ((${#failed[@]})); then
   exit 1
 fi
 if ((${#skipped[@]})); then
-  echo "gpu-check: the CPU runs passed; ${#skipped[@]} GPU checks skipped: no GPU on this machine"
+  echo "gpu-check: the CPU runs passed; ${#skipped[@]} GPU checks skipped: $(IFS=,; echo "${skipped[*]}")"
   exit 77
 fi
 echo "gpu-check: all passed"

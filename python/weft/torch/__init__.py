@@ -2,7 +2,8 @@
 
 The backend is a C++ extension (weft_c10d.cc, a c10d::Backend over libweft's communicators) built against the torch
 it runs with on first import, by torch.utils.cpp_extension, into WEFT_TORCH_BUILD_DIR (default: `torch_extension`
-beside the libweft.so the package loaded). CPU tensors only. Under mpirun the groups are MPI groups; under torchrun
+beside the libweft.so the package loaded). CPU tensors, and CUDA tensors through host copies (as gloo moves them: correct
+on any number of ranks per GPU, at host-memory speed). Under mpirun the groups are MPI groups; under torchrun
 (or any launcher without MPI) they are socket groups set up through torch's store. See docs/torch_backend.md.
 """
 import os
@@ -50,4 +51,4 @@ def _create(store, rank, size, timeout):
 
 
 if "weft" not in dist.Backend.backend_list:
-    dist.Backend.register_backend("weft", _create, devices=["cpu"])
+    dist.Backend.register_backend("weft", _create, devices=["cpu", "cuda"])

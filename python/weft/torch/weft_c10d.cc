@@ -1,5 +1,5 @@
-// The c10d Backend "weft": torch.distributed's collectives on CPU tensors over libweft's communicators (weft.h).
-// Every call issues libweft's asynchronous operation under one lock (the C API wants one issuing thread at a time)
+// The c10d Backend "weft": torch.distributed's collectives over libweft's communicators (weft.h), on CPU tensors
+// and on CUDA tensors through host copies (HostStaging). Every call issues libweft's asynchronous operation under one lock (the C API wants one issuing thread at a time)
 // and returns a Work whose future a completion thread finishes: it waits for libweft's handles in issue order, runs
 // the operation's epilogue (copies out of staging buffers, the division of AVG) and completes or fails the future.
 #include <torch/csrc/distributed/c10d/Backend.hpp>
@@ -16,10 +16,13 @@
 #include <mutex>
 #include <thread>
 
+#include "host_staging.h"
 #include "torch_store.h"
 #include "weft/weft.h"
 
 namespace {
+
+using weft_torch::HostStaging;
 
 constexpr int kInternalTag = 32767;  // all_to_all's messages; user tags stay below it
 
@@ -28,7 +31,8 @@ constexpr int kInternalTag = 32767;  // all_to_all's messages; user tags stay be
 }
 
 weft_dtype dtype_of(const at::Tensor& t, const std::string& op) {
-  if (!t.device().is_cpu()) refuse(op, "only CPU tensors are supported, got one on " + t.device().str());
+  if (!t.device().is_cpu() && !t.device().is_cuda())
+    refuse(op, "only CPU and CUDA tensors are supported, got one on " + t.device().str());
   switch (t.scalar_type()) {
     case at::kFloat: return WEFT_FLOAT32;
     case at::kBFloat16: return WEFT_BFLOAT16;
@@ -135,6 +139,7 @@ struct Pending {
   std::string op;
   std::vector<weft_work*> handles;
   std::function<void()> epilogue;  // runs after every handle succeeded; keeps the staging tensors alive
+  std::function<void()> copy_back;  // then: host results into the caller's CUDA tensors (HostStaging)
   c10::intrusive_ptr<WeftWork> work;
   std::unique_lock<std::mutex> issuing;  // held from begin() to submit(): one thread issues at a time
 };
@@ -164,22 +169,31 @@ class WeftBackend : public c10d::Backend {
 
   const std::string getBackendName() const override { return "weft"; }
 
+  // Each public operation stages CUDA tensors in host memory (HostStaging) and runs on what it staged.
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
                                            const c10d::AllreduceOptions& opts) override {
-    return reduce_each("all_reduce", c10d::OpType::ALLREDUCE, tensors, opts.reduceOp, -1);
+    HostStaging staging;
+    auto staged = staging.inout(tensors);
+    return reduce_each("all_reduce", c10d::OpType::ALLREDUCE, staged, opts.reduceOp, -1);
   }
 
   c10::intrusive_ptr<c10d::Work> allreduce_coalesced(std::vector<at::Tensor>& tensors,
                                                      const c10d::AllreduceCoalescedOptions& opts) override {
-    return reduce_each("all_reduce_coalesced", c10d::OpType::ALLREDUCE_COALESCED, tensors, opts.reduceOp, -1);
+    HostStaging staging;
+    auto staged = staging.inout(tensors);
+    return reduce_each("all_reduce_coalesced", c10d::OpType::ALLREDUCE_COALESCED, staged, opts.reduceOp, -1);
   }
 
   c10::intrusive_ptr<c10d::Work> reduce(std::vector<at::Tensor>& tensors, const c10d::ReduceOptions& opts) override {
-    return reduce_each("reduce", c10d::OpType::REDUCE, tensors, opts.reduceOp, static_cast<int>(opts.rootRank));
+    HostStaging staging;
+    auto staged = staging.inout(tensors);
+    return reduce_each("reduce", c10d::OpType::REDUCE, staged, opts.reduceOp, static_cast<int>(opts.rootRank));
   }
 
-  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
+  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& caller_tensors,
                                            const c10d::BroadcastOptions& opts) override {
+    HostStaging staging;
+    auto tensors = staging.inout(caller_tensors);
     const int root = static_cast<int>(opts.rootRank);
     std::vector<Wire> wires;
     for (auto& t : tensors) wires.push_back(wire_of(t, "broadcast"));
@@ -194,29 +208,39 @@ class WeftBackend : public c10d::Backend {
 
   c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
                                                  const c10d::AllgatherOptions&) override {
-    std::vector<at::Tensor> outputs{output}, inputs{input};
+    HostStaging staging;
+    std::vector<at::Tensor> outputs{staging.out(output)}, inputs{staging.in(input)};
     return gather_into("all_gather_into_tensor", c10d::OpType::_ALLGATHER_BASE, outputs, inputs);
   }
 
   c10::intrusive_ptr<c10d::Work> allgather_into_tensor_coalesced(std::vector<at::Tensor>& outputs,
                                                                  std::vector<at::Tensor>& inputs,
                                                                  const c10d::AllgatherOptions&) override {
-    return gather_into("all_gather_into_tensor_coalesced", c10d::OpType::COALESCED, outputs, inputs);
+    HostStaging staging;
+    auto staged_outputs = staging.out(outputs), staged_inputs = staging.in(inputs);
+    return gather_into("all_gather_into_tensor_coalesced", c10d::OpType::COALESCED, staged_outputs, staged_inputs);
   }
 
   c10::intrusive_ptr<c10d::Work> allgather(std::vector<std::vector<at::Tensor>>& outputs,
                                            std::vector<at::Tensor>& inputs, const c10d::AllgatherOptions&) override {
-    return gather_lists("all_gather", c10d::OpType::ALLGATHER, outputs, inputs, -1);
+    HostStaging staging;
+    auto staged_outputs = out_lists(staging, outputs);
+    auto staged_inputs = staging.in(inputs);
+    return gather_lists("all_gather", c10d::OpType::ALLGATHER, staged_outputs, staged_inputs, -1);
   }
 
   c10::intrusive_ptr<c10d::Work> gather(std::vector<std::vector<at::Tensor>>& outputs,
                                         std::vector<at::Tensor>& inputs, const c10d::GatherOptions& opts) override {
-    return gather_lists("gather", c10d::OpType::GATHER, outputs, inputs, static_cast<int>(opts.rootRank));
+    HostStaging staging;
+    auto staged_outputs = out_lists(staging, outputs);
+    auto staged_inputs = staging.in(inputs);
+    return gather_lists("gather", c10d::OpType::GATHER, staged_outputs, staged_inputs, static_cast<int>(opts.rootRank));
   }
 
   c10::intrusive_ptr<c10d::Work> _reduce_scatter_base(at::Tensor& output, at::Tensor& input,
                                                       const c10d::ReduceScatterOptions& opts) override {
-    std::vector<at::Tensor> outputs{output}, inputs{input};
+    HostStaging staging;
+    std::vector<at::Tensor> outputs{staging.out(output)}, inputs{staging.in(input)};
     return scatter_reduced("reduce_scatter_tensor", c10d::OpType::_REDUCE_SCATTER_BASE, outputs, inputs,
                            opts.reduceOp);
   }
@@ -224,31 +248,37 @@ class WeftBackend : public c10d::Backend {
   c10::intrusive_ptr<c10d::Work> reduce_scatter_tensor_coalesced(std::vector<at::Tensor>& outputs,
                                                                  std::vector<at::Tensor>& inputs,
                                                                  const c10d::ReduceScatterOptions& opts) override {
-    return scatter_reduced("reduce_scatter_tensor_coalesced", c10d::OpType::COALESCED, outputs, inputs,
+    HostStaging staging;
+    auto staged_outputs = staging.out(outputs), staged_inputs = staging.in(inputs);
+    return scatter_reduced("reduce_scatter_tensor_coalesced", c10d::OpType::COALESCED, staged_outputs, staged_inputs,
                            opts.reduceOp);
   }
 
-  c10::intrusive_ptr<c10d::Work> reduce_scatter(std::vector<at::Tensor>& outputs,
+  c10::intrusive_ptr<c10d::Work> reduce_scatter(std::vector<at::Tensor>& caller_outputs,
                                                 std::vector<std::vector<at::Tensor>>& inputs,
                                                 const c10d::ReduceScatterOptions& opts) override {
     const std::string op = "reduce_scatter";
-    if (inputs.size() != outputs.size()) refuse(op, "one input list per output tensor is needed");
+    if (inputs.size() != caller_outputs.size()) refuse(op, "one input list per output tensor is needed");
+    HostStaging staging;
+    auto outputs = staging.out(caller_outputs);
     std::vector<at::Tensor> flats;
-    for (size_t i = 0; i < outputs.size(); ++i) flats.push_back(flat_list(op, inputs[i], outputs[i]));
+    for (size_t i = 0; i < outputs.size(); ++i) flats.push_back(staging.in(flat_list(op, inputs[i], outputs[i])));
     return scatter_reduced(op, c10d::OpType::REDUCE_SCATTER, outputs, flats, opts.reduceOp);
   }
 
-  c10::intrusive_ptr<c10d::Work> scatter(std::vector<at::Tensor>& outputs,
+  c10::intrusive_ptr<c10d::Work> scatter(std::vector<at::Tensor>& caller_outputs,
                                          std::vector<std::vector<at::Tensor>>& inputs,
                                          const c10d::ScatterOptions& opts) override {
     const std::string op = "scatter";
+    HostStaging staging;
+    auto outputs = staging.out(caller_outputs);
     const int root = static_cast<int>(opts.rootRank);
     if (outputs.size() != 1) refuse(op, "exactly one output tensor is supported");
     at::Tensor& out = outputs[0];
     at::Tensor flat;
     if (rank_ == root) {
       if (inputs.size() != 1) refuse(op, "the root needs one list of inputs");
-      flat = flat_list(op, inputs[0], out);
+      flat = staging.in(flat_list(op, inputs[0], out));
     } else {
       flat = at::empty({size_ * out.numel()}, out.options());
     }
@@ -261,11 +291,13 @@ class WeftBackend : public c10d::Backend {
     return submit(std::move(p));
   }
 
-  c10::intrusive_ptr<c10d::Work> alltoall_base(at::Tensor& output, at::Tensor& input,
+  c10::intrusive_ptr<c10d::Work> alltoall_base(at::Tensor& caller_output, at::Tensor& caller_input,
                                                std::vector<int64_t>& output_splits,
                                                std::vector<int64_t>& input_splits,
                                                const c10d::AllToAllOptions&) override {
     const std::string op = "all_to_all_single";
+    HostStaging staging;
+    at::Tensor output = staging.out(caller_output), input = staging.in(caller_input);
     const weft_dtype dtype = dtype_of(input, op);
     if (output.scalar_type() != input.scalar_type()) refuse(op, "input and output dtypes differ");
     at::Tensor in = input.contiguous();
@@ -292,11 +324,15 @@ class WeftBackend : public c10d::Backend {
   }
 
   c10::intrusive_ptr<c10d::Work> send(std::vector<at::Tensor>& tensors, int dst, int tag) override {
-    return point_to_point("send", c10d::OpType::SEND, tensors, dst, tag);
+    HostStaging staging;
+    auto staged = staging.in(tensors);
+    return point_to_point("send", c10d::OpType::SEND, staged, dst, tag);
   }
 
   c10::intrusive_ptr<c10d::Work> recv(std::vector<at::Tensor>& tensors, int src, int tag) override {
-    return point_to_point("recv", c10d::OpType::RECV, tensors, src, tag);
+    HostStaging staging;
+    auto staged = staging.out(tensors);
+    return point_to_point("recv", c10d::OpType::RECV, staged, src, tag);
   }
 
   c10::intrusive_ptr<c10d::Work> recvAnysource(std::vector<at::Tensor>&, int) override {
@@ -311,11 +347,23 @@ class WeftBackend : public c10d::Backend {
   }
 
  private:
+  static std::vector<std::vector<at::Tensor>> out_lists(HostStaging& staging,
+                                                        const std::vector<std::vector<at::Tensor>>& lists) {
+    std::vector<std::vector<at::Tensor>> staged;
+    for (const auto& list : lists) staged.push_back(staging.out(list));
+    return staged;
+  }
+
   Pending begin(const std::string& op, c10d::OpType type, const std::vector<at::Tensor>& outputs) {
     Pending p;
     p.issuing = std::unique_lock<std::mutex>(issue_mutex_);
     p.op = op;
-    p.work = c10::make_intrusive<WeftWork>(rank_, type, outputs);
+    std::vector<at::Tensor> results = outputs;
+    if (HostStaging* staging = HostStaging::current()) {
+      for (auto& t : results) t = staging->original(t);
+      p.copy_back = staging->take_copy_back();
+    }
+    p.work = c10::make_intrusive<WeftWork>(rank_, type, std::move(results));
     return p;
   }
 
@@ -373,6 +421,7 @@ class WeftBackend : public c10d::Backend {
       try {
         if (!error.empty()) refuse(p.op, error);
         if (p.epilogue) p.epilogue();
+        if (p.copy_back) p.copy_back();
       } catch (...) {
         failure = std::current_exception();
       }
