@@ -61,6 +61,7 @@ struct KernelBackend {
   AdamWEx* adamw_ex = nullptr;  // 16-bit gradients in and parameters out of the update in one pass
   GemmBiasEx* gemm_bias_ex = nullptr;  // a linear's bias added inside its GEMM (the CPU's)
   SumSquaresEx* sum_squares_ex = nullptr;  // the gradient norm of 16-bit gradients without a widened copy
+  BiasBackwardRounding* bias_backward_rounding = nullptr;  // a linear's bias gradient and rounded d(output) at once
 
   bool stores_16bit_activations() const { return layernorm_forward_ex != nullptr; }
 };

@@ -15,11 +15,17 @@ using BiasBackward = void(const KernelContext& ctx, float* dbias, const float* d
 using BiasBroadcastEx = void(const KernelContext& ctx, TypedBuffer out, const float* bias, int rows, int cols);
 using BiasBackwardEx = void(const KernelContext& ctx, float* dbias, ConstTypedBuffer dout, int rows, int cols);
 
+// bias_backward and `dout` rounded into `rounded` (a linear's d(output) as its 16-bit GEMMs read it) in one pass over
+// dout: the same bits as the two separately. Optional in the kernel table (the CPU's).
+using BiasBackwardRounding = void(const KernelContext& ctx, float* dbias, TypedBuffer rounded, const float* dout,
+                                  int rows, int cols);
+
 namespace cpu {
 BiasBroadcast bias_broadcast;
 BiasBackward bias_backward;
 BiasBroadcastEx bias_broadcast_ex;
 BiasBackwardEx bias_backward_ex;
+BiasBackwardRounding bias_backward_rounding;
 }  // namespace cpu
 namespace cuda {
 BiasBroadcast bias_broadcast;

@@ -32,6 +32,7 @@ const KernelBackend& kernels_for(DeviceType type) {
     KernelBackend k = WEFT_KERNEL_TABLE(cpu);
     WEFT_SET_16BIT_KERNELS(k, cpu);
     k.gemm_bias_ex = cpu::gemm_bias_ex;
+    k.bias_backward_rounding = cpu::bias_backward_rounding;
     return k;
   }();
   if (type == DeviceType::kCpu) return cpu_kernels;

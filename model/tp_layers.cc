@@ -71,17 +71,23 @@ void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const f
   // A 16-bit input means 16-bit GEMMs: d(output) is rounded once here instead of by each product (the same bits),
   // and fp32 weights are rounded to its type in the first.
   ConstTypedBuffer dy_in = dy;
+  bool bias_done = db == nullptr;
   if (x.type != DType::kF32) {
     const std::int64_t count = static_cast<std::int64_t>(rows_) * out;
     WEFT_CHECK(rounded_dy_.type == x.type && count <= rounded_dy_capacity_,
                "a linear's {} d(output) of {} elements needs the rounding scratch ({} of {})", dtype_name(x.type),
                count, rounded_dy_capacity_, dtype_name(rounded_dy_.type));
-    kernels_.cast(ctx_, rounded_dy_.data, x.type, dy, DType::kF32, static_cast<std::size_t>(count));
+    if (!bias_done && kernels_.bias_backward_rounding != nullptr) {  // one pass over dy for both
+      kernels_.bias_backward_rounding(ctx_, db, rounded_dy_, dy, rows_, out);
+      bias_done = true;
+    } else {
+      kernels_.cast(ctx_, rounded_dy_.data, x.type, dy, DType::kF32, static_cast<std::size_t>(count));
+    }
     dy_in = rounded_dy_;
   }
   gemm(Transpose::kNo, Transpose::kNo, rows_, in, out, dy_in, out, w, in, 0.0f, dx, in);
   gemm(Transpose::kYes, Transpose::kNo, out, in, rows_, dy_in, out, x, in, 1.0f, dw, in);
-  if (db) kernels_.bias_backward(ctx_, db, dy, rows_, out);
+  if (!bias_done) kernels_.bias_backward(ctx_, db, dy, rows_, out);
 }
 
 void TensorParallelLayers::column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,

@@ -52,14 +52,25 @@ void bias_broadcast_impl(O* out, const float* bias, int rows, int cols) {
 }
 
 // Threads split the columns, so each sum still runs over the rows in order: the same bits on any thread count.
-template <typename G>
-void bias_backward_impl(float* dbias, const G* dout, int rows, int cols) {
+// With `rounded`, dout is also written there in its type, in the same pass.
+template <typename G, typename R = float>
+void bias_backward_impl(float* dbias, const G* dout, int rows, int cols, R* rounded = nullptr) {
   parallel_for(cols, std::max(16, static_cast<int>(kElementGrain) / std::max(rows, 1)),
                [&](std::int64_t begin, std::int64_t end) {
                  for (int r = 0; r < rows; ++r) {
                    const G* row = dout + static_cast<long>(r) * cols;
+                   if (rounded == nullptr) {
 #pragma omp simd
-                   for (std::int64_t c = begin; c < end; ++c) dbias[c] += load(row, c);
+                     for (std::int64_t c = begin; c < end; ++c) dbias[c] += load(row, c);
+                     continue;
+                   }
+                   R* out = rounded + static_cast<long>(r) * cols;
+#pragma omp simd
+                   for (std::int64_t c = begin; c < end; ++c) {
+                     const float value = load(row, c);
+                     dbias[c] += value;
+                     store(out, c, value);
+                   }
                  }
                });
 }
@@ -106,6 +117,11 @@ void gelu_backward(const KernelContext&, float* din, const float* in, const floa
 
 void bias_broadcast(const KernelContext&, float* out, const float* bias, int rows, int cols) {
   bias_broadcast_impl(out, bias, rows, cols);
+}
+
+void bias_backward_rounding(const KernelContext&, float* dbias, TypedBuffer rounded, const float* dout, int rows,
+                            int cols) {
+  with_storage(rounded, [&](auto* out) { bias_backward_impl(dbias, dout, rows, cols, out); });
 }
 
 void bias_backward(const KernelContext&, float* dbias, const float* dout, int rows, int cols) {

@@ -265,6 +265,26 @@ TEST_CASE("fused AdamW on bf16 gradients and parameters is the widen, update, ro
   CHECK(plain == ref_master);
 }
 
+TEST_CASE("a bias gradient taken while d(output) is rounded is the two passes' bits") {
+  const int rows = 333, cols = 517;  // columns not a multiple of any vector width
+  const auto dout = random_normal_vector(static_cast<std::size_t>(rows) * cols, 181);
+  const auto start = random_normal_vector(cols, 182);  // bias gradients accumulate into what is there
+  std::vector<float> ref_bias = start;
+  cpu_kernels().bias_backward({}, ref_bias.data(), dout.data(), rows, cols);
+  std::vector<float> bias = start;
+  Bf16 rounded(dout.size());
+  cpu_kernels().bias_backward_rounding({}, bias.data(), bf16(rounded), dout.data(), rows, cols);
+  CHECK(bias == ref_bias);
+  CHECK(rounded == to_bf16(dout));
+  CHECK(bias != start);
+  // An fp32 `rounded` is a plain copy.
+  std::vector<float> copy(dout.size());
+  bias = start;
+  cpu_kernels().bias_backward_rounding({}, bias.data(), copy.data(), dout.data(), rows, cols);
+  CHECK(bias == ref_bias);
+  CHECK(copy == dout);
+}
+
 TEST_CASE("the sum of squares of bf16 gradients is that of their widened copy, bit for bit") {
   for (std::size_t n : {std::size_t{1}, std::size_t{1000}, std::size_t{200003}}) {  // one block, several, a ragged end
     INFO(n << " elements");
