@@ -33,6 +33,7 @@ const KernelBackend& kernels_for(DeviceType type) {
     WEFT_SET_16BIT_KERNELS(k, cpu);
     k.gemm_bias_ex = cpu::gemm_bias_ex;
     k.bias_backward_rounding = cpu::bias_backward_rounding;
+    k.gelu_backward_rounding = cpu::gelu_backward_rounding;
     return k;
   }();
   if (type == DeviceType::kCpu) return cpu_kernels;

@@ -145,8 +145,7 @@ void GptModel::block_backward(const BlockParams& p, float* g, int layer) {
   // Row-parallel layers need d(output) of every row: gathered from the rank's rows under sequence parallelism.
   layers_.row_backward(d_wide_, g + w.mlp_proj_w, g + w.mlp_proj_b, layers_.gather_stream(d_residual_), a.fc_gelu,
                        p.matrix(w.mlp_proj_w), 4 * local, d);
-  kernels_.gelu_backward(ctx_, d_wide_, a.fc, d_wide_, static_cast<std::size_t>(rows_) * 4 * local);
-  layers_.column_backward(d_small_, g + w.fc_w, g + w.fc_b, d_wide_, a.ln2, p.matrix(w.fc_w), d, 4 * local);
+  layers_.gelu_column_backward(d_small_, g + w.fc_w, g + w.fc_b, d_wide_, a.fc, a.ln2, p.matrix(w.fc_w), d, 4 * local);
   layers_.layernorm_backward(d_residual_, g + w.ln2_w, layers_.reduce_partial_stream(d_small_), a.residual_mid,
                              p.at(w.ln2_w), a.ln2_mean, a.ln2_rstd);
 

@@ -70,24 +70,47 @@ void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const f
                                         ConstTypedBuffer w, int in, int out) {
   // A 16-bit input means 16-bit GEMMs: d(output) is rounded once here instead of by each product (the same bits),
   // and fp32 weights are rounded to its type in the first.
-  ConstTypedBuffer dy_in = dy;
-  bool bias_done = db == nullptr;
-  if (x.type != DType::kF32) {
-    const std::int64_t count = static_cast<std::int64_t>(rows_) * out;
-    WEFT_CHECK(rounded_dy_.type == x.type && count <= rounded_dy_capacity_,
-               "a linear's {} d(output) of {} elements needs the rounding scratch ({} of {})", dtype_name(x.type),
-               count, rounded_dy_capacity_, dtype_name(rounded_dy_.type));
-    if (!bias_done && kernels_.bias_backward_rounding != nullptr) {  // one pass over dy for both
-      kernels_.bias_backward_rounding(ctx_, db, rounded_dy_, dy, rows_, out);
-      bias_done = true;
-    } else {
-      kernels_.cast(ctx_, rounded_dy_.data, x.type, dy, DType::kF32, static_cast<std::size_t>(count));
-    }
-    dy_in = rounded_dy_;
+  if (x.type == DType::kF32) {
+    linear_backward_gemms(dx, dw, dy, x, w, in, out);
+    if (db) kernels_.bias_backward(ctx_, db, dy, rows_, out);
+    return;
   }
-  gemm(Transpose::kNo, Transpose::kNo, rows_, in, out, dy_in, out, w, in, 0.0f, dx, in);
-  gemm(Transpose::kYes, Transpose::kNo, out, in, rows_, dy_in, out, x, in, 1.0f, dw, in);
-  if (!bias_done) kernels_.bias_backward(ctx_, db, dy, rows_, out);
+  const TypedBuffer rounded = rounded_dy(x.type, out);
+  if (db && kernels_.bias_backward_rounding != nullptr) {  // one pass over dy for both
+    kernels_.bias_backward_rounding(ctx_, db, rounded, dy, rows_, out);
+  } else {
+    kernels_.cast(ctx_, rounded.data, rounded.type, dy, DType::kF32, static_cast<std::size_t>(rows_) * out);
+    if (db) kernels_.bias_backward(ctx_, db, dy, rows_, out);
+  }
+  linear_backward_gemms(dx, dw, rounded, x, w, in, out);
+}
+
+TypedBuffer TensorParallelLayers::rounded_dy(DType type, int out) const {
+  const std::int64_t count = static_cast<std::int64_t>(rows_) * out;
+  WEFT_CHECK(rounded_dy_.type == type && count <= rounded_dy_capacity_,
+             "a linear's {} d(output) of {} elements needs the rounding scratch ({} of {})", dtype_name(type), count,
+             rounded_dy_capacity_, dtype_name(rounded_dy_.type));
+  return rounded_dy_;
+}
+
+void TensorParallelLayers::linear_backward_gemms(float* dx, float* dw, ConstTypedBuffer dy, ConstTypedBuffer x,
+                                                 ConstTypedBuffer w, int in, int out) {
+  gemm(Transpose::kNo, Transpose::kNo, rows_, in, out, dy, out, w, in, 0.0f, dx, in);
+  gemm(Transpose::kYes, Transpose::kNo, out, in, rows_, dy, out, x, in, 1.0f, dw, in);
+}
+
+void TensorParallelLayers::gelu_column_backward(float* dx, float* dw, float* db, float* d_activation,
+                                                const float* pre_activation, ConstTypedBuffer x, ConstTypedBuffer w,
+                                                int in, int out) {
+  if (x.type != DType::kF32 && db != nullptr && kernels_.gelu_backward_rounding != nullptr) {
+    // d(pre-activation) goes straight to its 16-bit copy, with the bias gradient summed on the way.
+    const TypedBuffer rounded = rounded_dy(x.type, out);
+    kernels_.gelu_backward_rounding(ctx_, db, rounded, pre_activation, d_activation, rows_, out);
+    linear_backward_gemms(dx, dw, rounded, x, w, in, out);
+    return;
+  }
+  kernels_.gelu_backward(ctx_, d_activation, pre_activation, d_activation, static_cast<std::size_t>(rows_) * out);
+  column_backward(dx, dw, db, d_activation, x, w, in, out);
 }
 
 void TensorParallelLayers::column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,

@@ -46,6 +46,11 @@ class TensorParallelLayers {
   void column_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out);
   void column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, ConstTypedBuffer w,
                        int in, int out);
+  // The backward of a column-parallel linear whose output went through GELU: `d_activation` (d(loss)/d(GELU
+  // output), overwritten) and the linear's `pre_activation` give its d(output). With 16-bit activations this is
+  // one pass into the rounded copy the GEMMs read (gelu_backward_rounding); the same bits either way.
+  void gelu_column_backward(float* dx, float* dw, float* db, float* d_activation, const float* pre_activation,
+                            ConstTypedBuffer x, ConstTypedBuffer w, int in, int out);
   // Row-parallel linear (Megatron's g: all-reduce forward, identity backward): y = sum over tp of x W^T, with this
   // rank's columns of W and the (replicated) bias added once. y is the stream rows this rank holds.
   void row_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out);
@@ -100,6 +105,11 @@ class TensorParallelLayers {
  private:
   // y[rows x out] = x W^T + b (b may be null): the bias added inside the GEMM where the kernels can.
   void linear(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out);
+  // dx = dy W and dW += dy^T x, the two GEMMs of a linear's backward.
+  void linear_backward_gemms(float* dx, float* dw, ConstTypedBuffer dy, ConstTypedBuffer x, ConstTypedBuffer w, int in,
+                             int out);
+  // The rounding scratch for a d(output) of `out` columns in `type` (checked against its capacity).
+  TypedBuffer rounded_dy(DType type, int out) const;
   // C[m x n] (fp32) = op(A) op(B) + beta C with 16-bit or fp32 operands, rounded as ctx.gemm_inputs says.
   void gemm(kernels::Transpose ta, kernels::Transpose tb, int m, int n, int k, ConstTypedBuffer a, int lda,
             ConstTypedBuffer b, int ldb, float beta, float* c, int ldc);

@@ -32,6 +32,23 @@ void gelu_backward_impl(D* din, const I* in, const G* dout, std::size_t n) {
   });
 }
 
+// Threads split the columns (as bias_backward_impl), so each bias sum runs over the rows in order.
+template <typename R>
+void gelu_backward_rounding_impl(float* dbias, R* rounded, const float* in, const float* dout, int rows, int cols) {
+  parallel_for(cols, std::max(16, static_cast<int>(kElementGrain) / std::max(rows, 1)),
+               [&](std::int64_t begin, std::int64_t end) {
+                 for (int r = 0; r < rows; ++r) {
+                   const long row = static_cast<long>(r) * cols;
+#pragma omp simd
+                   for (std::int64_t c = begin; c < end; ++c) {
+                     const float d_in = dout[row + c] * gelu_derivative(in[row + c]);
+                     dbias[c] += d_in;
+                     store(rounded, row + c, d_in);
+                   }
+                 }
+               });
+}
+
 template <typename O, typename A, typename B>
 void add_impl(O* out, const A* a, const B* b, std::size_t n) {
   parallel_for(static_cast<std::int64_t>(n), kElementGrain, [&](std::int64_t begin, std::int64_t end) {
@@ -117,6 +134,11 @@ void gelu_backward(const KernelContext&, float* din, const float* in, const floa
 
 void bias_broadcast(const KernelContext&, float* out, const float* bias, int rows, int cols) {
   bias_broadcast_impl(out, bias, rows, cols);
+}
+
+void gelu_backward_rounding(const KernelContext&, float* dbias, TypedBuffer rounded, const float* in, const float* dout,
+                            int rows, int cols) {
+  with_storage(rounded, [&](auto* out) { gelu_backward_rounding_impl(dbias, out, in, dout, rows, cols); });
 }
 
 void bias_backward_rounding(const KernelContext&, float* dbias, TypedBuffer rounded, const float* dout, int rows,

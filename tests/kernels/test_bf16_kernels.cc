@@ -285,6 +285,23 @@ TEST_CASE("a bias gradient taken while d(output) is rounded is the two passes' b
   CHECK(copy == dout);
 }
 
+TEST_CASE("a GELU backward rounded with its bias gradient is gelu_backward then bias_backward_rounding, bit for bit") {
+  const int rows = 211, cols = 389;
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  const auto pre = random_normal_vector(n, 191, 2.0f), dout = random_normal_vector(n, 192);
+  const auto start = random_normal_vector(cols, 193);
+  std::vector<float> d_pre(n), ref_bias = start;
+  cpu_kernels().gelu_backward({}, d_pre.data(), pre.data(), dout.data(), n);
+  Bf16 ref_rounded(n);
+  cpu_kernels().bias_backward_rounding({}, ref_bias.data(), bf16(ref_rounded), d_pre.data(), rows, cols);
+  std::vector<float> bias = start;
+  Bf16 rounded(n);
+  cpu_kernels().gelu_backward_rounding({}, bias.data(), bf16(rounded), pre.data(), dout.data(), rows, cols);
+  CHECK(bias == ref_bias);
+  CHECK(rounded == ref_rounded);
+  CHECK(rounded != to_bf16(dout));  // the GELU derivative was applied
+}
+
 TEST_CASE("the sum of squares of bf16 gradients is that of their widened copy, bit for bit") {
   for (std::size_t n : {std::size_t{1}, std::size_t{1000}, std::size_t{200003}}) {  // one block, several, a ragged end
     INFO(n << " elements");
