@@ -39,11 +39,12 @@ void batched(const KernelBackend& k, const KernelContext& ctx, Transpose ta, Tra
             {c.data, c.type, ldc, stride_c}, batch);
 }
 
-// `count` fp32 elements as the GEMMs will read them: rounded once into `scratch` when it is given, else as they are.
-ConstTypedBuffer gemm_operand(const KernelBackend& k, const KernelContext& ctx, const float* x, std::int64_t count,
+// `count` elements as the GEMMs will read them: fp32 ones rounded once into `scratch` when it is given, else (and
+// 16-bit ones) as they are.
+ConstTypedBuffer gemm_operand(const KernelBackend& k, const KernelContext& ctx, ConstTypedBuffer x, std::int64_t count,
                               TypedBuffer scratch) {
-  if (scratch.data == nullptr || scratch.type == DType::kF32) return x;
-  k.cast(ctx, scratch.data, scratch.type, x, DType::kF32, static_cast<std::size_t>(count));
+  if (x.type != DType::kF32 || scratch.data == nullptr || scratch.type == DType::kF32) return x;
+  k.cast(ctx, scratch.data, scratch.type, x.data, DType::kF32, static_cast<std::size_t>(count));
   return scratch;
 }
 
@@ -68,7 +69,7 @@ void shared_head_gradient(const KernelBackend& k, const KernelContext& ctx, cons
 }  // namespace
 
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
-                       const float* qkv, const AttentionShape& s, const AttentionOperands& operands) {
+                       ConstTypedBuffer qkv, const AttentionShape& s, const AttentionOperands& operands) {
   const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;
   const ConstTypedBuffer x = gemm_operand(k, ctx, qkv, attention_qkv_elements(s), operands.qkv);
@@ -90,7 +91,7 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
 }
 
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,
-                        TypedBuffer dscores, const float* dout, const float* qkv, const float* probs,
+                        TypedBuffer dscores, const float* dout, ConstTypedBuffer qkv, const float* probs,
                         const AttentionShape& s, const AttentionOperands& operands) {
   const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;

@@ -22,8 +22,8 @@ struct AttentionShape {
   int row() const { return (heads + 2 * kv()) * head_dim; }
 };
 
-// Where attention rounds its fp32 GEMM operands once per pass, when 16-bit activations are stored:
-// qkv into `qkv` (attention_qkv_elements), and in backward d(out) into `dout` (batch x seq x width; the forward's
+// Where attention rounds its fp32 GEMM operands once per pass, when 16-bit activations are stored: an fp32
+// qkv into `qkv` (attention_qkv_elements; a qkv stored in 16 bits is read as it is), and in backward d(out) into `dout` (batch x seq x width; the forward's
 // 16-bit output serves, dead once the output projection's backward has read it). Rounding once gives the same bits
 // as rounding at each GEMM (ctx.gemm_inputs), which rounded most of qkv four times per pass. Empty: no copies.
 struct AttentionOperands {
@@ -37,13 +37,13 @@ inline std::int64_t attention_qkv_elements(const AttentionShape& s) {
 // out [batch, seq, heads * head_dim], fp32 or bf16 (the next GEMM's input); probs [batch,
 // heads, seq, seq] is kept for backward.
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
-                       const float* qkv, const AttentionShape& shape, const AttentionOperands& operands = {});
+                       ConstTypedBuffer qkv, const AttentionShape& shape, const AttentionOperands& operands = {});
 
 // dqkv is overwritten; dprobs is scratch of probs' size. dscores, d(loss)/d(scores), is dprobs itself (fp32) or
 // scratch of probs' size in bf16, the type the two GEMMs that read it multiply anyway; until the
 // softmax backward fills it, it holds the probabilities rounded once for d(values).
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,
-                        TypedBuffer dscores, const float* dout, const float* qkv, const float* probs,
+                        TypedBuffer dscores, const float* dout, ConstTypedBuffer qkv, const float* probs,
                         const AttentionShape& shape, const AttentionOperands& operands = {});
 
 }  // namespace weft::kernels

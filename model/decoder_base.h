@@ -104,8 +104,8 @@ class DecoderBase : public Model {
   // Backward scratch, shared by all blocks.
   float *d_residual_ = nullptr, *d_small_ = nullptr, *d_wide_ = nullptr, *d_probs_ = nullptr;
   TypedBuffer d_scores_;  // attention's d(scores): d_probs_ itself, or its own bf16 scratch
-  // With 16-bit activations: attention's qkv rounded once per pass, in the buffer that also holds the linears'
-  // rounded d(output) (Shape::operand_copy_elements).
+  // With 16-bit activations: attention's fp32 qkv (Llama's, turned by RoPE; GPT keeps its qkv in 16 bits) rounded
+  // once per pass, in the buffer that also holds the linears' rounded d(output) (Shape::operand_copy_elements).
   TypedBuffer rounded_qkv_;
 
  private:

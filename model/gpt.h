@@ -33,8 +33,8 @@ class GptModel final : public DecoderBase {
  private:
   // ln1, attn, ln2 and fc_gelu only feed GEMMs: stored as ModelOptions::activations says.
   struct BlockActivations {
-    TypedBuffer ln1, attn, ln2, fc_gelu;
-    float *ln1_mean, *ln1_rstd, *qkv, *probs, *residual_mid, *ln2_mean, *ln2_rstd, *fc;
+    TypedBuffer ln1, qkv, attn, ln2, fc_gelu;  // qkv is only ever read by attention's GEMMs: stored like their inputs
+    float *ln1_mean, *ln1_rstd, *probs, *residual_mid, *ln2_mean, *ln2_rstd, *fc;
   };
   struct HeadActivations {
     TypedBuffer lnf;
