@@ -78,8 +78,7 @@ void DecoderBase::carve(std::int64_t floats, std::int64_t wide, const ModelOptio
   d_probs_ = arena.take(probs);
   d_scores_ = options.activations == DType::kF32 ? TypedBuffer{d_probs_} : arena.take(probs, options.activations);
   if (options.activations != DType::kF32) {
-    const std::int64_t copies =
-        std::max({kernels::attention_qkv_elements(attention_shape_), wide, static_cast<std::int64_t>(rows_) * d});
+    const std::int64_t copies = Shape::operand_copies(kernels::attention_qkv_elements(attention_shape_), wide, rows_, d);
     rounded_qkv_ = arena.take(copies, options.activations);
     layers_.bind_rounded_dy(rounded_qkv_, copies);
   }

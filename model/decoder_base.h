@@ -50,7 +50,10 @@ class DecoderBase : public Model {
     std::int64_t scratch_floats(std::int64_t wide, const ModelOptions& options, int tp) const;
     // The 16-bit operand copies' one buffer: attention's qkv, or the widest d(output) of a linear (a `wide` one, or
     // the stream's). Their uses never overlap: attention rounds qkv afresh at the start of each pass.
-    std::int64_t operand_copy_elements(std::int64_t wide) const { return std::max({attention_qkv, wide, n * d}); }
+    std::int64_t operand_copy_elements(std::int64_t wide) const { return operand_copies(attention_qkv, wide, n, d); }
+    static std::int64_t operand_copies(std::int64_t attention_qkv, std::int64_t wide, std::int64_t n, std::int64_t d) {
+      return std::max({attention_qkv, wide, n * d});
+    }
   };
 
  protected:

@@ -15,7 +15,6 @@
 
 #include "kernels/cpu/parallel.h"
 #include "runtime/error.h"
-#include "runtime/error.h"
 
 namespace weft::kernels::cpu {
 namespace {

@@ -13,6 +13,7 @@
 
 #include "kernels/backend.h"
 #include "runtime/device.h"
+#include "runtime/dtype.h"
 
 namespace weft::gpu_test {
 
@@ -97,6 +98,19 @@ inline void require_close(const std::vector<float>& expected, const std::vector<
   INFO(what << ": " << failures << " of " << expected.size() << " elements out of tolerance; worst at [" << worst
             << "]: cpu " << expected[worst] << ", cuda " << actual[worst]);
   REQUIRE(failures == 0);
+}
+
+// `x` rounded to bf16 bits, and bf16 bits widened back to fp32 (exact).
+inline std::vector<std::uint16_t> rounded_bf16(const std::vector<float>& x) {
+  std::vector<std::uint16_t> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = float_to_bf16(x[i]);
+  return out;
+}
+
+inline std::vector<float> widened(const std::vector<std::uint16_t>& x) {
+  std::vector<float> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_float(x[i]);
+  return out;
 }
 
 template <typename T>

@@ -21,22 +21,12 @@ using gpu_test::DeviceArray;
 using gpu_test::random_normal;
 using gpu_test::random_uniform;
 using gpu_test::require_close;
+using gpu_test::rounded_bf16;
 using gpu_test::same_bits;
+using gpu_test::widened;
 using kernels::ConstTypedBuffer;
 using kernels::Transpose;
 using kernels::TypedBuffer;
-
-std::vector<std::uint16_t> rounded_bf16(const std::vector<float>& x) {
-  std::vector<std::uint16_t> out(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) out[i] = float_to_bf16(x[i]);
-  return out;
-}
-
-std::vector<float> widened(const std::vector<std::uint16_t>& x) {
-  std::vector<float> out(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_float(x[i]);
-  return out;
-}
 
 // CUDA's bf16 output against the CPU's: every element within one bf16 step (2^-7 relative to the larger, plus a
 // floor for values near zero), and at least 98% of them the same bits.

@@ -43,8 +43,7 @@ class HostStaging {
   }
   // Copies every staged result to its CUDA tensor (synchronously, on the current thread's stream of its device).
   std::function<void()> take_copy_back() {
-    auto pairs = std::move(back_);
-    back_.clear();
+    auto pairs = std::exchange(back_, {});
     if (pairs.empty()) return nullptr;
     return [pairs]() mutable {
       for (auto& [device, host] : pairs) device.copy_(host);
