@@ -74,8 +74,10 @@ int run_ckpt_export(const std::string& dir, const std::string& safetensors_path)
 // Runs `weft WEFT_ARGS...` as `ranks` processes under mpirun on this host, watched to the end (mpirun_job.h), and
 // returns the job's exit code.
 int run_under_mpirun(int ranks, const std::string& mpirun_args, const std::vector<std::string>& weft_args);
-// The mpirun command line for that (exposed for tests); `mpi_shared_dir` is where Open MPI's shared memory goes.
+// The mpirun command line for that (exposed for tests); Open MPI's shared memory and session files go to the
+// launch directory's places for them (LaunchDirectory).
+class LaunchDirectory;
 std::vector<std::string> mpirun_command(int ranks, const std::string& mpirun_args,
                                        const std::vector<std::string>& weft_args, const std::string& weft_path,
-                                       const std::string& mpi_shared_dir);
+                                       const LaunchDirectory& directory);
 }  // namespace weft

@@ -26,8 +26,14 @@ JobVerdict decide_job_verdict(const std::vector<RankFate>& ranks, const MpirunEn
   // lowest such rank's. mpirun's own status says nothing here (it reports the first process that died).
   if (const std::vector<int> aborted = ranks_where(ranks, RankFate::How::kAborted); !aborted.empty()) {
     int code = ranks[static_cast<std::size_t>(aborted[0])].code;
-    for (int r : aborted) code = ranks[static_cast<std::size_t>(r)].code == kPeer ? kPeer : code;
-    return {code, fmt::format("{} ended the job (exit code {})", ranks_text(aborted), code)};
+    std::string message;
+    for (int r : aborted) {
+      const RankFate& fate = ranks[static_cast<std::size_t>(r)];
+      code = fate.code == kPeer ? kPeer : code;
+      if (message.empty()) message = fate.message;
+    }
+    return {code, fmt::format("{} ended the job (exit code {}){}{}", ranks_text(aborted), code,
+                              message.empty() ? "" : ": ", message)};
   }
   if (!ended_by_launcher.empty()) return {kPeer, ended_by_launcher};
   const std::vector<int> vanished = ranks_where(ranks, RankFate::How::kVanished);

@@ -19,6 +19,7 @@ struct RankFate {
   How how = How::kNeverStarted;
   int code = 0;
   long pid = 0;
+  std::string message;  // an aborting rank's reason, from its report ("" when it gave none)
 };
 
 // How mpirun ended: its exit code, or the signal that killed it (then code is unset).
@@ -33,7 +34,7 @@ struct JobVerdict {
 };
 
 // The rules (docs/reliability.md): ranks that aborted the job decide the code (3 if any saw a dead peer, else the
-// lowest aborting rank's); else a rank that vanished makes it 3 (a dead peer); else the ranks' own codes (3 before any other,
+// lowest aborting rank's) and the reason ends with the first aborting rank's own message; else a rank that vanished makes it 3 (a dead peer); else the ranks' own codes (3 before any other,
 // then the lowest rank's); a job whose ranks all returned 0 succeeded, whatever mpirun says. `ended_by_launcher`
 // is the launcher's reason when it had to end the job itself (stopped or stuck processes), which makes it 3.
 JobVerdict decide_job_verdict(const std::vector<RankFate>& ranks, const MpirunEnd& mpirun,

@@ -38,7 +38,7 @@ std::vector<std::string> split_words(const std::string& text) {
 
 std::vector<std::string> mpirun_command(int ranks, const std::string& mpirun_args,
                                        const std::vector<std::string>& weft_args, const std::string& weft_path,
-                                       const std::string& mpi_shared_dir) {
+                                       const LaunchDirectory& directory) {
   std::vector<std::string> argv = {"mpirun", "-np", std::to_string(ranks)};
   if (geteuid() == 0) argv.push_back("--allow-run-as-root");
   // Oversubscribe so N may exceed the cores, and bind nothing: ranks share cores as the OS schedules them.
@@ -48,8 +48,14 @@ std::vector<std::string> mpirun_command(int ranks, const std::string& mpirun_arg
   // itself (it returns 0 when every rank exits 2, and waits forever when every rank is killed): the launcher
   // watches the ranks instead (mpirun_job.h).
   for (const char* flag : {"--mca", "orte_abort_on_non_zero_status", "0"}) argv.push_back(flag);
-  // Open MPI's shared-memory files in a directory of this job, which the launcher removes whatever happens.
-  argv.insert(argv.end(), {"--mca", "btl_vader_backing_directory", mpi_shared_dir});
+  // Open MPI's shared-memory files and its session directory (PMIx's stores, hwloc's topology: megabytes, which a
+  // killed mpirun leaves behind) in directories of this job, which the launcher removes whatever happens.
+  argv.insert(argv.end(), {"--mca", "btl_vader_backing_directory", directory.mpi_shared_dir()});
+  argv.insert(argv.end(), {"--mca", "orte_tmpdir_base", directory.path()});
+  // When mpirun ends a job (SIGTERM to mpirun) it pauses this long before SIGTERM to the ranks and again before
+  // SIGKILL: the ranks' time to stop after their current step. Open MPI's 1 s is too short for a loaded host;
+  // aborts do not pay it (the launcher ends an aborting job itself).
+  argv.insert(argv.end(), {"--mca", "odls_base_sigkill_timeout", std::to_string(kMpirunSigkillPause.count())});
   // mpirun runs in its own process group (signals from a terminal go to the launcher): it must not read the
   // terminal, or it would be stopped by SIGTTIN.
   argv.insert(argv.end(), {"--stdin", "none", "-x", "WEFT_LAUNCH_DIR", "-x", "WEFT_JOB_TAG"});
@@ -79,7 +85,7 @@ MpirunJobOutcome run_job_under_mpirun(int ranks, const std::string& mpirun_args,
 
   const LaunchDirectory directory;
   MpirunJobPlan plan;
-  plan.argv = mpirun_command(ranks, mpirun_args, weft_args, own_executable(), directory.mpi_shared_dir());
+  plan.argv = mpirun_command(ranks, mpirun_args, weft_args, own_executable(), directory);
   plan.ranks = ranks;
   plan.stuck_limit = stuck_limit;
   MpirunJobOutcome outcome = run_mpirun_job(plan, directory);

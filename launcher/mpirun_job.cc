@@ -37,6 +37,11 @@ constexpr auto kPoll = std::chrono::milliseconds(100);
 // mpirun exits within milliseconds of its last rank; one that outlives them this long is stuck (it waits forever
 // when every rank dies by a signal).
 constexpr auto kOutliveGrace = std::chrono::seconds(2);
+// Ranks that all reported their end may have left mpirun in the pause of its kill sequence (SIGTERM to mpirun):
+// it ends on its own after twice odls_base_sigkill_timeout, forwarding the ranks' last words only then.
+constexpr auto kReportedOutliveGrace = 2 * kMpirunSigkillPause + kOutliveGrace;
+// After a rank's abort report, how long the others get to report theirs before the launcher ends the job.
+constexpr auto kAbortGrace = std::chrono::milliseconds(300);
 // How long mpirun gets to end the job after SIGTERM before SIGKILL.
 constexpr auto kTerminateGrace = std::chrono::seconds(2);
 
@@ -108,12 +113,15 @@ RankFate read_fate(const std::string& dir, int rank) {
   if (!pid) return fate;
   fate.pid = std::atol(pid->c_str());
   fate.how = RankFate::How::kVanished;
-  if (const auto exit = read_line(fmt::format("{}/rank{}.exit", dir, rank))) {
-    std::istringstream words(*exit);
-    std::string how;
-    words >> how >> fate.code;
-    fate.how = how == "abort" ? RankFate::How::kAborted : RankFate::How::kReturned;
-  }
+  std::ifstream report(fmt::format("{}/rank{}.exit", dir, rank));
+  std::string line;
+  if (!std::getline(report, line)) return fate;
+  std::istringstream words(line);
+  std::string how;
+  words >> how >> fate.code;
+  fate.how = how == "abort" ? RankFate::How::kAborted : RankFate::How::kReturned;
+  while (std::getline(report, line))
+    if (!line.empty()) fate.message += (fate.message.empty() ? "" : "; ") + line;
   return fate;
 }
 
@@ -199,13 +207,15 @@ class JobWatch {
       }
     }
     if (stop_requested_) forward_stop();
+    end_aborted_job(now);
     check_stuck(now);
     const bool any_live = std::any_of(ranks_.begin(), ranks_.end(), [](const auto& r) { return r.second.live; });
     if (ranks_.empty() || any_live) {
       ranks_gone_since_.reset();
     } else if (!ranks_gone_since_) {
       ranks_gone_since_ = now;
-    } else if (now - *ranks_gone_since_ > kOutliveGrace && !terminate_sent_) {
+    } else if (now - *ranks_gone_since_ > (every_rank_reported() ? kReportedOutliveGrace : kOutliveGrace) &&
+               !terminate_sent_) {
       std::fprintf(stderr, "weft launch: every rank has ended but mpirun (pid %d) has not; ending it\n", mpirun_);
       terminate_mpirun();
     }
@@ -221,6 +231,31 @@ class JobWatch {
       kill(found->first, SIGTERM);
       signalled_.insert(found->first);
     }
+  }
+
+  // A rank that aborted has ended the job, but Open MPI's mpirun would take twice odls_base_sigkill_timeout to
+  // kill the others, blocked and forwarding nothing meanwhile: the launcher ends the rest itself. The abort report
+  // holds the rank's message, which the verdict repeats, since mpirun may never forward it.
+  void end_aborted_job(Clock::time_point now) {
+    if (abort_handled_) return;
+    if (!abort_seen_since_) {
+      for (int r = 0; r < plan_.ranks; ++r)
+        if (read_fate(directory_.path(), r).how == RankFate::How::kAborted) abort_seen_since_ = now;
+      return;
+    }
+    if (now - *abort_seen_since_ < kAbortGrace) return;
+    abort_handled_ = true;
+    for (const auto& [pid, tracked] : ranks_)
+      if (tracked.live) kill(pid, SIGKILL);
+    kill(mpirun_, SIGKILL);
+  }
+
+  bool every_rank_reported() const {
+    for (int r = 0; r < plan_.ranks; ++r) {
+      const RankFate::How how = read_fate(directory_.path(), r).how;
+      if (how != RankFate::How::kReturned && how != RankFate::How::kAborted) return false;
+    }
+    return true;
   }
 
   void check_stuck(Clock::time_point now) {
@@ -302,8 +337,9 @@ class JobWatch {
   const LaunchDirectory& directory_;
   std::map<pid_t, Tracked> ranks_;
   std::set<pid_t> signalled_;
-  std::optional<Clock::time_point> mpirun_stopped_since_, ranks_gone_since_, terminate_sent_;
+  std::optional<Clock::time_point> mpirun_stopped_since_, ranks_gone_since_, terminate_sent_, abort_seen_since_;
   int handled_signals_ = 0;
+  bool abort_handled_ = false;
   bool stop_requested_ = false;
   std::string ended_by_launcher_;
 };

@@ -11,6 +11,10 @@
 
 namespace weft {
 
+// Open MPI's pause (odls_base_sigkill_timeout) between the signals with which mpirun ends a job: SIGCONT, the
+// pause, SIGTERM, the pause, SIGKILL. weft launch sets it.
+constexpr std::chrono::seconds kMpirunSigkillPause{3};
+
 struct MpirunJobPlan {
   std::vector<std::string> argv;  // the whole mpirun command line (mpirun_command)
   int ranks = 1;

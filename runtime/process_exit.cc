@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -25,6 +26,7 @@ struct ExitState {
   std::condition_variable changed;
   std::string exit_report_path;  // "" when not under weft launch
   std::set<std::string> shared_names;
+  bool end_reported = false;  // the first reason to end is the one reported (a later deadline must not replace it)
   std::map<std::uint64_t, std::pair<std::chrono::steady_clock::time_point, std::pair<std::string, int>>> deadlines;
   std::uint64_t next_id = 1;
   bool watchdog_started = false;
@@ -97,13 +99,16 @@ void report_rank_start(int rank) {
   write_small_file(fmt::format("{}/rank{}.pid", dir, rank), fmt::format("{}\n", getpid()));
 }
 
-void report_rank_exit(int code, ExitHow how) {
+void report_rank_exit(int code, ExitHow how, std::string_view message) {
   std::string path;
   {
     std::lock_guard lock(state().mutex);
     path = state().exit_report_path;
   }
-  if (!path.empty()) write_small_file(path, fmt::format("{} {}\n", how == ExitHow::kAborted ? "abort" : "exit", code));
+  if (path.empty()) return;
+  std::string report = fmt::format("{} {}\n", how == ExitHow::kAborted ? "abort" : "exit", code);
+  if (!message.empty()) report += fmt::format("{}\n", message);
+  write_small_file(path, report);
 }
 
 void track_shared_name(const std::string& name) {
@@ -116,19 +121,21 @@ void untrack_shared_name(const std::string& name) {
   state().shared_names.erase(name);
 }
 
-void prepare_to_end(int code) {
+void prepare_to_end(int code, std::string_view message) {
   std::set<std::string> names;
+  bool first = false;
   {
     std::lock_guard lock(state().mutex);
     names.swap(state().shared_names);
+    first = !std::exchange(state().end_reported, true);
   }
   for (const std::string& name : names) shm_unlink(name.c_str());
-  report_rank_exit(code, ExitHow::kAborted);
+  if (first) report_rank_exit(code, ExitHow::kAborted, message);
 }
 
 void end_process(int code, std::string_view message) {
   if (!message.empty()) write_stderr(fmt::format("{}\n", message));
-  prepare_to_end(code);
+  prepare_to_end(code, message);
   std::_Exit(code);
 }
 

@@ -20,9 +20,10 @@ std::string job_tag();
 // exit report goes. Does nothing elsewhere.
 void report_rank_start(int rank);
 // How a process ended, as `weft launch` reads it from "<dir>/rank<R>.exit": "exit <code>" for a return from main,
-// "abort <code>" for a rank that ended the whole job (abort_job, a deadline).
+// "abort <code>" for a rank that ended the whole job (abort_job, a deadline). An abort report carries the rank's
+// last message on the lines after the first: the launcher ends such a job itself, before mpirun may have forwarded it.
 enum class ExitHow { kReturned, kAborted };
-void report_rank_exit(int code, ExitHow how);
+void report_rank_exit(int code, ExitHow how, std::string_view message = {});
 
 // Shared-memory names this process created and has not removed yet: removed by end_process (and by the destructor
 // of whoever registered them), so a rank that fails during set-up leaves nothing in /dev/shm.
@@ -30,8 +31,9 @@ void track_shared_name(const std::string& name);
 void untrack_shared_name(const std::string& name);
 
 // Removes the tracked shared-memory names and reports an abort with `code`: what must happen before a call that may
-// end the process at any moment (MPI_Abort).
-void prepare_to_end(int code);
+// end the process at any moment (MPI_Abort). `message` is the reason the rank gives; only the first call reports
+// (a deadline on the way out must not replace the reason the rank is ending for).
+void prepare_to_end(int code, std::string_view message = {});
 // Writes `message` (if any) to stderr, does prepare_to_end(code) and ends the process at once (no destructors:
 // other threads may be inside MPI). Safe from any thread.
 [[noreturn]] void end_process(int code, std::string_view message);

@@ -101,7 +101,7 @@ void abort_job(int exit_code, std::string_view message) noexcept {
   std::fflush(stdout);
   std::fflush(stderr);
   // From here on the process only ends: the report and the clean-up come first, in case MPI_Abort kills it.
-  prepare_to_end(exit_code);
+  prepare_to_end(exit_code, message);
   int initialized = 0;
   int finalized = 0;
   MPI_Initialized(&initialized);

@@ -3,7 +3,7 @@
 # after MPI_Init, start-up with the shared-memory segments half set up, steady training, a checkpoint save, shutdown), one signal (SIGKILL, SIGSTOP, SIGTERM) goes to one rank, to mpirun or to
 # every rank, and each cell asserts the exit code, a message naming the rank (or mpirun) and the operation, the
 # time from the signal to the end (<= comm.timeout_s + a few seconds), no process of the job left and nothing of it
-# left in /dev/shm.
+# left in /dev/shm, in the launch directory or in Open MPI's session directory.
 #
 # Usage: fault_matrix.sh WEFT SOURCE_DIR [PHASE:TARGET:SIGNAL ...]
 #   With no cells it runs the short matrix (one cell per phase and per kind of outcome, about a minute); with
@@ -123,6 +123,10 @@ run_cell() {
   local left
   left=$(ls /dev/shm | grep "^weft-$tag-" || true)
   [ -z "$left" ] || failures+=" left in /dev/shm: $left;"
+  # Open MPI's session directory (megabytes of PMIx stores), which a killed mpirun leaves behind unless it lives in
+  # the launch directory.
+  left=$(ls -d "${TMPDIR:-/tmp}"/ompi.*/pid."$mpirun" "$launch_dir" 2>/dev/null || true)
+  [ -z "$left" ] || failures+=" left behind: $left;"
   if [ -n "$failures" ]; then
     echo "FAIL $phase:$target:$signal:$failures"
     grep -v "^\[weft r[0-9]/3\] info step" "$work/log" | tail -15

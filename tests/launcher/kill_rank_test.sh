@@ -29,7 +29,7 @@ wait "$launcher"
 code=$?
 set -e
 elapsed=$(( $(date +%s) - start ))
-cat "$work/log" | grep -v '^--' | grep -v '^$' | head -20
+grep -v '^--' "$work/log" | grep -v '^$' | head -20 || true
 [ "$code" -ne 124 ] || { echo "FAIL: the job hung"; exit 1; }
 # The job's code is the contract's dead-peer code, not mpirun's 137 for the killed process (issue 13, item 12).
 [ "$code" -eq 3 ] || { echo "FAIL: weft launch returned $code after a rank died (expected 3)"; exit 1; }
@@ -38,4 +38,8 @@ grep -q "did not complete" "$work/log" || { echo "FAIL: no survivor reported the
 grep -q "rank 1 (pid $victim) is no longer running" "$work/log" || { echo "FAIL: the dead rank was not named"; exit 1; }
 # The watchdog itself names the rank whose part never arrived (also for a remote or stuck rank).
 grep -Eq "waiting for ranks? ([0-9]+, )*1[,;]" "$work/log" || { echo "FAIL: no survivor named rank 1 as the rank it waited for"; exit 1; }
+# The launcher ends an aborting job itself (mpirun would pause and forward nothing), and its last line repeats the
+# aborting rank's own message, so the reason survives whatever mpirun did not forward.
+grep -Eq "^weft launch: exit code 3: ranks? [0-9, ]+ ended the job \(exit code 3\): weft: rank [0-9] of 4 did not complete" \
+  "$work/log" || { echo "FAIL: weft launch's last line does not repeat the aborting rank's message"; exit 1; }
 echo "PASS: the job ended ${elapsed}s after rank 1 died, exit code $code, survivors named the operation and rank 1"

@@ -8,9 +8,9 @@ using How = RankFate::How;
 
 namespace {
 
-RankFate returned(int code) { return {How::kReturned, code, 100}; }
-RankFate aborted(int code) { return {How::kAborted, code, 101}; }
-RankFate vanished(long pid) { return {How::kVanished, 0, pid}; }
+RankFate returned(int code) { return {How::kReturned, code, 100, ""}; }
+RankFate aborted(int code) { return {How::kAborted, code, 101, ""}; }
+RankFate vanished(long pid) { return {How::kVanished, 0, pid, ""}; }
 
 }  // namespace
 
@@ -28,6 +28,18 @@ TEST_CASE("ranks killed by a signal make the job exit 3 naming them, never 137 o
   const JobVerdict one = decide_job_verdict({aborted(3), vanished(7), aborted(3)}, MpirunEnd{137, 0});
   CHECK(one.code == 3);
   CHECK_THAT(one.reason, Catch::Contains("ranks 0, 2 ended the job"));
+}
+
+TEST_CASE("the reason of a job that aborted ends with the first aborting rank's own message") {
+  RankFate first = aborted(3), second = aborted(3);
+  first.message = "weft: rank 0 of 3: did not complete split #0 (group world) within comm.timeout_s = 4 s";
+  second.message = "weft: rank 2 of 3: did not complete split #0";
+  const JobVerdict verdict = decide_job_verdict({first, vanished(7), second}, MpirunEnd{std::nullopt, 9});
+  CHECK(verdict.reason == "ranks 0, 2 ended the job (exit code 3): " + first.message);
+  // A rank that gave no reason leaves the message to the next one that did.
+  first.message.clear();
+  CHECK_THAT(decide_job_verdict({first, second}, MpirunEnd{3, 0}).reason, Catch::EndsWith(": " + second.message));
+  CHECK(decide_job_verdict({aborted(2)}, MpirunEnd{2, 0}).reason == "rank 0 ended the job (exit code 2)");
 }
 
 TEST_CASE("an abort's own code wins: a damaged checkpoint is 2 and an internal error 1, whatever mpirun says") {
