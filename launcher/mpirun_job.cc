@@ -1,10 +1,7 @@
 #include "launcher/mpirun_job.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,7 +11,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -25,12 +21,12 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "launcher/processes.h"
 #include "runtime/error.h"
 
 namespace weft {
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kPoll = std::chrono::milliseconds(100);
@@ -50,54 +46,6 @@ volatile std::sig_atomic_t last_signal = 0;
 extern "C" void on_launcher_signal(int signal) {
   signals_received = signals_received + 1;
   last_signal = signal;
-}
-
-std::string random_hex(std::size_t bytes) {
-  std::vector<unsigned char> random(bytes);
-  if (getrandom(random.data(), bytes, 0) != static_cast<ssize_t>(bytes))
-    throw Error(ErrorKind::kInternal, fmt::format("weft launch: getrandom failed: {}", std::strerror(errno)));
-  std::string hex;
-  for (unsigned char byte : random) hex += fmt::format("{:02x}", byte);
-  return hex;
-}
-
-// From /proc/<pid>/stat: the state letter (R, S, T for stopped, Z for a zombie) and the start time, which tells a
-// process from a later one that reuses its pid.
-struct ProcStat {
-  char state = '?';
-  unsigned long long start = 0;
-};
-
-std::optional<ProcStat> proc_stat(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string text;
-  if (!std::getline(in, text)) return std::nullopt;
-  const std::size_t name_end = text.rfind(')');  // the command name may itself hold spaces and parentheses
-  if (name_end == std::string::npos || name_end + 2 > text.size()) return std::nullopt;
-  std::istringstream fields(text.substr(name_end + 2));
-  ProcStat stat;
-  fields >> stat.state;
-  std::string skipped;
-  for (int field = 4; field < 22; ++field) fields >> skipped;
-  fields >> stat.start;
-  return stat;
-}
-
-// Children of `pid`, from /proc/<pid>/task/*/children (each thread lists those it forked).
-std::vector<pid_t> children_of(pid_t pid) {
-  std::vector<pid_t> children;
-  const std::string tasks = fmt::format("/proc/{}/task", pid);
-  if (DIR* dir = opendir(tasks.c_str())) {
-    while (const dirent* entry = readdir(dir)) {
-      if (entry->d_name[0] == '.') continue;
-      std::ifstream in(fmt::format("{}/{}/children", tasks, entry->d_name));
-      for (long child; in >> child;) children.push_back(static_cast<pid_t>(child));
-    }
-    closedir(dir);
-  }
-  std::sort(children.begin(), children.end());
-  children.erase(std::unique(children.begin(), children.end()), children.end());
-  return children;
 }
 
 std::optional<std::string> read_line(const std::string& path) {
@@ -365,35 +313,6 @@ class LauncherSignals {
 
 }  // namespace
 
-LaunchDirectory::LaunchDirectory() : tag_(random_hex(8)) {
-  path_ = (fs::temp_directory_path() / fmt::format("weft-launch-{}", tag_)).string();
-  mpi_shared_dir_ = fmt::format("/dev/shm/weft-{}-mpi", tag_);
-  if (mkdir(path_.c_str(), 0700) != 0)
-    throw Error(ErrorKind::kInternal, fmt::format("weft launch: cannot create {}: {}", path_, std::strerror(errno)));
-  if (mkdir(mpi_shared_dir_.c_str(), 0700) != 0) mpi_shared_dir_ = "/dev/shm";  // no /dev/shm: Open MPI's default
-}
-
-LaunchDirectory::~LaunchDirectory() {
-  std::error_code ignored;
-  fs::remove_all(path_, ignored);
-  remove_shared_memory();
-}
-
-int LaunchDirectory::remove_shared_memory() const {
-  int removed = 0;
-  std::error_code error;
-  const std::string prefix = fmt::format("weft-{}-", tag_);
-  for (fs::directory_iterator it("/dev/shm", error), end; !error && it != end; it.increment(error)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    std::error_code ignored;
-    // Open MPI's directory is expected (it removes only its contents); weft's own segments are leftovers.
-    if (it->path().string() != mpi_shared_dir_ || !fs::is_empty(it->path(), ignored)) ++removed;
-    fs::remove_all(it->path(), ignored);
-  }
-  return removed;
-}
-
 MpirunJobOutcome run_mpirun_job(const MpirunJobPlan& plan, const LaunchDirectory& directory) {
   setenv("WEFT_LAUNCH_DIR", directory.path().c_str(), 1);
   setenv("WEFT_JOB_TAG", directory.tag().c_str(), 1);
@@ -418,6 +337,7 @@ MpirunJobOutcome run_mpirun_job(const MpirunJobPlan& plan, const LaunchDirectory
     std::_Exit(static_cast<int>(ErrorKind::kUsage));
   }
   setpgid(child, child);
+  directory.record_mpirun(child);
   MpirunJobOutcome outcome = JobWatch(child, plan, directory).run();
   if (const int left = directory.remove_shared_memory(); left > 0)
     std::fprintf(stderr, "weft launch: removed %d shared-memory entr%s the job left in /dev/shm\n", left,

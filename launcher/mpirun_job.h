@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "launcher/job_verdict.h"
+#include "launcher/launch_directory.h"
 
 namespace weft {
 
@@ -28,24 +29,6 @@ struct MpirunJobOutcome {
   bool stop_requested = false;  // SIGINT, SIGTERM or SIGHUP reached the launcher: never restart such a job
 };
 
-// The launch directory and job tag the ranks learn from WEFT_LAUNCH_DIR and WEFT_JOB_TAG; made before mpirun's
-// command line, which names them, and removed (with the job's /dev/shm entries) when the job is over.
-class LaunchDirectory {
- public:
-  LaunchDirectory();
-  ~LaunchDirectory();
-  LaunchDirectory(const LaunchDirectory&) = delete;
-  LaunchDirectory& operator=(const LaunchDirectory&) = delete;
-  const std::string& path() const { return path_; }
-  const std::string& tag() const { return tag_; }
-  // Where Open MPI's own shared-memory files go (btl_vader_backing_directory): a directory of this job only.
-  const std::string& mpi_shared_dir() const { return mpi_shared_dir_; }
-  // Removes /dev/shm entries of this job (weft's segments and Open MPI's directory); returns how many there were.
-  int remove_shared_memory() const;
-
- private:
-  std::string path_, tag_, mpi_shared_dir_;
-};
 
 // Runs mpirun in its own process group and returns the job's verdict once every process of it has ended.
 MpirunJobOutcome run_mpirun_job(const MpirunJobPlan& plan, const LaunchDirectory& directory);

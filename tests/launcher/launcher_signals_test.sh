@@ -37,6 +37,21 @@ for signal in INT TERM; do
   echo "SIG$signal to weft launch: checkpoint saved, exit 0, no restart, nothing left"
 done
 
+# A launcher killed outright cannot clean up: mpirun gets SIGTERM (PR_SET_PDEATHSIG) and ends the ranks, and the
+# next launcher removes the launch directory (and /dev/shm entries) that the killed one left.
+start_job "SIGKILL"
+launch_dir=$(tr '\0' '\n' <"/proc/${ranks%% *}/environ" | sed -n 's/^WEFT_LAUNCH_DIR=//p')
+[ -d "$launch_dir" ] || fail "SIGKILL: no launch directory found"
+kill -KILL "$launcher"
+wait "$launcher" 2>/dev/null
+for _ in $(seq 1 150); do [ -z "$(left_behind)" ] && break; sleep 0.1; done
+[ -z "$(left_behind)" ] || fail "SIGKILL to weft launch: processes left behind: $(left_behind)"
+OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}" "$weft" launch -n 1 "$source_dir/configs/tiny.yaml" \
+  --set train.steps=1 >"$work/log" 2>&1 || fail "the launch after a killed launcher failed"
+[ ! -e "$launch_dir" ] || fail "the next launcher left the killed launcher's directory $launch_dir"
+grep -q "removed [0-9]* launch director" "$work/log" || fail "the next launcher did not say what it removed"
+echo "SIGKILL to weft launch: the job ends, the next launcher removes what it left"
+
 # The ranks stop gracefully within a step; held before MPI_Finalize, they are still there for the second SIGINT.
 export WEFT_TEST_PAUSE_AT=shutdown WEFT_TEST_PAUSE_DIR="$work/pause"
 mkdir -p "$work/pause"
