@@ -61,4 +61,26 @@ std::unique_ptr<Communicator> make_device_world(Backend backend, Communicator& h
   fail_usage("unknown communication backend");
 }
 
+std::unique_ptr<Communicator> make_embedded_nccl_group(Store& store, int rank, int size, const std::string& name,
+                                                       CommOptions options) {
+#ifdef WEFT_HAVE_CUDA
+  return make_nccl_group_on_current_device(store, NcclRank{rank, size, name, rank}, options);
+#else
+  (void)store;
+  (void)rank;
+  (void)size;
+  (void)options;
+  fail_usage("group {}: this weft was built without CUDA, so it has no NCCL groups", name);
+#endif
+}
+
+void set_device_input_stream(Communicator& comm, void* cuda_stream) {
+#ifdef WEFT_HAVE_CUDA
+  set_nccl_input_stream(comm, cuda_stream);
+#else
+  (void)cuda_stream;
+  fail_usage("group {} moves host memory: this weft was built without CUDA", comm.name());
+#endif
+}
+
 }  // namespace weft

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "collectives/mpi/mpi_communicator.h"
+#include "collectives/registry.h"
 #include "collectives/socket/socket_communicator.h"
 #include "collectives/store.h"
 #include "embed/api.h"
@@ -166,10 +167,11 @@ weft_status weft_comm_create_transport(weft_store* store, const char* name, int 
     if (name == nullptr || *name == '\0') fail_usage("weft_comm_create: the group name is NULL or empty");
     if (size < 1 || rank < 0 || rank >= size)
       fail_usage("weft_comm_create: rank {} of size {}: need 0 <= rank < size", rank, size);
-    if (transport != WEFT_TRANSPORT_AUTO && transport != WEFT_TRANSPORT_MPI && transport != WEFT_TRANSPORT_SOCKET)
+    const int raw_transport = raw_enum(transport);
+    if (raw_transport < WEFT_TRANSPORT_AUTO || raw_transport > WEFT_TRANSPORT_NCCL)
       fail_usage("weft_comm_create: transport {} is not one of WEFT_TRANSPORT_AUTO, WEFT_TRANSPORT_MPI, "
-                 "WEFT_TRANSPORT_SOCKET",
-                 static_cast<int>(transport));
+                 "WEFT_TRANSPORT_SOCKET, WEFT_TRANSPORT_NCCL",
+                 raw_transport);
     CommOptions options;
     options.timeout = timeout_of(timeout_s);
     if (transport == WEFT_TRANSPORT_AUTO) {
@@ -180,6 +182,10 @@ weft_status weft_comm_create_transport(weft_store* store, const char* name, int 
     }
     if (transport == WEFT_TRANSPORT_SOCKET) {
       *out = wrap(nullptr, make_socket_communicator(store->store, name, rank, size, options)).release();
+      return;
+    }
+    if (transport == WEFT_TRANSPORT_NCCL) {
+      *out = wrap(nullptr, make_embedded_nccl_group(*store->store, rank, size, name, options)).release();
       return;
     }
     auto mpi = mpi_runtime();
@@ -205,8 +211,14 @@ weft_status weft_comm_create(weft_store* store, const char* name, int rank, int 
 weft_status weft_comm_transport(const weft_comm* c, weft_transport* transport) {
   WEFT_REQUIRE_HANDLE(c);
   WEFT_REQUIRE_HANDLE(transport);
-  *transport = c->comm->backend() == "socket" ? WEFT_TRANSPORT_SOCKET : WEFT_TRANSPORT_MPI;
+  const std::string_view backend = c->comm->backend();
+  *transport = backend == "socket" ? WEFT_TRANSPORT_SOCKET : backend == "nccl" ? WEFT_TRANSPORT_NCCL : WEFT_TRANSPORT_MPI;
   return WEFT_OK;
+}
+
+weft_status weft_comm_set_cuda_stream(weft_comm* c, void* cuda_stream) {
+  WEFT_REQUIRE_HANDLE(c);
+  return guarded(&c->error, nullptr, [&] { set_device_input_stream(*c->comm, cuda_stream); });
 }
 
 weft_status weft_comm_split(weft_comm* c, int color, int key, const char* name, weft_comm** out) {

@@ -58,8 +58,9 @@ class DeviceScope {
 struct NcclContext {
   ncclComm_t comm = nullptr;
   int ordinal = 0;
-  cudaStream_t compute = nullptr;  // the device's compute stream (not owned)
+  cudaStream_t compute = nullptr;  // operations start after the work queued here (not owned; 0: legacy default)
   std::unique_ptr<Stream> comm_stream;
+  cudaStream_t owned_stream = nullptr;  // the communication stream when no Device made it (embedded groups)
   cudaStream_t stream = nullptr;
   cudaEvent_t ready = nullptr;  // recorded on compute, waited by stream before each operation
   float* barrier_scratch = nullptr;
@@ -100,6 +101,7 @@ struct NcclContext {
     }
     if (barrier_scratch) cudaFree(barrier_scratch);
     if (ready) cudaEventDestroy(ready);
+    if (owned_stream) cudaStreamDestroy(owned_stream);
     cudaSetDevice(previous);
   }
 };
@@ -164,6 +166,11 @@ class NcclCommunicator final : public Communicator {
 
   std::string_view backend() const override { return "nccl"; }
   DeviceType memory_type() const override { return DeviceType::kCuda; }
+
+  void set_input_stream(cudaStream_t stream) {
+    std::lock_guard lock(ctx_->issue_mutex);
+    ctx_->compute = stream;
+  }
 
  protected:
   std::unique_ptr<Work> start(const OpCall& call) override {
@@ -253,16 +260,10 @@ class NcclCommunicator final : public Communicator {
   std::shared_ptr<NcclContext> ctx_;
 };
 
-}  // namespace
-
-std::unique_ptr<Communicator> make_nccl_world(Store& store, const NcclRank& me, Device& device, CommOptions options) {
-  if (device.type() != DeviceType::kCuda) fail_usage("the nccl backend needs a CUDA device, not {}", device.name());
-  auto ctx = std::make_shared<NcclContext>();
-  ctx->compute = static_cast<cudaStream_t>(device.compute_stream().native_handle());
-  WEFT_CUDA_CHECK(cudaStreamGetDevice(ctx->compute, &ctx->ordinal));
+// Every rank of `me`'s group joins one NCCL communicator on ctx's device, its stream and input stream already set.
+std::unique_ptr<Communicator> join_nccl(std::shared_ptr<NcclContext> ctx, Store& store, const NcclRank& me,
+                                        CommOptions options) {
   DeviceScope scope(ctx->ordinal);
-  ctx->comm_stream = device.create_stream();
-  ctx->stream = static_cast<cudaStream_t>(ctx->comm_stream->native_handle());
   WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&ctx->ready, cudaEventDisableTiming));
   WEFT_CUDA_CHECK(cudaMalloc(&ctx->barrier_scratch, sizeof(float)));
 
@@ -294,6 +295,40 @@ std::unique_ptr<Communicator> make_nccl_world(Store& store, const NcclRank& me, 
               desc.rank, desc.size, desc.group, static_cast<double>(options.timeout.count()) / 1000.0);
   }
   return std::make_unique<NcclCommunicator>(ctx, me.rank, me.size, me.name, me.world_rank, options);
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_world(Store& store, const NcclRank& me, Device& device, CommOptions options) {
+  if (device.type() != DeviceType::kCuda) fail_usage("the nccl backend needs a CUDA device, not {}", device.name());
+  auto ctx = std::make_shared<NcclContext>();
+  ctx->compute = static_cast<cudaStream_t>(device.compute_stream().native_handle());
+  WEFT_CUDA_CHECK(cudaStreamGetDevice(ctx->compute, &ctx->ordinal));
+  DeviceScope scope(ctx->ordinal);
+  ctx->comm_stream = device.create_stream();
+  ctx->stream = static_cast<cudaStream_t>(ctx->comm_stream->native_handle());
+  return join_nccl(std::move(ctx), store, me, options);
+}
+
+std::unique_ptr<Communicator> make_nccl_group_on_current_device(Store& store, const NcclRank& me,
+                                                                CommOptions options) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    fail_usage("an NCCL group needs a CUDA device, and this process sees none (CUDA_VISIBLE_DEVICES, the driver)");
+  }
+  auto ctx = std::make_shared<NcclContext>();
+  WEFT_CUDA_CHECK(cudaGetDevice(&ctx->ordinal));
+  ctx->compute = nullptr;  // the legacy default stream: after all work queued on blocking streams so far
+  WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->owned_stream, cudaStreamNonBlocking));
+  ctx->stream = ctx->owned_stream;
+  return join_nccl(std::move(ctx), store, me, options);
+}
+
+void set_nccl_input_stream(Communicator& comm, void* cuda_stream) {
+  auto* nccl = dynamic_cast<NcclCommunicator*>(&comm);
+  if (nccl == nullptr) fail_usage("group {} is not an NCCL group: it moves host memory and has no CUDA stream", comm.name());
+  nccl->set_input_stream(static_cast<cudaStream_t>(cuda_stream));
 }
 
 }  // namespace weft

@@ -212,11 +212,18 @@ WEFT_API weft_status weft_comm_world(double timeout_s, weft_comm** out);
    publishes "<hostname> <address> <port>" in the store; members on the same hostname connect over loopback, others
    to the address: WEFT_SOCKET_ADDR when set in that member's environment (a name or IP the others reach), else the
    first non-loopback IPv4 address its hostname resolves to, else the address it reaches MASTER_ADDR from, else its
-   first interface that is up and not loopback. Both give the same results (fp32 sums in rank order). */
+   first interface that is up and not loopback. Both give the same results (fp32 sums in rank order).
+   NCCL: CUDA device memory, in a build with CUDA: the group lives on the CUDA device current on the calling thread
+   (cudaSetDevice) when it is created, its members meet in the store (NCCL's unique id), and every buffer passed to
+   its operations is device memory of that device. Each operation starts after the work queued so far on the stream
+   given by weft_comm_set_cuda_stream (by default the legacy default stream) and runs on a stream of the group's
+   own; weft_work_wait and weft_work_test report its completion on the device. NCCL reduces bf16/fp16 in their own
+   type and has no bitwise reductions (WEFT_ERROR_USAGE). Never chosen by WEFT_TRANSPORT_AUTO. */
 typedef enum weft_transport {
   WEFT_TRANSPORT_AUTO = 0,
   WEFT_TRANSPORT_MPI = 1,
-  WEFT_TRANSPORT_SOCKET = 2
+  WEFT_TRANSPORT_SOCKET = 2,
+  WEFT_TRANSPORT_NCCL = 3
 } weft_transport;
 
 /* The rank and size the launcher's environment gives this process (mpirun, srun, PMI; 0 and 1 without one), without
@@ -236,8 +243,12 @@ WEFT_API weft_status weft_comm_create_transport(weft_store* store, const char* n
 /* weft_comm_create_transport with WEFT_TRANSPORT_AUTO. */
 WEFT_API weft_status weft_comm_create(weft_store* store, const char* name, int rank, int size, double timeout_s,
                                       weft_comm** out);
-/* The transport `comm` uses (MPI or SOCKET; the world communicator and its splits are MPI). */
+/* The transport `comm` uses (MPI, SOCKET or NCCL; the world communicator and its splits are MPI). */
 WEFT_API weft_status weft_comm_transport(const weft_comm* comm, weft_transport* transport);
+/* NCCL groups: operations issued after this call start after the work queued on `cuda_stream` (a cudaStream_t of
+   the group's device; NULL is the legacy default stream) at the time each is issued. WEFT_ERROR_USAGE for a group of
+   another transport. */
+WEFT_API weft_status weft_comm_set_cuda_stream(weft_comm* comm, void* cuda_stream);
 /* Collective over `comm`: the ranks with the same color form a group named `name`, ordered by (key, rank); *out is
    NULL for color < 0. */
 WEFT_API weft_status weft_comm_split(weft_comm* comm, int color, int key, const char* name, weft_comm** out);

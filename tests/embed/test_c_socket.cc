@@ -174,7 +174,23 @@ TEST_CASE("a socket group's member that never comes fails the others' creation, 
   float x = 2.5f;
   REQUIRE(weft_all_reduce(comm, &x, 1, WEFT_FLOAT32, WEFT_MAX, nullptr) == WEFT_OK);
   CHECK(x == 2.5f);
+  // Only an NCCL group follows a CUDA stream.
+  REQUIRE_FAILS(weft_comm_set_cuda_stream(comm, nullptr), WEFT_ERROR_USAGE, "group solo");
   weft_comm_destroy(comm);
+  // An NCCL group needs a CUDA device: where this process sees none (or weft has no CUDA), one clear usage error.
+  // tests/gpu/c_api_nccl_test.cc runs NCCL groups where a device exists.
+  weft_comm* nccl = nullptr;
+  const weft_status made = weft_comm_create_transport(store, "nccl-solo", 0, 1, 5.0, WEFT_TRANSPORT_NCCL, &nccl);
+  if (made == WEFT_OK) {
+    weft_transport kind = WEFT_TRANSPORT_AUTO;
+    CHECK((weft_comm_transport(nccl, &kind) == WEFT_OK && kind == WEFT_TRANSPORT_NCCL));
+    weft_comm_destroy(nccl);
+  } else {
+    CHECK(made == WEFT_ERROR_USAGE);
+    INFO("message: " << weft_last_error());
+    CHECK(std::string(weft_last_error()).find("CUDA") != std::string::npos);
+    CHECK(nccl == nullptr);
+  }
   int rank = -1, size = 0;
   REQUIRE(weft_launcher_rank(&rank, &size) == WEFT_OK);
   CHECK(rank == 0);
