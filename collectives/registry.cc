@@ -62,13 +62,14 @@ std::unique_ptr<Communicator> make_device_world(Backend backend, Communicator& h
 }
 
 std::unique_ptr<Communicator> make_embedded_nccl_group(Store& store, int rank, int size, const std::string& name,
-                                                       CommOptions options) {
+                                                       int ordinal, CommOptions options) {
 #ifdef WEFT_HAVE_CUDA
-  return make_nccl_group_on_current_device(store, NcclRank{rank, size, name, rank}, options);
+  return make_nccl_group_on_device(store, NcclRank{rank, size, name, rank}, ordinal, options);
 #else
   (void)store;
   (void)rank;
   (void)size;
+  (void)ordinal;
   (void)options;
   fail_usage("group {}: this weft was built without CUDA, so it has no NCCL groups", name);
 #endif

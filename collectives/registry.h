@@ -29,9 +29,10 @@ std::unique_ptr<Communicator> make_device_world(Backend backend, Communicator& h
                                                 CommOptions options);
 
 // For embedding callers (the C API), who hold no weft Device: an NCCL group of `size` members meeting in `store`
-// under `name`, on the calling thread's current CUDA device (nccl_backend.h). Error(kUsage) without CUDA.
+// under `name`, on CUDA device `ordinal` (< 0: the calling thread's current one; nccl_backend.h). Error(kUsage)
+// without CUDA.
 std::unique_ptr<Communicator> make_embedded_nccl_group(Store& store, int rank, int size, const std::string& name,
-                                                       CommOptions options);
+                                                       int ordinal, CommOptions options);
 // NCCL groups: later operations start after the work queued on `cuda_stream`. Error(kUsage) for any other group.
 void set_device_input_stream(Communicator& comm, void* cuda_stream);
 

@@ -158,8 +158,13 @@ weft_status weft_launcher_rank(int* rank, int* size) {
   });
 }
 
-weft_status weft_comm_create_transport(weft_store* store, const char* name, int rank, int size, double timeout_s,
-                                       weft_transport transport, weft_comm** out) {
+}  // extern "C"
+
+namespace {
+
+// weft_comm_create_transport and weft_comm_create_nccl: `cuda_device` is the NCCL group's device (< 0: current).
+weft_status create_group(weft_store* store, const char* name, int rank, int size, double timeout_s,
+                         weft_transport transport, int cuda_device, weft_comm** out) {
   WEFT_REQUIRE_HANDLE(out);
   *out = nullptr;
   WEFT_REQUIRE_HANDLE(store);
@@ -185,7 +190,7 @@ weft_status weft_comm_create_transport(weft_store* store, const char* name, int 
       return;
     }
     if (transport == WEFT_TRANSPORT_NCCL) {
-      *out = wrap(nullptr, make_embedded_nccl_group(*store->store, rank, size, name, options)).release();
+      *out = wrap(nullptr, make_embedded_nccl_group(*store->store, rank, size, name, cuda_device, options)).release();
       return;
     }
     auto mpi = mpi_runtime();
@@ -201,6 +206,20 @@ weft_status weft_comm_create_transport(weft_store* store, const char* name, int 
     auto c = wrap(mpi, make_mpi_group(mpi->engine(), world_ranks, name, options));
     *out = c.release();
   });
+}
+
+}  // namespace
+
+extern "C" {
+
+weft_status weft_comm_create_transport(weft_store* store, const char* name, int rank, int size, double timeout_s,
+                                       weft_transport transport, weft_comm** out) {
+  return create_group(store, name, rank, size, timeout_s, transport, -1, out);
+}
+
+weft_status weft_comm_create_nccl(weft_store* store, const char* name, int rank, int size, double timeout_s,
+                                  int cuda_device, weft_comm** out) {
+  return create_group(store, name, rank, size, timeout_s, WEFT_TRANSPORT_NCCL, cuda_device, out);
 }
 
 weft_status weft_comm_create(weft_store* store, const char* name, int rank, int size, double timeout_s,

@@ -87,12 +87,13 @@ gpu_check "cuda llama bf16 matches cpu llama bf16" compare_losses cuda_llama_bf1
 gpu_check "train fp32 on cuda, recompute" train cuda_recompute cuda fp32 --set train.recompute=block
 gpu_check "recompute matches plain on cuda" compare_losses cuda_recompute cuda_fp32 0 0
 
-# torch.distributed's backend "weft" on CUDA tensors (moved through host copies): 2 ranks sharing GPU 0 under torchrun,
-# every operation of tests/python/torch_rank_main.py's `ops` against its exact result. The extension is compiled
-# against the machine's own torch.
+# torch.distributed's backend "weft" on CUDA tensors. Host copies (WEFT_TORCH_CUDA=host): 2 ranks sharing GPU 0 under
+# torchrun, every operation of tests/python/torch_rank_main.py's `ops` against its exact result. NCCL: one rank (NCCL
+# refuses two ranks on one GPU), `nccl_solo`'s collectives after work on a side stream, and NCCL's log must show the
+# group was made. The extension is compiled against the machine's own torch.
 torch_cuda_ops() {
   rm -f "$OUT_DIR"/ops_cuda.rank*
-  WEFT_LIBRARY=$BUILD/libweft.so PYTHONPATH=python WEFT_TORCH_BUILD_DIR=$OUT_DIR/torch_extension \
+  WEFT_TORCH_CUDA=host WEFT_LIBRARY=$BUILD/libweft.so PYTHONPATH=python WEFT_TORCH_BUILD_DIR=$OUT_DIR/torch_extension \
     python3 -m torch.distributed.run --standalone --nproc_per_node 2 tests/python/torch_rank_main.py ops_cuda \
     "$OUT_DIR/ops_cuda" > "$OUT_DIR/ops_cuda.log" 2>&1 || { tail -n 30 "$OUT_DIR/ops_cuda.log"; return 1; }
   python3 - "$OUT_DIR/ops_cuda" <<'PY'
@@ -105,8 +106,24 @@ for rank, result in enumerate(results):
         sys.exit("\n".join(result["failures"][:10]) or f"{result['checked']} checks ran, expected 63")
 PY
 }
+torch_nccl_solo() {
+  rm -f "$OUT_DIR"/nccl_solo.rank*
+  NCCL_DEBUG=INFO WEFT_LIBRARY=$BUILD/libweft.so PYTHONPATH=python WEFT_TORCH_BUILD_DIR=$OUT_DIR/torch_extension \
+    python3 -m torch.distributed.run --standalone --nproc_per_node 1 tests/python/torch_rank_main.py nccl_solo \
+    "$OUT_DIR/nccl_solo" > "$OUT_DIR/nccl_solo.log" 2>&1 || { tail -n 30 "$OUT_DIR/nccl_solo.log"; return 1; }
+  grep -q "Init COMPLETE" "$OUT_DIR/nccl_solo.log" || { echo "NCCL never made a communicator"; return 1; }
+  python3 - "$OUT_DIR/nccl_solo" <<'PY'
+import json, sys
+result = json.load(open(f"{sys.argv[1]}.rank0"))
+print(f"rank 0: {result['checked']} checks, {len(result['failures'])} failed")
+# 32: 5 dtypes x 6 collectives, AVG, and a bitwise reduction through host copies.
+if result["failures"] or result["checked"] != 32:
+    sys.exit("\n".join(result["failures"][:10]) or f"{result['checked']} checks ran, expected 32")
+PY
+}
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" > /dev/null 2>&1; then
   gpu_check "torch backend weft on CUDA tensors (2 ranks, one GPU)" torch_cuda_ops
+  gpu_check "torch backend weft on CUDA tensors over NCCL (1 rank)" torch_nccl_solo
 else
   echo "--- torch backend weft on CUDA tensors: skipped (no torch with CUDA here)"
   skipped+=("torch backend on CUDA")

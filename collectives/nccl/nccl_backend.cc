@@ -310,15 +310,18 @@ std::unique_ptr<Communicator> make_nccl_world(Store& store, const NcclRank& me, 
   return join_nccl(std::move(ctx), store, me, options);
 }
 
-std::unique_ptr<Communicator> make_nccl_group_on_current_device(Store& store, const NcclRank& me,
-                                                                CommOptions options) {
+std::unique_ptr<Communicator> make_nccl_group_on_device(Store& store, const NcclRank& me, int ordinal,
+                                                        CommOptions options) {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     cudaGetLastError();  // clear the sticky "no device" error
     fail_usage("an NCCL group needs a CUDA device, and this process sees none (CUDA_VISIBLE_DEVICES, the driver)");
   }
+  if (ordinal >= devices) fail_usage("CUDA device {} does not exist: this process sees {}", ordinal, devices);
   auto ctx = std::make_shared<NcclContext>();
-  WEFT_CUDA_CHECK(cudaGetDevice(&ctx->ordinal));
+  ctx->ordinal = ordinal;
+  if (ordinal < 0) WEFT_CUDA_CHECK(cudaGetDevice(&ctx->ordinal));
+  DeviceScope scope(ctx->ordinal);
   ctx->compute = nullptr;  // the legacy default stream: after all work queued on blocking streams so far
   WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->owned_stream, cudaStreamNonBlocking));
   ctx->stream = ctx->owned_stream;

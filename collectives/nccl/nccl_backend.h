@@ -32,10 +32,12 @@ struct NcclRank {
 // then fails every later operation. split() uses ncclCommSplit.
 std::unique_ptr<Communicator> make_nccl_world(Store& store, const NcclRank& me, Device& device, CommOptions options);
 
-// The same for a caller that has no weft Device (the C API): the group lives on the calling thread's current CUDA
-// device, on a communication stream of its own, and its operations start after the work queued on the legacy
-// default stream until set_nccl_input_stream names another. Error(kUsage) when the process sees no CUDA device.
-std::unique_ptr<Communicator> make_nccl_group_on_current_device(Store& store, const NcclRank& me, CommOptions options);
+// The same for a caller that has no weft Device (the C API): the group lives on CUDA device `ordinal` (< 0: the
+// calling thread's current one), on a communication stream of its own, and its operations start after the work
+// queued on the legacy default stream until set_nccl_input_stream names another. Error(kUsage) when the process
+// sees no CUDA device or not that one.
+std::unique_ptr<Communicator> make_nccl_group_on_device(Store& store, const NcclRank& me, int ordinal,
+                                                        CommOptions options);
 
 // Later operations of NCCL group `comm` start after the work queued on `cuda_stream` (a cudaStream_t of the group's
 // device; nullptr is the legacy default stream) when each is issued. Error(kUsage) for a group of another backend.

@@ -240,6 +240,10 @@ WEFT_API weft_status weft_launcher_rank(int* rank, int* size);
    fails the others with WEFT_ERROR_PEER naming it within timeout_s. */
 WEFT_API weft_status weft_comm_create_transport(weft_store* store, const char* name, int rank, int size,
                                                 double timeout_s, weft_transport transport, weft_comm** out);
+/* weft_comm_create_transport with WEFT_TRANSPORT_NCCL on CUDA device `cuda_device` (an ordinal of this process; < 0:
+   the calling thread's current device), for callers whose current device lives in another copy of the CUDA runtime. */
+WEFT_API weft_status weft_comm_create_nccl(weft_store* store, const char* name, int rank, int size, double timeout_s,
+                                           int cuda_device, weft_comm** out);
 /* weft_comm_create_transport with WEFT_TRANSPORT_AUTO. */
 WEFT_API weft_status weft_comm_create(weft_store* store, const char* name, int rank, int size, double timeout_s,
                                       weft_comm** out);

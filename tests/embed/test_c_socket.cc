@@ -191,6 +191,9 @@ TEST_CASE("a socket group's member that never comes fails the others' creation, 
     CHECK(std::string(weft_last_error()).find("CUDA") != std::string::npos);
     CHECK(nccl == nullptr);
   }
+  // A device this process does not have is refused by name (or, with no device at all, as above).
+  REQUIRE(weft_comm_create_nccl(store, "nccl-far", 0, 1, 5.0, 4096, &nccl) == WEFT_ERROR_USAGE);
+  CHECK(std::string(weft_last_error()).find("CUDA") != std::string::npos);
   int rank = -1, size = 0;
   REQUIRE(weft_launcher_rank(&rank, &size) == WEFT_OK);
   CHECK(rank == 0);

@@ -1,6 +1,6 @@
 """One rank of the torch.distributed tests of backend "weft", under mpirun (test_torch_backend.py) or torchrun
 (test_torch_torchrun.py; tests/multihost/torchrun_across_hosts_test.sh across emulated hosts; scripts/gpu-check.sh
-with CUDA tensors): `ops OUT`, `ddp OUT`, `kill OUT`, `ops_cuda OUT`, ... Each writes what it found to OUT.rankN as JSON; the test judges."""
+with CUDA tensors): `ops OUT`, `ddp OUT`, `kill OUT`, `ops_cuda OUT`, `nccl_solo OUT`, ... Each writes what it found to OUT.rankN as JSON; the test judges."""
 import json
 import os
 import signal
@@ -236,6 +236,49 @@ def ops_cuda(out):
     return ops(out)
 
 
+def nccl_solo(out):
+    """One rank on CUDA tensors, which the backend carries over libweft's NCCL group (NCCL refuses two ranks on one
+    GPU): each collective NCCL carries against its exact result, issued on a side stream right after slow work that
+    produces its input there (the operation must start after it), and a bitwise reduction (host copies) after them."""
+    start(out)
+    c = Checks(None)
+    c.with_gloo = False
+    n = 1 << 16
+    side = torch.cuda.Stream()
+    busy = torch.empty(1 << 26, device="cuda")
+    for dtype in DTYPES:
+        with torch.cuda.stream(side):
+            t = torch.zeros(n, dtype=dtype, device="cuda")
+            for _ in range(50):
+                busy.mul_(0.5)  # milliseconds of work queued before the input is written
+            t.copy_(values(RANK, n, dtype).cuda())
+            work = dist.all_reduce(t, async_op=True)
+        work.wait()
+        torch.cuda.synchronize()
+        c.equal(f"nccl all_reduce after the side stream's work {dtype}", t.cpu(), reduced("sum", n, dtype))
+        for name, op in (("max", dist.ReduceOp.MAX), ("min", dist.ReduceOp.MIN)):
+            t = values(RANK, n, dtype).cuda()
+            dist.all_reduce(t, op=op)
+            c.equal(f"nccl all_reduce {name} {dtype}", t.cpu(), reduced(name, n, dtype))
+        t = values(RANK, n, dtype).cuda()
+        dist.broadcast(t, src=0)
+        c.equal(f"nccl broadcast {dtype}", t.cpu(), values(0, n, dtype))
+        o = torch.empty(SIZE * n, dtype=dtype, device="cuda")
+        dist.all_gather_into_tensor(o, values(RANK, n, dtype).cuda())
+        c.equal(f"nccl all_gather_into_tensor {dtype}", o.cpu(), values(0, n, dtype))
+        o = torch.empty(n, dtype=dtype, device="cuda")
+        dist.reduce_scatter_tensor(o, values(RANK, n, dtype).cuda())
+        c.equal(f"nccl reduce_scatter_tensor {dtype}", o.cpu(), reduced("sum", n, dtype))
+    t = values(RANK, n, torch.float32).cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.AVG)
+    torch.cuda.synchronize()
+    c.equal("nccl all_reduce avg", t.cpu(), reduced("avg", n, torch.float32))
+    t = values(RANK, 8, torch.int32).cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.BAND)  # not NCCL's: through host copies
+    c.equal("bitwise all_reduce through host copies", t.cpu(), reduced("band", 8, torch.int32))
+    return {"checked": c.count, "failures": c.failures}
+
+
 def train(model, optimizer, steps):
     """`steps` steps of next-token-like loss on this rank's own random tokens (the same for every run)."""
     data = torch.Generator().manual_seed(1 + RANK)
@@ -360,7 +403,7 @@ if __name__ == "__main__":
     result = {}
     for mode in modes.split("+"):
         name, *args = mode.split(":")
-        result.update({"ops": ops, "ops_cuda": ops_cuda, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "bulk": bulk,
+        result.update({"ops": ops, "ops_cuda": ops_cuda, "nccl_solo": nccl_solo, "ddp": ddp, "fsdp": fsdp, "pipeline": pipeline, "bulk": bulk,
                        "kill": kill}[name](out, *args))
     with open(f"{out}.rank{RANK}", "w") as handle:
         json.dump(result, handle)

@@ -1,5 +1,5 @@
-// The c10d Backend "weft": torch.distributed's collectives over libweft's communicators (weft.h), on CPU tensors
-// and on CUDA tensors through host copies (HostStaging). Every call issues libweft's asynchronous operation under one lock (the C API wants one issuing thread at a time)
+// The c10d Backend "weft": torch.distributed's collectives over libweft's communicators (weft.h), on CPU tensors,
+// and on CUDA tensors over libweft's NCCL groups (NcclGroup) or through host copies (HostStaging). Every call issues libweft's asynchronous operation under one lock (the C API wants one issuing thread at a time)
 // and returns a Work whose future a completion thread finishes: it waits for libweft's handles in issue order, runs
 // the operation's epilogue (copies out of staging buffers, the division of AVG) and completes or fails the future.
 #include <torch/csrc/distributed/c10d/Backend.hpp>
@@ -14,9 +14,11 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "host_staging.h"
+#include "nccl_group.h"
 #include "tensor_wire.h"
 #include "torch_store.h"
 #include "weft/weft.h"
@@ -25,6 +27,7 @@ namespace {
 
 using weft_torch::dtype_of;
 using weft_torch::HostStaging;
+using weft_torch::NcclGroup;
 using weft_torch::native;
 using weft_torch::Reduction;
 using weft_torch::reduction_of;
@@ -71,6 +74,8 @@ class WeftWork : public c10d::Work {
 // What an operation leaves to the completion thread.
 struct Pending {
   std::string op;
+  weft_comm* comm = nullptr;  // the group it was issued on: the backend's, or its NCCL group
+  std::optional<at::Device> cuda_device;  // NCCL: the device whose epilogue work completes before the Work does
   std::vector<weft_work*> handles;
   std::function<void()> epilogue;  // runs after every handle succeeded; keeps the staging tensors alive
   std::function<void()> copy_back;  // then: host results into the caller's CUDA tensors (HostStaging)
@@ -78,9 +83,17 @@ struct Pending {
   std::unique_lock<std::mutex> issuing;  // held from begin() to submit(): one thread issues at a time
 };
 
+// Which group an operation runs on, decided under the issue lock it then keeps until it is submitted: the NCCL
+// group for CUDA tensors NCCL carries, else (nccl == null, lock not held) the backend's own.
+struct Route {
+  std::unique_lock<std::mutex> issuing;
+  weft_comm* nccl = nullptr;
+};
+
 class WeftBackend : public c10d::Backend {
  public:
-  WeftBackend(weft_comm* comm, int rank, int size) : Backend(rank, size), comm_(comm) {
+  WeftBackend(weft_comm* comm, const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, double timeout_s)
+      : Backend(rank, size), comm_(comm), nccl_(store, rank, size, timeout_s) {
     completer_ = std::thread([this] { complete_loop(); });
   }
 
@@ -97,6 +110,7 @@ class WeftBackend : public c10d::Backend {
     }
     queue_ready_.notify_all();
     completer_.join();
+    nccl_.close();
     weft_comm_destroy(comm_);
     comm_ = nullptr;
   }
@@ -106,6 +120,8 @@ class WeftBackend : public c10d::Backend {
   // Each public operation stages CUDA tensors in host memory (HostStaging) and runs on what it staged.
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
                                            const c10d::AllreduceOptions& opts) override {
+    if (Route r = route(tensors, "all_reduce", &opts.reduceOp); r.nccl)
+      return reduce_each("all_reduce", c10d::OpType::ALLREDUCE, tensors, opts.reduceOp, -1, std::move(r));
     HostStaging staging;
     auto staged = staging.inout(tensors);
     return reduce_each("all_reduce", c10d::OpType::ALLREDUCE, staged, opts.reduceOp, -1);
@@ -113,6 +129,9 @@ class WeftBackend : public c10d::Backend {
 
   c10::intrusive_ptr<c10d::Work> allreduce_coalesced(std::vector<at::Tensor>& tensors,
                                                      const c10d::AllreduceCoalescedOptions& opts) override {
+    if (Route r = route(tensors, "all_reduce_coalesced", &opts.reduceOp); r.nccl)
+      return reduce_each("all_reduce_coalesced", c10d::OpType::ALLREDUCE_COALESCED, tensors, opts.reduceOp, -1,
+                         std::move(r));
     HostStaging staging;
     auto staged = staging.inout(tensors);
     return reduce_each("all_reduce_coalesced", c10d::OpType::ALLREDUCE_COALESCED, staged, opts.reduceOp, -1);
@@ -126,15 +145,16 @@ class WeftBackend : public c10d::Backend {
 
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& caller_tensors,
                                            const c10d::BroadcastOptions& opts) override {
+    Route r = route(caller_tensors, "broadcast");
     HostStaging staging;
-    auto tensors = staging.inout(caller_tensors);
+    auto tensors = r.nccl ? caller_tensors : staging.inout(caller_tensors);
     const int root = static_cast<int>(opts.rootRank);
     std::vector<Wire> wires;
     for (auto& t : tensors) wires.push_back(wire_of(t, "broadcast"));
-    Pending p = begin("broadcast", c10d::OpType::BROADCAST, tensors);
+    Pending p = begin("broadcast", c10d::OpType::BROADCAST, tensors, std::move(r));
     for (size_t i = 0; i < tensors.size(); ++i) {
       Wire& w = wires[i];
-      issue(p, weft_broadcast(comm_, w.buffer.data_ptr(), w.count, w.dtype, root, next(p)));
+      issue(p, weft_broadcast(p.comm, w.buffer.data_ptr(), w.count, w.dtype, root, next(p)));
       add_copy_back(p, tensors[i], unwire(w.buffer, tensors[i]));
     }
     return submit(std::move(p));
@@ -142,6 +162,10 @@ class WeftBackend : public c10d::Backend {
 
   c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
                                                  const c10d::AllgatherOptions&) override {
+    if (Route r = route({output, input}, "all_gather_into_tensor"); r.nccl) {
+      std::vector<at::Tensor> outputs{output}, inputs{input};
+      return gather_into("all_gather_into_tensor", c10d::OpType::_ALLGATHER_BASE, outputs, inputs, std::move(r));
+    }
     HostStaging staging;
     std::vector<at::Tensor> outputs{staging.out(output)}, inputs{staging.in(input)};
     return gather_into("all_gather_into_tensor", c10d::OpType::_ALLGATHER_BASE, outputs, inputs);
@@ -150,6 +174,8 @@ class WeftBackend : public c10d::Backend {
   c10::intrusive_ptr<c10d::Work> allgather_into_tensor_coalesced(std::vector<at::Tensor>& outputs,
                                                                  std::vector<at::Tensor>& inputs,
                                                                  const c10d::AllgatherOptions&) override {
+    if (Route r = route(joined(outputs, inputs), "all_gather_into_tensor_coalesced"); r.nccl)
+      return gather_into("all_gather_into_tensor_coalesced", c10d::OpType::COALESCED, outputs, inputs, std::move(r));
     HostStaging staging;
     auto staged_outputs = staging.out(outputs), staged_inputs = staging.in(inputs);
     return gather_into("all_gather_into_tensor_coalesced", c10d::OpType::COALESCED, staged_outputs, staged_inputs);
@@ -173,6 +199,11 @@ class WeftBackend : public c10d::Backend {
 
   c10::intrusive_ptr<c10d::Work> _reduce_scatter_base(at::Tensor& output, at::Tensor& input,
                                                       const c10d::ReduceScatterOptions& opts) override {
+    if (Route r = route({output, input}, "reduce_scatter_tensor", &opts.reduceOp); r.nccl) {
+      std::vector<at::Tensor> outputs{output}, inputs{input};
+      return scatter_reduced("reduce_scatter_tensor", c10d::OpType::_REDUCE_SCATTER_BASE, outputs, inputs,
+                             opts.reduceOp, std::move(r));
+    }
     HostStaging staging;
     std::vector<at::Tensor> outputs{staging.out(output)}, inputs{staging.in(input)};
     return scatter_reduced("reduce_scatter_tensor", c10d::OpType::_REDUCE_SCATTER_BASE, outputs, inputs,
@@ -182,6 +213,9 @@ class WeftBackend : public c10d::Backend {
   c10::intrusive_ptr<c10d::Work> reduce_scatter_tensor_coalesced(std::vector<at::Tensor>& outputs,
                                                                  std::vector<at::Tensor>& inputs,
                                                                  const c10d::ReduceScatterOptions& opts) override {
+    if (Route r = route(joined(outputs, inputs), "reduce_scatter_tensor_coalesced", &opts.reduceOp); r.nccl)
+      return scatter_reduced("reduce_scatter_tensor_coalesced", c10d::OpType::COALESCED, outputs, inputs,
+                             opts.reduceOp, std::move(r));
     HostStaging staging;
     auto staged_outputs = staging.out(outputs), staged_inputs = staging.in(inputs);
     return scatter_reduced("reduce_scatter_tensor_coalesced", c10d::OpType::COALESCED, staged_outputs, staged_inputs,
@@ -218,7 +252,7 @@ class WeftBackend : public c10d::Backend {
     }
     // The root's inputs travel to every rank by broadcast; each keeps its own chunk.
     Pending p = begin(op, c10d::OpType::SCATTER, outputs);
-    issue(p, weft_broadcast(comm_, flat.data_ptr(), flat.numel(), dtype_of(out, op), root, next(p)));
+    issue(p, weft_broadcast(p.comm, flat.data_ptr(), flat.numel(), dtype_of(out, op), root, next(p)));
     const int64_t n = out.numel();
     const int r = rank_;
     p.epilogue = [out, flat, n, r]() mutable { out.copy_(flat.narrow(0, r * n, n).view(out.sizes())); };
@@ -247,9 +281,9 @@ class WeftBackend : public c10d::Backend {
                 (in_offsets[rank_ + 1] - in_offsets[rank_]) * item);
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
-      issue(p, weft_recv(comm_, out_bytes + out_offsets[peer] * item, out_offsets[peer + 1] - out_offsets[peer], dtype,
+      issue(p, weft_recv(p.comm, out_bytes + out_offsets[peer] * item, out_offsets[peer + 1] - out_offsets[peer], dtype,
                          peer, kInternalTag, next(p)));
-      issue(p, weft_send(comm_, in_bytes + in_offsets[peer] * item, in_offsets[peer + 1] - in_offsets[peer], dtype,
+      issue(p, weft_send(p.comm, in_bytes + in_offsets[peer] * item, in_offsets[peer + 1] - in_offsets[peer], dtype,
                          peer, kInternalTag, next(p)));
     }
     p.epilogue = [in]() {};
@@ -276,7 +310,7 @@ class WeftBackend : public c10d::Backend {
   c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions&) override {
     std::vector<at::Tensor> none;
     Pending p = begin("barrier", c10d::OpType::BARRIER, none);
-    issue(p, weft_barrier(comm_, next(p)));
+    issue(p, weft_barrier(p.comm, next(p)));
     return submit(std::move(p));
   }
 
@@ -288,10 +322,25 @@ class WeftBackend : public c10d::Backend {
     return staged;
   }
 
-  Pending begin(const std::string& op, c10d::OpType type, const std::vector<at::Tensor>& outputs) {
+  Route route(const std::vector<at::Tensor>& tensors, const std::string& op, const c10d::ReduceOp* reduce = nullptr) {
+    Route r{std::unique_lock<std::mutex>(issue_mutex_), nullptr};
+    r.nccl = nccl_.for_tensors(tensors, op, reduce);
+    if (r.nccl == nullptr) r.issuing.unlock();
+    return r;
+  }
+
+  static std::vector<at::Tensor> joined(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+    std::vector<at::Tensor> both = a;
+    both.insert(both.end(), b.begin(), b.end());
+    return both;
+  }
+
+  Pending begin(const std::string& op, c10d::OpType type, const std::vector<at::Tensor>& outputs, Route r = {}) {
     Pending p;
-    p.issuing = std::unique_lock<std::mutex>(issue_mutex_);
+    p.issuing = r.issuing.owns_lock() ? std::move(r.issuing) : std::unique_lock<std::mutex>(issue_mutex_);
     p.op = op;
+    p.comm = r.nccl != nullptr ? r.nccl : comm_;
+    if (r.nccl != nullptr && !outputs.empty()) p.cuda_device = outputs[0].device();
     std::vector<at::Tensor> results = outputs;
     if (HostStaging* staging = HostStaging::current()) {
       for (auto& t : results) t = staging->original(t);
@@ -309,7 +358,7 @@ class WeftBackend : public c10d::Backend {
   // A failed start: earlier handles of the operation are waited for and freed, then the caller gets the error.
   void issue(Pending& p, weft_status status) {
     if (status == WEFT_OK) return;
-    const std::string message = weft_comm_error(comm_);
+    const std::string message = weft_comm_error(p.comm);
     p.handles.pop_back();
     for (weft_work* h : p.handles) weft_work_destroy(h);
     p.handles.clear();
@@ -355,6 +404,7 @@ class WeftBackend : public c10d::Backend {
       try {
         if (!error.empty()) refuse(p.op, error);
         if (p.epilogue) p.epilogue();
+        if (p.cuda_device) NcclGroup::finish_on_device(*p.cuda_device);
         if (p.copy_back) p.copy_back();
       } catch (...) {
         failure = std::current_exception();
@@ -364,14 +414,14 @@ class WeftBackend : public c10d::Backend {
   }
 
   c10::intrusive_ptr<c10d::Work> reduce_each(const std::string& op, c10d::OpType type, std::vector<at::Tensor>& tensors,
-                                             const c10d::ReduceOp& reduce_op, int root) {
+                                             const c10d::ReduceOp& reduce_op, int root, Route r = {}) {
     for (auto& t : tensors) dtype_of(t, op), reduction_of(reduce_op, t, op);  // refuse before issuing anything
-    Pending p = begin(op, type, tensors);
+    Pending p = begin(op, type, tensors, std::move(r));
     for (auto& t : tensors) {
       const Reduction how = reduction_of(reduce_op, t, op);
       // reduce: every rank computes the all_reduce in a copy, the root keeps it.
       at::Tensor staged = root >= 0 ? t.contiguous().clone() : t.contiguous();
-      issue(p, weft_all_reduce(comm_, staged.data_ptr(), staged.numel(), dtype_of(t, op), how.op, next(p)));
+      issue(p, weft_all_reduce(p.comm, staged.data_ptr(), staged.numel(), dtype_of(t, op), how.op, next(p)));
       const bool keep = root < 0 || root == rank_;
       const int size = size_;
       auto before = std::move(p.epilogue);
@@ -385,17 +435,17 @@ class WeftBackend : public c10d::Backend {
   }
 
   c10::intrusive_ptr<c10d::Work> gather_into(const std::string& op, c10d::OpType type, std::vector<at::Tensor>& outputs,
-                                             std::vector<at::Tensor>& inputs) {
+                                             std::vector<at::Tensor>& inputs, Route r = {}) {
     if (outputs.size() != inputs.size()) refuse(op, "one output per input is needed");
     for (size_t i = 0; i < inputs.size(); ++i) check_scaled(op, outputs[i], inputs[i]);
-    Pending p = begin(op, type, outputs);
+    Pending p = begin(op, type, outputs, std::move(r));
     for (size_t i = 0; i < inputs.size(); ++i) {
       const Wire in = wire_of(inputs[i], op);
       at::Tensor out = outputs[i].contiguous();
       // Other dtypes travel as padded words into a scratch buffer, then each rank's bytes are unpacked.
       const bool direct = native(inputs[i]);
       at::Tensor received = direct ? out : at::empty({size_ * in.count}, in.buffer.options());
-      issue(p, weft_all_gather(comm_, in.buffer.data_ptr(), received.data_ptr(), in.count, in.dtype, next(p)));
+      issue(p, weft_all_gather(p.comm, in.buffer.data_ptr(), received.data_ptr(), in.count, in.dtype, next(p)));
       auto before = std::move(p.epilogue);
       const at::Tensor like = inputs[i], kept = in.buffer;
       const int64_t n = in.count, size = size_;
@@ -422,7 +472,7 @@ class WeftBackend : public c10d::Backend {
     at::Tensor flat = at::empty({size_ * in.count}, in.buffer.options());
     std::vector<at::Tensor> results = keep ? outputs[0] : std::vector<at::Tensor>{};
     Pending p = begin(op, type, results);
-    issue(p, weft_all_gather(comm_, in.buffer.data_ptr(), flat.data_ptr(), in.count, in.dtype, next(p)));
+    issue(p, weft_all_gather(p.comm, in.buffer.data_ptr(), flat.data_ptr(), in.count, in.dtype, next(p)));
     const int64_t n = in.count;
     at::Tensor kept = in.buffer;
     p.epilogue = [kept, flat, results, n]() mutable {
@@ -433,18 +483,18 @@ class WeftBackend : public c10d::Backend {
 
   c10::intrusive_ptr<c10d::Work> scatter_reduced(const std::string& op, c10d::OpType type,
                                                  std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs,
-                                                 const c10d::ReduceOp& reduce_op) {
+                                                 const c10d::ReduceOp& reduce_op, Route r = {}) {
     if (outputs.size() != inputs.size()) refuse(op, "one output per input is needed");
     for (size_t i = 0; i < inputs.size(); ++i) {
       check_scaled(op, inputs[i], outputs[i]);
       dtype_of(inputs[i], op), reduction_of(reduce_op, inputs[i], op);
     }
-    Pending p = begin(op, type, outputs);
+    Pending p = begin(op, type, outputs, std::move(r));
     for (size_t i = 0; i < inputs.size(); ++i) {
       const Reduction how = reduction_of(reduce_op, inputs[i], op);
       at::Tensor in = inputs[i].contiguous();
       at::Tensor out = outputs[i].contiguous();
-      issue(p, weft_reduce_scatter(comm_, in.data_ptr(), out.data_ptr(), out.numel(), dtype_of(in, op), how.op,
+      issue(p, weft_reduce_scatter(p.comm, in.data_ptr(), out.data_ptr(), out.numel(), dtype_of(in, op), how.op,
                                    next(p)));
       const int size = size_;
       auto before = std::move(p.epilogue);
@@ -465,11 +515,11 @@ class WeftBackend : public c10d::Backend {
     const Wire w = wire_of(t, op);
     Pending p = begin(op, type, tensors);
     if (type == c10d::OpType::SEND) {
-      issue(p, weft_send(comm_, w.buffer.data_ptr(), w.count, w.dtype, peer, tag, next(p)));
+      issue(p, weft_send(p.comm, w.buffer.data_ptr(), w.count, w.dtype, peer, tag, next(p)));
       at::Tensor staged = w.buffer;
       p.epilogue = [staged] {};
     } else {
-      issue(p, weft_recv(comm_, w.buffer.data_ptr(), w.count, w.dtype, peer, tag, next(p)));
+      issue(p, weft_recv(p.comm, w.buffer.data_ptr(), w.count, w.dtype, peer, tag, next(p)));
       add_copy_back(p, t, unwire(w.buffer, t));
     }
     return submit(std::move(p));
@@ -509,6 +559,7 @@ class WeftBackend : public c10d::Backend {
   }
 
   weft_comm* comm_;
+  NcclGroup nccl_;
   std::mutex issue_mutex_;
   std::mutex queue_mutex_;
   std::condition_variable queue_ready_;
@@ -532,13 +583,13 @@ c10::intrusive_ptr<c10d::Backend> create_mpi_world(const c10::intrusive_ptr<c10d
     const auto got = store->get("weft/mpi_rank/" + std::to_string(r));
     in_order = in_order && std::string(got.begin(), got.end()) == std::to_string(r);
   }
-  if (in_order) return c10::make_intrusive<WeftBackend>(world, rank, size);
+  if (in_order) return c10::make_intrusive<WeftBackend>(world, store, rank, size, timeout_s);
   weft_comm* ordered = nullptr;
   const weft_status split = weft_comm_split(world, 0, rank, "torch", &ordered);
   const std::string error = weft_comm_error(world);
   weft_comm_destroy(world);
   if (split != WEFT_OK) refuse("init_process_group", error);
-  return c10::make_intrusive<WeftBackend>(ordered, rank, size);
+  return c10::make_intrusive<WeftBackend>(ordered, store, rank, size, timeout_s);
 }
 
 // The backend for torch's group (`rank` of `size`; `world_size` is torch's default group's). When torch's world is
@@ -565,7 +616,7 @@ c10::intrusive_ptr<c10d::Backend> create_backend(const c10::intrusive_ptr<c10d::
   const std::string error = status == WEFT_OK ? "" : weft_last_error();
   weft_store_destroy(wrapped);
   if (status != WEFT_OK) refuse(size == world_size ? "init_process_group" : "new_group", error);
-  return c10::make_intrusive<WeftBackend>(comm, rank, size);
+  return c10::make_intrusive<WeftBackend>(comm, store, rank, size, timeout_s);
 }
 
 }  // namespace
