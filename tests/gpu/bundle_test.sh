@@ -19,7 +19,7 @@ library_path="$work/root/usr/lib/x86_64-linux-gnu:$work/root/lib/x86_64-linux-gn
 for binary in weft tests/gpu/test_gpu; do
   while read -r name path; do
     case "$name" in libc.so*|libm.so*|libgcc_s.so*|libstdc++.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*) continue ;; esac
-    case "$path" in "$work/root/"*|/usr/local/cuda*) ;; *) fail "$binary loads $name from $path, which the bundle lacks" ;; esac
+    case "$path" in "$work/root/"*|"$work/bundle/"*|/usr/local/cuda*) ;; *) fail "$binary loads $name from $path, which the bundle lacks" ;; esac
   done < <(LD_LIBRARY_PATH=$library_path ldd "$work/bundle/build/$binary" | awk '/=> \//{print $1, $3}')
 done
 [ -x "$work/root/usr/bin/orted" ] || [ -L "$work/root/usr/bin/orted" ] || fail "orted (a singleton MPI_Init starts it) is missing"
