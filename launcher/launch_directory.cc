@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -32,9 +33,16 @@ std::string random_hex(std::size_t bytes) {
   return hex;
 }
 
+// Read only what is a regular file (never a FIFO or a device planted in another job's directory) of this user.
+bool own_regular_file(const fs::path& path) {
+  struct stat info {};
+  return lstat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode) && info.st_uid == geteuid();
+}
+
 // A process recorded as "<pid> <start time>" (or a bare pid) still runs: the same pid, not a zombie, and the same
 // start time when one was recorded (a later process may reuse the pid).
 bool recorded_process_lives(const fs::path& file) {
+  if (!own_regular_file(file)) return false;
   std::ifstream in(file);
   long pid = 0;
   if (!(in >> pid) || pid <= 0) return false;
@@ -68,10 +76,14 @@ int remove_abandoned_launches(const std::string& temp_dir) {
   for (fs::directory_iterator it(temp_dir, error), end; !error && it != end; it.increment(error)) {
     const std::string name = it->path().filename().string();
     std::error_code ignored;
-    if (name.rfind(kPrefix, 0) != 0 || !it->is_directory(ignored) || it->is_symlink(ignored)) continue;
+    struct stat info {};
+    // Only this user's own directories (root too leaves other users' alone), never through a symbolic link.
+    if (name.rfind(kPrefix, 0) != 0 || lstat(it->path().c_str(), &info) != 0 || !S_ISDIR(info.st_mode) ||
+        info.st_uid != geteuid())
+      continue;
     const fs::path launcher = it->path() / "launcher";
-    // Unreadable (another user's) or from a launcher that recorded nothing: not ours to judge.
-    if (access(launcher.c_str(), R_OK) != 0 || recorded_process_lives(launcher)) continue;
+    // From a launcher that recorded nothing (an older weft), or one that still runs: not ours to remove.
+    if (!own_regular_file(launcher) || recorded_process_lives(launcher)) continue;
     bool alive = recorded_process_lives(it->path() / "mpirun");
     for (fs::directory_iterator file(it->path(), ignored), last; !alive && !ignored && file != last;
          file.increment(ignored)) {
@@ -87,15 +99,31 @@ int remove_abandoned_launches(const std::string& temp_dir) {
   return removed;
 }
 
+namespace {
+
+// The temporary directory (TMPDIR, else /tmp), or a usage error naming what is wrong with it.
+std::string temporary_directory() {
+  std::error_code error;
+  const fs::path temp = fs::temp_directory_path(error);
+  const char* variable = std::getenv("TMPDIR");
+  const std::string named = variable != nullptr && *variable != '\0' ? fmt::format("TMPDIR={}", variable) : "/tmp";
+  if (error || access(temp.c_str(), W_OK | X_OK) != 0)
+    fail_usage("weft launch: the temporary directory ({}) is not a directory this user can write: {}; set TMPDIR to "
+               "one", named, error ? error.message() : std::strerror(errno));
+  return temp.string();
+}
+
+}  // namespace
+
 LaunchDirectory::LaunchDirectory() : tag_(random_hex(8)) {
-  const std::string temp = fs::temp_directory_path().string();
+  const std::string temp = temporary_directory();
   if (const int left = remove_abandoned_launches(temp); left > 0)
     std::fprintf(stderr, "weft launch: removed %d launch director%s that killed launchers left in %s\n", left,
                  left == 1 ? "y" : "ies", temp.c_str());
   path_ = (fs::path(temp) / fmt::format("{}{}", kPrefix, tag_)).string();
   mpi_shared_dir_ = fmt::format("/dev/shm/weft-{}-mpi", tag_);
   if (mkdir(path_.c_str(), 0700) != 0)
-    throw Error(ErrorKind::kInternal, fmt::format("weft launch: cannot create {}: {}", path_, std::strerror(errno)));
+    fail_usage("weft launch: cannot create the launch directory {}: {}", path_, std::strerror(errno));
   write_identity(path_ + "/launcher", getpid());
   if (mkdir(mpi_shared_dir_.c_str(), 0700) != 0) mpi_shared_dir_ = "/dev/shm";  // no /dev/shm: Open MPI's default
 }

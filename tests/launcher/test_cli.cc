@@ -74,6 +74,17 @@ TEST_CASE("bad configs and flags exit with code 2 and name what is wrong") {
   }
 }
 
+TEST_CASE("weft launch with a temporary directory it cannot use exits 2 naming it") {
+  const std::string file = write_temp("tmpdir_is_a_file", "x");
+  for (const std::string& tmpdir : {std::string("/nonexistent/weft"), file}) {
+    const auto outcome = weft::testing::run_weft_command("TMPDIR=" + tmpdir + " " + std::string(WEFT_BINARY) +
+                                                         " launch -n 1 " + tiny() + " --set train.steps=1");
+    INFO(outcome.output);
+    CHECK(outcome.exit_code == 2);
+    CHECK_THAT(outcome.output, Catch::Contains("temporary directory (TMPDIR=" + tmpdir + ")"));
+  }
+}
+
 TEST_CASE("weft data prepare writes a token file that training reads, as does a text source") {
   std::string text;
   for (int i = 0; i < 200; ++i) text += "weft reads every byte of this line as one token. ";

@@ -1,5 +1,6 @@
 // Launch directories that killed launchers left behind are removed by the next launcher, and only those: never a
 // directory whose launcher, mpirun or a rank still runs, nor one that does not say who made it.
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,6 +76,34 @@ TEST_CASE("a launcher removes the launch directories and /dev/shm entries of job
   CHECK_FALSE(fs::exists(reused));
   for (const fs::path& kept : {live_launcher, live_mpirun, live_rank, unsigned_dir}) CHECK(fs::exists(kept));
   CHECK(remove_abandoned_launches(scratch.root.string()) == 0);
+}
+
+TEST_CASE("the sweep reads no FIFO, follows no link and leaves other users' directories alone") {
+  Scratch scratch;
+  const std::string tag = fmt::format("sweephostile{}", getpid());
+  // A FIFO where the launcher's record belongs would block a reader forever: it is not a record.
+  const fs::path fifo = scratch.launch(tag + "a");
+  REQUIRE(mkfifo((fifo / "launcher").c_str(), 0600) == 0);
+  // A dead launcher, but a rank record that is a FIFO: not read, so nothing there lives and the directory goes.
+  const fs::path fifo_rank = scratch.launch(tag + "b");
+  write(fifo_rank / "launcher", identity(ended_pid(), 1));
+  REQUIRE(mkfifo((fifo_rank / "rank0.pid").c_str(), 0600) == 0);
+  // A link named like a launch directory, to a directory that looks abandoned: never followed.
+  const fs::path target = scratch.root / "elsewhere";
+  fs::create_directories(target);
+  write(target / "launcher", identity(ended_pid(), 1));
+  fs::create_directory_symlink(target, scratch.root / ("weft-launch-" + tag + "c"));
+  // Another user's abandoned directory (only root can make one here): theirs to clean up, not this user's.
+  const fs::path foreign = scratch.launch(tag + "d");
+  write(foreign / "launcher", identity(ended_pid(), 1));
+  const bool as_root = geteuid() == 0;
+  if (as_root) REQUIRE(chown(foreign.c_str(), 65534, 65534) == 0);
+
+  CHECK(remove_abandoned_launches(scratch.root.string()) == (as_root ? 1 : 2));
+  CHECK(fs::exists(fifo));
+  CHECK_FALSE(fs::exists(fifo_rank));
+  CHECK(fs::exists(target / "launcher"));
+  CHECK(fs::exists(foreign) == as_root);
 }
 
 TEST_CASE("a launch directory records its launcher and is gone with its object") {
