@@ -69,14 +69,21 @@ MpirunJobOutcome run_job_under_mpirun(int ranks, const std::string& mpirun_args,
                                       const std::vector<std::string>& weft_args,
                                       std::chrono::milliseconds stuck_limit) {
   if (ranks < 1) fail_usage("-n {}: the number of ranks must be at least 1", ranks);
-  // The launcher watches the ranks as mpirun's children; ranks on other hosts are not, and it would end the job
-  // as if they had died (seen on emulated hosts, tests/multihost).
-  for (const std::string& word : split_words(mpirun_args))
+  for (const std::string& word : split_words(mpirun_args)) {
+    // The launcher watches exactly `ranks` ranks; more from mpirun would run unwatched.
+    for (const char* flag : {"-np", "--np", "-n", "--n", "-c"})
+      if (word == flag || word.rfind(std::string(flag) + "=", 0) == 0)
+        fail_usage("--mpirun-args \"{}\": the number of ranks is weft launch's own -n {}; remove {} from "
+                   "--mpirun-args",
+                   mpirun_args, ranks, flag);
+    // The launcher watches the ranks as mpirun's children; ranks on other hosts are not, and it would end the job
+    // as if they had died (seen on emulated hosts, tests/multihost).
     for (const char* flag : {"--hostfile", "-hostfile", "--machinefile", "-machinefile", "--host", "-host", "-H"})
       if (word == flag)
         fail_usage("--mpirun-args \"{}\": weft launch starts ranks on this host only; for several hosts run "
                    "`mpirun {} ... weft train CONFIG` (or launcher/slurm/), which learns each rank from mpirun",
                    mpirun_args, flag);
+  }
   // Without an explicit setting, split this host's cores between the ranks so BLAS threads do not fight.
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const std::string threads = std::to_string(std::max(1u, cores / static_cast<unsigned>(ranks)));

@@ -65,6 +65,7 @@ TEST_CASE("bad configs and flags exit with code 2 and name what is wrong") {
       {"bench collectives --backend nccl-ish", "--backend: nccl-ish not in {mpi,socket}"},
       // weft launch watches its ranks as local processes: ranks on other hosts would look dead (tests/multihost).
       {"launch -n 2 --mpirun-args \"--hostfile hosts\" " + tiny(), "starts ranks on this host only"},
+      {"launch -n 2 --mpirun-args \"-np 5\" " + tiny(), "the number of ranks is weft launch's own -n 2"},
   };
   for (const auto& run : runs) {
     const auto outcome = run_weft(run.arguments);
