@@ -80,12 +80,24 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
       batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, x.at(g.q(b)), row, hd, x.at(g.k(b)), row,
               kv_stride(s), 0.0f, probs + g.probs(b), t, square, per_call(s));
     }
-  k.causal_softmax_forward(ctx, probs, probs, 1.0f / std::sqrt(static_cast<float>(hd)), s.batch * s.heads, t);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int matrices = s.batch * s.heads;
+  ConstTypedBuffer p = probs;
+  if (operands.probs.data == nullptr) {
+    k.causal_softmax_forward(ctx, probs, probs, scale, matrices, t);
+  } else if (k.causal_softmax_forward_rounding != nullptr) {
+    k.causal_softmax_forward_rounding(ctx, probs, operands.probs, probs, scale, matrices, t);
+    p = operands.probs;
+  } else {
+    k.causal_softmax_forward(ctx, probs, probs, scale, matrices, t);
+    k.cast(ctx, operands.probs.data, operands.probs.type, probs, DType::kF32, static_cast<std::size_t>(matrices) * square);
+    p = operands.probs;
+  }
   for (int b = 0; b < s.batch; ++b)
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
-      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, probs + g.probs(b), t, square, x.at(g.v(b)), row,
+      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, p.at(g.probs(b)), t, square, x.at(g.v(b)), row,
               kv_stride(s), 0.0f, out.at(g.out(b)), width, hd, per_call(s));
     }
 }
@@ -98,11 +110,13 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
   const std::int64_t rows = static_cast<std::int64_t>(s.batch) * t;
   const ConstTypedBuffer x = gemm_operand(k, ctx, qkv, rows * row, operands.qkv);
   const ConstTypedBuffer dy = gemm_operand(k, ctx, dout, rows * width, operands.dout);
-  // d(values) reads the probabilities in the type d(scores) will have: rounded once into dscores, which the
-  // softmax backward overwrites only after.
+  // d(values) reads the probabilities in the type d(scores) will have: as the forward kept them rounded, else
+  // rounded once into dscores, which the softmax backward overwrites only after.
   const ConstTypedBuffer p =
-      gemm_operand(k, ctx, probs, static_cast<std::int64_t>(s.batch) * s.heads * square,
-                   dscores.type == DType::kF32 ? TypedBuffer{} : dscores);
+      operands.probs.data != nullptr
+          ? ConstTypedBuffer(operands.probs)
+          : gemm_operand(k, ctx, probs, static_cast<std::int64_t>(s.batch) * s.heads * square,
+                         dscores.type == DType::kF32 ? TypedBuffer{} : dscores);
   for (int b = 0; b < s.batch; ++b)
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};

@@ -26,9 +26,13 @@ struct AttentionShape {
 // qkv into `qkv` (attention_qkv_elements; a qkv stored in 16 bits is read as it is), and in backward d(out) into `dout` (batch x seq x width; the forward's
 // 16-bit output serves, dead once the output projection's backward has read it). Rounding once gives the same bits
 // as rounding at each GEMM (ctx.gemm_inputs), which rounded most of qkv four times per pass. Empty: no copies.
+// `probs` (16-bit, the probabilities' size) keeps the probabilities rounded once: the forward writes them with the
+// softmax, and both GEMMs that multiply the probabilities (P V forward, P^T dO backward) read them there instead
+// of rounding the fp32 probabilities at each (the same bits). It must live from the forward to the backward.
 struct AttentionOperands {
   TypedBuffer qkv;
   TypedBuffer dout;
+  TypedBuffer probs;
 };
 inline std::int64_t attention_qkv_elements(const AttentionShape& s) {
   return static_cast<std::int64_t>(s.batch) * s.seq * s.row();

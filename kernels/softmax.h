@@ -21,8 +21,15 @@ using CausalSoftmaxForwardEx = void(const KernelContext& ctx, TypedBuffer probs,
 using CausalSoftmaxBackwardEx = void(const KernelContext& ctx, TypedBuffer dscores, ConstTypedBuffer probs,
                                      ConstTypedBuffer dprobs, float scale, int matrices, int seq);
 
+// The fp32 forward that also writes its probabilities rounded into `rounded` (the type the GEMMs that read them
+// multiply in) in the same pass: the same bits as causal_softmax_forward, then a cast. Optional in the kernel table
+// (the CPU's).
+using CausalSoftmaxForwardRounding = void(const KernelContext& ctx, float* probs, TypedBuffer rounded,
+                                          const float* scores, float scale, int matrices, int seq);
+
 namespace cpu {
 CausalSoftmaxForward causal_softmax_forward;
+CausalSoftmaxForwardRounding causal_softmax_forward_rounding;
 CausalSoftmaxBackward causal_softmax_backward;
 CausalSoftmaxForwardEx causal_softmax_forward_ex;
 CausalSoftmaxBackwardEx causal_softmax_backward_ex;

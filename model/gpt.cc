@@ -21,8 +21,10 @@ std::int64_t activation_floats(const ModelConfig& model, int micro_batch, const 
   auto gemm_input = [&o](std::int64_t count) { return activation_floats_for(count, o.activations); };
   // Per block: ln1, ln2 (whole); residual_mid and the LayerNorm statistics (this rank's rows); qkv, attn, fc,
   // fc_gelu (this rank's heads and columns; all but fc stored as the GEMM inputs are).
+  // With 16-bit activations the probabilities are also kept rounded, as attention's GEMMs read them.
+  const std::int64_t probs16 = o.activations == DType::kF32 ? 0 : gemm_input(s.probs);
   const std::int64_t per_block = 2 * gemm_input(n * d) + gemm_input(n * local) + gemm_input(4 * n * local) +
-                                 gemm_input(3 * n * local) + c * d + n * local * 4 + 4 * c + s.probs;
+                                 gemm_input(3 * n * local) + c * d + n * local * 4 + 4 * c + s.probs + probs16;
   const int stored_blocks = o.recompute == Recompute::kBlock ? 1 : s.layers;
   const std::int64_t head = o.stage.head ? gemm_input(n * d) + 2 * c + n * v + n + 3 * n : 0;  // ln_f, logits, losses
   const std::int64_t per_slot = per_block * stored_blocks + s.stream_floats() + head;
@@ -56,6 +58,7 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
       a.ln1_rstd = take.take(c);
       a.qkv = take.take(3 * n * local, stored);
       a.probs = take.take(probs);
+      if (stored != DType::kF32) a.probs16 = take.take(probs, stored);
       a.attn = take.take(n * local, stored);
       a.residual_mid = take.take(c * d);
       a.ln2 = take.take(n * d, stored);
@@ -105,7 +108,7 @@ void GptModel::block_forward(const BlockParams& p, int layer) {
     layers_.column_forward(d_wide_, a.ln1, p.matrix(w.qkv_w), p.at(w.qkv_b), d, 3 * local);
     kernels_.cast(ctx_, a.qkv.data, a.qkv.type, d_wide_, DType::kF32, count);
   }
-  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_);
+  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {{}, {}, a.probs16});
   layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.attn_proj_w), p.at(w.attn_proj_b), local, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 
@@ -160,7 +163,7 @@ void GptModel::block_backward(const BlockParams& p, float* g, int layer) {
   layers_.row_backward(d_small_, g + w.attn_proj_w, g + w.attn_proj_b, layers_.gather_stream(d_residual_), a.attn,
                        p.matrix(w.attn_proj_w), local, d);
   kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_scores_, d_small_, a.qkv, a.probs,
-                              attention_shape_, {{}, a.attn});
+                              attention_shape_, {{}, a.attn, a.probs16});
   layers_.column_backward(d_small_, g + w.qkv_w, g + w.qkv_b, d_wide_, a.ln1, p.matrix(w.qkv_w), d, 3 * local);
   layers_.layernorm_backward(d_residual_, g + w.ln1_w, layers_.reduce_partial_stream(d_small_), x, p.at(w.ln1_w),
                              a.ln1_mean, a.ln1_rstd);

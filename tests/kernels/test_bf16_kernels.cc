@@ -302,6 +302,22 @@ TEST_CASE("a GELU backward rounded with its bias gradient is gelu_backward then 
   CHECK(rounded != to_bf16(dout));  // the GELU derivative was applied
 }
 
+TEST_CASE("a causal softmax that also rounds its probabilities is the fp32 softmax, then a cast, bit for bit") {
+  for (int seq : {40, 64}) {  // a ragged last chunk, and whole ones
+    INFO("seq " << seq);
+    const int matrices = 6;
+    const std::size_t n = static_cast<std::size_t>(matrices) * seq * seq;
+    const auto scores = random_normal_vector(n, 201, 3.0f);
+    std::vector<float> ref(n), probs(n, -1.0f);
+    cpu_kernels().causal_softmax_forward({}, ref.data(), scores.data(), 0.25f, matrices, seq);
+    Bf16 rounded(n, 0xffff);
+    cpu_kernels().causal_softmax_forward_rounding({}, probs.data(), bf16(rounded), scores.data(), 0.25f, matrices,
+                                                  seq);
+    CHECK(probs == ref);
+    CHECK(rounded == to_bf16(ref));  // the masked zeros too
+  }
+}
+
 TEST_CASE("the sum of squares of bf16 gradients is that of their widened copy, bit for bit") {
   for (std::size_t n : {std::size_t{1}, std::size_t{1000}, std::size_t{200003}}) {  // one block, several, a ragged end
     INFO(n << " elements");
