@@ -69,6 +69,52 @@ std::unique_ptr<weft_comm> wrap(std::shared_ptr<MpiRuntime> mpi, std::unique_ptr
   return c;
 }
 
+// weft_comm_create_transport and weft_comm_create_nccl: `cuda_device` is the NCCL group's device (< 0: current).
+weft_status create_group(weft_store* store, const char* name, int rank, int size, double timeout_s,
+                         weft_transport transport, int cuda_device, weft_comm** out) {
+  WEFT_REQUIRE_HANDLE(out);
+  *out = nullptr;
+  WEFT_REQUIRE_HANDLE(store);
+  return guarded(nullptr, nullptr, [&] {
+    if (name == nullptr || *name == '\0') fail_usage("weft_comm_create: the group name is NULL or empty");
+    if (size < 1 || rank < 0 || rank >= size)
+      fail_usage("weft_comm_create: rank {} of size {}: need 0 <= rank < size", rank, size);
+    const int raw_transport = raw_enum(transport);
+    if (raw_transport < WEFT_TRANSPORT_AUTO || raw_transport > WEFT_TRANSPORT_NCCL)
+      fail_usage("weft_comm_create: transport {} is not one of WEFT_TRANSPORT_AUTO, WEFT_TRANSPORT_MPI, "
+                 "WEFT_TRANSPORT_SOCKET, WEFT_TRANSPORT_NCCL",
+                 raw_transport);
+    CommOptions options;
+    options.timeout = timeout_of(timeout_s);
+    if (transport == WEFT_TRANSPORT_AUTO) {
+      // MPI only when this process is one of an MPI launch that can hold the group; processes that torchrun (or
+      // anything else) started are MPI singletons whose world has 1 rank.
+      const int launched = detect_rank().info.world_size;
+      transport = launched > 1 && size <= launched ? WEFT_TRANSPORT_MPI : WEFT_TRANSPORT_SOCKET;
+    }
+    if (transport == WEFT_TRANSPORT_SOCKET) {
+      *out = wrap(nullptr, make_socket_communicator(store->store, name, rank, size, options)).release();
+      return;
+    }
+    if (transport == WEFT_TRANSPORT_NCCL) {
+      *out = wrap(nullptr, make_embedded_nccl_group(*store->store, rank, size, name, cuda_device, options)).release();
+      return;
+    }
+    auto mpi = mpi_runtime();
+    if (size > mpi->world_size())
+      fail_usage("weft_comm_create: group {} has {} ranks but the MPI job has {}; use WEFT_TRANSPORT_SOCKET for "
+                 "processes that are not one MPI job",
+                 name, size, mpi->world_size());
+    // The members meet in the store: each publishes its MPI world rank under the group's name.
+    const std::string prefix = fmt::format("weft/group/{}/", name);
+    store->store->set(prefix + std::to_string(rank), std::to_string(mpi->world_rank()));
+    std::vector<int> world_ranks;
+    for (int r = 0; r < size; ++r) world_ranks.push_back(std::stoi(store->store->get(prefix + std::to_string(r), options.timeout)));
+    auto c = wrap(mpi, make_mpi_group(mpi->engine(), world_ranks, name, options));
+    *out = c.release();
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -157,60 +203,6 @@ weft_status weft_launcher_rank(int* rank, int* size) {
     if (size) *size = detected.info.world_size;
   });
 }
-
-}  // extern "C"
-
-namespace {
-
-// weft_comm_create_transport and weft_comm_create_nccl: `cuda_device` is the NCCL group's device (< 0: current).
-weft_status create_group(weft_store* store, const char* name, int rank, int size, double timeout_s,
-                         weft_transport transport, int cuda_device, weft_comm** out) {
-  WEFT_REQUIRE_HANDLE(out);
-  *out = nullptr;
-  WEFT_REQUIRE_HANDLE(store);
-  return guarded(nullptr, nullptr, [&] {
-    if (name == nullptr || *name == '\0') fail_usage("weft_comm_create: the group name is NULL or empty");
-    if (size < 1 || rank < 0 || rank >= size)
-      fail_usage("weft_comm_create: rank {} of size {}: need 0 <= rank < size", rank, size);
-    const int raw_transport = raw_enum(transport);
-    if (raw_transport < WEFT_TRANSPORT_AUTO || raw_transport > WEFT_TRANSPORT_NCCL)
-      fail_usage("weft_comm_create: transport {} is not one of WEFT_TRANSPORT_AUTO, WEFT_TRANSPORT_MPI, "
-                 "WEFT_TRANSPORT_SOCKET, WEFT_TRANSPORT_NCCL",
-                 raw_transport);
-    CommOptions options;
-    options.timeout = timeout_of(timeout_s);
-    if (transport == WEFT_TRANSPORT_AUTO) {
-      // MPI only when this process is one of an MPI launch that can hold the group; processes that torchrun (or
-      // anything else) started are MPI singletons whose world has 1 rank.
-      const int launched = detect_rank().info.world_size;
-      transport = launched > 1 && size <= launched ? WEFT_TRANSPORT_MPI : WEFT_TRANSPORT_SOCKET;
-    }
-    if (transport == WEFT_TRANSPORT_SOCKET) {
-      *out = wrap(nullptr, make_socket_communicator(store->store, name, rank, size, options)).release();
-      return;
-    }
-    if (transport == WEFT_TRANSPORT_NCCL) {
-      *out = wrap(nullptr, make_embedded_nccl_group(*store->store, rank, size, name, cuda_device, options)).release();
-      return;
-    }
-    auto mpi = mpi_runtime();
-    if (size > mpi->world_size())
-      fail_usage("weft_comm_create: group {} has {} ranks but the MPI job has {}; use WEFT_TRANSPORT_SOCKET for "
-                 "processes that are not one MPI job",
-                 name, size, mpi->world_size());
-    // The members meet in the store: each publishes its MPI world rank under the group's name.
-    const std::string prefix = fmt::format("weft/group/{}/", name);
-    store->store->set(prefix + std::to_string(rank), std::to_string(mpi->world_rank()));
-    std::vector<int> world_ranks;
-    for (int r = 0; r < size; ++r) world_ranks.push_back(std::stoi(store->store->get(prefix + std::to_string(r), options.timeout)));
-    auto c = wrap(mpi, make_mpi_group(mpi->engine(), world_ranks, name, options));
-    *out = c.release();
-  });
-}
-
-}  // namespace
-
-extern "C" {
 
 weft_status weft_comm_create_transport(weft_store* store, const char* name, int rank, int size, double timeout_s,
                                        weft_transport transport, weft_comm** out) {

@@ -5,6 +5,7 @@
 
 #include <spdlog/sinks/base_sink.h>
 
+#include "collectives/registry.h"
 #include "embed/api.h"
 #include "runtime/log.h"
 
@@ -102,6 +103,7 @@ extern "C" {
 
 const char* weft_version(void) { return WEFT_VERSION_STRING; }
 int weft_api_version(void) { return WEFT_API_VERSION; }
+int weft_has_nccl(void) { return weft::backend_available(weft::Backend::kNccl) ? 1 : 0; }
 const char* weft_last_error(void) { return last_error.c_str(); }
 void weft_free(char* string) { std::free(string); }
 

@@ -104,13 +104,13 @@ class JobWatch {
       watch_ranks();
       std::this_thread::sleep_for(kPoll);
     }
-    if (end.signal != 0 && !terminate_sent_ && !any_rank_finished())
+    read_fates();
+    if (end.signal != 0 && !terminate_sent_ && !any_rank(reported))
       ended_by_launcher_ = fmt::format("mpirun (pid {}) was killed by signal {} (SIG{})", mpirun_, end.signal,
                                        signal_name(end.signal));
     end_orphans();
-    std::vector<RankFate> fates;
-    for (int r = 0; r < plan_.ranks; ++r) fates.push_back(read_fate(directory_.path(), r));
-    return {decide_job_verdict(fates, end, ended_by_launcher_), stop_requested_};
+    read_fates();
+    return {decide_job_verdict(fates_, end, ended_by_launcher_), stop_requested_};
   }
 
  private:
@@ -141,6 +141,7 @@ class JobWatch {
   // its processes are stopped for too long or mpirun outlives its ranks.
   void watch_ranks() {
     const auto now = Clock::now();
+    read_fates();
     for (auto& [pid, tracked] : ranks_) tracked.live = false;
     for (pid_t pid : children_of(mpirun_)) {
       const std::optional<ProcStat> stat = proc_stat(pid);
@@ -162,7 +163,8 @@ class JobWatch {
       ranks_gone_since_.reset();
     } else if (!ranks_gone_since_) {
       ranks_gone_since_ = now;
-    } else if (now - *ranks_gone_since_ > (every_rank_reported() ? kReportedOutliveGrace : kOutliveGrace) &&
+    } else if (now - *ranks_gone_since_ > (std::all_of(fates_.begin(), fates_.end(), reported) ? kReportedOutliveGrace
+                                                                                               : kOutliveGrace) &&
                !terminate_sent_) {
       std::fprintf(stderr, "weft launch: every rank has ended but mpirun (pid %d) has not; ending it\n", mpirun_);
       terminate_mpirun();
@@ -172,8 +174,7 @@ class JobWatch {
 
   // SIGTERM to each rank that has reported its pid (it has its stop handler by then) and not had one yet.
   void forward_stop() {
-    for (int r = 0; r < plan_.ranks; ++r) {
-      const RankFate fate = read_fate(directory_.path(), r);
+    for (const RankFate& fate : fates_) {
       const auto found = ranks_.find(static_cast<pid_t>(fate.pid));
       if (fate.pid == 0 || found == ranks_.end() || !found->second.live || signalled_.count(found->first)) continue;
       kill(found->first, SIGTERM);
@@ -187,23 +188,33 @@ class JobWatch {
   void end_aborted_job(Clock::time_point now) {
     if (abort_handled_) return;
     if (!abort_seen_since_) {
-      for (int r = 0; r < plan_.ranks; ++r)
-        if (read_fate(directory_.path(), r).how == RankFate::How::kAborted) abort_seen_since_ = now;
+      if (any_rank([](const RankFate& fate) { return fate.how == RankFate::How::kAborted; })) abort_seen_since_ = now;
       return;
     }
     if (now - *abort_seen_since_ < kAbortGrace) return;
     abort_handled_ = true;
-    for (const auto& [pid, tracked] : ranks_)
-      if (tracked.live) kill(pid, SIGKILL);
+    kill_live_ranks();
     kill(mpirun_, SIGKILL);
   }
 
-  bool every_rank_reported() const {
-    for (int r = 0; r < plan_.ranks; ++r) {
-      const RankFate::How how = read_fate(directory_.path(), r).how;
-      if (how != RankFate::How::kReturned && how != RankFate::How::kAborted) return false;
-    }
-    return true;
+  // What each rank has reported so far, read once per poll.
+  void read_fates() {
+    fates_.clear();
+    for (int r = 0; r < plan_.ranks; ++r) fates_.push_back(read_fate(directory_.path(), r));
+  }
+
+  static bool reported(const RankFate& fate) {
+    return fate.how == RankFate::How::kReturned || fate.how == RankFate::How::kAborted;
+  }
+
+  template <typename Predicate>
+  bool any_rank(Predicate predicate) const {
+    return std::any_of(fates_.begin(), fates_.end(), predicate);
+  }
+
+  void kill_live_ranks() const {
+    for (const auto& [pid, tracked] : ranks_)
+      if (tracked.live) kill(pid, SIGKILL);
   }
 
   void check_stuck(Clock::time_point now) {
@@ -230,8 +241,8 @@ class JobWatch {
   }
 
   std::string describe_pid(pid_t pid) const {
-    for (int r = 0; r < plan_.ranks; ++r)
-      if (read_fate(directory_.path(), r).pid == pid) return fmt::format("rank {} (pid {})", r, pid);
+    for (std::size_t r = 0; r < fates_.size(); ++r)
+      if (fates_[r].pid == pid) return fmt::format("rank {} (pid {})", r, pid);
     return fmt::format("a rank (pid {})", pid);
   }
 
@@ -239,8 +250,7 @@ class JobWatch {
     if (!ended_by_launcher_.empty()) return;
     ended_by_launcher_ = reason;
     std::fprintf(stderr, "weft launch: %s; ending the job\n", reason.c_str());
-    for (const auto& [pid, tracked] : ranks_)
-      if (tracked.live) kill(pid, SIGKILL);
+    kill_live_ranks();
     terminate_mpirun();
   }
 
@@ -248,14 +258,6 @@ class JobWatch {
     kill(mpirun_, SIGCONT);
     kill(mpirun_, SIGTERM);
     terminate_sent_ = Clock::now();
-  }
-
-  bool any_rank_finished() const {
-    for (int r = 0; r < plan_.ranks; ++r)
-      if (read_fate(directory_.path(), r).how != RankFate::How::kVanished &&
-          read_fate(directory_.path(), r).how != RankFate::How::kNeverStarted)
-        return true;
-    return false;
   }
 
   // Ranks whose mpirun died before them were handed to this process (a child subreaper): end and reap them. Ranks
@@ -284,6 +286,7 @@ class JobWatch {
   const MpirunJobPlan& plan_;
   const LaunchDirectory& directory_;
   std::map<pid_t, Tracked> ranks_;
+  std::vector<RankFate> fates_;
   std::set<pid_t> signalled_;
   std::optional<Clock::time_point> mpirun_stopped_since_, ranks_gone_since_, terminate_sent_, abort_seen_since_;
   int handled_signals_ = 0;

@@ -64,6 +64,9 @@ typedef struct weft_work weft_work;
 
 WEFT_API const char* weft_version(void); /* "0.1.0" */
 WEFT_API int weft_api_version(void);     /* WEFT_API_VERSION of the library loaded */
+/* 1 when this libweft was built with CUDA and NCCL (NCCL groups exist: WEFT_TRANSPORT_NCCL), else 0. A build with
+   NCCL may still find no device at run time. */
+WEFT_API int weft_has_nccl(void);
 /* The message of this thread's last failed call (any handle, or none); "" after none. Valid until this thread's
    next failing call. */
 WEFT_API const char* weft_last_error(void);

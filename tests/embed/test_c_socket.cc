@@ -189,6 +189,8 @@ TEST_CASE("a socket group's member that never comes fails the others' creation, 
     CHECK(made == WEFT_ERROR_USAGE);
     INFO("message: " << weft_last_error());
     CHECK(std::string(weft_last_error()).find("CUDA") != std::string::npos);
+    // weft_has_nccl says which of the two reasons it is: no NCCL in this build, or no device for it.
+    CHECK(std::string(weft_last_error()).find(weft_has_nccl() ? "CUDA device" : "without CUDA") != std::string::npos);
     CHECK(nccl == nullptr);
   }
   // A device this process does not have is refused by name (or, with no device at all, as above).

@@ -28,7 +28,7 @@ class NcclGroup {
   NcclGroup(c10::intrusive_ptr<c10d::Store> store, int rank, int size, double timeout_s)
       : store_(std::move(store)), rank_(rank), size_(size), timeout_s_(timeout_s) {
     const char* choice = std::getenv("WEFT_TORCH_CUDA");
-    disabled_ = choice != nullptr && std::string(choice) == "host";
+    disabled_ = weft_has_nccl() == 0 || (choice != nullptr && std::string(choice) == "host");
   }
   ~NcclGroup() { close(); }
   NcclGroup(const NcclGroup&) = delete;
@@ -52,7 +52,7 @@ class NcclGroup {
       const weft_reduce_op how = reduction_of(*op, tensors[0], name).op;
       if (how != WEFT_SUM && how != WEFT_MAX && how != WEFT_MIN && how != WEFT_PRODUCT) return nullptr;
     }
-    if (comm_ == nullptr && !create(device, name)) return nullptr;
+    if (comm_ == nullptr) create(device, name);
     if (device.index() != device_index_)
       refuse(name, "tensors on " + device.str() + ", but this group's NCCL communicator is on cuda:" +
                        std::to_string(device_index_) + " (one CUDA device per process and group)");
@@ -69,8 +69,7 @@ class NcclGroup {
   }
 
  private:
-  // false when libweft has no NCCL (a build without CUDA: the same on every member); other failures raise.
-  bool create(const at::Device& device, const std::string& name) {
+  void create(const at::Device& device, const std::string& name) {
     weft_store* wrapped = wrap_store(store_);
     if (wrapped == nullptr) refuse(name, weft_last_error());
     weft_status status;
@@ -82,15 +81,8 @@ class NcclGroup {
     }
     const std::string error = status == WEFT_OK ? "" : weft_last_error();
     weft_store_destroy(wrapped);
-    if (status == WEFT_OK) {
-      device_index_ = device.index();
-      return true;
-    }
-    if (status == WEFT_ERROR_USAGE && error.find("built without CUDA") != std::string::npos) {
-      disabled_ = true;
-      return false;
-    }
-    refuse(name, "creating the group's NCCL communicator: " + error);
+    if (status != WEFT_OK) refuse(name, "creating the group's NCCL communicator: " + error);
+    device_index_ = device.index();
   }
 
   c10::intrusive_ptr<c10d::Store> store_;
