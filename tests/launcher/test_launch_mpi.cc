@@ -121,3 +121,17 @@ TEST_CASE("a bad config or layout is exit 2 with a 'weft:' line naming the file,
     CHECK_THAT(outcome.output, !Catch::Contains("training "));
   }
 }
+
+TEST_CASE("two weft launch jobs at once both finish: neither removes the other's launch directory or segments") {
+  // Each launcher sweeps abandoned launch directories as it starts; a live job's must survive that.
+  const std::string weft = std::string(WEFT_BINARY) + " launch -n 2 " + weft::testing::tiny() +
+                           " --set train.steps=40 --set train.log_every=40";
+  const std::string out = "/tmp/weft_two_jobs_" + std::to_string(getpid());
+  const auto both = weft::testing::run_weft_command("(" + weft + " > " + out + ".a 2>&1; echo a=$? >> " + out +
+                                                    ".codes) & (sleep 1; " + weft + " > " + out + ".b 2>&1; echo b=$? >> " +
+                                                    out + ".codes) & wait; cat " + out + ".codes " + out + ".a " +
+                                                    out + ".b; rm -f " + out + ".*");
+  INFO(both.output);
+  CHECK_THAT(both.output, Catch::Contains("a=0") && Catch::Contains("b=0"));
+  CHECK(std::regex_search(both.output, std::regex("done: 40 steps[^\\n]*\\n(.|\\n)*done: 40 steps")));
+}
