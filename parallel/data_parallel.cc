@@ -74,7 +74,8 @@ void GradientReducer::begin_step(int micro_batches) {
 
 float* GradientReducer::target(int segment, int micro) {
   const auto bucket = static_cast<std::size_t>(layout_.bucket_of(segment));
-  if (direct()) return static_cast<float*>(stored(bucket).at(layout_.offset_in_bucket(segment)));
+  if (direct() && (accumulation_ == Accumulation::kPerStep || micro == 0))
+    return static_cast<float*>(stored(bucket).at(layout_.offset_in_bucket(segment)));
   Tensor& scratch = buckets_[bucket].scratch[accumulation_ == Accumulation::kPerStep ? kWholeStep : micro];
   if (!scratch.defined())
     scratch = Tensor(device_, {layout_.buckets()[bucket].padded_size}, DType::kF32, MemoryCategory::kComm);  // zeros
@@ -113,13 +114,22 @@ void GradientReducer::segment_done(int segment, int micro) {
 
 void GradientReducer::bucket_complete(std::size_t bucket, int key) {
   ++micro_buckets_done_[key];
-  if (direct()) return;
   BucketState& state = buckets_[bucket];
   Tensor& scratch = state.scratch[key];
   const Bucket& b = layout_.buckets()[bucket];
   const auto size = static_cast<std::size_t>(b.padded_size);
-  if (!plan_.gradients_sharded) {
-    // 16-bit ZeRO 0/1: round this gradient into the accumulated 16-bit buffer.
+  if (direct()) {
+    // fp32 ZeRO 0/1: the first micro-batch wrote the stored gradients, each later one is added to them in turn.
+    if (accumulation_ == Accumulation::kPerMicroBatch && key > 0) {
+      add_into(device_, stored(bucket).data(), DType::kF32, scratch.f32(), size);
+      state.scratch.erase(key);
+    }
+    return;
+  }
+  if (!plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch) {
+    sum_micro_batch(bucket, key);
+  } else if (!plan_.gradients_sharded) {
+    // 16-bit ZeRO 0/1 in a pipeline: the step's fp32 sum, rounded once into the 16-bit buffer.
     add_into(device_, stored(bucket).data(), type_, scratch.f32(), size);
     state.scratch.erase(key);
   } else if (type_ != DType::kF32) {
@@ -128,6 +138,26 @@ void GradientReducer::bucket_complete(std::size_t bucket, int key) {
     narrow = Tensor::uninitialized(device_, {b.padded_size}, type_, MemoryCategory::kComm);
     store_as(device_, narrow.data(), type_, scratch.f32(), size);
     state.scratch.erase(key);
+  }
+}
+
+void GradientReducer::sum_micro_batch(std::size_t bucket, int micro) {
+  BucketState& state = buckets_[bucket];
+  const auto size = static_cast<std::size_t>(layout_.buckets()[bucket].padded_size);
+  Tensor gradient = std::move(state.scratch[micro]);
+  state.scratch.erase(micro);
+  const bool first = state.micro_batches_summed++ == 0, last = state.micro_batches_summed == micro_batches_;
+  if (first && last) {
+    store_as(device_, stored(bucket).data(), type_, gradient.f32(), size);
+    return;
+  }
+  round_in_place(device_, gradient.f32(), type_, size);
+  Tensor& sum = state.scratch[kWholeStep];
+  if (first) sum = std::move(gradient);
+  else add_into(device_, sum.data(), DType::kF32, gradient.f32(), size);
+  if (last) {
+    store_as(device_, stored(bucket).data(), type_, sum.f32(), size);
+    state.scratch.erase(kWholeStep);
   }
 }
 

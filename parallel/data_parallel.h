@@ -38,12 +38,18 @@ enum class GradientResidency { kKept, kHandedOver };
 // then finish(). Micro-batches may finish in any order.
 //
 // - ZeRO 0/1: gradients accumulate over micro-batches in a full padded buffer; once every micro-batch is done
-//   with every segment of a bucket, the bucket is all-reduced (0) or reduce-scattered in place (1).
+//   with every segment of a bucket, the bucket is all-reduced (0) or reduce-scattered in place (1). In fp32 the
+//   first micro-batch's backward writes that buffer and each later one's complete bucket is added to it, in
+//   micro-batch order: the sum a dp all-reduce forms over ranks (rank order), so a dp layout with one micro-batch
+//   per rank gives one rank's bits. (Pipelines: backward accumulates straight into it.)
 // - ZeRO 2/3: a bucket's gradient accumulates in a scratch buffer (comm memory), for one micro-batch
 //   (kPerMicroBatch) or the step (kPerStep), is reduce-scattered as soon as it is complete, and the received chunk
 //   is added into the rank's gradient shard.
-// - 16-bit gradients (bf16/fp16): backward always writes fp32 scratch; a complete bucket is rounded into the
-//   16-bit buffer (0/1) or to a 16-bit copy that is reduce-scattered (2/3), so communication is 16-bit.
+// - 16-bit gradients (bf16/fp16): backward always writes fp32 scratch, and communication is 16-bit. ZeRO 2/3
+//   reduce-scatter a 16-bit copy of each complete bucket. ZeRO 0/1 round each micro-batch's bucket to 16 bits, sum
+//   those in fp32 in micro-batch order and round the sum once into the 16-bit buffer (pipelines: the step's fp32
+//   sum, rounded once). The host backends reduce 16-bit buffers the same way over ranks (fp32 sum in rank order,
+//   one rounding), so a dp layout with one micro-batch per rank gives one rank's bits, whatever the ZeRO stage.
 // Buckets launch in index order (the same on every dp rank). Gradients are already scaled by 1 / global tokens,
 // so the sums are the global mean's gradient. Each bucket's reduced gradients live in a buffer of their own: the
 // padded bucket (ZeRO 0/1) or this rank's chunk of it (2/3).
@@ -88,10 +94,11 @@ class GradientReducer {
   double owned_sum_squares(std::size_t bucket, const ParamRange& range);
 
  private:
-  static constexpr int kWholeStep = -2;  // the scratch key of kPerStep sums
+  static constexpr int kWholeStep = -2;  // the scratch key of a step's fp32 sum
   struct BucketState {
     int done = 0;                      // segment completions this step
     int landed = 0;                    // reductions landed this step
+    int micro_batches_summed = 0;      // 16-bit ZeRO 0/1: micro-batches added to the step's sum
     std::map<int, int> done_by_micro;  // ... per micro-batch (kPerMicroBatch)
     std::map<int, Tensor> scratch;     // per micro-batch (or kWholeStep): the bucket's fp32 gradient
     std::map<int, Tensor> narrow;      // ZeRO 2/3 with 16-bit gradients: the scratch rounded for communication
@@ -111,6 +118,9 @@ class GradientReducer {
   }
   // The gradients of `micro` (or of the whole step) are complete for a bucket: round or narrow them.
   void bucket_complete(std::size_t bucket, int micro);
+  // 16-bit ZeRO 0/1: adds a micro-batch's complete bucket, rounded, to the step's fp32 sum (kWholeStep scratch),
+  // and stores the sum after the last micro-batch.
+  void sum_micro_batch(std::size_t bucket, int micro);
   void launch(std::size_t bucket, int micro);
   void launch_ready(bool all);
   // Waits for a reduction, puts its result in place and tells the hook when that made the bucket final.
@@ -123,7 +133,8 @@ class GradientReducer {
   Tensor& stored(std::size_t bucket);
   std::size_t index_of(const Bucket& b) const { return static_cast<std::size_t>(&b - layout_.buckets().data()); }
   bool reduces() const { return plan_.gradients_sharded || dp_.size() > 1; }
-  // Backward accumulates straight into the stored gradients (fp32, not sharded).
+  // Backward accumulates straight into the stored gradients (fp32, not sharded), every micro-batch of a pipeline
+  // or the first of a plain step.
   bool direct() const { return !plan_.gradients_sharded && type_ == DType::kF32; }
 
   const BucketLayout& layout_;

@@ -28,6 +28,15 @@ void add_into(Device& device, void* dst, DType dst_type, const float* src, std::
   k.cast(ctx, dst, dst_type, wide.f32(), DType::kF32, n);
 }
 
+void round_in_place(Device& device, float* values, DType type, std::size_t n) {
+  if (type == DType::kF32) return;
+  const auto& k = kernels::kernels_for(device.type());
+  const auto ctx = kernels::context_for(device);
+  const Tensor narrow = Tensor::uninitialized(device, {static_cast<std::int64_t>(n)}, type, MemoryCategory::kComm);
+  k.cast(ctx, narrow.data(), type, values, DType::kF32, n);
+  k.cast(ctx, values, DType::kF32, narrow.data(), type, n);
+}
+
 double sum_squares_of(Device& device, const void* x, DType type, std::size_t n) {
   const auto& k = kernels::kernels_for(device.type());
   const auto ctx = kernels::context_for(device);

@@ -13,6 +13,8 @@ namespace weft {
 void add_into(Device& device, void* dst, DType dst_type, const float* src, std::size_t n);
 // Writes fp32 `src` into `dst` of dst_type (rounding to 16 bits when needed).
 void store_as(Device& device, void* dst, DType dst_type, const float* src, std::size_t n);
+// Rounds fp32 `values` in place to the nearest `type` value (a no-op for fp32): what a 16-bit copy would hold.
+void round_in_place(Device& device, float* values, DType type, std::size_t n);
 // Sum of squares in double of a buffer of any dtype; inf or NaN when it holds one.
 double sum_squares_of(Device& device, const void* x, DType type, std::size_t n);
 

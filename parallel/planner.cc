@@ -182,6 +182,11 @@ Plan make_plan(const Config& config, int world_size) {
   if (zero.parameters_sharded)
     plan.memory.gathered = element * (p.zero3_gather == Zero3Gather::kStep ? full : largest + second);
   if (config.precision.compute != DType::kF32) plan.memory.widened = 4 * largest;
+  // GradientReducer: 16-bit gradients are summed in fp32 over the step, every bucket at once, when micro-batches
+  // accumulate outside a sharded gradient, or in a pipeline.
+  if (config.precision.compute != DType::kF32 &&
+      (p.pp > 1 || (config.accumulation_steps() > 1 && !zero.gradients_sharded)))
+    plan.memory.gradient_sums = 4 * full;
 
   // ZeRO-Offload moves the optimizer state, and the step, off the device (OptimizerOffload): what it holds in host
   // memory and in its file is offload_layout()'s, over this rank's update ranges.
@@ -201,11 +206,14 @@ Plan make_plan(const Config& config, int world_size) {
     // Each bucket's gradients leave the device once final, and the offload holds at most two of them (one being
     // copied, the next). With one micro-batch and nothing to reduce, that is all the device holds: the largest two
     // neighbouring buckets, plus the embeddings' bucket (the last) from the start when fp32 gradients go straight
-    // into it and the tied head writes it first. Accumulated micro-batches keep every bucket until the last; with
-    // reductions in flight the count depends on when they land, and the whole gradient is the bound.
-    if (config.accumulation_steps() == 1 && p.dp == 1 && !zero.gradients_sharded) {
+    // into it and the tied head writes it first. Accumulated micro-batches keep every bucket until the last, but
+    // 16-bit ones outside a pipeline accumulate in fp32 sums (gradient_sums) and reach their buffer only after the
+    // last micro-batch, as one micro-batch's do. With reductions in flight the count depends on when they land,
+    // and the whole gradient is the bound.
+    const bool sixteen_bit = config.precision.compute != DType::kF32;
+    if ((config.accumulation_steps() == 1 || (sixteen_bit && p.pp == 1)) && p.dp == 1 && !zero.gradients_sharded) {
       const std::vector<Bucket>& buckets = layout.buckets();
-      const bool early = config.precision.compute == DType::kF32 && params.head_reads_embeddings();
+      const bool early = !sixteen_bit && params.head_reads_embeddings();
       const std::size_t last = buckets.size() - 1, streamed = early ? last : buckets.size();
       std::int64_t pair = 0;
       for (std::size_t i = 0; i < streamed; ++i)

@@ -94,6 +94,19 @@ TEST_CASE("ZeRO 1, 2 and 3 with dp=2 and dp=4 train the same model as one rank")
   }
 }
 
+TEST_CASE("with one micro-batch per rank, dp=4 under ZeRO 0-3 is bit-identical to one rank running the four") {
+  // tiny.yaml: a global batch of 16 in micro-batches of 4. One rank adds the four micro-batches' gradients in order
+  // (the first written in place); the all-reduce or reduce-scatter adds the four ranks' in rank order.
+  const std::vector<ConfigOverride> base = {{"comm.bucket_mb", "0.1"}};
+  const RunResult one = train_on_threads(1, 8, base);
+  for (int zero : {0, 1, 2, 3}) {
+    const RunResult many = train_with_zero(4, 8, base, zero);
+    INFO("zero = " << zero);
+    CHECK(many.losses == one.losses);
+    CHECK(many.final_parameters == one.final_parameters);
+  }
+}
+
 TEST_CASE("ZeRO 3 with one rank and no accumulation is bit-identical to plain training") {
   // With accumulation, ZeRO 2/3 add each micro-batch's reduced gradient into the shard, which rounds
   // differently from accumulating in place; without it the arithmetic is the same, element for element.

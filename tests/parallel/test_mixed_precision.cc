@@ -10,22 +10,44 @@
 using namespace weft;
 using namespace weft::testing;
 
-TEST_CASE("bf16 with ZeRO 0-3 on 2 and 4 ranks trains the same model as one bf16 rank, to bf16 rounding") {
+TEST_CASE("bf16 with ZeRO 0-3 on 2 and 4 ranks trains the same model as one bf16 rank: bit-identical with one "
+          "micro-batch per rank") {
   const std::vector<ConfigOverride> base = {{"precision.compute", "bf16"}, {"comm.bucket_mb", "0.1"}};
   const RunResult one = train_on_threads(1, 12, base);
-  const std::vector<std::pair<int, int>> layouts = {{0, 2}, {1, 2}, {2, 2}, {3, 2}, {1, 4}, {3, 4}};
-  for (const auto& [zero, dp] : layouts) {
-    auto overrides = base;
-    overrides.push_back({"parallel.zero", std::to_string(zero)});
-    const RunResult many = train_on_threads(dp, 12, overrides);
-    INFO("zero = " << zero << ", dp = " << dp);
-    // bf16 keeps 8 mantissa bits: reduced gradients are rounded to 2^-9 relative, and where the sum is rounded
-    // differs with the layout. Measured: <= 2e-5 over 5 steps and <= 3.2e-3 over 20; the bars leave 5x and 3x.
-    CHECK(max_relative_difference(many.losses, one.losses, 5) <= 1e-4);
-    CHECK(max_relative_difference(many.losses, one.losses, 12) <= 1e-2);
-    CHECK(many.ranks_agree);
+  for (int zero : {0, 1, 2, 3}) {
+    INFO("zero = " << zero);
+    // dp=4 runs one micro-batch of 4 per rank: each rank's gradient rounded to bf16, summed in fp32 in rank order
+    // and rounded once is what one rank forms from its four micro-batches.
+    const RunResult four = train_with_zero(4, 12, base, zero);
+    CHECK(four.losses == one.losses);
+    CHECK(four.final_parameters == one.final_parameters);
+    // dp=2 accumulates two micro-batches per rank, whose sum is rounded to bf16 before the ranks add theirs: where
+    // the sum is rounded differs with the layout. Measured: <= 2e-5 over 5 steps and <= 3.2e-3 over 20; the bars
+    // leave 5x and 3x.
+    const RunResult two = train_with_zero(2, 12, base, zero);
+    CHECK(max_relative_difference(two.losses, one.losses, 5) <= 1e-4);
+    CHECK(max_relative_difference(two.losses, one.losses, 12) <= 1e-2);
+    CHECK(two.ranks_agree);
   }
   CHECK(one.losses.back() < 0.8 * one.losses.front());  // and bf16 training does learn
+}
+
+TEST_CASE("fp16 (dynamic loss scaling) and Llama in bf16: dp=4 with one micro-batch per rank is bit-identical to "
+          "one rank") {
+  const std::vector<std::vector<ConfigOverride>> cases = {
+      {{"precision.compute", "fp16"}, {"comm.bucket_mb", "0.1"}},
+      {{"precision.compute", "bf16"}, {"comm.bucket_mb", "0.1"}, {"model.family", "llama"}, {"model.kv_heads", "2"}},
+  };
+  for (const auto& base : cases) {
+    INFO(base[0].value << (base.size() > 2 ? " llama" : " gpt2"));
+    const RunResult one = train_on_threads(1, 6, base);
+    for (int zero : {0, 3}) {
+      INFO("zero = " << zero);
+      const RunResult four = train_with_zero(4, 6, base, zero);
+      CHECK(four.losses == one.losses);
+      CHECK(four.final_parameters == one.final_parameters);
+    }
+  }
 }
 
 TEST_CASE("bf16 under tensor (with sequence parallelism) and pipeline layouts, 16-bit activations included, "

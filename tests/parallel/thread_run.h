@@ -53,6 +53,12 @@ inline RunResult train_on_threads(int ranks, int steps, const std::vector<Config
   return result;
 }
 
+// `overrides` plus parallel.zero = `zero` on `ranks` ranks: the zero stage's run, for comparing with `one`.
+inline RunResult train_with_zero(int ranks, int steps, std::vector<ConfigOverride> overrides, int zero) {
+  overrides.push_back({"parallel.zero", std::to_string(zero)});
+  return train_on_threads(ranks, steps, overrides);
+}
+
 inline double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b, std::size_t steps) {
   double worst = 0.0;
   for (std::size_t i = 0; i < steps; ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
