@@ -32,9 +32,15 @@ void round_in_place(Device& device, float* values, DType type, std::size_t n) {
   if (type == DType::kF32) return;
   const auto& k = kernels::kernels_for(device.type());
   const auto ctx = kernels::context_for(device);
-  const Tensor narrow = Tensor::uninitialized(device, {static_cast<std::int64_t>(n)}, type, MemoryCategory::kComm);
-  k.cast(ctx, narrow.data(), type, values, DType::kF32, n);
-  k.cast(ctx, values, DType::kF32, narrow.data(), type, n);
+  // Through a small 16-bit buffer, piece by piece: the values may be a whole bucket, and a piece stays in cache.
+  constexpr std::size_t kPiece = std::size_t{1} << 16;
+  const Tensor narrow =
+      Tensor::uninitialized(device, {static_cast<std::int64_t>(std::min(n, kPiece))}, type, MemoryCategory::kComm);
+  for (std::size_t at = 0; at < n; at += kPiece) {
+    const std::size_t length = std::min(kPiece, n - at);
+    k.cast(ctx, narrow.data(), type, values + at, DType::kF32, length);
+    k.cast(ctx, values + at, DType::kF32, narrow.data(), type, length);
+  }
 }
 
 double sum_squares_of(Device& device, const void* x, DType type, std::size_t n) {

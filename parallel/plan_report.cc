@@ -99,7 +99,7 @@ void memory_json(JsonWriter& json, const MemoryPlan& m) {
       .field("activations", m.activations)
       .field("gathered_params", m.gathered)
       .field("widened_fp32", m.widened)
-      .field("gradient_sums_fp32", m.gradient_sums)
+      .field("gradient_scratch_fp32", m.gradient_scratch)
       .field("device_total", m.device_total())
       .field("host", m.host)
       .field("disk", m.disk)
@@ -153,10 +153,10 @@ std::string format_plan(const Plan& plan, const Config& config) {
   out += fmt::format("\nper-rank memory: params {:.2f} MiB, grads {:.2f} MiB, optimizer {:.2f} MiB, activations {:.2f} MiB "
                      "(model states {:.2f} MiB)\n",
                      mib(m.params), mib(m.grads), mib(m.optimizer), mib(m.activations), mib(m.model_states()));
-  if (m.gathered || m.widened || m.gradient_sums)
+  if (m.gathered || m.widened || m.gradient_scratch)
     out += fmt::format("  transient: gathered ZeRO-3 parameters {:.2f} MiB (zero3_gather: {}), fp32 copy of the segment "
-                       "in use {:.2f} MiB, fp32 gradient sums {:.2f} MiB; device total {:.2f} MiB\n",
-                       mib(m.gathered), gather_name(p.zero3_gather), mib(m.widened), mib(m.gradient_sums),
+                       "in use {:.2f} MiB, fp32 gradient scratch {:.2f} MiB; device total {:.2f} MiB\n",
+                       mib(m.gathered), gather_name(p.zero3_gather), mib(m.widened), mib(m.gradient_scratch),
                        mib(m.device_total()));
   if (p.offload != Offload::kNone)
     out += fmt::format("  offload {}: host {:.2f} MiB, disk {:.2f} MiB per rank; {:.2f} MiB over the host link and "

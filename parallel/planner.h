@@ -19,14 +19,15 @@ struct MemoryPlan {
   std::int64_t params = 0, grads = 0, optimizer = 0, activations = 0;
   // Transient device memory the metrics count apart (kComm, kOther): ZeRO-3's gathered parameters (a stage's
   // whole set with zero3_gather: step, the two largest segments, in use and prefetched, with microbatch) and the
-  // fp32 copy of the segment in use under 16-bit storage (compute sees fp32), and the fp32 sums of 16-bit
-  // gradients kept over the step (every bucket's, with several micro-batches under ZeRO 0/1, or in a pipeline).
-  std::int64_t gathered = 0, widened = 0, gradient_sums = 0;
+  // fp32 copy of the segment in use under 16-bit storage (compute sees fp32), and the fp32 gradients backward
+  // writes apart from the stored ones (GradientReducer's scratch: the bucket a micro-batch is writing, and the
+  // step's sums of every bucket where micro-batches accumulate outside the stored gradients).
+  std::int64_t gathered = 0, widened = 0, gradient_scratch = 0;
   // ZeRO-Offload: the optimizer state and its staging buffers in host memory (the run's host_mem), and the file
   // under offload_dir (host_mem.disk).
   std::int64_t host = 0, disk = 0;
   std::int64_t model_states() const { return params + grads + optimizer; }
-  std::int64_t device_total() const { return model_states() + activations + gathered + widened + gradient_sums; }
+  std::int64_t device_total() const { return model_states() + activations + gathered + widened + gradient_scratch; }
 };
 
 // What one rank of a pipeline stage sends per optimizer step, with activations of `element_bytes` each.

@@ -35,6 +35,24 @@ TEST_CASE("weft plan's per-rank memory and dp bytes equal the measured metrics f
   }
 }
 
+TEST_CASE("weft plan's device total is a rank's peak, gradient scratch included (fp32, bf16; accumulating or not)") {
+  for (int dp : {1, 2})
+    for (const char* precision : {"fp32", "bf16"})
+      for (int accumulation : {1, 4})
+        for (const char* bucket_mb : {"25", "0.1"}) {
+          const std::vector<ConfigOverride> overrides = {{"precision.compute", precision},
+                                                         {"train.micro_batch", std::to_string(16 / dp / accumulation)},
+                                                         {"comm.bucket_mb", bucket_mb}};
+          const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, dp);
+          const Plan plan = make_plan(config, dp);
+          const RunResult run = train_on_threads(dp, 2, overrides);
+          INFO("dp " << dp << ", " << precision << ", " << accumulation << " micro-batches, bucket_mb " << bucket_mb);
+          CHECK(run.memory.total_peak == plan.memory.device_total());
+          // Several micro-batches, or 16-bit gradients, are written apart from the stored gradients.
+          CHECK((plan.memory.gradient_scratch > 0) == (std::string(precision) == "bf16" || accumulation > 1));
+        }
+}
+
 TEST_CASE("ZeRO 1 and 2 send what plain data parallelism sends, ZeRO 3 1x or about 1.5x (no accumulation)") {
   auto dp_bytes = [](int zero, const char* gather) {
     const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
