@@ -151,10 +151,13 @@ void GradientReducer::sum_micro_batch(std::size_t bucket, int micro) {
     store_as(device_, stored(bucket).data(), type_, gradient.f32(), size);
     return;
   }
-  round_in_place(device_, gradient.f32(), type_, size);
   Tensor& sum = state.scratch[kWholeStep];
-  if (first) sum = std::move(gradient);
-  else add_into(device_, sum.data(), DType::kF32, gradient.f32(), size);
+  if (first) {
+    round_in_place(device_, gradient.f32(), type_, size);
+    sum = std::move(gradient);
+  } else {
+    add_rounded(device_, sum.f32(), gradient.f32(), type_, size);
+  }
   if (last) {
     store_as(device_, stored(bucket).data(), type_, sum.f32(), size);
     state.scratch.erase(kWholeStep);

@@ -15,6 +15,8 @@ void add_into(Device& device, void* dst, DType dst_type, const float* src, std::
 void store_as(Device& device, void* dst, DType dst_type, const float* src, std::size_t n);
 // Rounds fp32 `values` in place to the nearest `type` value (a no-op for fp32): what a 16-bit copy would hold.
 void round_in_place(Device& device, float* values, DType type, std::size_t n);
+// sum += `values` rounded to `type`, element by element, in fp32.
+void add_rounded(Device& device, float* sum, const float* values, DType type, std::size_t n);
 // Sum of squares in double of a buffer of any dtype; inf or NaN when it holds one.
 double sum_squares_of(Device& device, const void* x, DType type, std::size_t n);
 
