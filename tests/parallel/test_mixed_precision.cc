@@ -2,6 +2,8 @@
 // compute, and an fp16 overflow on one rank makes every rank skip that step together.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "model/gpt_layout.h"
 
 #include "parallel/mixed_precision.h"
@@ -47,6 +49,33 @@ TEST_CASE("fp16 (dynamic loss scaling) and Llama in bf16: dp=4 with one micro-ba
       CHECK(four.losses == one.losses);
       CHECK(four.final_parameters == one.final_parameters);
     }
+  }
+}
+
+TEST_CASE("round_in_place and add_rounded equal rounding each element on its own, across pieces, in bf16 and fp16") {
+  auto device = make_cpu_device();
+  const std::size_t n = 150001;  // two whole pieces of 65536 and a partial one
+  std::vector<float> values(n), start(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    values[i] = std::sin(0.37f * static_cast<float>(i)) * 1000.0f / static_cast<float>(i % 977 + 1);
+    start[i] = std::cos(0.11f * static_cast<float>(i)) * 7.0f;
+  }
+  for (DType type : {DType::kBF16, DType::kF16}) {
+    INFO(dtype_name(type));
+    auto rounded = [&](float x) {
+      return type == DType::kBF16 ? bf16_to_float(float_to_bf16(x)) : fp16_to_float(float_to_fp16(x));
+    };
+    std::vector<float> in_place = values, sum = start;
+    round_in_place(*device, in_place.data(), type, n);
+    add_rounded(*device, sum.data(), values.data(), type, n);
+    std::size_t wrong_rounding = 0, wrong_sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      wrong_rounding += in_place[i] != rounded(values[i]);
+      wrong_sum += sum[i] != start[i] + rounded(values[i]);
+    }
+    CHECK(wrong_rounding == 0);
+    CHECK(wrong_sum == 0);
+    CHECK(in_place != values);  // the values did need rounding
   }
 }
 
