@@ -115,17 +115,17 @@ void GradientReducer::segment_done(int segment, int micro) {
 void GradientReducer::bucket_complete(std::size_t bucket, int key) {
   ++micro_buckets_done_[key];
   BucketState& state = buckets_[bucket];
-  Tensor& scratch = state.scratch[key];
   const Bucket& b = layout_.buckets()[bucket];
   const auto size = static_cast<std::size_t>(b.padded_size);
   if (direct()) {
     // fp32 ZeRO 0/1: the first micro-batch wrote the stored gradients, each later one is added to them in turn.
     if (accumulation_ == Accumulation::kPerMicroBatch && key > 0) {
-      add_into(device_, stored(bucket).data(), DType::kF32, scratch.f32(), size);
+      add_into(device_, stored(bucket).data(), DType::kF32, state.scratch.at(key).f32(), size);
       state.scratch.erase(key);
     }
     return;
   }
+  Tensor& scratch = state.scratch[key];
   if (!plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch) {
     sum_micro_batch(bucket, key);
   } else if (!plan_.gradients_sharded) {
