@@ -63,8 +63,10 @@ int GradientReducer::completions_for_final(std::size_t bucket) const {
 
 void GradientReducer::begin_step(int micro_batches) {
   WEFT_CHECK(in_flight_.empty(), "a step began with {} reductions in flight", in_flight_.size());
+  // 16-bit ZeRO 0/1 outside a pipeline store every bucket whole after its last micro-batch (sum_micro_batch).
+  const bool overwritten = !direct() && !plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch;
   for (Tensor& gradients : stored_)
-    if (gradients.defined()) gradients.zero();
+    if (gradients.defined() && !overwritten) gradients.zero();
   micro_batches_ = micro_batches;
   for (BucketState& state : buckets_) state = BucketState();
   next_launch_ = 0;
