@@ -37,7 +37,7 @@ TEST_CASE("a shared-memory name another process made first is never used, and th
   shm_unlink(taken.c_str());
 }
 
-TEST_CASE("a set that gives up removes the segment it made; a complete one removes every name") {
+TEST_CASE("a set that gives up removes the segment it made, a complete one removes every name") {
   const std::string prefix = "/weft-test-" + std::to_string(getpid()) + "-b";
   {
     SharedSegments segments(1, 2, 4096, prefix);

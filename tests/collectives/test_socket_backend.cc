@@ -176,7 +176,7 @@ TEST_CASE("collectives socket: a rank that never arrives fails the others' set-u
   CHECK_THROWS_WITH(make_socket_communicator(store, "bad", 2, 2, options), Catch::Contains("rank 2 of size 2"));
 }
 
-TEST_CASE("collectives socket: a recv of another size than its send fails that pair only; the group goes on") {
+TEST_CASE("collectives socket: a recv of another size than its send fails that pair only, the group goes on") {
   auto comms = socket_group(2, "p2p");
   std::vector<std::string> messages(2);
   run_on_threads(comms, [&](Communicator& comm) {
@@ -220,7 +220,7 @@ TEST_CASE("collectives socket: send/recv of several tags interleaved with collec
   });
 }
 
-TEST_CASE("collectives socket: ranks that disagree on a broadcast's root all fail naming both; the group goes on") {
+TEST_CASE("collectives socket: ranks that disagree on a broadcast's root all fail naming both, the group goes on") {
   auto comms = socket_group(3, "roots");
   std::vector<std::string> messages(3);
   run_on_threads(comms, [&](Communicator& comm) {

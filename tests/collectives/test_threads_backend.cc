@@ -53,7 +53,7 @@ TEST_CASE("collectives threads: split builds 2x2 tp/dp groups on 4 ranks, orders
 TEST_CASE("collectives threads: bytes_sent equals the nccl-tests formulas for every operation") {
   run_check(testing::check_byte_counters);
 }
-TEST_CASE("collectives threads: a count mismatch fails every rank with kPeer naming both sizes; the group recovers") {
+TEST_CASE("collectives threads: a count mismatch fails every rank with kPeer naming both sizes, the group recovers") {
   run_check(testing::check_count_mismatch);
 }
 TEST_CASE("collectives threads: a dtype mismatch fails every rank with kPeer naming both types") {

@@ -126,7 +126,7 @@ TEST_CASE("a trainer steps, reports metrics, and lists its tensors with shapes a
   REQUIRE_FAILS(weft_trainer_tensor_count(tiny.t, nullptr), WEFT_ERROR_USAGE, "count is NULL");
 }
 
-TEST_CASE("parameters read, written and viewed by name; wrong names and sizes are refused") {
+TEST_CASE("parameters read, written and viewed by name, wrong names and sizes are refused") {
   Tiny tiny;
   const char* raw = nullptr;
   REQUIRE(weft_trainer_tensor_name(tiny.t, 0, &raw) == WEFT_OK);
@@ -283,7 +283,7 @@ TEST_CASE("train.eval_every puts the validation loss into the metrics of the ste
   }
 }
 
-TEST_CASE("save, inspect and load a checkpoint; the resumed run repeats the original bit for bit") {
+TEST_CASE("save, inspect and load a checkpoint, the resumed run repeats the original bit for bit") {
   const auto dir = scratch("ckpt");
   Tiny first;
   for (int i = 0; i < 3; ++i) REQUIRE(weft_trainer_step(first.t) == WEFT_OK);

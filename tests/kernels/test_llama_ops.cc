@@ -81,7 +81,7 @@ TEST_CASE("swiglu forward matches a double reference and backward matches finite
   CHECK(in_place == d);
 }
 
-TEST_CASE("rotary embeddings turn each head's dimension pairs by position x theta^(-2i/d); backward is the transpose") {
+TEST_CASE("rotary embeddings turn each head's dimension pairs by position x theta^(-2i/d), backward is the transpose") {
   // 2 sequences of 5, 4 query heads and 2 key/value heads of 6 dimensions.
   const RopeShape s{10, 5, 4, 2, 6, 500.0f};
   const auto original = random_normal_vector(static_cast<std::size_t>(s.rows) * s.row_width(), 60);

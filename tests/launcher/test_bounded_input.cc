@@ -47,7 +47,7 @@ void expect_refused(const Outcome& outcome, int code, const std::vector<std::str
 
 }  // namespace
 
-TEST_CASE("comm.timeout_s outside [0.1, 604800] is refused, never turned into a zero or overflowed deadline") {
+TEST_CASE("comm.timeout_s outside 0.1 to 604800 s is refused, never turned into a zero or overflowed deadline") {
   for (const std::string value : {"0.0005", "1e16", "0", "inf"})
     expect_refused(run_weft_within(30, "train " + tiny() + " --set comm.timeout_s=" + value), 2,
                    {"comm.timeout_s = " + value, "expected a number in [0.1, 604800]"});
@@ -71,7 +71,7 @@ TEST_CASE("a config, text or token path that is a device, a FIFO or too large is
   fs::remove(big);
 }
 
-TEST_CASE("metrics on a full device exit 1 naming the file; an unwritable trace path stops before training") {
+TEST_CASE("metrics on a full device exit 1 naming the file, an unwritable trace path stops before training") {
   const Outcome full = run_weft("train " + tiny() + " --set train.steps=2 --metrics /dev/full");
   INFO(full.output);
   CHECK(full.exit_code == 1);

@@ -54,7 +54,7 @@ TEST_CASE("ranks that all finished succeed even when mpirun, told to stop, retur
   CHECK(verdict.reason.empty());
 }
 
-TEST_CASE("mixed codes: 3 before any other, then the lowest rank's; a job the launcher ended is 3") {
+TEST_CASE("mixed codes: 3 before any other, then the lowest rank's, a job the launcher ended is 3") {
   CHECK(decide_job_verdict({returned(0), returned(1), returned(3)}, MpirunEnd{0, 0}).code == 3);
   CHECK(decide_job_verdict({returned(0), returned(1), returned(2)}, MpirunEnd{0, 0}).code == 1);
   const JobVerdict ended = decide_job_verdict({vanished(3), vanished(4)}, MpirunEnd{std::nullopt, 9},

@@ -64,7 +64,7 @@ TEST_CASE("weft launch with dp=2 and dp=4 over MPI trains the same model as one 
   }
 }
 
-TEST_CASE("over MPI, dp=4 with one micro-batch per rank is bit-identical to one rank (fp32, bf16; ZeRO 0 and 2)") {
+TEST_CASE("over MPI, dp=4 with one micro-batch per rank is bit-identical to one rank (fp32, bf16, ZeRO 0 and 2)") {
   // tiny.yaml's global batch of 16 in micro-batches of 4: one rank runs the four that the four ranks run, and sums
   // their gradients as the shared-memory reduction sums the ranks' (docs/architecture.md).
   for (const char* precision : {"fp32", "bf16"}) {

@@ -130,7 +130,7 @@ ModelConfig llama(int kv_heads) {
 
 }  // namespace
 
-TEST_CASE("bf16 compute on the CPU takes bf16 GEMM operands; fp16 keeps fp32 ones there; CUDA takes either") {
+TEST_CASE("bf16 compute on the CPU takes bf16 GEMM operands, fp16 keeps fp32 ones there, CUDA takes either") {
   CHECK(gemm_inputs_for(DeviceType::kCpu, DType::kBF16) == DType::kBF16);
   CHECK(gemm_inputs_for(DeviceType::kCpu, DType::kF16) == DType::kF32);
   CHECK(gemm_inputs_for(DeviceType::kCpu, DType::kF32) == DType::kF32);

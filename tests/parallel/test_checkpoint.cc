@@ -180,7 +180,7 @@ TEST_CASE("damaged checkpoints are refused naming the file and the problem") {
   CHECK_FALSE(checkpoint::newest_complete(dir).has_value());
 }
 
-TEST_CASE("format 1 checkpoints (byte-wise FNV-1a checksums) still load; each format checks its own checksum") {
+TEST_CASE("format 1 checkpoints (byte-wise FNV-1a checksums) still load, each format checks its own checksum") {
   const std::string dir = fresh_dir("format1");
   run(1, {}, dir, 2, 2);
   const std::string ckpt = *checkpoint::newest_complete(dir);

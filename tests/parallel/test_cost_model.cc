@@ -113,7 +113,7 @@ TEST_CASE("data-parallel bytes are counted in the type sent: bf16 gradients take
   CHECK(dp_ms("bf16") / dp_ms("fp32") == Approx(0.5).epsilon(0.01));
 }
 
-TEST_CASE("the fused kernel profile sends 16-bit activations over tp; weft's engine sends fp32") {
+TEST_CASE("the fused kernel profile sends 16-bit activations over tp, weft's engine sends fp32") {
   auto tp_ms = [](const char* kernels) {
     return predict_for(cluster_config(4, {{"parallel.tp", "4"}, {"precision.compute", "bf16"},
                                           {"cluster.kernels", kernels}}))
@@ -172,7 +172,7 @@ TEST_CASE("offloading moves the optimizer state off the device and charges the h
   CHECK_THAT(prediction_error(bare), Catch::Contains("cluster: pcie_GBps is needed"));
 }
 
-TEST_CASE("ZeRO-3 gathering once per step holds the stage's parameters; per micro-batch sends more and holds less") {
+TEST_CASE("ZeRO-3 gathering once per step holds the stage's parameters, per micro-batch sends more and holds less") {
   auto plan = [](const char* gather) {
     return make_plan(cluster_config(4, {{"parallel.zero", "3"}, {"parallel.zero3_gather", gather},
                                         {"train.micro_batch", "4"}, {"precision.compute", "bf16"}}),

@@ -171,7 +171,7 @@ TEST_CASE("an infinite fp16 gradient on one rank makes every rank skip that step
   }
 }
 
-TEST_CASE("the loss scaler halves on overflow and doubles after a window of clean steps; bf16 never scales") {
+TEST_CASE("the loss scaler halves on overflow and doubles after a window of clean steps, bf16 never scales") {
   PrecisionConfig fp16;
   fp16.compute = DType::kF16;
   fp16.loss_scale = 1024;

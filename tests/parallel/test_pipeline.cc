@@ -145,7 +145,7 @@ TEST_CASE("ZeRO 2 and 3 with pipelines under every schedule train the same model
     }
 }
 
-TEST_CASE("zero3_gather: step and microbatch train bit-identical models; step sends less, microbatch holds less") {
+TEST_CASE("zero3_gather: step and microbatch train bit-identical models, step sends less, microbatch holds less") {
   for (const char* pp : {"1", "2"}) {
     auto base = with({{"parallel.zero", "3"}, {"parallel.pp", pp}});
     auto step = base, micro = base;

@@ -59,7 +59,7 @@ TEST_CASE("layers are split into contiguous, non-empty chunks whose largest cost
   }
 }
 
-TEST_CASE("a heavy output head moves layers off the last stage; too few layers is a usage error") {
+TEST_CASE("a heavy output head moves layers off the last stage, too few layers is a usage error") {
   const SegmentCosts heavy_head{.embedding = 0.0, .block = 1.0, .head = 2.0};
   CHECK(assign_layers(6, 2, heavy_head) == std::vector<int>{0, 0, 0, 0, 1, 1});
   CHECK_THROWS_AS(assign_layers(3, 4, heavy_head), Error);

@@ -35,7 +35,7 @@ TEST_CASE("weft plan's per-rank memory and dp bytes equal the measured metrics f
   }
 }
 
-TEST_CASE("weft plan's device total is a rank's peak, gradient scratch included (fp32, bf16; accumulating or not)") {
+TEST_CASE("weft plan's device total is a rank's peak, gradient scratch included (fp32, bf16, accumulating or not)") {
   for (int dp : {1, 2})
     for (const char* precision : {"fp32", "bf16"})
       for (int accumulation : {1, 4})
@@ -104,7 +104,7 @@ TEST_CASE("the plan's groups are every rank with the same other two coordinates,
   CHECK(plan.dp_groups == std::vector<std::vector<int>>{{0, 2, 4}, {1, 3, 5}, {6, 8, 10}, {7, 9, 11}});
 }
 
-TEST_CASE("at thousands of ranks the text plan summarises the groups; the JSON still lists every group") {
+TEST_CASE("at thousands of ranks the text plan summarises the groups, the JSON still lists every group") {
   const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml",
                                     {{"parallel.tp", "4"}, {"parallel.pp", "2"}, {"train.global_batch", "2048"},
                                      {"train.micro_batch", "1"}, {"cluster.gpu", "h100"}},

@@ -496,7 +496,7 @@ TEST_CASE("a YAML error that quotes a newline or NUL is still one line (fuzz fin
   CHECK(std::string(error.what()).find('\n') == std::string::npos);
 }
 
-TEST_CASE("comm.timeout_s must lie in [0.1, 604800] s: no zero, negative or unrepresentable deadline") {
+TEST_CASE("comm.timeout_s must lie between 0.1 and 604800 s: no zero, negative or unrepresentable deadline") {
   for (const char* value : {"0.0005", "0.09", "1e16", "604801"}) {
     Error error = usage_error("train: {steps: 5}\n", {{"comm.timeout_s", value}});
     INFO(error.what());
