@@ -26,16 +26,34 @@ inline std::vector<std::int32_t> random_tokens(std::size_t n, int vocab, std::ui
   return tokens;
 }
 
-// max_i |a_i - b_i| / max(max_i |b_i|, floor): error relative to the reference's scale.
+// The larger of `worst` and `error`, where a NaN error counts as infinitely large: std::max(worst, NaN) keeps
+// `worst`, which would let a NaN result pass every tolerance check it is measured by.
+inline double worse(double worst, double error) {
+  if (error <= worst) return worst;
+  return std::isnan(error) ? INFINITY : error;
+}
+
+// max_i |a_i - b_i| / max(max_i |b_i|, floor): error relative to the reference's scale. Infinite when the sizes
+// differ (a short or empty result is not close) or a value is NaN.
 inline double max_relative_error(const std::vector<float>& a, const std::vector<double>& b, double floor = 1e-6) {
+  if (a.size() != b.size()) return INFINITY;
   double scale = floor, worst = 0.0;
-  for (double v : b) scale = std::max(scale, std::abs(v));
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
+  for (double v : b) scale = worse(scale, std::abs(v));
+  for (std::size_t i = 0; i < a.size(); ++i) worst = worse(worst, std::abs(a[i] - b[i]));
   return worst / scale;
 }
 
 inline double max_relative_error(const std::vector<float>& a, const std::vector<float>& b, double floor = 1e-6) {
   return max_relative_error(a, std::vector<double>(b.begin(), b.end()), floor);
+}
+
+// max over the first `steps` entries of |a_i - b_i| / |b_i|: how far one run's per-step losses are from the
+// reference run's. Infinite when either run has fewer steps, or a loss is NaN.
+inline double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b, std::size_t steps) {
+  if (a.size() < steps || b.size() < steps) return INFINITY;
+  double worst = 0.0;
+  for (std::size_t i = 0; i < steps; ++i) worst = worse(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  return worst;
 }
 
 // Central difference of `loss` with respect to x[i], evaluated in place; x is restored.

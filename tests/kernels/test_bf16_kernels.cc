@@ -46,11 +46,13 @@ TypedBuffer f32(std::vector<float>& x) { return {x.data(), DType::kF32}; }
 
 // Largest |out - ref| / (relative |ref| + floor * max|ref|): at most 1 passes.
 double bound_ratio(const std::vector<float>& out, const std::vector<float>& ref, double relative, double floor) {
+  if (out.size() != ref.size()) return INFINITY;
   double scale = 0.0, worst = 0.0;
   for (float r : ref) scale = std::max(scale, static_cast<double>(std::abs(r)));
   for (std::size_t i = 0; i < ref.size(); ++i) {
     const double allowed = relative * std::abs(ref[i]) + floor * scale;
-    worst = std::max(worst, std::abs(static_cast<double>(out[i]) - ref[i]) / allowed);
+    const double difference = std::abs(static_cast<double>(out[i]) - ref[i]);
+    worst = testing::worse(worst, difference == 0.0 ? 0.0 : difference / allowed);  // 0 / 0 where both are zero
   }
   return worst;
 }

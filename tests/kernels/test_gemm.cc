@@ -95,7 +95,7 @@ double error_ratio(const Problem& p, const Inputs& inputs, const Stored& result)
         const double expected = p.alpha * exact + p.beta * inputs.c[ci];
         const double fp32_bound = gamma * (std::abs(p.alpha) * magnitude + std::abs(p.beta * inputs.c[ci]));
         const double bound = fp32_bound + result_rounding * (std::abs(expected) + fp32_bound);
-        worst = std::max(worst, std::abs(result[ci] - expected) / bound);
+        worst = testing::worse(worst, std::abs(result[ci] - expected) / bound);
       }
   for (std::size_t i = 0; i < written.size(); ++i)
     if (!written[i] && result[i] != inputs.c[i]) return INFINITY;

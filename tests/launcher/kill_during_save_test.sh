@@ -19,17 +19,21 @@ for _ in $(seq 1 2000); do
     for pid in $(pgrep -f "^$weft train .*$marker" || true); do
       tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$pid
     done
-    [ -n "$victim" ] && kill -9 "$victim" && break
+    staging=$(ls -d "$work/ckpt"/step_*.tmp 2>/dev/null | head -1 || true)
+    [ -n "$victim" ] && [ -n "$staging" ] && kill -9 "$victim" && break
   fi
   sleep 0.005
 done
 [ -n "$victim" ] || { echo "FAIL: never caught a save in progress"; cat "$work/log"; exit 1; }
-staging=$(ls -d "$work/ckpt"/step_*.tmp 2>/dev/null | head -1 || true)
 set +e; wait "$job"; code=$?; set -e
 [ "$code" -ne 0 ] || { echo "FAIL: the job reported success after a rank died"; exit 1; }
 newest=$(ls -d "$work/ckpt"/step_* | grep -v '\.tmp$' | sort | tail -1)
 [ -f "$newest/manifest.pb" ] || { echo "FAIL: the newest checkpoint directory is incomplete: $newest"; exit 1; }
 "$weft" ckpt inspect "$newest" >/dev/null || { echo "FAIL: $newest does not verify"; exit 1; }
+# Nothing after the interrupted save: it is older, or (had it finished in the instant before the kill) that save.
+saving=$(basename "$staging" .tmp)
+((10#${newest##*step_} <= 10#${saving#step_})) ||
+  { echo "FAIL: the newest checkpoint $newest is newer than the interrupted save $staging"; exit 1; }
 timeout 120 "$weft" train "$source_dir/configs/bench_3m.yaml" --set train.micro_batch=8 --set parallel.zero=1 \
   --set checkpoint.dir="$work/ckpt" --set train.steps=$((10#${newest##*step_} + 1)) >"$work/log2" 2>&1 ||
   { echo "FAIL: resuming failed"; cat "$work/log2"; exit 1; }

@@ -19,6 +19,8 @@ start_job() {  # start_job NAME: a long 2-rank job with --max-restarts 2; sets l
   grep -q "step 3/" "$work/log" || fail "$1: the job never started training"
   mpirun=$(children "$launcher" | head -1)
   ranks=$(children "$mpirun" | tr '\n' ' ')
+  # Without them every "nothing left behind" check below would pass on nothing.
+  [ -n "$mpirun" ] && [ "$(wc -w <<<"$ranks")" -eq 2 ] || fail "$1: did not find mpirun ($mpirun) and 2 ranks ($ranks)"
 }
 
 left_behind() { for pid in $mpirun $ranks; do kill -0 "$pid" 2>/dev/null && echo "$pid"; done; }

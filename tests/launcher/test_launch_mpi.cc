@@ -12,8 +12,11 @@
 #include <vector>
 
 #include "tests/launcher/cli_util.h"
+#include "tests/test_util.h"
 
 namespace {
+
+using weft::testing::max_relative_difference;
 
 struct Run {
   int exit_code;
@@ -39,12 +42,6 @@ Run launch(int ranks, const std::string& extra) {
     if (std::regex_search(line, match, bytes)) run.dp_bytes.push_back(std::stoll(match[1]));
   }
   return run;
-}
-
-double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b, std::size_t steps) {
-  double worst = 0.0;
-  for (std::size_t i = 0; i < steps; ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
-  return worst;
 }
 
 }  // namespace

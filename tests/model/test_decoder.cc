@@ -66,7 +66,7 @@ TEST_CASE("decoding token by token with the cache gives the full forward's logit
       REQUIRE(logits.size() == static_cast<std::size_t>(model.vocab_size));
       for (int v = 0; v < model.vocab_size; ++v) {
         const double expected = reference[static_cast<std::size_t>(t) * stride + static_cast<std::size_t>(v)];
-        worst = std::max(worst, std::abs(logits[static_cast<std::size_t>(v)] - expected));
+        worst = worse(worst, std::abs(logits[static_cast<std::size_t>(v)] - expected));
         scale = std::max(scale, std::abs(expected));
       }
     }

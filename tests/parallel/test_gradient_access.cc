@@ -66,7 +66,7 @@ double worst_difference(const Tensors& got, const Tensors& want) {
     double scale = 0.0, diff = 0.0;
     for (std::size_t i = 0; i < w.size(); ++i) {
       scale = std::max(scale, static_cast<double>(std::abs(w[i])));
-      diff = std::max(diff, static_cast<double>(std::abs(g[i] - w[i])));
+      diff = testing::worse(diff, static_cast<double>(std::abs(g[i] - w[i])));
     }
     REQUIRE(scale > 0.0);  // never compare zeros
     worst = std::max(worst, diff / scale);
@@ -168,7 +168,7 @@ TEST_CASE("a gradient written between backward and apply is what clipping and Ad
           const float p = before[spec.name][i];
           const float want = p - lr * (m_hat / (std::sqrt(v_hat) + eps) + decay * p);
           // A few float roundings of values below 1: 1e-6 absolute (the update itself is ~lr = 3e-4).
-          worst = std::max(worst, static_cast<double>(std::abs(after[i] - want)));
+          worst = testing::worse(worst, static_cast<double>(std::abs(after[i] - want)));
         }
         if (worst > 1e-6) {
           std::lock_guard lock(mutex);

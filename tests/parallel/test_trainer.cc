@@ -35,9 +35,7 @@ std::vector<double> train_losses(const Config& config, int steps) {
 }
 
 double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b) {
-  double worst = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
-  return worst;
+  return a.size() == b.size() ? testing::max_relative_difference(a, b, a.size()) : INFINITY;
 }
 
 }  // namespace

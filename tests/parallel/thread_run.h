@@ -8,6 +8,7 @@
 
 #include "collectives/threads_backend.h"
 #include "parallel/engine.h"
+#include "tests/test_util.h"
 
 namespace weft::testing {
 
@@ -59,10 +60,5 @@ inline RunResult train_with_zero(int ranks, int steps, std::vector<ConfigOverrid
   return train_on_threads(ranks, steps, overrides);
 }
 
-inline double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b, std::size_t steps) {
-  double worst = 0.0;
-  for (std::size_t i = 0; i < steps; ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
-  return worst;
-}
 
 }  // namespace weft::testing

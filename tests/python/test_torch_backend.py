@@ -30,6 +30,7 @@ def test_ddp_trains_the_same_parameters_as_over_gloo(tmp_path):
     # parameters after 10 AdamW steps, are bit-identical to gloo's.
     done, results = run(tmp_path, 2, "ddp")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(results) == [0, 1], done.stdout + done.stderr
     for result in results.values():
         assert result["identical"], result
 

@@ -65,15 +65,15 @@ def main(case_dir):
     failures = []
     loss_error = abs(meta["loss"] - loss.item()) / abs(loss.item())
     print(f"loss: weft {meta['loss']:.7f} torch {loss.item():.7f} relative error {loss_error:.2e}")
-    if loss_error > TOLERANCE:
+    if not loss_error <= TOLERANCE:  # so that NaN fails too
         failures.append("loss")
     worst = 0.0
     for spec in meta["params"]:
         count = math.prod(spec["shape"])
         ours = weft_grads[spec["offset"]:spec["offset"] + count].view(spec["shape"])
         error = relative_error(ours, params[spec["name"]].grad)
-        worst = max(worst, error)
-        if error > TOLERANCE:
+        worst = error if not error <= worst else worst  # NaN is worst
+        if not error <= TOLERANCE:
             failures.append(f"{spec['name']} ({error:.2e})")
     print(f"gradients: {len(meta['params'])} tensors, worst relative error {worst:.2e}")
     if failures:

@@ -70,9 +70,10 @@ def check_case(name, make_model, binary, work):
     failures = []
 
     def expect(what, error):
-        status = "ok" if error <= TOLERANCE else "FAIL"
-        print(f"{name}: {what}: relative error {error:.2e} [{status}]")
-        if error > TOLERANCE:
+        # Written as "not within" so that a NaN error (a NaN loss, logit or gradient) fails too.
+        within = error <= TOLERANCE
+        print(f"{name}: {what}: relative error {error:.2e} [{'ok' if within else 'FAIL'}]")
+        if not within:
             failures.append(what)
 
     weft_loss = float(open(os.path.join(folder, "weft_loss.txt")).read())
