@@ -39,6 +39,7 @@ TEST_CASE("llama under dp, ZeRO 1-3, tp, sequence parallelism, pp schedules and 
       {2, {{"parallel.tp", "2"}}},
       {2, {{"parallel.tp", "2"}, {"parallel.sequence_parallel", "true"}}},
       {2, {{"parallel.pp", "2"}}},
+      {2, {{"parallel.pp", "2"}, {"parallel.schedule", "gpipe"}}},
       {2, {{"parallel.pp", "2"}, {"parallel.schedule", "interleaved"}, {"parallel.virtual_stages", "2"}}},
       {4, {{"parallel.pp", "2"}, {"parallel.zero", "2"}}},
       {8, {{"parallel.tp", "2"}, {"parallel.pp", "2"}, {"parallel.zero", "1"}}},

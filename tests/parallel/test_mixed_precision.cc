@@ -34,16 +34,18 @@ TEST_CASE("bf16 with ZeRO 0-3 on 2 and 4 ranks trains the same model as one bf16
   CHECK(one.losses.back() < 0.8 * one.losses.front());  // and bf16 training does learn
 }
 
-TEST_CASE("fp16 (dynamic loss scaling) and Llama in bf16: dp=4 with one micro-batch per rank is bit-identical to "
-          "one rank") {
-  const std::vector<std::vector<ConfigOverride>> cases = {
-      {{"precision.compute", "fp16"}, {"comm.bucket_mb", "0.1"}},
-      {{"precision.compute", "bf16"}, {"comm.bucket_mb", "0.1"}, {"model.family", "llama"}, {"model.kv_heads", "2"}},
-  };
+TEST_CASE("fp16 (dynamic loss scaling), and Llama in fp32, bf16 and fp16: dp=4 with one micro-batch per rank is "
+          "bit-identical to one rank under ZeRO 0-3") {
+  const std::vector<ConfigOverride> llama = {{"model.family", "llama"}, {"model.kv_heads", "2"}};
+  std::vector<std::vector<ConfigOverride>> cases = {{{"precision.compute", "fp16"}, {"comm.bucket_mb", "0.1"}}};
+  for (const char* precision : {"fp32", "bf16", "fp16"}) {
+    cases.push_back({{"precision.compute", precision}, {"comm.bucket_mb", "0.1"}});
+    cases.back().insert(cases.back().end(), llama.begin(), llama.end());
+  }
   for (const auto& base : cases) {
     INFO(base[0].value << (base.size() > 2 ? " llama" : " gpt2"));
     const RunResult one = train_on_threads(1, 6, base);
-    for (int zero : {0, 3}) {
+    for (int zero : {0, 1, 2, 3}) {
       INFO("zero = " << zero);
       const RunResult four = train_with_zero(4, 6, base, zero);
       CHECK(four.losses == one.losses);

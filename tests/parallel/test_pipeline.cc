@@ -154,6 +154,7 @@ TEST_CASE("zero3_gather: step and microbatch train bit-identical models, step se
     const RunResult a = train_on_threads(4, 3, step), b = train_on_threads(4, 3, micro);
     INFO("pp = " << pp);
     CHECK(a.losses == b.losses);
+    CHECK(a.final_parameters == b.final_parameters);
     CHECK(a.dp_bytes.back() < b.dp_bytes.back());
     CHECK(a.memory.total_peak > b.memory.total_peak);
     const std::string tiny = std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml";

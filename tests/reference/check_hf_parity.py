@@ -2,7 +2,7 @@
 
 For each case: builds a small random GPT2LMHeadModel or LlamaForCausalLM (odd sizes, norms perturbed so their
 gradients are not trivial), saves it as a Hugging Face folder, runs weft's hf_parity_case on it, and checks
-  - the loss, the logits and every parameter's gradient against transformers' to a relative error of 1e-4
+  - the loss, the logits and every parameter's gradient against transformers' to a relative error of 1e-5
     (max |weft - hf| / max |hf|, the contract's fp32 bar);
   - that weft's export of the weights it imported equals the original tensors bit for bit, and that its
     config.json loads back into the same transformers class.
@@ -19,7 +19,8 @@ import torch
 from safetensors.numpy import load_file
 from transformers import AutoConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-TOLERANCE = 1e-4
+# Measured at most 7.1e-7 (fp32 on both sides, different summation orders): the bar leaves 14x.
+TOLERANCE = 1e-5
 BATCH = 3
 
 CASES = {
