@@ -95,6 +95,8 @@ TEST_CASE("8 steps, or 4 steps + save + resume + 4 steps, give bit-identical los
       {2, {{"parallel.zero", "0"}}}, {2, {{"parallel.zero", "1"}}}, {2, {{"parallel.zero", "2"}}},
       {2, {{"parallel.zero", "3"}}}, {2, {{"parallel.tp", "2"}}},   {2, {{"parallel.pp", "2"}}},
       {2, {{"precision.compute", "bf16"}, {"parallel.zero", "1"}}},
+      // fp16's loss scale doubles every 3 clean steps: the checkpoint at step 4 carries the scale and the count.
+      {2, {{"precision.compute", "fp16"}, {"precision.loss_scale_window", "3"}, {"parallel.zero", "2"}}},
       // The manifest records the family; its checks build the Llama layout (grouped key/value heads split by tp).
       {2, {{"model.family", "llama"}, {"model.kv_heads", "2"}, {"parallel.tp", "2"}}},
   };
