@@ -110,6 +110,30 @@ TEST_CASE("the validation loss equals a direct forward over the validation sampl
   CHECK(trained.val_losses.back() == Approx(sum / (static_cast<double>(count) * seq)).epsilon(1e-6));
 }
 
+TEST_CASE("data.valid_path: a separate validation file trains and evaluates as the same text held out as a tail") {
+  // train.txt + valid.txt is one file whose valid_fraction 0.25 holds out exactly valid.txt: the two configs must
+  // train on the same samples and evaluate on the same ones.
+  const auto dir = std::filesystem::temp_directory_path() / "weft-valid-path";
+  std::filesystem::create_directories(dir);
+  std::string train_text, valid_text;
+  for (int i = 0; i < 1500; ++i) train_text.push_back(static_cast<char>('a' + (i * 7 + i / 13) % 26));
+  for (int i = 0; i < 500; ++i) valid_text.push_back(static_cast<char>('a' + (i * 5 + i / 11) % 26));
+  const std::string train = (dir / "train.txt").string(), valid = (dir / "valid.txt").string(),
+                    both = (dir / "both.txt").string();
+  std::ofstream(train) << train_text;
+  std::ofstream(valid) << valid_text;
+  std::ofstream(both) << train_text + valid_text;
+  const EvalRun separate = run(2, 3, {{"data.source", "text"}, {"data.path", train}, {"data.valid_path", valid},
+                                      {"train.eval_batches", "2"}});
+  const EvalRun tail = run(2, 3, {{"data.source", "text"}, {"data.path", both}, {"data.valid_fraction", "0.25"},
+                                  {"train.eval_batches", "2"}});
+  REQUIRE(separate.val_losses.size() == 3);
+  CHECK(separate.losses == tail.losses);
+  CHECK(separate.val_losses == tail.val_losses);
+  CHECK(separate.val_losses[0] > 0.0);
+  CHECK(separate.val_losses.back() != separate.val_losses.front());  // evaluated after each step's update
+}
+
 TEST_CASE("data.valid_fraction holds out the corpus's tail, and evaluation without validation data is refused") {
   const auto dir = std::filesystem::temp_directory_path() / "weft-valid-split";
   std::filesystem::create_directories(dir);
