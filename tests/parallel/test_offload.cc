@@ -114,17 +114,23 @@ TEST_CASE("offloaded runs (host and disk) equal the same layout without offload 
     }
 }
 
-TEST_CASE("fp16 with loss scaling offloads bit for bit, overflowing steps skipped alike") {
+TEST_CASE("fp16 with loss scaling offloads bit for bit, overflowing steps skipped alike (1 rank, and dp=2 ZeRO 1)") {
   SmallTiles tiles;
-  const std::vector<ConfigOverride> overrides = {{"precision.compute", "fp16"}};
-  auto overflow_at_2 = [](Trainer& trainer, int) { trainer.inject_gradient_overflow_for_testing(2); };
-  const RunResult reference = train_on_threads(1, 4, with_offload(overrides, "none"), overflow_at_2);
-  for (const char* offload : {"host", "disk"}) {
-    INFO("offload " << offload);
-    const RunResult run = train_on_threads(1, 4, with_offload(overrides, offload), overflow_at_2);
-    CHECK(run.records[0][1].skipped);
-    CHECK(run.losses == reference.losses);
-    CHECK(run.final_parameters == reference.final_parameters);
+  // On 2 ranks only rank 1 overflows: every rank must skip the step together.
+  auto overflow_at_2 = [](Trainer& trainer, int rank) {
+    if (rank == 1 || trainer.config().parallel.dp == 1) trainer.inject_gradient_overflow_for_testing(2);
+  };
+  for (int ranks : {1, 2}) {
+    std::vector<ConfigOverride> overrides = {{"precision.compute", "fp16"}};
+    if (ranks == 2) overrides.push_back({"parallel.zero", "1"});
+    const RunResult reference = train_on_threads(ranks, 4, with_offload(overrides, "none"), overflow_at_2);
+    for (const char* offload : {"host", "disk"}) {
+      INFO(ranks << " rank(s), offload " << offload);
+      const RunResult run = train_on_threads(ranks, 4, with_offload(overrides, offload), overflow_at_2);
+      CHECK(run.records[0][1].skipped);
+      CHECK(run.losses == reference.losses);
+      CHECK(run.rank_parameters == reference.rank_parameters);
+    }
   }
 }
 

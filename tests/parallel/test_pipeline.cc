@@ -44,6 +44,26 @@ TEST_CASE("dp=2 x tp=2 x pp=2 on 8 ranks with ZeRO 1 trains the same model as on
   CHECK(max_relative_difference(mesh.losses, one.losses, 6) <= 1e-4);
 }
 
+TEST_CASE("dp=2 x tp=2 x pp=2 on 8 ranks with ZeRO 2 and 3, and in bf16, trains the same model as one rank") {
+  const std::vector<ConfigOverride> mesh = {{"parallel.dp", "2"}, {"parallel.tp", "2"}, {"parallel.pp", "2"}};
+  const RunResult one = train_on_threads(1, 6, kBase);
+  for (const char* zero : {"2", "3"}) {
+    auto sets = mesh;
+    sets.push_back({"parallel.zero", zero});
+    const RunResult run = train_on_threads(8, 6, with(sets));
+    INFO("ZeRO " << zero);
+    CHECK(max_relative_difference(run.losses, one.losses, 5) <= 1e-5);
+    CHECK(max_relative_difference(run.losses, one.losses, 6) <= 1e-4);
+  }
+  // bf16 against one bf16 rank, to test_mixed_precision's bf16 bars (1e-4 over 5 steps).
+  const RunResult one_bf16 = train_on_threads(1, 6, with({{"precision.compute", "bf16"}}));
+  auto sets = mesh;
+  sets.insert(sets.end(), {{"parallel.zero", "1"}, {"precision.compute", "bf16"}});
+  const RunResult run = train_on_threads(8, 6, with(sets));
+  CHECK(max_relative_difference(run.losses, one_bf16.losses, 5) <= 1e-4);
+  CHECK(max_relative_difference(run.losses, one_bf16.losses, 6) <= 1e-2);
+}
+
 TEST_CASE("the plan's memory and bytes for the first stage equal the run's, for every pipeline layout tested") {
   struct Layout {
     int ranks;
