@@ -13,6 +13,12 @@ code=$?
 elapsed=$(( $(date +%s) - start ))
 echo "$output"
 echo "mpirun exit code: $code after ${elapsed} s"
+# Every scenario's comm.timeout_s is 2 s and they end in 2-5 s here: 20 s leaves room for a loaded machine, well
+# inside the 45 s that only a hang reaches.
+if [ "$elapsed" -gt 20 ]; then
+  echo "FAIL: the job took ${elapsed} s to end, past 20 s for a 2 s deadline"
+  exit 1
+fi
 if [ "$code" -ne 3 ]; then
   echo "FAIL: expected exit code 3 (a peer failed or a collective timed out), got $code"
   exit 1
