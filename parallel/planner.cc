@@ -131,6 +131,28 @@ std::vector<std::vector<int>> groups_along(const ParallelConfig& p, int world, i
   return groups;
 }
 
+// GradientReducer's fp32 scratch. Outside a pipeline, backward writes a micro-batch's gradients apart from the
+// stored ones whenever those are not fp32 and whole, and for fp32's later micro-batches: a bucket at a time, plus
+// the embeddings' bucket (the last) from the start when the tied head writes it first. 16-bit micro-batches that
+// accumulate outside sharded gradients also keep every bucket's fp32 sum; a pipeline's per-step sums are all of it.
+std::int64_t gradient_scratch_bytes(const Config& config, const ParamLayout& params, const BucketLayout& layout,
+                                    const ZeroPlan& zero) {
+  const bool sixteen_bit = config.precision.compute != DType::kF32;
+  const bool accumulates = config.accumulation_steps() > 1;
+  const std::vector<Bucket>& buckets = layout.buckets();
+  const std::int64_t full = layout.padded_total();
+  if (config.parallel.pp > 1) return sixteen_bit || zero.gradients_sharded ? 4 * full : 0;
+  std::int64_t others = 0;
+  for (std::size_t i = 0; i + 1 < buckets.size(); ++i) others = std::max(others, buckets[i].padded_size);
+  const std::int64_t writing = params.head_reads_embeddings() && buckets.size() > 1
+                                   ? buckets.back().padded_size + others
+                                   : std::max(buckets.back().padded_size, others);
+  std::int64_t bytes = 0;
+  if (sixteen_bit || zero.gradients_sharded || accumulates) bytes = 4 * writing;
+  if (sixteen_bit && accumulates && !zero.gradients_sharded) bytes += 4 * full;
+  return bytes;
+}
+
 }  // namespace
 
 Plan make_plan(const Config& config, int world_size) {
@@ -182,24 +204,9 @@ Plan make_plan(const Config& config, int world_size) {
   if (zero.parameters_sharded)
     plan.memory.gathered = element * (p.zero3_gather == Zero3Gather::kStep ? full : largest + second);
   if (config.precision.compute != DType::kF32) plan.memory.widened = 4 * largest;
-  // GradientReducer's fp32 scratch. Outside a pipeline, backward writes a micro-batch's gradients apart from the
-  // stored ones whenever those are not fp32 and whole, and for fp32's later micro-batches: a bucket at a time, plus
-  // the embeddings' bucket (the last) from the start when the tied head writes it first. 16-bit micro-batches that
-  // accumulate outside sharded gradients also keep every bucket's fp32 sum; a pipeline's per-step sums are all of it.
+  plan.memory.gradient_scratch = gradient_scratch_bytes(config, params, layout, zero);
   const bool sixteen_bit = config.precision.compute != DType::kF32;
   const bool accumulates = config.accumulation_steps() > 1;
-  const std::vector<Bucket>& buckets = layout.buckets();
-  std::int64_t others = 0;
-  for (std::size_t i = 0; i + 1 < buckets.size(); ++i) others = std::max(others, buckets[i].padded_size);
-  const std::int64_t writing = params.head_reads_embeddings() && buckets.size() > 1
-                                   ? buckets.back().padded_size + others
-                                   : std::max(buckets.back().padded_size, others);
-  if (p.pp > 1) {
-    if (sixteen_bit || zero.gradients_sharded) plan.memory.gradient_scratch = 4 * full;
-  } else {
-    if (sixteen_bit || zero.gradients_sharded || accumulates) plan.memory.gradient_scratch = 4 * writing;
-    if (sixteen_bit && accumulates && !zero.gradients_sharded) plan.memory.gradient_scratch += 4 * full;
-  }
 
   // ZeRO-Offload moves the optimizer state, and the step, off the device (OptimizerOffload): what it holds in host
   // memory and in its file is offload_layout()'s, over this rank's update ranges.
@@ -224,6 +231,7 @@ Plan make_plan(const Config& config, int world_size) {
     // last micro-batch, as one micro-batch's do. With reductions in flight the count depends on when they land,
     // and the whole gradient is the bound.
     if ((!accumulates || (sixteen_bit && p.pp == 1)) && p.dp == 1 && !zero.gradients_sharded) {
+      const std::vector<Bucket>& buckets = layout.buckets();
       const bool early = !sixteen_bit && params.head_reads_embeddings();
       const std::size_t last = buckets.size() - 1, streamed = early ? last : buckets.size();
       std::int64_t pair = 0;
