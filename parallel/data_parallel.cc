@@ -127,10 +127,12 @@ void GradientReducer::bucket_complete(std::size_t bucket, int key) {
     }
     return;
   }
-  Tensor& scratch = state.scratch[key];
   if (!plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch) {
     sum_micro_batch(bucket, key);
-  } else if (!plan_.gradients_sharded) {
+    return;
+  }
+  Tensor& scratch = state.scratch.at(key);
+  if (!plan_.gradients_sharded) {
     // 16-bit ZeRO 0/1 in a pipeline: the step's fp32 sum, rounded once into the 16-bit buffer.
     add_into(device_, stored(bucket).data(), type_, scratch.f32(), size);
     state.scratch.erase(key);

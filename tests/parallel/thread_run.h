@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include "collectives/threads_backend.h"
 #include "parallel/engine.h"
 #include "tests/test_util.h"
@@ -52,6 +54,12 @@ inline RunResult train_on_threads(int ranks, int steps, const std::vector<Config
   result.rank_parameters = finals;
   for (const auto& f : finals) result.ranks_agree = result.ranks_agree && f == finals[0];
   return result;
+}
+
+// `run` trained, bit for bit, the model `reference` did: the same loss at every step and the same final parameters.
+inline void check_same_model(const RunResult& run, const RunResult& reference) {
+  CHECK(run.losses == reference.losses);
+  CHECK(run.final_parameters == reference.final_parameters);
 }
 
 // `overrides` plus parallel.zero = `zero` on `ranks` ranks: the zero stage's run, for comparing with `one`.
