@@ -73,33 +73,38 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
   const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
   const long long square = static_cast<long long>(t) * t;
   const ConstTypedBuffer x = gemm_operand(k, ctx, qkv, attention_qkv_elements(s), operands.qkv);
-  for (int b = 0; b < s.batch; ++b)
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // One sequence at a time, scores, softmax and P V in turn: its scores are still in cache when the softmax reads
+  // them and its probabilities when P V does (the same arithmetic as whole passes over the batch).
+  for (int b = 0; b < s.batch; ++b) {
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // scores_h = Q_h K^T for every query head of the group at once.
       batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, x.at(g.q(b)), row, hd, x.at(g.k(b)), row,
               kv_stride(s), 0.0f, probs + g.probs(b), t, square, per_call(s));
     }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int matrices = s.batch * s.heads;
-  ConstTypedBuffer p = probs;
-  if (operands.probs.data == nullptr) {
-    k.causal_softmax_forward(ctx, probs, probs, scale, matrices, t);
-  } else if (k.causal_softmax_forward_rounding != nullptr) {
-    k.causal_softmax_forward_rounding(ctx, probs, operands.probs, probs, scale, matrices, t);
-    p = operands.probs;
-  } else {
-    k.causal_softmax_forward(ctx, probs, probs, scale, matrices, t);
-    k.cast(ctx, operands.probs.data, operands.probs.type, probs, DType::kF32, static_cast<std::size_t>(matrices) * square);
-    p = operands.probs;
-  }
-  for (int b = 0; b < s.batch; ++b)
+    const long long first = Group{s, 0}.probs(b);
+    float* sequence_probs = probs + first;
+    ConstTypedBuffer p = probs;
+    if (operands.probs.data == nullptr) {
+      k.causal_softmax_forward(ctx, sequence_probs, sequence_probs, scale, s.heads, t);
+    } else if (k.causal_softmax_forward_rounding != nullptr) {
+      k.causal_softmax_forward_rounding(ctx, sequence_probs, operands.probs.at(first), sequence_probs, scale, s.heads,
+                                        t);
+      p = operands.probs;
+    } else {
+      k.causal_softmax_forward(ctx, sequence_probs, sequence_probs, scale, s.heads, t);
+      k.cast(ctx, operands.probs.at(first).data, operands.probs.type, sequence_probs, DType::kF32,
+             static_cast<std::size_t>(s.heads) * square);
+      p = operands.probs;
+    }
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
       batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, p.at(g.probs(b)), t, square, x.at(g.v(b)), row,
               kv_stride(s), 0.0f, out.at(g.out(b)), width, hd, per_call(s));
     }
+  }
 }
 
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,
@@ -117,7 +122,9 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
           ? ConstTypedBuffer(operands.probs)
           : gemm_operand(k, ctx, probs, static_cast<std::int64_t>(s.batch) * s.heads * square,
                          dscores.type == DType::kF32 ? TypedBuffer{} : dscores);
-  for (int b = 0; b < s.batch; ++b)
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // One sequence at a time, as the forward: its d(probabilities) and d(scores) are still in cache for the next pass.
+  for (int b = 0; b < s.batch; ++b) {
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // dP_h = dO_h V^T.
@@ -126,10 +133,11 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
       // dV = sum over the group's heads of P_h^T dO_h.
       shared_head_gradient(k, ctx, s, p.at(g.probs(b)), dy.at(g.out(b)), width, dqkv + g.v(b));
     }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  if (dscores.type == DType::kF32) k.causal_softmax_backward(ctx, dscores.f32(), probs, dprobs, scale, s.batch * s.heads, t);
-  else k.causal_softmax_backward_ex(ctx, dscores, probs, dprobs, scale, s.batch * s.heads, t);
-  for (int b = 0; b < s.batch; ++b)
+    const long long first = Group{s, 0}.probs(b);
+    if (dscores.type == DType::kF32)
+      k.causal_softmax_backward(ctx, dscores.f32() + first, probs + first, dprobs + first, scale, s.heads, t);
+    else
+      k.causal_softmax_backward_ex(ctx, dscores.at(first), probs + first, dprobs + first, scale, s.heads, t);
     for (int j = 0; j < groups(s); ++j) {
       const Group g{s, j};
       // dQ_h = dS_h K.
@@ -138,6 +146,7 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
       // dK = sum over the group's heads of dS_h^T Q_h.
       shared_head_gradient(k, ctx, s, dscores.at(g.probs(b)), x.at(g.q(b)), row, dqkv + g.k(b));
     }
+  }
 }
 
 }  // namespace weft::kernels
