@@ -62,8 +62,8 @@ inline std::size_t gemm_operand_span(Transpose t, int rows, int cols, int ld, lo
 }
 
 // C = op(A) op(B) + bias for batch 1, the fp32 `bias` (n elements) added to every row of the fp32 product inside
-// the GEMM, where a broadcast into C and an accumulating GEMM took two passes; operands as gemm_ex takes them.
-// Optional in the kernel table (the CPU's).
+// the GEMM, where a broadcast into C and an accumulating GEMM took two passes; operands and C as gemm_ex takes
+// them (a 16-bit C is the fp32 sum rounded once). Optional in the kernel table (the CPU's).
 using GemmBiasEx = void(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,
                         const GemmOperand& a, const GemmOperand& b, const float* bias, const GemmResult& c);
 

@@ -102,11 +102,9 @@ void GptModel::block_forward(const BlockParams& p, int layer) {
   if (a.qkv.type == DType::kF32) {
     layers_.column_forward(a.qkv.f32(), a.ln1, p.matrix(w.qkv_w), p.at(w.qkv_b), d, 3 * local);
   } else {
-    // 16-bit: the projection's fp32 output goes through the backward's wide scratch (free during forward) and is
-    // rounded once into the kept qkv, which both attention passes read as it is.
-    const std::size_t count = static_cast<std::size_t>(rows_) * 3 * local;
-    layers_.column_forward(d_wide_, a.ln1, p.matrix(w.qkv_w), p.at(w.qkv_b), d, 3 * local);
-    kernels_.cast(ctx_, a.qkv.data, a.qkv.type, d_wide_, DType::kF32, count);
+    // 16-bit: the projection's output is rounded once into the kept qkv, which both attention passes read as it
+    // is (the backward's wide scratch, free during forward, serves where the rounding takes a pass of its own).
+    layers_.column_forward_rounded(a.qkv, d_wide_, a.ln1, p.matrix(w.qkv_w), p.at(w.qkv_b), d, 3 * local);
   }
   kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {{}, {}, a.probs16});
   layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.attn_proj_w), p.at(w.attn_proj_b), local, d);

@@ -106,7 +106,7 @@ void LlamaModel::block_forward(const BlockParams& p, int layer) {
   layers_.rmsnorm_forward(a.norm1, a.rstd1, x, p.at(w.input_norm), eps);
   layers_.column_forward(a.qkv, a.norm1, p.matrix(w.qkv), nullptr, d, qkv);
   kernels_.rope_forward(ctx_, a.qkv, rope_shape_);
-  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {rounded_qkv_, {}});
+  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {rounded_qkv_, {}, {}});
   layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.o_proj), nullptr, q, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 
@@ -158,7 +158,7 @@ void LlamaModel::block_backward(const BlockParams& p, float* g, int layer) {
 
   layers_.row_backward(d_small_, g + w.o_proj, nullptr, layers_.gather_stream(d_residual_), a.attn, p.matrix(w.o_proj), q, d);
   kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_scores_, d_small_, a.qkv, a.probs,
-                              attention_shape_, {rounded_qkv_, a.attn});
+                              attention_shape_, {rounded_qkv_, a.attn, {}});
   kernels_.rope_backward(ctx_, d_wide_, rope_shape_);  // d(rotated q, k) back to d(q, k)
   layers_.column_backward(d_small_, g + w.qkv, nullptr, d_wide_, a.norm1, p.matrix(w.qkv), d, qkv);
   layers_.rmsnorm_backward(d_residual_, g + w.input_norm, layers_.reduce_partial_stream(d_small_), x,

@@ -66,6 +66,17 @@ void TensorParallelLayers::column_forward(float* y, ConstTypedBuffer x, ConstTyp
   linear(y, x, w, b, in, out);
 }
 
+void TensorParallelLayers::column_forward_rounded(TypedBuffer y, float* wide_scratch, ConstTypedBuffer x,
+                                                  ConstTypedBuffer w, const float* b, int in, int out) {
+  if (b != nullptr && kernels_.gemm_bias_ex != nullptr && x.type == y.type && w.type == y.type) {
+    kernels_.gemm_bias_ex(ctx_, Transpose::kNo, Transpose::kYes, rows_, out, in, {x.data, x.type, in},
+                          {w.data, w.type, in}, b, {y.data, y.type, out});
+    return;
+  }
+  linear(wide_scratch, x, w, b, in, out);
+  kernels_.cast(ctx_, y.data, y.type, wide_scratch, DType::kF32, static_cast<std::size_t>(rows_) * out);
+}
+
 void TensorParallelLayers::row_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x,
                                         ConstTypedBuffer w, int in, int out) {
   // A 16-bit input means 16-bit GEMMs: d(output) is rounded once here instead of by each product (the same bits),

@@ -44,6 +44,10 @@ class TensorParallelLayers {
   // x, the layer's input, is stored fp32 or bf16 (ModelOptions::activations), and so may W be (BlockParams::matrix);
   // everything else is fp32.
   void column_forward(float* y, ConstTypedBuffer x, ConstTypedBuffer w, const float* b, int in, int out);
+  // The same with a 16-bit y, rounded once from the fp32 result: by the GEMM itself where the backend's GEMM with
+  // a bias writes 16 bits (the CPU's), else through `wide_scratch` (rows x out floats) and a cast. The same bits.
+  void column_forward_rounded(TypedBuffer y, float* wide_scratch, ConstTypedBuffer x, ConstTypedBuffer w,
+                              const float* b, int in, int out);
   void column_backward(float* dx, float* dw, float* db, const float* dy, ConstTypedBuffer x, ConstTypedBuffer w,
                        int in, int out);
   // The backward of a column-parallel linear whose output went through GELU: `d_activation` (d(loss)/d(GELU

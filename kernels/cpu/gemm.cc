@@ -83,9 +83,10 @@ void gemm_with(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, i
   check_gemm_ex_types(a, b, c);
   if (k <= 0) {
     scale_result(c, m, n, batch, beta);
-    if (bias != nullptr)
+    if (bias != nullptr)  // beta is 0 here (gemm_bias_ex): C is the bias on every row
       for (int r = 0; r < m; ++r)
-        for (int j = 0; j < n; ++j) static_cast<float*>(c.data)[static_cast<long long>(r) * c.ld + j] += bias[j];
+        cast(ctx, static_cast<char*>(c.data) + static_cast<long long>(r) * c.ld * dtype_size(c.type), c.type, bias,
+             DType::kF32, static_cast<std::size_t>(n));
     return;
   }
   MatmulShape shape{trans_a,  trans_b,  m,       n,      k,      a.ld,   b.ld,  c.ld,
@@ -105,7 +106,6 @@ void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int
 
 void gemm_bias_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,
                   const GemmOperand& a, const GemmOperand& b, const float* bias, const GemmResult& c) {
-  WEFT_CHECK(c.type == DType::kF32, "a GEMM with a bias writes fp32, not {}", dtype_name(c.type));
   gemm_with(ctx, trans_a, trans_b, m, n, k, 1.0f, a, b, 0.0f, bias, c, 1);
 }
 

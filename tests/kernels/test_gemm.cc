@@ -231,6 +231,27 @@ TEST_CASE("a GEMM with its bias inside gives the bits of the bias broadcast and 
     }
 }
 
+TEST_CASE("a GEMM with its bias inside writes bf16 as its fp32 result rounded once", "[gemm]") {
+  const auto& k = kernels_for(DeviceType::kCpu);
+  // GPT's qkv projection on bench_3m's shape, and a tiny one; k 0 leaves the bias alone, rounded.
+  for (const auto& [m, n, kk] :
+       {std::array<int, 3>{5, 7, 3}, std::array<int, 3>{1024, 768, 256}, std::array<int, 3>{3, 4, 0}}) {
+    INFO(m << " x " << n << " x " << kk);
+    Stored x(random_normal_vector(static_cast<std::size_t>(m) * std::max(kk, 1), 41), DType::kBF16);
+    Stored w(random_normal_vector(static_cast<std::size_t>(n) * std::max(kk, 1), 42), DType::kBF16);
+    const auto bias = random_normal_vector(static_cast<std::size_t>(n), 43);
+    std::vector<float> wide(static_cast<std::size_t>(m) * n);
+    std::vector<std::uint16_t> narrow(wide.size(), 0x7fc1);  // NaN: every element must be written
+    k.gemm_bias_ex({}, kNo, kYes, m, n, kk, {x.data(), DType::kBF16, std::max(kk, 1)},
+                   {w.data(), DType::kBF16, std::max(kk, 1)}, bias.data(), {wide.data(), DType::kF32, n});
+    k.gemm_bias_ex({}, kNo, kYes, m, n, kk, {x.data(), DType::kBF16, std::max(kk, 1)},
+                   {w.data(), DType::kBF16, std::max(kk, 1)}, bias.data(), {narrow.data(), DType::kBF16, n});
+    std::size_t differing = 0;
+    for (std::size_t i = 0; i < wide.size(); ++i) differing += narrow[i] != float_to_bf16(wide[i]);
+    CHECK(differing == 0);
+  }
+}
+
 TEST_CASE("fp32 gemm with ctx.gemm_inputs 16-bit rounds the operands and leaves the caller's untouched", "[gemm]") {
   const auto& k = kernels_for(DeviceType::kCpu);
   for (DType type : {DType::kBF16, DType::kF16}) {
