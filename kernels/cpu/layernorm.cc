@@ -1,6 +1,6 @@
 // CPU LayerNorm: two passes per row (mean, then variance about the mean) for accuracy. Rows are split over
-// the compute threads; the weight gradients over columns, each summed over the rows in order, so the result
-// is the same on any thread count. One template over fp32 / bf16 activations (kernels/cpu/typed_access.h).
+// the compute threads; the weight gradients are summed over the rows in order (over split columns when there are
+// several threads), so the result is the same on any thread count. One template over fp32 / bf16 activations (kernels/cpu/typed_access.h).
 #include "kernels/layernorm.h"
 
 #include <algorithm>
@@ -38,9 +38,24 @@ void forward_impl(O* out, float* mean, float* rstd, const I* in, const float* we
   });
 }
 
+// The weight and bias gradients of row r added into dweight and dbias over columns [begin, end).
+template <typename G, typename I>
+void add_weight_gradients(float* dweight, float* dbias, const G* dy, const I* x, float mu, float inv,
+                          std::int64_t begin, std::int64_t end) {
+#pragma omp simd
+  for (std::int64_t i = begin; i < end; ++i) {
+    dbias[i] += load(dy, i);
+    dweight[i] += load(dy, i) * ((load(x, i) - mu) * inv);
+  }
+}
+
 template <typename D, typename G, typename I>
 void backward_impl(D* din, float* dweight, float* dbias, const G* dout, const I* in, const float* weight,
                    const float* mean, const float* rstd, int rows, int dim) {
+  // On one thread the weight gradients are added row by row while the row is in cache; on several, threads
+  // that split the rows would each need their own sums, so a second pass splits the columns instead. Either
+  // way each column is summed over the rows in order: the same bits.
+  const bool one_thread = parallel_ranges(rows, grain(dim)) == 1;
   parallel_for(rows, grain(dim), [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       const I* x = in + r * dim;
@@ -62,19 +77,14 @@ void backward_impl(D* din, float* dweight, float* dbias, const G* dout, const I*
         float xhat = (load(x, i) - mu) * inv;
         store(dx, i, load(dx, i) + inv * (load(dy, i) * weight[i] - g_mean - xhat * gx_mean));
       }
+      if (one_thread) add_weight_gradients(dweight, dbias, dy, x, mu, inv, 0, dim);
     }
   });
+  if (one_thread) return;
   parallel_for(dim, std::max<std::int64_t>(16, grain(rows)), [&](std::int64_t begin, std::int64_t end) {
-    for (int r = 0; r < rows; ++r) {
-      const I* x = in + static_cast<long>(r) * dim;
-      const G* dy = dout + static_cast<long>(r) * dim;
-      float mu = mean[r], inv = rstd[r];
-#pragma omp simd
-      for (std::int64_t i = begin; i < end; ++i) {
-        dbias[i] += load(dy, i);
-        dweight[i] += load(dy, i) * ((load(x, i) - mu) * inv);
-      }
-    }
+    for (int r = 0; r < rows; ++r)
+      add_weight_gradients(dweight, dbias, dout + static_cast<long>(r) * dim, in + static_cast<long>(r) * dim, mean[r],
+                           rstd[r], begin, end);
   });
 }
 

@@ -21,12 +21,19 @@ inline void bind_compute_threads() {
 // body(begin, end) over [0, n), split into at most one contiguous range per compute thread, each at least
 // `grain` items (a fork costs a few microseconds). Every item is computed whole by one thread, so results do
 // not depend on the thread count.
+// How many ranges parallel_for(n, grain, ...) splits [0, n) into: 1 means the caller's thread runs it whole.
+inline std::int64_t parallel_ranges(std::int64_t n, std::int64_t grain) {
+  if (n <= 0 || omp_in_parallel()) return 1;
+  bind_compute_threads();
+  return std::max<std::int64_t>(
+      1, std::min<std::int64_t>(omp_get_max_threads(), (n + grain - 1) / std::max<std::int64_t>(grain, 1)));
+}
+
 template <typename Body>
 void parallel_for(std::int64_t n, std::int64_t grain, const Body& body) {
   if (n <= 0) return;
-  bind_compute_threads();
-  const std::int64_t ranges = std::min<std::int64_t>(omp_get_max_threads(), (n + grain - 1) / std::max<std::int64_t>(grain, 1));
-  if (ranges <= 1 || omp_in_parallel()) {
+  const std::int64_t ranges = parallel_ranges(n, grain);
+  if (ranges <= 1) {
     body(std::int64_t{0}, n);
     return;
   }

@@ -32,9 +32,18 @@ void forward_impl(O* out, float* rstd, const I* in, const float* weight, int row
   });
 }
 
+// The weight gradient of row r added into dweight over columns [begin, end).
+template <typename G, typename I>
+void add_weight_gradient(float* dweight, const G* dy, const I* x, float inv, std::int64_t begin, std::int64_t end) {
+#pragma omp simd
+  for (std::int64_t i = begin; i < end; ++i) dweight[i] += load(dy, i) * (load(x, i) * inv);
+}
+
 template <typename D, typename G, typename I>
 void backward_impl(D* din, float* dweight, const G* dout, const I* in, const float* weight, const float* rstd,
                    int rows, int dim) {
+  // As LayerNorm's backward: the weight gradient row by row on one thread, over split columns on several.
+  const bool one_thread = parallel_ranges(rows, grain(dim)) == 1;
   parallel_for(rows, grain(dim), [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       const I* x = in + r * dim;
@@ -49,16 +58,14 @@ void backward_impl(D* din, float* dweight, const G* dout, const I* in, const flo
 #pragma omp simd
       for (int i = 0; i < dim; ++i)
         store(dx, i, load(dx, i) + inv * (load(dy, i) * weight[i] - load(x, i) * inv * gx_mean));
+      if (one_thread) add_weight_gradient(dweight, dy, x, inv, 0, dim);
     }
   });
+  if (one_thread) return;
   parallel_for(dim, std::max<std::int64_t>(16, grain(rows)), [&](std::int64_t begin, std::int64_t end) {
-    for (int r = 0; r < rows; ++r) {
-      const I* x = in + static_cast<long>(r) * dim;
-      const G* dy = dout + static_cast<long>(r) * dim;
-      const float inv = rstd[r];
-#pragma omp simd
-      for (std::int64_t i = begin; i < end; ++i) dweight[i] += load(dy, i) * (load(x, i) * inv);
-    }
+    for (int r = 0; r < rows; ++r)
+      add_weight_gradient(dweight, dout + static_cast<long>(r) * dim, in + static_cast<long>(r) * dim, rstd[r], begin,
+                          end);
   });
 }
 
