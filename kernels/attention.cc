@@ -1,5 +1,6 @@
 #include "kernels/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -48,25 +49,38 @@ ConstTypedBuffer gemm_operand(const KernelBackend& k, const KernelContext& ctx, 
   return scratch;
 }
 
-// The gradient of a key or value head shared by a group: the sum over the group's query heads h of X_h^T Y_h, with
-// X_h the head's [t x t] probabilities or d(scores) and Y_h its [t x head_dim] d(out) or queries (head_dim apart
-// within rows of `ldy`). Without groups one batched call covers every head; with them, one call per head adds
-// into the shared gradient (beta 1 after the first), in a fixed order.
-void shared_head_gradient(const KernelBackend& k, const KernelContext& ctx, const AttentionShape& s,
+// The gradient of a key or value head over key rows [c.begin, c.end), shared by a group: the sum over the group's
+// query heads h of X_h^T Y_h, with X_h the head's probabilities or d(scores) and Y_h its d(out) or queries (head_dim
+// apart within rows of `ldy`), over the query rows [c.begin, seq) that can see those keys. Without groups one
+// batched call covers every head; with them, one call per head adds into the shared gradient (beta 1 after the
+// first), in a fixed order.
+void shared_head_gradient(const KernelBackend& k, const KernelContext& ctx, const AttentionShape& s, RowBlock c,
                           ConstTypedBuffer x, ConstTypedBuffer y, int ldy, float* out) {
-  const int t = s.seq, hd = s.head_dim;
+  const int t = s.seq, hd = s.head_dim, rows = c.end - c.begin, inner = t - c.begin;
   const long long square = static_cast<long long>(t) * t;
+  x = x.at(static_cast<long long>(c.begin) * t + c.begin);
+  y = y.at(static_cast<long long>(c.begin) * ldy);
+  out += static_cast<long long>(c.begin) * s.row();
   if (s.kv() == s.heads) {
-    batched(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, x, t, square, y, ldy, hd, 0.0f, out, s.row(), hd,
-            s.heads);
+    batched(k, ctx, Transpose::kYes, Transpose::kNo, rows, hd, inner, x, t, square, y, ldy, hd, 0.0f, out, s.row(),
+            hd, s.heads);
     return;
   }
   for (int h = 0; h < s.heads / s.kv(); ++h)
-    batched(k, ctx, Transpose::kYes, Transpose::kNo, t, hd, t, x.at(h * square), t, 0, y.at(h * hd), ldy, 0,
+    batched(k, ctx, Transpose::kYes, Transpose::kNo, rows, hd, inner, x.at(h * square), t, 0, y.at(h * hd), ldy, 0,
             h == 0 ? 0.0f : 1.0f, out, s.row(), 0, 1);
 }
 
 }  // namespace
+
+std::vector<RowBlock> causal_row_blocks(int seq) {
+  // A quarter of the sequence per block, rounded up to whole 16-row chunks, but at least 64 rows: smaller GEMMs
+  // lose more speed than the skipped products save.
+  const int size = std::max(64, (seq / 4 + 15) / 16 * 16);
+  std::vector<RowBlock> blocks;
+  for (int begin = 0; begin < seq; begin += size) blocks.push_back({begin, std::min(seq, begin + size)});
+  return blocks;
+}
 
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
                        ConstTypedBuffer qkv, const AttentionShape& s, const AttentionOperands& operands) {
@@ -74,15 +88,19 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
   const long long square = static_cast<long long>(t) * t;
   const ConstTypedBuffer x = gemm_operand(k, ctx, qkv, attention_qkv_elements(s), operands.qkv);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const std::vector<RowBlock> blocks = causal_row_blocks(t);
   // One sequence at a time, scores, softmax and P V in turn: its scores are still in cache when the softmax reads
   // them and its probabilities when P V does (the same arithmetic as whole passes over the batch).
   for (int b = 0; b < s.batch; ++b) {
-    for (int j = 0; j < groups(s); ++j) {
-      const Group g{s, j};
-      // scores_h = Q_h K^T for every query head of the group at once.
-      batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, x.at(g.q(b)), row, hd, x.at(g.k(b)), row,
-              kv_stride(s), 0.0f, probs + g.probs(b), t, square, per_call(s));
-    }
+    for (int j = 0; j < groups(s); ++j)
+      for (const RowBlock r : blocks) {
+        const Group g{s, j};
+        const long long r0 = r.begin;
+        // scores_h = Q_h K^T for every query head of the group at once: the block's rows against keys [0, end).
+        batched(k, ctx, Transpose::kNo, Transpose::kYes, r.end - r.begin, r.end, hd, x.at(g.q(b) + r0 * row),
+                row, hd, x.at(g.k(b)), row, kv_stride(s), 0.0f, probs + g.probs(b) + r0 * t, t, square,
+                per_call(s));
+      }
     const long long first = Group{s, 0}.probs(b);
     float* sequence_probs = probs + first;
     ConstTypedBuffer p = probs;
@@ -98,12 +116,15 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
              static_cast<std::size_t>(s.heads) * square);
       p = operands.probs;
     }
-    for (int j = 0; j < groups(s); ++j) {
-      const Group g{s, j};
-      // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
-      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, p.at(g.probs(b)), t, square, x.at(g.v(b)), row,
-              kv_stride(s), 0.0f, out.at(g.out(b)), width, hd, per_call(s));
-    }
+    for (int j = 0; j < groups(s); ++j)
+      for (const RowBlock r : blocks) {
+        const Group g{s, j};
+        const long long r0 = r.begin;
+        // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
+        batched(k, ctx, Transpose::kNo, Transpose::kNo, r.end - r.begin, hd, r.end, p.at(g.probs(b) + r0 * t), t,
+                square, x.at(g.v(b)), row, kv_stride(s), 0.0f, out.at(g.out(b) + r0 * width), width, hd,
+                per_call(s));
+      }
   }
 }
 
@@ -123,29 +144,36 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
           : gemm_operand(k, ctx, probs, static_cast<std::int64_t>(s.batch) * s.heads * square,
                          dscores.type == DType::kF32 ? TypedBuffer{} : dscores);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const std::vector<RowBlock> blocks = causal_row_blocks(t);
   // One sequence at a time, as the forward: its d(probabilities) and d(scores) are still in cache for the next pass.
   for (int b = 0; b < s.batch; ++b) {
-    for (int j = 0; j < groups(s); ++j) {
-      const Group g{s, j};
-      // dP_h = dO_h V^T.
-      batched(k, ctx, Transpose::kNo, Transpose::kYes, t, t, hd, dy.at(g.out(b)), width, hd, x.at(g.v(b)), row,
-              kv_stride(s), 0.0f, dprobs + g.probs(b), t, square, per_call(s));
-      // dV = sum over the group's heads of P_h^T dO_h.
-      shared_head_gradient(k, ctx, s, p.at(g.probs(b)), dy.at(g.out(b)), width, dqkv + g.v(b));
-    }
+    for (int j = 0; j < groups(s); ++j)
+      for (const RowBlock r : blocks) {
+        const Group g{s, j};
+        const long long r0 = r.begin;
+        // dP_h = dO_h V^T, the block's rows against keys [0, end).
+        batched(k, ctx, Transpose::kNo, Transpose::kYes, r.end - r.begin, r.end, hd, dy.at(g.out(b) + r0 * width),
+                width, hd, x.at(g.v(b)), row, kv_stride(s), 0.0f, dprobs + g.probs(b) + r0 * t, t, square,
+                per_call(s));
+        // dV = sum over the group's heads of P_h^T dO_h, for this block's key rows.
+        shared_head_gradient(k, ctx, s, r, p.at(g.probs(b)), dy.at(g.out(b)), width, dqkv + g.v(b));
+      }
     const long long first = Group{s, 0}.probs(b);
     if (dscores.type == DType::kF32)
       k.causal_softmax_backward(ctx, dscores.f32() + first, probs + first, dprobs + first, scale, s.heads, t);
     else
       k.causal_softmax_backward_ex(ctx, dscores.at(first), probs + first, dprobs + first, scale, s.heads, t);
-    for (int j = 0; j < groups(s); ++j) {
-      const Group g{s, j};
-      // dQ_h = dS_h K.
-      batched(k, ctx, Transpose::kNo, Transpose::kNo, t, hd, t, dscores.at(g.probs(b)), t, square, x.at(g.k(b)),
-              row, kv_stride(s), 0.0f, dqkv + g.q(b), row, hd, per_call(s));
-      // dK = sum over the group's heads of dS_h^T Q_h.
-      shared_head_gradient(k, ctx, s, dscores.at(g.probs(b)), x.at(g.q(b)), row, dqkv + g.k(b));
-    }
+    for (int j = 0; j < groups(s); ++j)
+      for (const RowBlock r : blocks) {
+        const Group g{s, j};
+        const long long r0 = r.begin;
+        // dQ_h = dS_h K, the block's rows against keys [0, end).
+        batched(k, ctx, Transpose::kNo, Transpose::kNo, r.end - r.begin, hd, r.end,
+                dscores.at(g.probs(b) + r0 * t), t, square, x.at(g.k(b)), row, kv_stride(s), 0.0f,
+                dqkv + g.q(b) + r0 * row, row, hd, per_call(s));
+        // dK = sum over the group's heads of dS_h^T Q_h, for this block's key rows.
+        shared_head_gradient(k, ctx, s, r, dscores.at(g.probs(b)), x.at(g.q(b)), row, dqkv + g.k(b));
+      }
   }
 }
 

@@ -1,5 +1,7 @@
 #include "parallel/step_kernels.h"
 
+#include "kernels/attention.h"
+
 namespace weft {
 namespace {
 
@@ -37,6 +39,22 @@ void add_backward(const std::vector<Gemm>& forward, std::vector<Gemm>& backward)
   }
 }
 
+// Attention per local head, per row block (kernels/attention.h): scores = Q K^T and out = P V for the block's
+// query rows against keys [0, end); backward dP = dO V^T and dQ = dS K likewise, and dV = P^T dO and dK = dS^T Q
+// for the block's key rows over query rows [begin, seq). One block of the whole sequence is the unmasked product.
+void add_attention(const Shape& s, const std::vector<kernels::RowBlock>& blocks, SegmentKernels& k) {
+  const double batch = s.batch * s.heads_local;
+  for (const kernels::RowBlock& r : blocks) {
+    const double rows = r.end - r.begin, keys = r.end, seen_by = s.seq - r.begin;
+    k.forward.gemms.push_back({rows, keys, s.head_dim, batch});
+    k.forward.gemms.push_back({rows, s.head_dim, keys, batch});
+    k.backward.gemms.push_back({rows, keys, s.head_dim, batch});     // dP
+    k.backward.gemms.push_back({rows, s.head_dim, keys, batch});     // dQ
+    k.backward.gemms.push_back({rows, s.head_dim, seen_by, batch});  // dV
+    k.backward.gemms.push_back({rows, s.head_dim, seen_by, batch});  // dK
+  }
+}
+
 // Weft's engine casts both fp32 operands of every 16-bit GEMM before each call (kernels/cuda/gemm.cu): read 4
 // bytes, write 2, per operand element.
 double cast_bytes(const std::vector<Gemm>& gemms, DType compute, KernelProfile profile) {
@@ -57,15 +75,15 @@ SegmentKernels block_kernels(const ModelConfig& model, int micro_batch, int tp, 
   const Shape s = shape_of(model, micro_batch, tp, sequence_parallel);
   const double e = activation_element_bytes(compute, profile);
   SegmentKernels k;
-  // Column-parallel QKV and fc, row-parallel projections (Megatron-LM's split); attention per local head:
-  // scores = Q K^T (seq x seq, inner head_dim) and out = P V (seq x head_dim, inner seq).
+  // Column-parallel QKV and fc, row-parallel projections (Megatron-LM's split).
   k.forward.gemms = {{s.rows, 3 * s.h_local, s.h, 1},
-                     {s.seq, s.seq, s.head_dim, s.batch * s.heads_local},
-                     {s.seq, s.head_dim, s.seq, s.batch * s.heads_local},
                      {s.rows, s.h, s.h_local, 1},
                      {s.rows, s.f_local, s.h, 1},
                      {s.rows, s.h, s.f_local, 1}};
   add_backward(k.forward.gemms, k.backward.gemms);
+  add_attention(s, profile == KernelProfile::kWeft ? kernels::causal_row_blocks(model.seq_len)
+                                                   : std::vector<kernels::RowBlock>{{0, model.seq_len}},
+                k);
 
   // Elements per token read plus written. Forward: two LayerNorms (read, write) and two residual adds (read two,
   // write one) on the held rows; GeLU on the local fc columns; the softmax on the local heads' score rows.

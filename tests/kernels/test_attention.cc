@@ -13,14 +13,16 @@ using namespace weft::testing;
 namespace {
 
 constexpr AttentionShape kShape{2, 5, 3, 4};  // batch, seq, heads, head_dim: nothing a power of two
+// A sequence long enough for causal_row_blocks to split it ([0, 64), [64, 128), [128, 150)).
+constexpr AttentionShape kBlockedShape{1, 150, 2, 4};
 
-std::size_t qkv_size() { return static_cast<std::size_t>(kShape.batch * kShape.seq * 3 * kShape.width()); }
-std::size_t out_size() { return static_cast<std::size_t>(kShape.batch * kShape.seq * kShape.width()); }
-std::size_t probs_size() { return static_cast<std::size_t>(kShape.batch * kShape.heads * kShape.seq * kShape.seq); }
+std::size_t qkv_size(const AttentionShape& s) { return static_cast<std::size_t>(s.batch * s.seq * 3 * s.width()); }
+std::size_t out_size(const AttentionShape& s) { return static_cast<std::size_t>(s.batch * s.seq * s.width()); }
+std::size_t probs_size(const AttentionShape& s) { return static_cast<std::size_t>(s.batch * s.heads * s.seq * s.seq); }
 
-std::vector<float> run_forward(const std::vector<float>& qkv) {
-  std::vector<float> out(out_size()), probs(probs_size());
-  attention_forward(kernels_for(DeviceType::kCpu), {}, out.data(), probs.data(), qkv.data(), kShape);
+std::vector<float> run_forward(const std::vector<float>& qkv, const AttentionShape& s) {
+  std::vector<float> out(out_size(s)), probs(probs_size(s));
+  attention_forward(kernels_for(DeviceType::kCpu), {}, out.data(), probs.data(), qkv.data(), s);
   return out;
 }
 
@@ -62,43 +64,73 @@ TEST_CASE("causal softmax backward matches finite differences") {
   CHECK(max_relative_error(dscores, numeric) < 2e-3);
 }
 
-TEST_CASE("attention forward matches a naive per-head implementation") {
-  auto qkv = random_normal_vector(qkv_size(), 33);
-  auto out = run_forward(qkv);
-  const int t = kShape.seq, hd = kShape.head_dim, width = kShape.width();
-  std::vector<double> expected(out.size());
-  auto q_at = [&](int b, int i, int part, int h, int e) {
-    return static_cast<double>(qkv[static_cast<std::size_t>((b * t + i) * 3 * width + part * width + h * hd + e)]);
-  };
-  for (int b = 0; b < kShape.batch; ++b)
-    for (int h = 0; h < kShape.heads; ++h)
-      for (int i = 0; i < t; ++i) {
-        std::vector<double> weights(static_cast<std::size_t>(i + 1));
-        double total = 0.0;
-        for (int j = 0; j <= i; ++j) {
-          double dot = 0.0;
-          for (int e = 0; e < hd; ++e) dot += q_at(b, i, 0, h, e) * q_at(b, j, 1, h, e);
-          weights[static_cast<std::size_t>(j)] = std::exp(dot / std::sqrt(static_cast<double>(hd)));
-          total += weights[static_cast<std::size_t>(j)];
-        }
-        for (int e = 0; e < hd; ++e) {
-          double value = 0.0;
-          for (int j = 0; j <= i; ++j) value += weights[static_cast<std::size_t>(j)] / total * q_at(b, j, 2, h, e);
-          expected[static_cast<std::size_t>((b * t + i) * width + h * hd + e)] = value;
-        }
+TEST_CASE("causal attention splits long sequences into row blocks of whole 16-row chunks") {
+  CHECK(causal_row_blocks(5).size() == 1);
+  CHECK(causal_row_blocks(64).size() == 1);
+  for (int seq : {65, 128, 150, 256, 1000, 1024}) {
+    INFO("seq " << seq);
+    const auto blocks = causal_row_blocks(seq);
+    REQUIRE(blocks.size() >= 2);
+    CHECK(blocks.size() <= 4);
+    CHECK(blocks.front().begin == 0);
+    CHECK(blocks.back().end == seq);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      CHECK(blocks[i].end - blocks[i].begin >= 1);
+      if (i + 1 < blocks.size()) {
+        CHECK(blocks[i].end == blocks[i + 1].begin);
+        CHECK(blocks[i].end % 16 == 0);
+        CHECK(blocks[i].end - blocks[i].begin >= 64);
       }
-  CHECK(max_relative_error(out, expected) < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("attention forward matches a naive per-head implementation") {
+  for (const AttentionShape& shape : {kShape, kBlockedShape}) {
+    INFO("seq " << shape.seq << " in " << causal_row_blocks(shape.seq).size() << " blocks");
+    auto qkv = random_normal_vector(qkv_size(shape), 33);
+    auto out = run_forward(qkv, shape);
+    const int t = shape.seq, hd = shape.head_dim, width = shape.width();
+    std::vector<double> expected(out.size());
+    auto q_at = [&](int b, int i, int part, int h, int e) {
+      return static_cast<double>(qkv[static_cast<std::size_t>((b * t + i) * 3 * width + part * width + h * hd + e)]);
+    };
+    for (int b = 0; b < shape.batch; ++b)
+      for (int h = 0; h < shape.heads; ++h)
+        for (int i = 0; i < t; ++i) {
+          std::vector<double> weights(static_cast<std::size_t>(i + 1));
+          double total = 0.0;
+          for (int j = 0; j <= i; ++j) {
+            double dot = 0.0;
+            for (int e = 0; e < hd; ++e) dot += q_at(b, i, 0, h, e) * q_at(b, j, 1, h, e);
+            weights[static_cast<std::size_t>(j)] = std::exp(dot / std::sqrt(static_cast<double>(hd)));
+            total += weights[static_cast<std::size_t>(j)];
+          }
+          for (int e = 0; e < hd; ++e) {
+            double value = 0.0;
+            for (int j = 0; j <= i; ++j) value += weights[static_cast<std::size_t>(j)] / total * q_at(b, j, 2, h, e);
+            expected[static_cast<std::size_t>((b * t + i) * width + h * hd + e)] = value;
+          }
+        }
+    CHECK(max_relative_error(out, expected) < 1e-5);
+  }
 }
 
 TEST_CASE("attention backward matches finite differences for q, k and v") {
-  auto qkv = random_normal_vector(qkv_size(), 34);
-  auto upstream = random_normal_vector(out_size(), 35);
-  std::vector<float> out(out_size()), probs(probs_size()), dprobs(probs_size()), dqkv(qkv_size(), 99.0f);
-  const auto& k = kernels_for(DeviceType::kCpu);
-  attention_forward(k, {}, out.data(), probs.data(), qkv.data(), kShape);
-  attention_backward(k, {}, dqkv.data(), dprobs.data(), dprobs.data(), upstream.data(), qkv.data(), probs.data(), kShape);
-  auto loss = [&] { return weighted_sum(run_forward(qkv), upstream); };
-  std::vector<double> numeric(qkv.size());
-  for (std::size_t i = 0; i < qkv.size(); ++i) numeric[i] = finite_difference(qkv, i, loss);
-  CHECK(max_relative_error(dqkv, numeric) < 3e-3);
+  for (const AttentionShape& shape : {kShape, kBlockedShape}) {
+    INFO("seq " << shape.seq << " in " << causal_row_blocks(shape.seq).size() << " blocks");
+    auto qkv = random_normal_vector(qkv_size(shape), 34);
+    auto upstream = random_normal_vector(out_size(shape), 35);
+    // Scratch that starts as NaN: whatever the blocks leave unwritten must never be read.
+    std::vector<float> out(out_size(shape)), probs(probs_size(shape), std::nanf("")),
+        dprobs(probs_size(shape), std::nanf("")), dqkv(qkv_size(shape), 99.0f);
+    const auto& k = kernels_for(DeviceType::kCpu);
+    attention_forward(k, {}, out.data(), probs.data(), qkv.data(), shape);
+    attention_backward(k, {}, dqkv.data(), dprobs.data(), dprobs.data(), upstream.data(), qkv.data(), probs.data(),
+                       shape);
+    auto loss = [&] { return weighted_sum(run_forward(qkv, shape), upstream); };
+    std::vector<double> numeric(qkv.size());
+    for (std::size_t i = 0; i < qkv.size(); ++i) numeric[i] = finite_difference(qkv, i, loss);
+    CHECK(max_relative_error(dqkv, numeric) < 3e-3);
+  }
 }

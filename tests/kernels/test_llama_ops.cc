@@ -113,9 +113,12 @@ TEST_CASE("rotary embeddings turn each head's dimension pairs by position x thet
 }
 
 TEST_CASE("grouped-query attention equals multi-head attention with each key/value head repeated for its group") {
-  // 2 sequences of 7, 6 query heads sharing 2 key/value heads (groups of 3), head_dim 4.
-  const AttentionShape grouped{2, 7, 6, 4, 2};
-  const AttentionShape full{2, 7, 6, 4, 0};
+  // 2 sequences of 7, or of 140 (in causal row blocks), 6 query heads sharing 2 key/value heads (groups of 3),
+  // head_dim 4.
+  const int seq = GENERATE(7, 140);
+  INFO("seq " << seq);
+  const AttentionShape grouped{2, seq, 6, 4, 2};
+  const AttentionShape full{2, seq, 6, 4, 0};
   const int t = grouped.seq, rows = grouped.batch * t, hd = grouped.head_dim, group = 3;
   const auto qkv = random_normal_vector(static_cast<std::size_t>(rows) * grouped.row(), 70);
   // The same tokens with every key/value head written out for each query head.

@@ -59,9 +59,11 @@ void record_bias(const kernels::KernelContext& ctx, kernels::Transpose ta, kerne
 }  // namespace
 
 TEST_CASE("the cost model's GEMMs are the shapes and FLOPs the GPT model issues in a forward and backward") {
-  // Sizes that keep every dimension distinct, so shapes cannot stand in for one another.
+  // Sizes that keep every dimension distinct, so shapes cannot stand in for one another; a sequence of 20 is one
+  // causal row block, one of 150 three (kernels/attention.h).
   ModelConfig model;
-  model.layers = 2, model.d_model = 48, model.heads = 4, model.vocab_size = 300, model.seq_len = 20;
+  model.layers = 2, model.d_model = 48, model.heads = 4, model.vocab_size = 300, model.seq_len = GENERATE(20, 150);
+  INFO("seq " << model.seq_len);
   const int micro_batch = 3;
   auto device = make_cpu_device();
   kernels::KernelBackend table = kernels::kernels_for(DeviceType::kCpu);
