@@ -49,6 +49,27 @@ ConstTypedBuffer gemm_operand(const KernelBackend& k, const KernelContext& ctx, 
   return scratch;
 }
 
+// C = A K^T for the block's query rows against keys [0, end), every query head of a call at once (head_dim apart
+// within rows of `lda`): the scores Q K^T, or d(probabilities) dO V^T. C's rows are seq long, one matrix per head.
+void rows_against_keys(const KernelBackend& k, const KernelContext& ctx, const AttentionShape& s, RowBlock r,
+                       ConstTypedBuffer a, int lda, ConstTypedBuffer keys, float* c) {
+  const int t = s.seq;
+  const long long r0 = r.begin;
+  batched(k, ctx, Transpose::kNo, Transpose::kYes, r.end - r.begin, r.end, s.head_dim, a.at(r0 * lda), lda,
+          s.head_dim, keys, s.row(), kv_stride(s), 0.0f, c + r0 * t, t, static_cast<long long>(t) * t, per_call(s));
+}
+
+// out = W V for the block's rows, weighing values [0, end): the attention output P V, or d(queries) dS K. W's rows
+// are seq long, one matrix per head; out's heads are head_dim apart within rows of `ldo`.
+void weigh_visible(const KernelBackend& k, const KernelContext& ctx, const AttentionShape& s, RowBlock r,
+                   ConstTypedBuffer w, ConstTypedBuffer values, TypedBuffer out, int ldo) {
+  const int t = s.seq;
+  const long long r0 = r.begin;
+  batched(k, ctx, Transpose::kNo, Transpose::kNo, r.end - r.begin, s.head_dim, r.end, w.at(r0 * t), t,
+          static_cast<long long>(t) * t, values, s.row(), kv_stride(s), 0.0f, out.at(r0 * ldo), ldo, s.head_dim,
+          per_call(s));
+}
+
 // The gradient of a key or value head over key rows [c.begin, c.end), shared by a group: the sum over the group's
 // query heads h of X_h^T Y_h, with X_h the head's probabilities or d(scores) and Y_h its d(out) or queries (head_dim
 // apart within rows of `ldy`), over the query rows [c.begin, seq) that can see those keys. Without groups one
@@ -95,11 +116,8 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
     for (int j = 0; j < groups(s); ++j)
       for (const RowBlock r : blocks) {
         const Group g{s, j};
-        const long long r0 = r.begin;
-        // scores_h = Q_h K^T for every query head of the group at once: the block's rows against keys [0, end).
-        batched(k, ctx, Transpose::kNo, Transpose::kYes, r.end - r.begin, r.end, hd, x.at(g.q(b) + r0 * row),
-                row, hd, x.at(g.k(b)), row, kv_stride(s), 0.0f, probs + g.probs(b) + r0 * t, t, square,
-                per_call(s));
+        // scores_h = Q_h K^T for every query head of the group at once.
+        rows_against_keys(k, ctx, s, r, x.at(g.q(b)), row, x.at(g.k(b)), probs + g.probs(b));
       }
     const long long first = Group{s, 0}.probs(b);
     float* sequence_probs = probs + first;
@@ -119,11 +137,8 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
     for (int j = 0; j < groups(s); ++j)
       for (const RowBlock r : blocks) {
         const Group g{s, j};
-        const long long r0 = r.begin;
         // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
-        batched(k, ctx, Transpose::kNo, Transpose::kNo, r.end - r.begin, hd, r.end, p.at(g.probs(b) + r0 * t), t,
-                square, x.at(g.v(b)), row, kv_stride(s), 0.0f, out.at(g.out(b) + r0 * width), width, hd,
-                per_call(s));
+        weigh_visible(k, ctx, s, r, p.at(g.probs(b)), x.at(g.v(b)), out.at(g.out(b)), width);
       }
   }
 }
@@ -150,11 +165,8 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
     for (int j = 0; j < groups(s); ++j)
       for (const RowBlock r : blocks) {
         const Group g{s, j};
-        const long long r0 = r.begin;
-        // dP_h = dO_h V^T, the block's rows against keys [0, end).
-        batched(k, ctx, Transpose::kNo, Transpose::kYes, r.end - r.begin, r.end, hd, dy.at(g.out(b) + r0 * width),
-                width, hd, x.at(g.v(b)), row, kv_stride(s), 0.0f, dprobs + g.probs(b) + r0 * t, t, square,
-                per_call(s));
+        // dP_h = dO_h V^T.
+        rows_against_keys(k, ctx, s, r, dy.at(g.out(b)), width, x.at(g.v(b)), dprobs + g.probs(b));
         // dV = sum over the group's heads of P_h^T dO_h, for this block's key rows.
         shared_head_gradient(k, ctx, s, r, p.at(g.probs(b)), dy.at(g.out(b)), width, dqkv + g.v(b));
       }
@@ -166,11 +178,8 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
     for (int j = 0; j < groups(s); ++j)
       for (const RowBlock r : blocks) {
         const Group g{s, j};
-        const long long r0 = r.begin;
-        // dQ_h = dS_h K, the block's rows against keys [0, end).
-        batched(k, ctx, Transpose::kNo, Transpose::kNo, r.end - r.begin, hd, r.end,
-                dscores.at(g.probs(b) + r0 * t), t, square, x.at(g.k(b)), row, kv_stride(s), 0.0f,
-                dqkv + g.q(b) + r0 * row, row, hd, per_call(s));
+        // dQ_h = dS_h K.
+        weigh_visible(k, ctx, s, r, dscores.at(g.probs(b)), x.at(g.k(b)), TypedBuffer{dqkv + g.q(b)}, row);
         // dK = sum over the group's heads of dS_h^T Q_h, for this block's key rows.
         shared_head_gradient(k, ctx, s, r, dscores.at(g.probs(b)), x.at(g.q(b)), row, dqkv + g.k(b));
       }
