@@ -124,9 +124,9 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
     ConstTypedBuffer p = probs;
     if (operands.probs.data == nullptr) {
       k.causal_softmax_forward(ctx, sequence_probs, sequence_probs, scale, s.heads, t);
-    } else if (k.causal_softmax_forward_rounding != nullptr) {
-      k.causal_softmax_forward_rounding(ctx, sequence_probs, operands.probs.at(first), sequence_probs, scale, s.heads,
-                                        t);
+    } else if (k.causal_softmax_forward_ex != nullptr) {
+      // Straight from the scores to the rounded probabilities: nothing reads fp32 ones (the scores stay behind).
+      k.causal_softmax_forward_ex(ctx, operands.probs.at(first), sequence_probs, scale, s.heads, t);
       p = operands.probs;
     } else {
       k.causal_softmax_forward(ctx, sequence_probs, sequence_probs, scale, s.heads, t);
@@ -174,7 +174,10 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
     if (dscores.type == DType::kF32)
       k.causal_softmax_backward(ctx, dscores.f32() + first, probs + first, dprobs + first, scale, s.heads, t);
     else
-      k.causal_softmax_backward_ex(ctx, dscores.at(first), probs + first, dprobs + first, scale, s.heads, t);
+      k.causal_softmax_backward_ex(ctx, dscores.at(first),
+                                   operands.probs.data != nullptr ? ConstTypedBuffer(operands.probs.at(first))
+                                                                  : ConstTypedBuffer(probs + first),
+                                   dprobs + first, scale, s.heads, t);
     for (int j = 0; j < groups(s); ++j)
       for (const RowBlock r : blocks) {
         const Group g{s, j};

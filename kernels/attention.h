@@ -29,7 +29,10 @@ struct AttentionShape {
 // as rounding at each GEMM (ctx.gemm_inputs), which rounded most of qkv four times per pass. Empty: no copies.
 // `probs` (16-bit, the probabilities' size) keeps the probabilities rounded once: the forward writes them with the
 // softmax, and both GEMMs that multiply the probabilities (P V forward, P^T dO backward) read them there instead
-// of rounding the fp32 probabilities at each (the same bits). It must live from the forward to the backward.
+// of rounding the fp32 probabilities at each (the same bits), as does the softmax backward (as Megatron-LM's fused
+// softmax reads its 16-bit output; fp32 probabilities are then never read, and where the backend's softmax writes
+// 16 bits, the CPU's, never written: `probs` of attention_forward holds the scores). It must live from the forward
+// to the backward.
 struct AttentionOperands {
   TypedBuffer qkv;
   TypedBuffer dout;

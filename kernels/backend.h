@@ -63,7 +63,7 @@ struct KernelBackend {
   SumSquaresEx* sum_squares_ex = nullptr;  // the gradient norm of 16-bit gradients without a widened copy
   BiasBackwardRounding* bias_backward_rounding = nullptr;  // a linear's bias gradient and rounded d(output) at once
   GeluBackwardRounding* gelu_backward_rounding = nullptr;  // the same through a GELU, without an fp32 d(pre-activation)
-  CausalSoftmaxForwardRounding* causal_softmax_forward_rounding = nullptr;  // probabilities and their rounded copy
+  CausalSoftmaxForwardEx* causal_softmax_forward_ex = nullptr;  // probabilities written straight to 16 bits
 
   bool stores_16bit_activations() const { return layernorm_forward_ex != nullptr; }
 };

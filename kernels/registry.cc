@@ -34,7 +34,7 @@ const KernelBackend& kernels_for(DeviceType type) {
     k.gemm_bias_ex = cpu::gemm_bias_ex;
     k.bias_backward_rounding = cpu::bias_backward_rounding;
     k.gelu_backward_rounding = cpu::gelu_backward_rounding;
-    k.causal_softmax_forward_rounding = cpu::causal_softmax_forward_rounding;
+    k.causal_softmax_forward_ex = cpu::causal_softmax_forward_ex;
     return k;
   }();
   if (type == DeviceType::kCpu) return cpu_kernels;

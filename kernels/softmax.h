@@ -15,21 +15,15 @@ using CausalSoftmaxForward = void(const KernelContext& ctx, float* probs, const 
 using CausalSoftmaxBackward = void(const KernelContext& ctx, float* dscores, const float* probs, const float* dprobs,
                                    float scale, int matrices, int seq);
 
-// The same on fp32 or bf16 buffers, each of its own type, with fp32 math (the forward on the CPU only).
+// The same on fp32 or bf16 buffers, each of its own type, with fp32 math (the forward on the CPU only). A bf16
+// forward from fp32 scores is the fp32 forward rounded once.
 using CausalSoftmaxForwardEx = void(const KernelContext& ctx, TypedBuffer probs, ConstTypedBuffer scores, float scale,
                                     int matrices, int seq);
 using CausalSoftmaxBackwardEx = void(const KernelContext& ctx, TypedBuffer dscores, ConstTypedBuffer probs,
                                      ConstTypedBuffer dprobs, float scale, int matrices, int seq);
 
-// The fp32 forward that also writes its probabilities rounded into `rounded` (the type the GEMMs that read them
-// multiply in) in the same pass: the same bits as causal_softmax_forward, then a cast. Optional in the kernel table
-// (the CPU's).
-using CausalSoftmaxForwardRounding = void(const KernelContext& ctx, float* probs, TypedBuffer rounded,
-                                          const float* scores, float scale, int matrices, int seq);
-
 namespace cpu {
 CausalSoftmaxForward causal_softmax_forward;
-CausalSoftmaxForwardRounding causal_softmax_forward_rounding;
 CausalSoftmaxBackward causal_softmax_backward;
 CausalSoftmaxForwardEx causal_softmax_forward_ex;
 CausalSoftmaxBackwardEx causal_softmax_backward_ex;

@@ -30,9 +30,8 @@ float lane_sum(const float (&lanes)[kLanes]) {
   return sum;
 }
 
-// With `rounded`, the probabilities are also written there, in its type, in the normalizing pass.
-template <typename P, typename S, typename R = float>
-void forward_impl(P* probs, const S* scores, float scale, int matrices, int seq, R* rounded = nullptr) {
+template <typename P, typename S>
+void forward_impl(P* probs, const S* scores, float scale, int matrices, int seq) {
   const std::int64_t rows = static_cast<std::int64_t>(matrices) * seq;
   parallel_for(rows, row_grain(seq), [&](std::int64_t begin, std::int64_t end) {
     // The exponentials stay fp32 until normalized: a bf16 result is rounded once.
@@ -66,33 +65,12 @@ void forward_impl(P* probs, const S* scores, float scale, int matrices, int seq,
       }
       for (; j < valid; ++j) sums[0] += e[j] = fast_exp(scale * (load(s, j) - max_value));  // seq not a multiple
       const float inv = 1.0f / lane_sum(sums);
-      if (rounded == nullptr) {
-        for (j = 0; j + kLanes <= span; j += kLanes) {
-#pragma omp simd
-          for (int k = 0; k < kLanes; ++k) store(p, j + k, e[j + k] * inv);
-        }
-        for (; j < valid; ++j) store(p, j, e[j] * inv);
-        for (; j < seq; ++j) store(p, j, 0.0f);
-        continue;
-      }
-      R* r = rounded + row * seq;
       for (j = 0; j + kLanes <= span; j += kLanes) {
 #pragma omp simd
-        for (int k = 0; k < kLanes; ++k) {
-          const float value = e[j + k] * inv;
-          store(p, j + k, value);
-          store(r, j + k, value);
-        }
+        for (int k = 0; k < kLanes; ++k) store(p, j + k, e[j + k] * inv);
       }
-      for (; j < valid; ++j) {
-        const float value = e[j] * inv;
-        store(p, j, value);
-        store(r, j, value);
-      }
-      for (; j < seq; ++j) {
-        store(p, j, 0.0f);
-        store(r, j, 0.0f);
-      }
+      for (; j < valid; ++j) store(p, j, e[j] * inv);
+      for (; j < seq; ++j) store(p, j, 0.0f);
     }
   });
 }
@@ -136,11 +114,6 @@ void backward_impl(D* dscores, const P* probs, const G* dprobs, float scale, int
 void causal_softmax_forward(const KernelContext&, float* probs, const float* scores, float scale, int matrices,
                             int seq) {
   forward_impl(probs, scores, scale, matrices, seq);
-}
-
-void causal_softmax_forward_rounding(const KernelContext&, float* probs, TypedBuffer rounded, const float* scores,
-                                     float scale, int matrices, int seq) {
-  with_storage(rounded, [&](auto* r) { forward_impl(probs, scores, scale, matrices, seq, r); });
 }
 
 void causal_softmax_backward(const KernelContext&, float* dscores, const float* probs, const float* dprobs,

@@ -172,6 +172,9 @@ Pass bf16_pass(const ModelConfig& model, DType activations) {
 }  // namespace
 
 TEST_CASE("bf16 activation storage: the GEMM inputs rounded once where they are made give the same bits in less memory") {
+  // But for one read that is not a GEMM's: where GPT keeps its probabilities rounded, the softmax backward reads
+  // those (as Megatron-LM's fused softmax reads its 16-bit output), where the reference reads fp32 ones. Its
+  // gradients then agree to bf16's rounding; Llama, which keeps no rounded probabilities, to the bit.
   CHECK(activation_storage_for(DeviceType::kCpu, DType::kBF16) == DType::kBF16);
   CHECK(activation_storage_for(DeviceType::kCpu, DType::kF16) == DType::kF32);
   CHECK(activation_storage_for(DeviceType::kCpu, DType::kF32) == DType::kF32);
@@ -187,7 +190,14 @@ TEST_CASE("bf16 activation storage: the GEMM inputs rounded once where they are 
     std::size_t differing = 0;
     for (std::size_t i = 0; i < stored_bf16.grads.size(); ++i)
       differing += stored_bf16.grads[i] != rounded_at_use.grads[i];
-    CHECK(differing == 0);
+    if (model.family == ModelFamilyId::kLlama) {
+      CHECK(differing == 0);
+    } else {
+      CHECK(differing > 0);  // the rounded probabilities were read
+      const double error = max_relative_error(stored_bf16.grads, rounded_at_use.grads);
+      INFO("gradients apart by " << error << " of their largest");
+      CHECK(error < 1e-3);  // measured 1.1e-4
+    }
     // Norm outputs, attention outputs, MLP activations, the head's norm and (GPT) qkv at half the bytes, less one
     // bf16 buffer that the linears round their d(output) into (and Llama's attention its RoPE-turned qkv): 16% less
     // for GPT and 6% for Llama here, where one or two blocks carry that buffer.
