@@ -171,13 +171,12 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
         shared_head_gradient(k, ctx, s, r, p.at(g.probs(b)), dy.at(g.out(b)), width, dqkv + g.v(b));
       }
     const long long first = Group{s, 0}.probs(b);
-    if (dscores.type == DType::kF32)
-      k.causal_softmax_backward(ctx, dscores.f32() + first, probs + first, dprobs + first, scale, s.heads, t);
+    const ConstTypedBuffer kept =
+        operands.probs.data != nullptr ? ConstTypedBuffer(operands.probs.at(first)) : ConstTypedBuffer(probs + first);
+    if (dscores.type == DType::kF32 && kept.type == DType::kF32)
+      k.causal_softmax_backward(ctx, dscores.f32() + first, kept.f32(), dprobs + first, scale, s.heads, t);
     else
-      k.causal_softmax_backward_ex(ctx, dscores.at(first),
-                                   operands.probs.data != nullptr ? ConstTypedBuffer(operands.probs.at(first))
-                                                                  : ConstTypedBuffer(probs + first),
-                                   dprobs + first, scale, s.heads, t);
+      k.causal_softmax_backward_ex(ctx, dscores.at(first), kept, dprobs + first, scale, s.heads, t);
     for (int j = 0; j < groups(s); ++j)
       for (const RowBlock r : blocks) {
         const Group g{s, j};

@@ -31,8 +31,8 @@ struct AttentionShape {
 // softmax, and both GEMMs that multiply the probabilities (P V forward, P^T dO backward) read them there instead
 // of rounding the fp32 probabilities at each (the same bits), as does the softmax backward (as Megatron-LM's fused
 // softmax reads its 16-bit output; fp32 probabilities are then never read, and where the backend's softmax writes
-// 16 bits, the CPU's, never written: `probs` of attention_forward holds the scores). It must live from the forward
-// to the backward.
+// 16 bits, the CPU's, never written: `probs` of attention_forward only holds the scores, and may be scratch, and
+// attention_backward's `probs` is not read and may be null). It must live from the forward to the backward.
 struct AttentionOperands {
   TypedBuffer qkv;
   TypedBuffer dout;

@@ -21,10 +21,11 @@ std::int64_t activation_floats(const ModelConfig& model, int micro_batch, const 
   auto gemm_input = [&o](std::int64_t count) { return activation_floats_for(count, o.activations); };
   // Per block: ln1, ln2 (whole); residual_mid and the LayerNorm statistics (this rank's rows); qkv, attn, fc,
   // fc_gelu (this rank's heads and columns; all but fc stored as the GEMM inputs are).
-  // With 16-bit activations the probabilities are also kept rounded, as attention's GEMMs read them.
-  const std::int64_t probs16 = o.activations == DType::kF32 ? 0 : gemm_input(s.probs);
+  // The probabilities: fp32, or with 16-bit activations only rounded (every reader takes those; the forward's fp32
+  // scores then go to the backward's d(probabilities) scratch, free until the backward).
+  const std::int64_t probs = o.activations == DType::kF32 ? s.probs : gemm_input(s.probs);
   const std::int64_t per_block = 2 * gemm_input(n * d) + gemm_input(n * local) + gemm_input(4 * n * local) +
-                                 gemm_input(3 * n * local) + c * d + n * local * 4 + 4 * c + s.probs + probs16;
+                                 gemm_input(3 * n * local) + c * d + n * local * 4 + 4 * c + probs;
   const int stored_blocks = o.recompute == Recompute::kBlock ? 1 : s.layers;
   const std::int64_t head = o.stage.head ? gemm_input(n * d) + 2 * c + n * v + n + 3 * n : 0;  // ln_f, logits, losses
   const std::int64_t per_slot = per_block * stored_blocks + s.stream_floats() + head;
@@ -57,8 +58,8 @@ GptModel::GptModel(const ModelConfig& model, Device& device, int micro_batch, co
       a.ln1_mean = take.take(c);
       a.ln1_rstd = take.take(c);
       a.qkv = take.take(3 * n * local, stored);
-      a.probs = take.take(probs);
-      if (stored != DType::kF32) a.probs16 = take.take(probs, stored);
+      if (stored == DType::kF32) a.probs = take.take(probs);
+      else a.probs16 = take.take(probs, stored);
       a.attn = take.take(n * local, stored);
       a.residual_mid = take.take(c * d);
       a.ln2 = take.take(n * d, stored);
@@ -106,7 +107,9 @@ void GptModel::block_forward(const BlockParams& p, int layer) {
     // is (the backward's wide scratch, free during forward, serves where the rounding takes a pass of its own).
     layers_.column_forward_rounded(a.qkv, d_wide_, a.ln1, p.matrix(w.qkv_w), p.at(w.qkv_b), d, 3 * local);
   }
-  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {{}, {}, a.probs16});
+  // With only rounded probabilities kept, the fp32 scores go to the backward's scratch (free during forward).
+  float* scores = a.probs != nullptr ? a.probs : d_probs_;
+  kernels::attention_forward(kernels_, ctx_, a.attn, scores, a.qkv, attention_shape_, {{}, {}, a.probs16});
   layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.attn_proj_w), p.at(w.attn_proj_b), local, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 

@@ -34,7 +34,9 @@ class GptModel final : public DecoderBase {
   // ln1, attn, ln2 and fc_gelu only feed GEMMs: stored as ModelOptions::activations says.
   struct BlockActivations {
     TypedBuffer ln1, qkv, attn, ln2, fc_gelu;  // qkv is only ever read by attention's GEMMs: stored like their inputs
-    TypedBuffer probs16;  // 16-bit activations: the probabilities as attention's GEMMs read them (AttentionOperands)
+    // The probabilities: fp32 `probs`, or with 16-bit activations only `probs16`, as every reader takes them
+    // (AttentionOperands); the other is null.
+    TypedBuffer probs16;
     float *ln1_mean, *ln1_rstd, *probs, *residual_mid, *ln2_mean, *ln2_rstd, *fc;
   };
   struct HeadActivations {

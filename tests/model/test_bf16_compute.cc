@@ -198,10 +198,11 @@ TEST_CASE("bf16 activation storage: the GEMM inputs rounded once where they are 
       INFO("gradients apart by " << error << " of their largest");
       CHECK(error < 1e-3);  // measured 1.1e-4
     }
-    // Norm outputs, attention outputs, MLP activations, the head's norm and (GPT) qkv at half the bytes, less one
-    // bf16 buffer that the linears round their d(output) into (and Llama's attention its RoPE-turned qkv): 16% less
-    // for GPT and 6% for Llama here, where one or two blocks carry that buffer.
+    // Norm outputs, attention outputs, MLP activations, the head's norm and (GPT) qkv and probabilities at half the
+    // bytes, less one bf16 buffer that the linears round their d(output) into (and Llama's attention its
+    // RoPE-turned qkv): 20% less for GPT and 6% for Llama here, where one or two blocks carry that buffer.
     INFO("activation bytes " << stored_bf16.activation_bytes << " vs " << rounded_at_use.activation_bytes);
-    CHECK(stored_bf16.activation_bytes < 0.95 * rounded_at_use.activation_bytes);
+    CHECK(stored_bf16.activation_bytes < (model.family == ModelFamilyId::kLlama ? 0.95 : 0.85) *
+                                             rounded_at_use.activation_bytes);
   }
 }
