@@ -23,7 +23,8 @@ struct LlamaSizes : DecoderBase::Shape {
   }
   std::int64_t typed(std::int64_t count) const { return activation_floats_for(count, gemm_inputs); }
   std::int64_t per_block() const {
-    return 2 * typed(n * d) + typed(n * q) + typed(n * f) + 2 * c + n * qkv + probs + c * d + 2 * n * f;
+    // The probabilities as GPT keeps them: fp32, or with 16-bit activations only rounded.
+    return 2 * typed(n * d) + typed(n * q) + typed(n * f) + 2 * c + n * qkv + typed(probs) + c * d + 2 * n * f;
   }
   std::int64_t head() const { return typed(n * d) + c + n * v + n + 3 * n; }
   std::int64_t wide() const { return n * std::max(2 * f, qkv); }
@@ -64,7 +65,8 @@ LlamaModel::LlamaModel(const ModelConfig& model, Device& device, int micro_batch
       a.norm1 = take.take(s.n * s.d, s.gemm_inputs);
       a.rstd1 = take.take(s.c);
       a.qkv = take.take(s.n * s.qkv);
-      a.probs = take.take(s.probs);
+      if (s.gemm_inputs == DType::kF32) a.probs = take.take(s.probs);
+      else a.probs16 = take.take(s.probs, s.gemm_inputs);
       a.attn = take.take(s.n * s.q, s.gemm_inputs);
       a.residual_mid = take.take(s.c * s.d);
       a.norm2 = take.take(s.n * s.d, s.gemm_inputs);
@@ -106,7 +108,9 @@ void LlamaModel::block_forward(const BlockParams& p, int layer) {
   layers_.rmsnorm_forward(a.norm1, a.rstd1, x, p.at(w.input_norm), eps);
   layers_.column_forward(a.qkv, a.norm1, p.matrix(w.qkv), nullptr, d, qkv);
   kernels_.rope_forward(ctx_, a.qkv, rope_shape_);
-  kernels::attention_forward(kernels_, ctx_, a.attn, a.probs, a.qkv, attention_shape_, {rounded_qkv_, {}, {}});
+  // With only rounded probabilities kept, the fp32 scores go to the backward's scratch (free during forward).
+  float* scores = a.probs != nullptr ? a.probs : d_probs_;
+  kernels::attention_forward(kernels_, ctx_, a.attn, scores, a.qkv, attention_shape_, {rounded_qkv_, {}, a.probs16});
   layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.o_proj), nullptr, q, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 
@@ -158,7 +162,7 @@ void LlamaModel::block_backward(const BlockParams& p, float* g, int layer) {
 
   layers_.row_backward(d_small_, g + w.o_proj, nullptr, layers_.gather_stream(d_residual_), a.attn, p.matrix(w.o_proj), q, d);
   kernels::attention_backward(kernels_, ctx_, d_wide_, d_probs_, d_scores_, d_small_, a.qkv, a.probs,
-                              attention_shape_, {rounded_qkv_, a.attn, {}});
+                              attention_shape_, {rounded_qkv_, a.attn, a.probs16});
   kernels_.rope_backward(ctx_, d_wide_, rope_shape_);  // d(rotated q, k) back to d(q, k)
   layers_.column_backward(d_small_, g + w.qkv, nullptr, d_wide_, a.norm1, p.matrix(w.qkv), d, qkv);
   layers_.rmsnorm_backward(d_residual_, g + w.input_norm, layers_.reduce_partial_stream(d_small_), x,

@@ -34,6 +34,8 @@ class LlamaModel final : public DecoderBase {
   // norm1, attn, norm2 and act only feed GEMMs: stored as ModelOptions::activations says.
   struct BlockActivations {
     TypedBuffer norm1, attn, norm2, act;
+    // The probabilities: fp32 `probs`, or with 16-bit activations only `probs16` (AttentionOperands); the other is null.
+    TypedBuffer probs16;
     float *rstd1, *qkv, *probs, *residual_mid, *rstd2, *gate_up;
   };
   struct HeadActivations {

@@ -172,9 +172,9 @@ Pass bf16_pass(const ModelConfig& model, DType activations) {
 }  // namespace
 
 TEST_CASE("bf16 activation storage: the GEMM inputs rounded once where they are made give the same bits in less memory") {
-  // But for one read that is not a GEMM's: where GPT keeps its probabilities rounded, the softmax backward reads
-  // those (as Megatron-LM's fused softmax reads its 16-bit output), where the reference reads fp32 ones. Its
-  // gradients then agree to bf16's rounding; Llama, which keeps no rounded probabilities, to the bit.
+  // But for one read that is not a GEMM's: with the probabilities kept rounded, the softmax backward reads those
+  // (as Megatron-LM's fused softmax reads its 16-bit output), where the reference reads fp32 ones. The forward is
+  // the same to the bit; the gradients agree to bf16's rounding.
   CHECK(activation_storage_for(DeviceType::kCpu, DType::kBF16) == DType::kBF16);
   CHECK(activation_storage_for(DeviceType::kCpu, DType::kF16) == DType::kF32);
   CHECK(activation_storage_for(DeviceType::kCpu, DType::kF32) == DType::kF32);
@@ -190,19 +190,14 @@ TEST_CASE("bf16 activation storage: the GEMM inputs rounded once where they are 
     std::size_t differing = 0;
     for (std::size_t i = 0; i < stored_bf16.grads.size(); ++i)
       differing += stored_bf16.grads[i] != rounded_at_use.grads[i];
-    if (model.family == ModelFamilyId::kLlama) {
-      CHECK(differing == 0);
-    } else {
-      CHECK(differing > 0);  // the rounded probabilities were read
-      const double error = max_relative_error(stored_bf16.grads, rounded_at_use.grads);
-      INFO("gradients apart by " << error << " of their largest");
-      CHECK(error < 1e-3);  // measured 1.1e-4
-    }
+    CHECK(differing > 0);  // the rounded probabilities were read
+    const double error = max_relative_error(stored_bf16.grads, rounded_at_use.grads);
+    INFO("gradients apart by " << error << " of their largest");
+    CHECK(error < 2e-3);  // half a bf16 step (2^-9); measured 1.1e-4 (GPT) and 1.1e-3 (Llama, 2 key/value heads)
     // Norm outputs, attention outputs, MLP activations, the head's norm and (GPT) qkv and probabilities at half the
     // bytes, less one bf16 buffer that the linears round their d(output) into (and Llama's attention its
-    // RoPE-turned qkv): 20% less for GPT and 6% for Llama here, where one or two blocks carry that buffer.
+    // RoPE-turned qkv): 20% less for GPT and 11% for Llama here, where one or two blocks carry that buffer.
     INFO("activation bytes " << stored_bf16.activation_bytes << " vs " << rounded_at_use.activation_bytes);
-    CHECK(stored_bf16.activation_bytes < (model.family == ModelFamilyId::kLlama ? 0.95 : 0.85) *
-                                             rounded_at_use.activation_bytes);
+    CHECK(stored_bf16.activation_bytes < 0.9 * rounded_at_use.activation_bytes);
   }
 }
