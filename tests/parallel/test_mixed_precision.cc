@@ -87,6 +87,10 @@ TEST_CASE("bf16 under tensor (with sequence parallelism) and pipeline layouts, 1
   // bf16 data-parallel bars above. Measured: <= 6.4e-6 over 5 steps and <= 4.4e-3 over 12 (GPT-2 pp 1F1B).
   const std::vector<ConfigOverride> bf16 = {{"precision.compute", "bf16"}};
   const std::vector<ConfigOverride> llama = {{"model.family", "llama"}, {"model.kv_heads", "2"}};
+  // A sequence of 100 runs attention in two causal row blocks, the second ragged (kernels/attention.h).
+  const std::vector<ConfigOverride> long_gpt = {{"model.seq_len", "100"}};
+  const std::vector<ConfigOverride> long_llama = {{"model.family", "llama"}, {"model.kv_heads", "2"},
+                                                  {"model.seq_len", "100"}};
   struct Layout {
     std::vector<ConfigOverride> model, parallel;
   };
@@ -95,6 +99,8 @@ TEST_CASE("bf16 under tensor (with sequence parallelism) and pipeline layouts, 1
            {{}, {{"parallel.pp", "2"}, {"parallel.schedule", "1f1b"}}},
            {llama, {{"parallel.tp", "2"}, {"parallel.sequence_parallel", "true"}}},
            {llama, {{"parallel.tp", "2"}, {"parallel.pp", "2"}}},
+           {long_gpt, {{"parallel.tp", "2"}, {"parallel.sequence_parallel", "true"}}},
+           {long_llama, {{"parallel.pp", "2"}, {"parallel.schedule", "1f1b"}}},
        }) {
     auto reference = bf16;
     reference.insert(reference.end(), layout.model.begin(), layout.model.end());
@@ -105,7 +111,8 @@ TEST_CASE("bf16 under tensor (with sequence parallelism) and pipeline layouts, 1
       if (o.key == "parallel.tp" || o.key == "parallel.pp") ranks *= std::stoi(o.value);
     const RunResult one = train_on_threads(1, 12, reference);
     const RunResult many = train_on_threads(ranks, 12, overrides);
-    INFO(ranks << " ranks, " << overrides.size() << " overrides, first: " << layout.parallel.front().key);
+    INFO(ranks << " ranks, " << overrides.size() << " overrides, first: " << layout.parallel.front().key
+               << (layout.model.empty() ? "" : ", model " + layout.model.back().key + " " + layout.model.back().value));
     CHECK(max_relative_difference(many.losses, one.losses, 5) <= 1e-4);
     CHECK(max_relative_difference(many.losses, one.losses, 12) <= 1e-2);
     CHECK(one.losses.back() < 0.8 * one.losses.front());
