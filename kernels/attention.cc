@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "runtime/error.h"
+
 namespace weft::kernels {
 namespace {
 
@@ -47,6 +49,11 @@ ConstTypedBuffer gemm_operand(const KernelBackend& k, const KernelContext& ctx, 
   if (x.type != DType::kF32 || scratch.data == nullptr || scratch.type == DType::kF32) return x;
   k.cast(ctx, scratch.data, scratch.type, x.data, DType::kF32, static_cast<std::size_t>(count));
   return scratch;
+}
+
+// The probabilities every reader after the softmax takes: the rounded copy when the caller keeps one, else fp32.
+ConstTypedBuffer kept_probabilities(const float* probs, const AttentionOperands& operands) {
+  return operands.probs.data != nullptr ? ConstTypedBuffer(operands.probs) : ConstTypedBuffer(probs);
 }
 
 // C = A K^T for the block's query rows against keys [0, end), every query head of a call at once (head_dim apart
@@ -110,36 +117,34 @@ void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBu
   const ConstTypedBuffer x = gemm_operand(k, ctx, qkv, attention_qkv_elements(s), operands.qkv);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const std::vector<RowBlock> blocks = causal_row_blocks(t);
+  const ConstTypedBuffer p = kept_probabilities(probs, operands);
   // One sequence at a time, scores, softmax and P V in turn: its scores are still in cache when the softmax reads
   // them and its probabilities when P V does (the same arithmetic as whole passes over the batch).
   for (int b = 0; b < s.batch; ++b) {
-    for (int j = 0; j < groups(s); ++j)
-      for (const RowBlock r : blocks) {
-        const Group g{s, j};
-        // scores_h = Q_h K^T for every query head of the group at once.
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
+      // scores_h = Q_h K^T for every query head of the group at once.
+      for (const RowBlock r : blocks)
         rows_against_keys(k, ctx, s, r, x.at(g.q(b)), row, x.at(g.k(b)), probs + g.probs(b));
-      }
+    }
     const long long first = Group{s, 0}.probs(b);
     float* sequence_probs = probs + first;
-    ConstTypedBuffer p = probs;
     if (operands.probs.data == nullptr) {
       k.causal_softmax_forward(ctx, sequence_probs, sequence_probs, scale, s.heads, t);
     } else if (k.causal_softmax_forward_ex != nullptr) {
       // Straight from the scores to the rounded probabilities: nothing reads fp32 ones (the scores stay behind).
       k.causal_softmax_forward_ex(ctx, operands.probs.at(first), sequence_probs, scale, s.heads, t);
-      p = operands.probs;
     } else {
       k.causal_softmax_forward(ctx, sequence_probs, sequence_probs, scale, s.heads, t);
       k.cast(ctx, operands.probs.at(first).data, operands.probs.type, sequence_probs, DType::kF32,
              static_cast<std::size_t>(s.heads) * square);
-      p = operands.probs;
     }
-    for (int j = 0; j < groups(s); ++j)
-      for (const RowBlock r : blocks) {
-        const Group g{s, j};
-        // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
+      // out_h = P_h V, written into head h's columns of the output row (rounded there when 16-bit).
+      for (const RowBlock r : blocks)
         weigh_visible(k, ctx, s, r, p.at(g.probs(b)), x.at(g.v(b)), out.at(g.out(b)), width);
-      }
+    }
   }
 }
 
@@ -147,44 +152,42 @@ void attention_backward(const KernelBackend& k, const KernelContext& ctx, float*
                         TypedBuffer dscores, const float* dout, ConstTypedBuffer qkv, const float* probs,
                         const AttentionShape& s, const AttentionOperands& operands) {
   const int row = s.row(), t = s.seq, hd = s.head_dim, width = s.width();
-  const long long square = static_cast<long long>(t) * t;
   const std::int64_t rows = static_cast<std::int64_t>(s.batch) * t;
   const ConstTypedBuffer x = gemm_operand(k, ctx, qkv, rows * row, operands.qkv);
   const ConstTypedBuffer dy = gemm_operand(k, ctx, dout, rows * width, operands.dout);
-  // d(values) reads the probabilities in the type d(scores) will have: as the forward kept them rounded, else
-  // rounded once into dscores, which the softmax backward overwrites only after.
-  const ConstTypedBuffer p =
-      operands.probs.data != nullptr
-          ? ConstTypedBuffer(operands.probs)
-          : gemm_operand(k, ctx, probs, static_cast<std::int64_t>(s.batch) * s.heads * square,
-                         dscores.type == DType::kF32 ? TypedBuffer{} : dscores);
+  WEFT_CHECK(dscores.type == DType::kF32 || operands.probs.data != nullptr,
+             "a {} d(scores) needs the probabilities kept rounded (AttentionOperands::probs)",
+             dtype_name(dscores.type));
+  // d(values) and the softmax backward read the probabilities as the forward kept them.
+  const ConstTypedBuffer p = kept_probabilities(probs, operands);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const std::vector<RowBlock> blocks = causal_row_blocks(t);
   // One sequence at a time, as the forward: its d(probabilities) and d(scores) are still in cache for the next pass.
   for (int b = 0; b < s.batch; ++b) {
-    for (int j = 0; j < groups(s); ++j)
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
       for (const RowBlock r : blocks) {
-        const Group g{s, j};
         // dP_h = dO_h V^T.
         rows_against_keys(k, ctx, s, r, dy.at(g.out(b)), width, x.at(g.v(b)), dprobs + g.probs(b));
         // dV = sum over the group's heads of P_h^T dO_h, for this block's key rows.
         shared_head_gradient(k, ctx, s, r, p.at(g.probs(b)), dy.at(g.out(b)), width, dqkv + g.v(b));
       }
+    }
     const long long first = Group{s, 0}.probs(b);
-    const ConstTypedBuffer kept =
-        operands.probs.data != nullptr ? ConstTypedBuffer(operands.probs.at(first)) : ConstTypedBuffer(probs + first);
+    const ConstTypedBuffer kept = p.at(first);
     if (dscores.type == DType::kF32 && kept.type == DType::kF32)
       k.causal_softmax_backward(ctx, dscores.f32() + first, kept.f32(), dprobs + first, scale, s.heads, t);
     else
       k.causal_softmax_backward_ex(ctx, dscores.at(first), kept, dprobs + first, scale, s.heads, t);
-    for (int j = 0; j < groups(s); ++j)
+    for (int j = 0; j < groups(s); ++j) {
+      const Group g{s, j};
       for (const RowBlock r : blocks) {
-        const Group g{s, j};
         // dQ_h = dS_h K.
         weigh_visible(k, ctx, s, r, dscores.at(g.probs(b)), x.at(g.k(b)), TypedBuffer{dqkv + g.q(b)}, row);
         // dK = sum over the group's heads of dS_h^T Q_h, for this block's key rows.
         shared_head_gradient(k, ctx, s, r, dscores.at(g.probs(b)), x.at(g.q(b)), row, dqkv + g.k(b));
       }
+    }
   }
 }
 

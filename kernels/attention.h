@@ -58,9 +58,9 @@ std::vector<RowBlock> causal_row_blocks(int seq);
 void attention_forward(const KernelBackend& k, const KernelContext& ctx, TypedBuffer out, float* probs,
                        ConstTypedBuffer qkv, const AttentionShape& shape, const AttentionOperands& operands = {});
 
-// dqkv is overwritten; dprobs is scratch of probs' size. dscores, d(loss)/d(scores), is dprobs itself (fp32) or
-// scratch of probs' size in bf16, the type the two GEMMs that read it multiply anyway; until the
-// softmax backward fills it, it holds the probabilities rounded once for d(values).
+// dqkv is overwritten; dprobs is scratch of probs' size. dscores, d(loss)/d(scores), is dprobs itself (fp32) or,
+// with the probabilities kept rounded (AttentionOperands::probs), scratch of probs' size in their type, which the
+// two GEMMs that read it multiply anyway.
 void attention_backward(const KernelBackend& k, const KernelContext& ctx, float* dqkv, float* dprobs,
                         TypedBuffer dscores, const float* dout, ConstTypedBuffer qkv, const float* probs,
                         const AttentionShape& shape, const AttentionOperands& operands = {});
