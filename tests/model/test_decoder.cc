@@ -47,8 +47,9 @@ ModelConfig llama(bool tied) {
 }  // namespace
 
 TEST_CASE("decoding token by token with the cache gives the full forward's logits at every position") {
-  for (const ModelConfig& model : {gpt2(), llama(false), llama(true)}) {
-    INFO(model_family(model).name() << (model.tie_embeddings ? " tied" : " untied"));
+  // The last: a context of 100, where the full forward's attention runs two causal row blocks.
+  for (const ModelConfig& model : {gpt2(), llama(false), llama(true), ModelConfig{2, 40, 5, 97, 100}}) {
+    INFO(model_family(model).name() << (model.tie_embeddings ? " tied" : " untied") << ", seq " << model.seq_len);
     const std::vector<float> params = weights_for(model);
     const auto tokens = random_tokens(static_cast<std::size_t>(model.seq_len), model.vocab_size, 3);
 
