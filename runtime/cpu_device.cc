@@ -29,15 +29,12 @@ class CpuEvent final : public Event {
 // Mapped blocks freed recently, kept for the next allocation of the same length. A step allocates and frees the
 // same transient buffers every time (widened 16-bit parameters, gradient accumulators, Adam's widened gradients);
 // mapping them afresh made the kernel fault in and clear every page of them every step (a quarter of a bf16 step's
-// time on bench_3m). A kept block is marked MADV_FREE: the kernel may take its pages back under memory pressure
-// (a cgroup cap, say) without swapping, and hands a zero page to the next writer of a page it took. Marking costs
-// a walk of the block's page table and makes the next writer's pages slower to write (about 1% of a bf16 bench_3m
-// step for its 13 MB gradient scratch), so blocks under kHotBlockBytes, up to kMaxHotBytes of them together, are
-// kept as they are: that much memory the kernel cannot take back, small beside what such a job holds.
+// time on bench_3m). Kept blocks stay resident, so only blocks under kBlockBytes are kept, kMaxBytes of them at
+// most: what a process holds beyond its accounted memory stays that small. (Marking kept blocks MADV_FREE instead
+// did not keep a process under a cgroup cap: the kernel killed it rather than take those pages back.)
 class MappedBlockCache {
  public:
-  static constexpr std::size_t kMaxBlocks = 16, kMaxBytes = std::size_t{256} << 20;
-  static constexpr std::size_t kHotBlockBytes = std::size_t{16} << 20, kMaxHotBytes = std::size_t{32} << 20;
+  static constexpr std::size_t kBlockBytes = std::size_t{16} << 20, kMaxBytes = std::size_t{32} << 20;
 
   // A kept block of exactly `length` bytes, or nullptr.
   void* take(std::size_t length) {
@@ -46,20 +43,16 @@ class MappedBlockCache {
       if (it->length == length) {
         void* base = it->base;
         bytes_ -= length;
-        if (!it->reclaimable) hot_bytes_ -= length;
         blocks_.erase(it);
         return base;
       }
     return nullptr;
   }
-  // Keeps the block if there is room; otherwise the caller unmaps it.
+  // Keeps the block if it is small enough and there is room; otherwise the caller unmaps it.
   bool keep(void* base, std::size_t length) {
     std::lock_guard lock(mutex_);
-    if (blocks_.size() >= kMaxBlocks || bytes_ + length > kMaxBytes) return false;
-    const bool reclaimable = length >= kHotBlockBytes || hot_bytes_ + length > kMaxHotBytes;
-    if (reclaimable) ::madvise(base, length, MADV_FREE);
-    else hot_bytes_ += length;
-    blocks_.push_back({base, length, reclaimable});
+    if (length >= kBlockBytes || bytes_ + length > kMaxBytes) return false;
+    blocks_.push_back({base, length});
     bytes_ += length;
     return true;
   }
@@ -71,11 +64,10 @@ class MappedBlockCache {
   struct Block {
     void* base;
     std::size_t length;
-    bool reclaimable;  // marked MADV_FREE
   };
   std::mutex mutex_;
   std::vector<Block> blocks_;
-  std::size_t bytes_ = 0, hot_bytes_ = 0;
+  std::size_t bytes_ = 0;
 };
 
 class CpuDevice final : public Device {
@@ -83,8 +75,8 @@ class CpuDevice final : public Device {
   DeviceType type() const override { return DeviceType::kCpu; }
   std::string name() const override { return "cpu"; }
 
-  // Buffers of kMappedBytes or more are mapped from the kernel and unmapped when freed (beyond the few that
-  // MappedBlockCache keeps, reclaimable, for reuse), so the process holds what
+  // Buffers of kMappedBytes or more are mapped from the kernel and unmapped when freed (beyond the few small ones
+  // MappedBlockCache keeps for reuse), so the process holds what
   // the accounting counts. From malloc, glibc would serve them from its heap once a large block has been freed (its
   // mmap threshold grows to that block's size) and keep the freed pages: resident memory reached 1.6x the accounted
   // peak on a 200M-parameter model (bench/offload_memory_cap.py). Each buffer is preceded by kAlignment bytes that
