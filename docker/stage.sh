@@ -3,7 +3,8 @@
 #   STAGE/packages.txt  the Debian packages weft's shared libraries come from, and openmpi-bin (mpirun)
 #   STAGE/lib/          the libraries no Debian package provides: CUDA's, copied from the toolkit the build linked
 #   STAGE/weft/         /opt/weft: bin/weft, its SentencePiece plugin beside it, and the example configs
-# The list is read off the binary (ldd, dpkg -S), so the runtime image holds what weft loads and nothing else.
+# The list is read off the binary (ldd, dpkg -S, and the cuBLAS it loads at run time), so the runtime image holds
+# what weft loads and nothing else.
 # Both Dockerfiles' build stages run it; so does the container test, on the host's own build.
 # Usage: docker/stage.sh BUILD_DIR SOURCE_DIR STAGE_DIR
 set -euo pipefail
@@ -22,12 +23,25 @@ cp -r "$source_dir/configs" "$stage/weft/configs"
 
 # The libraries weft loads, by soname and path; the GPU driver's belong to the machine the image runs on (its
 # container runtime mounts them), and ldd's "not found" is an error.
+# cuBLAS is not linked but loaded with the first CUDA device (runtime/cuda/cublas_library.h), so ldd of weft does not
+# list it: the soname the binary names, from the folder its CUDA runtime comes from, joins the list with what it loads.
+loaded_at_run_time() {
+  local soname cudart
+  soname=$(grep -ao 'libcublas\.so\.[0-9]*' "$build/weft" | head -n 1) || return 0
+  cudart=$(ldd "$build/weft" | awk '$1 ~ /^libcudart\.so/ {print $3}')
+  [ -n "$cudart" ] || { echo "stage: $build/weft names $soname but links no CUDA runtime" >&2; exit 1; }
+  [ -e "$(dirname "$cudart")/$soname" ] || { echo "stage: no $soname beside $cudart" >&2; exit 1; }
+  echo "$(dirname "$cudart")/$soname"
+}
+extra=$(loaded_at_run_time)
 libraries=()
 missing=()
 while read -r name path; do
   case "$name" in libcuda.so* | libnvidia-*) continue ;; esac
   if [ "$path" = not ]; then missing+=("$name"); else libraries+=("$name $path"); fi
-done < <(ldd "$build/weft" "$plugin" | awk '$2 == "=>" {print $1, $3}' | sort -u)
+done < <(
+  { ldd "$build/weft" "$plugin" $extra | awk '$2 == "=>" {print $1, $3}'
+    for path in $extra; do echo "$(basename "$path") $path"; done; } | sort -u)
 ((${#missing[@]} == 0)) || { echo "stage: $build/weft needs ${missing[*]}, which ldd cannot find" >&2; exit 1; }
 
 # Which package installed each file, asked of dpkg once. dpkg records some paths as they were before the /usr

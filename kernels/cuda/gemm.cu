@@ -1,9 +1,8 @@
 // CUDA GEMM through cuBLAS. cuBLAS is column-major: a row-major matrix read column-major is its transpose, so
 // row-major C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T, i.e. with the operands swapped.
-// gemm_ex hands operands of any type to cublasGemmEx / cublasGemmStridedBatchedEx (fp32 accumulation), an fp32
+// gemm_ex hands operands of any type to cuBLAS's GemmEx / GemmStridedBatchedEx (fp32 accumulation), an fp32
 // operand of a 16-bit GEMM rounded first (gemm_rounding_target); with ctx.gemm_inputs 16-bit the fp32 GEMMs go the
-// same way.
-#include <cublas_v2.h>
+// same way. cuBLAS is called through the table of runtime/cuda/cublas_library.h, loaded with the first CUDA device.
 
 #include <algorithm>
 
@@ -23,8 +22,8 @@ cublasHandle_t handle_on_stream(const KernelContext& ctx) {
   if (handle == nullptr)
     throw Error(ErrorKind::kInternal, "CUDA GEMM needs a KernelContext with a cuBLAS handle (use context_for)");
   cudaStream_t bound = nullptr;
-  WEFT_CUBLAS_CHECK(cublasGetStream(handle, &bound));
-  if (bound != cuda_impl::stream_of(ctx)) WEFT_CUBLAS_CHECK(cublasSetStream(handle, cuda_impl::stream_of(ctx)));
+  WEFT_CUBLAS_CHECK(cuda_detail::cublas().get_stream(handle, &bound));
+  if (bound != cuda_impl::stream_of(ctx)) WEFT_CUBLAS_CHECK(cuda_detail::cublas().set_stream(handle, cuda_impl::stream_of(ctx)));
   return handle;
 }
 
@@ -72,11 +71,11 @@ void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int
   const cudaDataType_t in = to_cuda(a.type), out = to_cuda(c.type);
   // Operands swapped, as for every row-major GEMM here (see the file comment).
   if (batch == 1) {
-    WEFT_CUBLAS_CHECK(cublasGemmEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data, in, b.ld,
+    WEFT_CUBLAS_CHECK(cuda_detail::cublas().gemm_ex(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data, in, b.ld,
                                    a.data, in, a.ld, &beta, c.data, out, c.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
-  WEFT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data,
+  WEFT_CUBLAS_CHECK(cuda_detail::cublas().gemm_strided_batched_ex(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data,
                                                in, b.ld, b.stride, a.data, in, a.ld, a.stride, &beta, c.data, out, c.ld,
                                                c.stride, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
@@ -92,7 +91,7 @@ void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m,
   }
   cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
-  WEFT_CUBLAS_CHECK(cublasSgemm(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb, a, lda, &beta,
+  WEFT_CUBLAS_CHECK(cuda_detail::cublas().sgemm(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb, a, lda, &beta,
                                 c, ldc));
 }
 
@@ -107,7 +106,7 @@ void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose
   }
   cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
-  WEFT_CUBLAS_CHECK(cublasSgemmStridedBatched(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb,
+  WEFT_CUBLAS_CHECK(cuda_detail::cublas().sgemm_strided_batched(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb,
                                               stride_b, a, lda, stride_a, &beta, c, ldc, stride_c, batch));
 }
 

@@ -1,7 +1,6 @@
 // WEFT_CUDA_CHECK and WEFT_CUBLAS_CHECK: run a CUDA runtime or cuBLAS call and throw weft::Error on failure.
 #pragma once
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <string>
@@ -13,6 +12,7 @@
 #endif
 #include <fmt/format.h>
 
+#include "runtime/cuda/cublas_library.h"
 #include "runtime/error.h"
 
 namespace weft::cuda_detail {
@@ -69,7 +69,7 @@ inline const char* cublas_hint(cublasStatus_t status) {
 [[noreturn]] inline void throw_cublas(const char* expression, const char* file, int line, cublasStatus_t status) {
   throw Error(ErrorKind::kInternal,
               fmt::format("cuBLAS call {} failed at {}:{}: {} ({}); {}", expression, file, line,
-                          cublasGetStatusString(status), cublasGetStatusName(status), cublas_hint(status)));
+                          cublas().status_string(status), cublas().status_name(status), cublas_hint(status)));
 }
 
 }  // namespace weft::cuda_detail

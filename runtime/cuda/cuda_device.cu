@@ -1,7 +1,6 @@
 // CudaDevice: weft::Device over one GPU. Every operation is queued on the compute stream, in program order.
 #include "runtime/cuda/cuda_device.h"
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -110,10 +109,10 @@ class CudaDevice final : public Device {
     WEFT_CUDA_CHECK(cudaGetDeviceProperties(&properties, ordinal_));
     name_ = fmt::format("cuda:{} ({}, sm_{}{}, {:.1f} GiB)", ordinal_, properties.name, properties.major,
                         properties.minor, static_cast<double>(properties.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
-    WEFT_CUBLAS_CHECK(cublasCreate(&blas_));
-    WEFT_CUBLAS_CHECK(cublasSetStream(blas_, stream_.get()));
+    WEFT_CUBLAS_CHECK(cuda_detail::cublas().create(&blas_));
+    WEFT_CUBLAS_CHECK(cuda_detail::cublas().set_stream(blas_, stream_.get()));
     // Plain fp32 GEMMs (no TF32 tensor-core shortcut), so results match the CPU engine to fp32 rounding.
-    WEFT_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
+    WEFT_CUBLAS_CHECK(cuda_detail::cublas().set_math_mode(blas_, CUBLAS_DEFAULT_MATH));
     // Kernels take small scratch buffers with cudaMallocAsync; keep up to 256 MiB cached in the pool across
     // synchronizations instead of returning it to the driver at every one (the default threshold is 0).
     cudaMemPool_t pool = nullptr;
@@ -125,7 +124,7 @@ class CudaDevice final : public Device {
     try {
       DeviceScope scope(ordinal_);
       check_cleanup("cudaStreamSynchronize", cudaStreamSynchronize(stream_.get()));
-      if (cublasDestroy(blas_) != CUBLAS_STATUS_SUCCESS) report_cleanup_failure("cublasDestroy");
+      if (cuda_detail::cublas().destroy(blas_) != CUBLAS_STATUS_SUCCESS) report_cleanup_failure("cublasDestroy");
     } catch (const Error& error) {
       report_cleanup_failure(error.what());
     }

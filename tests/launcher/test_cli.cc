@@ -147,3 +147,14 @@ TEST_CASE("a Llama checkpoint passes inspect's checks and exports with Hugging F
   std::filesystem::remove_all(dir);
   std::filesystem::remove(out);
 }
+
+// A CPU run loads no cuBLAS (it would add about 210 MB resident before the first tensor): the loader's own list of
+// every library it maps, with oneDNN's as the proof that the list is read.
+TEST_CASE("a CPU training run never loads cuBLAS") {
+  const auto run = weft::testing::run_weft_command("LD_DEBUG=files " + std::string(WEFT_BINARY) + " train " + tiny() +
+                                                   " --set train.steps=2");
+  INFO(run.output.substr(0, 4000));
+  REQUIRE(run.exit_code == 0);
+  CHECK(run.output.find("file=libdnnl.so") != std::string::npos);
+  CHECK(run.output.find("libcublas") == std::string::npos);
+}

@@ -79,3 +79,30 @@ TEST_CASE("the CPU device keeps small freed blocks for reuse and gives large one
   for (void* block : blocks) device->deallocate(block);
   CHECK(resident_bytes() + (16 * small - (std::size_t{32} << 20)) * 3 / 4 <= before_many);
 }
+
+#ifdef WEFT_HAVE_CUDA
+#include "runtime/cuda/cublas_library.h"
+
+// cuBLAS is loaded with the first CUDA device, not at start-up; here (no GPU needed) the load itself: every entry
+// point weft calls resolves in the library of the toolkit weft was built against.
+TEST_CASE("cuBLAS is not loaded until asked for, then every entry point weft calls resolves") {
+  auto cpu = make_cpu_device();
+  void* block = cpu->allocate(1 << 20);
+  cpu->deallocate(block);
+  CHECK_FALSE(cuda_detail::cublas_loaded());
+  const cuda_detail::CublasLibrary& library = cuda_detail::cublas();
+  CHECK(cuda_detail::cublas_loaded());
+  CHECK(library.create != nullptr);
+  CHECK(library.destroy != nullptr);
+  CHECK(library.set_stream != nullptr);
+  CHECK(library.get_stream != nullptr);
+  CHECK(library.set_math_mode != nullptr);
+  CHECK(library.gemm_ex != nullptr);
+  CHECK(library.gemm_strided_batched_ex != nullptr);
+  CHECK(library.sgemm != nullptr);
+  CHECK(library.sgemm_strided_batched != nullptr);
+  // The loaded functions are the library's own: its status names, with no device needed.
+  CHECK(std::string(library.status_name(CUBLAS_STATUS_INVALID_VALUE)) == "CUBLAS_STATUS_INVALID_VALUE");
+  CHECK(&cuda_detail::cublas() == &library);
+}
+#endif
