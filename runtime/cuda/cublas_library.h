@@ -5,6 +5,9 @@
 
 #include <cublas_v2.h>
 
+#include <string>
+#include <vector>
+
 namespace weft::cuda_detail {
 
 // cublasGemmEx and cublasGemmStridedBatchedEx have C++ overloads (a cudaDataType compute type); these are the C
@@ -37,6 +40,10 @@ struct CublasLibrary {
 // (exit code 2) naming the library, where it looked and the loader's reason when it cannot be loaded or lacks an
 // entry point; later calls throw the same error again.
 const CublasLibrary& cublas();
+
+// Loads the first of `candidates` (file names or paths) that the dynamic loader takes and resolves every entry point
+// in it; the usage errors of cublas() otherwise. cublas() calls it once with its own candidates.
+CublasLibrary load_cublas(const std::vector<std::string>& candidates);
 
 // The file name cublas() loads: libcublas.so.<the major version weft was built against>.
 const char* cublas_soname();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/device.h"
+#include "runtime/error.h"
 
 using namespace weft;
 
@@ -104,5 +105,27 @@ TEST_CASE("cuBLAS is not loaded until asked for, then every entry point weft cal
   // The loaded functions are the library's own: its status names, with no device needed.
   CHECK(std::string(library.status_name(CUBLAS_STATUS_INVALID_VALUE)) == "CUBLAS_STATUS_INVALID_VALUE");
   CHECK(&cuda_detail::cublas() == &library);
+}
+
+// What a user without cuBLAS, or with the wrong library under its name, reads: usage errors (exit code 2) naming it.
+TEST_CASE("a missing cuBLAS or a library without its entry points is a usage error naming the file") {
+  try {
+    cuda_detail::load_cublas({"/nonexistent/libcublas.so.13", "libcublas-not-here.so"});
+    FAIL("no exception");
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    CHECK(error.kind() == ErrorKind::kUsage);
+    CHECK(message.find("device: cuda needs cuBLAS") != std::string::npos);
+    CHECK(message.find("/nonexistent/libcublas.so.13") != std::string::npos);
+    CHECK(message.find("libcublas-not-here.so") != std::string::npos);
+    CHECK(message.find("LD_LIBRARY_PATH") != std::string::npos);
+  }
+  try {
+    cuda_detail::load_cublas({"libm.so.6"});
+    FAIL("no exception");
+  } catch (const Error& error) {
+    CHECK(error.kind() == ErrorKind::kUsage);
+    CHECK(std::string(error.what()).find("libm.so.6 lacks the cuBLAS entry point cublasCreate_v2") != std::string::npos);
+  }
 }
 #endif
