@@ -60,19 +60,19 @@ CublasLibrary load_cublas(const std::vector<std::string>& candidates) {
                kSoname, reasons, CUBLAS_VER_MAJOR);
   CublasLibrary library{};
   try {
-  // The symbol names go through the preprocessor first: cublas_v2.h maps cublasCreate to cublasCreate_v2.
+    // The symbol names go through the preprocessor first: cublas_v2.h maps cublasCreate to cublasCreate_v2.
 #define WEFT_RESOLVE(field, function) resolve(handle, file, WEFT_STRINGIZE(function), library.field)
-  WEFT_RESOLVE(create, cublasCreate);
-  WEFT_RESOLVE(destroy, cublasDestroy);
-  WEFT_RESOLVE(set_stream, cublasSetStream);
-  WEFT_RESOLVE(get_stream, cublasGetStream);
-  WEFT_RESOLVE(set_math_mode, cublasSetMathMode);
-  WEFT_RESOLVE(gemm_ex, cublasGemmEx);
-  WEFT_RESOLVE(gemm_strided_batched_ex, cublasGemmStridedBatchedEx);
-  WEFT_RESOLVE(sgemm, cublasSgemm);
-  WEFT_RESOLVE(sgemm_strided_batched, cublasSgemmStridedBatched);
-  WEFT_RESOLVE(status_string, cublasGetStatusString);
-  WEFT_RESOLVE(status_name, cublasGetStatusName);
+    WEFT_RESOLVE(create, cublasCreate);
+    WEFT_RESOLVE(destroy, cublasDestroy);
+    WEFT_RESOLVE(set_stream, cublasSetStream);
+    WEFT_RESOLVE(get_stream, cublasGetStream);
+    WEFT_RESOLVE(set_math_mode, cublasSetMathMode);
+    WEFT_RESOLVE(gemm_ex, cublasGemmEx);
+    WEFT_RESOLVE(gemm_strided_batched_ex, cublasGemmStridedBatchedEx);
+    WEFT_RESOLVE(sgemm, cublasSgemm);
+    WEFT_RESOLVE(sgemm_strided_batched, cublasSgemmStridedBatched);
+    WEFT_RESOLVE(status_string, cublasGetStatusString);
+    WEFT_RESOLVE(status_name, cublasGetStatusName);
 #undef WEFT_RESOLVE
   } catch (const Error&) {
     dlclose(handle);
@@ -86,8 +86,6 @@ const CublasLibrary& cublas() {
   static const CublasLibrary library = load_cublas(default_candidates());
   return library;
 }
-
-const char* cublas_soname() { return kSoname; }
 
 bool cublas_loaded() {
   void* handle = dlopen(kSoname, RTLD_NOW | RTLD_NOLOAD);

@@ -45,9 +45,6 @@ const CublasLibrary& cublas();
 // in it; the usage errors of cublas() otherwise. cublas() calls it once with its own candidates.
 CublasLibrary load_cublas(const std::vector<std::string>& candidates);
 
-// The file name cublas() loads: libcublas.so.<the major version weft was built against>.
-const char* cublas_soname();
-
 // Whether this process has cuBLAS loaded, by cublas() or by anyone else (a CPU-only run never should).
 bool cublas_loaded();
 
