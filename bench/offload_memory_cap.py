@@ -41,13 +41,17 @@ class MemoryCap:
         self.version, parent = own_cgroup()
         self.path = os.path.join(parent, f"weft-offload-cap-{os.getpid()}")
         os.mkdir(self.path)
-        if self.version == 2:
-            self._write("memory.max", limit_bytes)
-            self._write("memory.swap.max", 0) if os.path.exists(self._file("memory.swap.max")) else None
-        else:
-            self._write("memory.limit_in_bytes", limit_bytes)
-            if os.path.exists(self._file("memory.memsw.limit_in_bytes")):
-                self._write("memory.memsw.limit_in_bytes", limit_bytes)  # no swapping out of the cap either
+        try:
+            if self.version == 2:
+                self._write("memory.max", limit_bytes)
+                self._write("memory.swap.max", 0) if os.path.exists(self._file("memory.swap.max")) else None
+            else:
+                self._write("memory.limit_in_bytes", limit_bytes)
+                if os.path.exists(self._file("memory.memsw.limit_in_bytes")):
+                    self._write("memory.memsw.limit_in_bytes", limit_bytes)  # no swapping out of the cap either
+        except OSError:
+            os.rmdir(self.path)  # a cgroup without the memory controller's files: leave nothing behind
+            raise
 
     def _file(self, name):
         return os.path.join(self.path, name)

@@ -16,9 +16,9 @@ BUILD_PACKAGES=(
 )
 # What development and the rest of the test suite use: SLURM, Python (PyTorch comes from PyPI into .venv, below),
 # clang's libFuzzer for the fuzz targets' short runs, podman and debootstrap for the container tests, iproute2 (ip, tc) for the
-# multihost tests' network namespaces.
+# multihost tests' network namespaces, GNU time for the benchmarks' peak resident memory.
 TEST_PACKAGES=(
-  git procps iproute2
+  git procps iproute2 time
   slurm-wlm munge
   clang libclang-rt-dev
   python3 python3-numpy python3-venv
