@@ -137,7 +137,7 @@ TokenFileInfo llmc_info(int fd, const std::string& path, std::uint64_t file_byte
   if (header[1] != 1) fail_usage("{}: llm.c token file version {}; weft reads version 1 (uint16 tokens)", path, header[1]);
   if (header[2] < 0) fail_usage("{}: llm.c token file with a negative token count {}", path, header[2]);
   TokenFileInfo info{.format = TokenFormat::kLlmc, .width = 2, .count = header[2],
-                     .data_offset = static_cast<std::int64_t>(kLlmcHeader)};
+                     .data_offset = static_cast<std::int64_t>(kLlmcHeader), .tokenizer = {}, .tokenizer_model = {}};
   if (const std::string problem = size_problem(info, file_bytes); !problem.empty())
     fail_usage("{}: not a usable llm.c token file: {}", path, problem);
   return info;
@@ -147,7 +147,8 @@ TokenFileInfo raw_info(const std::string& path, std::uint64_t file_bytes, int wi
   if (file_bytes % static_cast<std::uint64_t>(width) != 0)
     fail_usage("{}: {} bytes is not a whole number of uint{} tokens", path, file_bytes, 8 * width);
   return TokenFileInfo{.format = width == 2 ? TokenFormat::kUint16 : TokenFormat::kUint32, .width = width,
-                       .count = static_cast<std::int64_t>(file_bytes / static_cast<std::uint64_t>(width))};
+                       .count = static_cast<std::int64_t>(file_bytes / static_cast<std::uint64_t>(width)),
+                       .tokenizer = {}, .tokenizer_model = {}};
 }
 
 TokenFileInfo info_of(int fd, const std::string& path, TokenFormat format) {

@@ -136,6 +136,12 @@ std::optional<ConfigProblem> find_layout_problem(const Config& c) {
   if (c.parallel.offload == Offload::kDisk && c.parallel.offload_dir.empty())
     return problem("parallel.offload", "disk",
                    "needs parallel.offload_dir, the directory for the optimizer state's files (a fast local disk)");
+  if (c.parallel.grad_sum == GradSum::kExact && c.parallel.pp > 1)
+    return problem("parallel.grad_sum", "exact",
+                   "needs pp = 1: a pipeline's stages sum their micro-batches over the whole step before reducing");
+  if (c.parallel.grad_sum == GradSum::kExact && c.parallel.offload != Offload::kNone)
+    return problem("parallel.grad_sum", "exact",
+                   "needs parallel.offload: none (offloaded gradients stream to the host as each bucket is reduced)");
   if (c.checkpoint.every > 0 && c.checkpoint.dir.empty())
     return problem("checkpoint.every", c.checkpoint.every, "needs checkpoint.dir, the directory to save into");
   return std::nullopt;

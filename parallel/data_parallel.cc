@@ -12,7 +12,7 @@ namespace weft {
 
 GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp,
                                  Device& device, Overlap overlap, Accumulation accumulation, Tracer* tracer,
-                                 GradientResidency residency)
+                                 GradientResidency residency, GradSum sum)
     : layout_(layout),
       plan_(plan),
       type_(type),
@@ -22,6 +22,7 @@ GradientReducer::GradientReducer(const BucketLayout& layout, ZeroPlan plan, DTyp
       accumulation_(accumulation),
       tracer_(tracer),
       residency_(residency),
+      sum_(sum),
       stored_(layout.buckets().size()),
       buckets_(layout.buckets().size()),
       tied_copies_(layout.buckets().size(), 0) {
@@ -63,11 +64,14 @@ int GradientReducer::completions_for_final(std::size_t bucket) const {
 
 void GradientReducer::begin_step(int micro_batches) {
   WEFT_CHECK(in_flight_.empty(), "a step began with {} reductions in flight", in_flight_.size());
-  // 16-bit ZeRO 0/1 outside a pipeline store every bucket whole after its last micro-batch (sum_micro_batch).
-  const bool overwritten = !direct() && !plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch;
+  micro_batches_ = micro_batches;
+  WEFT_CHECK(!ordered() || residency_ == GradientResidency::kKept, "an exact gradient sum keeps its gradients");
+  // 16-bit ZeRO 0/1 outside a pipeline store every bucket whole after its last micro-batch (sum_micro_batch), and
+  // an ordered sum every bucket's kept part (sum_in_global_order).
+  const bool overwritten =
+      ordered() || (!direct() && !plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch);
   for (Tensor& gradients : stored_)
     if (gradients.defined() && !overwritten) gradients.zero();
-  micro_batches_ = micro_batches;
   for (BucketState& state : buckets_) state = BucketState();
   next_launch_ = 0;
   micro_launched_.clear();
@@ -116,6 +120,10 @@ void GradientReducer::segment_done(int segment, int micro) {
 
 void GradientReducer::bucket_complete(std::size_t bucket, int key) {
   ++micro_buckets_done_[key];
+  if (ordered()) {
+    keep_micro_batch(bucket, key);
+    return;
+  }
   BucketState& state = buckets_[bucket];
   const Bucket& b = layout_.buckets()[bucket];
   const auto size = static_cast<std::size_t>(b.padded_size);
@@ -168,6 +176,40 @@ void GradientReducer::sum_micro_batch(std::size_t bucket, int micro) {
   }
 }
 
+void GradientReducer::keep_micro_batch(std::size_t bucket, int micro) {
+  BucketState& state = buckets_[bucket];
+  const std::int64_t size = layout_.buckets()[bucket].padded_size;
+  if (!state.micro_gradients.defined())
+    state.micro_gradients =
+        Tensor::uninitialized(device_, {micro_batches_ * size}, type_, MemoryCategory::kComm);
+  Tensor gradient = std::move(state.scratch.at(micro));
+  state.scratch.erase(micro);
+  // Rounded as one rank's sum_micro_batch rounds it (a copy in fp32).
+  store_as(device_, state.micro_gradients.at(micro * size), type_, gradient.f32(), static_cast<std::size_t>(size));
+}
+
+void GradientReducer::sum_in_global_order(std::size_t bucket, const Tensor& gathered) {
+  const Bucket& b = layout_.buckets()[bucket];
+  // The part of the bucket this rank keeps: all of it (ZeRO 0/1) or its chunk (2/3).
+  const std::int64_t begin = plan_.gradients_sharded ? dp_.rank() * layout_.chunk(b) : 0;
+  const std::int64_t count = plan_.gradients_sharded ? layout_.chunk(b) : b.padded_size;
+  const auto n = static_cast<std::size_t>(count);
+  const auto& k = kernels::kernels_for(device_.type());
+  const auto ctx = kernels::context_for(device_);
+  Tensor sum = Tensor::uninitialized(device_, {count}, DType::kF32, MemoryCategory::kComm);
+  Tensor widened = Tensor::uninitialized(device_, {count}, DType::kF32, MemoryCategory::kComm);
+  // Row r x K + m holds rank r's micro-batch m: global micro-batch order. The first row starts the fp32 sum, each
+  // later one is widened and added, and the sum is rounded once, as sum_micro_batch does on one rank (in fp32: the
+  // first micro-batch's gradient, then each later one added).
+  const int rows = dp_.size() * micro_batches_;
+  for (int row = 0; row < rows; ++row) {
+    const void* part = gathered.at(row * b.padded_size + begin);
+    k.cast(ctx, row == 0 ? sum.f32() : widened.f32(), DType::kF32, part, type_, n);
+    if (row > 0) k.add(ctx, sum.f32(), sum.f32(), widened.f32(), n);
+  }
+  store_as(device_, stored(bucket).data(), type_, sum.f32(), n);
+}
+
 void GradientReducer::launch_ready(bool all) {
   if (!per_micro_batch_reductions()) {
     // Reduced once per step: a bucket is reduced when every micro-batch (and a tied copy) is done with it.
@@ -193,7 +235,15 @@ void GradientReducer::launch(std::size_t bucket, int micro) {
   r.micro = micro;
   r.started = Tracer::Clock::now();
   const auto chunk = static_cast<std::size_t>(layout_.chunk(b));
-  if (!plan_.optimizer_sharded) {
+  if (ordered()) {
+    // Every rank's micro-batch gradients of this bucket, rank by rank: what sum_in_global_order adds up.
+    BucketState& state = buckets_[bucket];
+    r.sent = std::move(state.micro_gradients);
+    state.micro_gradients = Tensor();
+    const std::int64_t rows = micro_batches_ * b.padded_size;
+    r.received = Tensor::uninitialized(device_, {dp_.size() * rows}, type_, MemoryCategory::kComm);
+    r.work = dp_.all_gather(r.sent.data(), r.received.data(), static_cast<std::size_t>(rows), type_);
+  } else if (!plan_.optimizer_sharded) {
     r.work = dp_.all_reduce(stored(bucket).data(), static_cast<std::size_t>(b.padded_size), type_);
   } else if (!plan_.gradients_sharded) {
     Tensor& gradients = stored(bucket);
@@ -226,7 +276,9 @@ void GradientReducer::wait(Reduction& r) {
   }
   r.work.reset();
   const std::size_t bucket = r.bucket;
-  if (plan_.gradients_sharded) {
+  if (ordered()) {
+    sum_in_global_order(bucket, r.received);
+  } else if (plan_.gradients_sharded) {
     const auto chunk = static_cast<std::size_t>(layout_.chunk(layout_.buckets()[bucket]));
     Tensor wide = r.received;
     if (type_ != DType::kF32) {

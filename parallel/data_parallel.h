@@ -50,6 +50,11 @@ enum class GradientResidency { kKept, kHandedOver };
 //   those in fp32 in micro-batch order and round the sum once into the 16-bit buffer (pipelines: the step's fp32
 //   sum, rounded once). The host backends reduce 16-bit buffers the same way over ranks (fp32 sum in rank order,
 //   one rounding), so a dp layout with one micro-batch per rank gives one rank's bits, whatever the ZeRO stage.
+// - GradSum::kExact with several micro-batches per rank on several ranks (kPerMicroBatch, kept gradients): each
+//   micro-batch's complete bucket is stored (rounded, in 16 bits) in the bucket's row of micro-batch gradients; after
+//   the last one, the rows are all-gathered over dp and every rank sums all of them in global micro-batch order
+//   (rank r's micro-batch k is the (r x K + k)th) the way one rank sums its own: the same bits as one rank running
+//   every micro-batch, whatever the ZeRO stage and the backend.
 // Buckets launch in index order (the same on every dp rank). Gradients are already scaled by 1 / global tokens,
 // so the sums are the global mean's gradient. Each bucket's reduced gradients live in a buffer of their own: the
 // padded bucket (ZeRO 0/1) or this rank's chunk of it (2/3).
@@ -61,7 +66,7 @@ class GradientReducer {
 
   GradientReducer(const BucketLayout& layout, ZeroPlan plan, DType type, Communicator& dp, Device& device,
                   Overlap overlap, Accumulation accumulation, Tracer* tracer,
-                  GradientResidency residency = GradientResidency::kKept);
+                  GradientResidency residency = GradientResidency::kKept, GradSum sum = GradSum::kFast);
 
   // `segment` also needs one kTiedCopy contribution each step before its gradient is final.
   void expect_tied_copy(int segment);
@@ -102,25 +107,34 @@ class GradientReducer {
     std::map<int, int> done_by_micro;  // ... per micro-batch (kPerMicroBatch)
     std::map<int, Tensor> scratch;     // per micro-batch (or kWholeStep): the bucket's fp32 gradient
     std::map<int, Tensor> narrow;      // ZeRO 2/3 with 16-bit gradients: the scratch rounded for communication
+    Tensor micro_gradients;            // ordered(): every micro-batch's bucket gradient, in type_, micro-batch k at k
   };
   struct Reduction {  // one collective in flight
     std::size_t bucket = 0;
     int micro = 0;
     std::unique_ptr<Work> work;
     Tensor sent;      // ZeRO 2/3: the bucket gradient being reduce-scattered (fp32 or 16-bit)
-    Tensor received;  // ZeRO 2/3: the reduced chunk, added into the shard when done
+    Tensor received;  // ZeRO 2/3: the reduced chunk, added into the shard when done; ordered(): every rank's rows
     Tracer::Clock::time_point started;
   };
   int segments_in(std::size_t bucket) const;
   int completions_for_final(std::size_t bucket) const;
   bool per_micro_batch_reductions() const {
-    return plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch;
+    return plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch && !ordered();
+  }
+  // GradSum::kExact where it changes anything: several ranks with several micro-batches each (see the class comment).
+  bool ordered() const {
+    return sum_ == GradSum::kExact && dp_.size() > 1 && micro_batches_ > 1 && accumulation_ == Accumulation::kPerMicroBatch;
   }
   // The gradients of `micro` (or of the whole step) are complete for a bucket: round or narrow them.
   void bucket_complete(std::size_t bucket, int micro);
   // 16-bit ZeRO 0/1: adds a micro-batch's complete bucket, rounded, to the step's fp32 sum (kWholeStep scratch),
   // and stores the sum after the last micro-batch.
   void sum_micro_batch(std::size_t bucket, int micro);
+  // ordered(): stores a micro-batch's complete bucket (rounded to type_) in the bucket's micro_gradients.
+  void keep_micro_batch(std::size_t bucket, int micro);
+  // ordered(): the gathered micro-batch gradients of every rank summed in global order into the stored gradients.
+  void sum_in_global_order(std::size_t bucket, const Tensor& gathered);
   void launch(std::size_t bucket, int micro);
   void launch_ready(bool all);
   // Waits for a reduction, puts its result in place and tells the hook when that made the bucket final.
@@ -135,7 +149,7 @@ class GradientReducer {
   bool reduces() const { return plan_.gradients_sharded || dp_.size() > 1; }
   // Backward accumulates straight into the stored gradients (fp32, not sharded), every micro-batch of a pipeline
   // or the first of a plain step.
-  bool direct() const { return !plan_.gradients_sharded && type_ == DType::kF32; }
+  bool direct() const { return !plan_.gradients_sharded && type_ == DType::kF32 && !ordered(); }
 
   const BucketLayout& layout_;
   ZeroPlan plan_;
@@ -146,6 +160,7 @@ class GradientReducer {
   Accumulation accumulation_;
   Tracer* tracer_;
   GradientResidency residency_;
+  GradSum sum_;
   std::vector<Tensor> stored_;  // per bucket: the padded bucket (ZeRO 0/1) or this rank's chunk (2/3)
   std::vector<BucketState> buckets_;
   std::vector<int> tied_copies_;  // per bucket: kTiedCopy contributions expected

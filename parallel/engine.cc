@@ -144,7 +144,8 @@ Trainer::Trainer(const Config& config, ProcessGroups& groups, Device& device, Tr
       params_(model_->params(), layout_, zero_, config.precision.compute, *groups.dp, device, *initial_, tracer),
       grads_(layout_, zero_, config.precision.compute, *groups.dp, device,
              config.comm.overlap ? Overlap::kOn : Overlap::kOff, accumulation_for(config.parallel), tracer,
-             config.parallel.offload == Offload::kNone ? GradientResidency::kKept : GradientResidency::kHandedOver),
+             config.parallel.offload == Offload::kNone ? GradientResidency::kKept : GradientResidency::kHandedOver,
+             config.parallel.grad_sum),
       scaler_(config.precision),
       peak_flops_(measure_peak_flops(device, model_->gemm_inputs())) {
   for (const Communicator* group : {groups.dp.get(), groups.tp.get(), groups.pp.get()})

@@ -100,6 +100,7 @@ void memory_json(JsonWriter& json, const MemoryPlan& m) {
       .field("gathered_params", m.gathered)
       .field("widened_fp32", m.widened)
       .field("gradient_scratch_fp32", m.gradient_scratch)
+      .field("micro_gradients", m.micro_gradients)
       .field("device_total", m.device_total())
       .field("host", m.host)
       .field("disk", m.disk)
@@ -158,6 +159,10 @@ std::string format_plan(const Plan& plan, const Config& config) {
                        "in use {:.2f} MiB, fp32 gradient scratch {:.2f} MiB; device total {:.2f} MiB\n",
                        mib(m.gathered), gather_name(p.zero3_gather), mib(m.widened), mib(m.gradient_scratch),
                        mib(m.device_total()));
+  if (m.micro_gradients)
+    out += fmt::format("  grad_sum exact: every micro-batch's gradients {:.2f} MiB, kept until each bucket is "
+                       "all-gathered (the gathered buckets in flight come on top)\n",
+                       mib(m.micro_gradients));
   if (p.offload != Offload::kNone)
     out += fmt::format("  offload {}: host {:.2f} MiB, disk {:.2f} MiB per rank; {:.2f} MiB over the host link and "
                        "{:.2f} MiB to disk per step\n",

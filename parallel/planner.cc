@@ -29,6 +29,12 @@ struct DpTraffic {
   std::int64_t per_step = 0, per_micro_batch = 0;
 };
 
+// GradientReducer::ordered(): parallel.grad_sum: exact where it changes what is sent and held.
+bool ordered_grad_sum(const Config& config, int dp) {
+  return config.parallel.grad_sum == GradSum::kExact && dp > 1 && config.accumulation_steps() > 1 &&
+         config.parallel.pp == 1;
+}
+
 // Rank 0's (the first pipeline stage's) data-parallel traffic.
 DpTraffic dp_traffic(const Config& config, const ParamLayout& params, const BucketLayout& layout, ZeroPlan zero) {
   const int n = layout.dp();
@@ -38,9 +44,14 @@ DpTraffic dp_traffic(const Config& config, const ParamLayout& params, const Buck
   t.per_step = bus(OpKind::kAllGather, exact_double, n);  // the step's loss
   if (zero.optimizer_sharded) t.per_step += bus(OpKind::kAllGather, exact_double, n);  // the gradient norm
   if (config.precision.compute == DType::kF16) t.per_step += bus(OpKind::kAllGather, exact_double, n);  // overflow
+  const bool ordered = ordered_grad_sum(config, n);
   for (const Bucket& b : layout.buckets()) {
     const std::int64_t bytes = b.padded_size * element;
-    if (!zero.optimizer_sharded) {
+    if (ordered) {
+      // Every micro-batch's gradient of the bucket, from every rank to every rank; then ZeRO 1/2 gather parameters.
+      t.per_step += bus(OpKind::kAllGather, bytes * config.accumulation_steps() * n, n);
+      if (zero.optimizer_sharded && !zero.parameters_sharded) t.per_step += bus(OpKind::kAllGather, bytes, n);
+    } else if (!zero.optimizer_sharded) {
       t.per_step += bus(OpKind::kAllReduce, bytes, n);
     } else if (!zero.gradients_sharded) {
       t.per_step += bus(OpKind::kReduceScatter, bytes, n) + bus(OpKind::kAllGather, bytes, n);
@@ -149,7 +160,8 @@ std::int64_t gradient_scratch_bytes(const Config& config, const ParamLayout& par
                                    : std::max(buckets.back().padded_size, others);
   std::int64_t bytes = 0;
   if (sixteen_bit || zero.gradients_sharded || accumulates) bytes = 4 * writing;
-  if (sixteen_bit && accumulates && !zero.gradients_sharded) bytes += 4 * full;
+  // An exact sum keeps the micro-batches' gradients rounded instead (MemoryPlan::micro_gradients).
+  if (sixteen_bit && accumulates && !zero.gradients_sharded && !ordered_grad_sum(config, layout.dp())) bytes += 4 * full;
   return bytes;
 }
 
@@ -205,6 +217,7 @@ Plan make_plan(const Config& config, int world_size) {
     plan.memory.gathered = element * (p.zero3_gather == Zero3Gather::kStep ? full : largest + second);
   if (config.precision.compute != DType::kF32) plan.memory.widened = 4 * largest;
   plan.memory.gradient_scratch = gradient_scratch_bytes(config, params, layout, zero);
+  if (ordered_grad_sum(config, p.dp)) plan.memory.micro_gradients = element * full * config.accumulation_steps();
   const bool sixteen_bit = config.precision.compute != DType::kF32;
   const bool accumulates = config.accumulation_steps() > 1;
 

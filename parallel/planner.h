@@ -23,11 +23,17 @@ struct MemoryPlan {
   // writes apart from the stored ones (GradientReducer's scratch: the bucket a micro-batch is writing, and the
   // step's sums of every bucket where micro-batches accumulate outside the stored gradients).
   std::int64_t gathered = 0, widened = 0, gradient_scratch = 0;
+  // parallel.grad_sum: exact with several ranks and micro-batches: every micro-batch's gradients, kept (in the
+  // storage type) until the step's last micro-batch, when each bucket is all-gathered. The gathered buckets in
+  // flight and the fp32 sums they are added into come on top, a bucket or a few at a time, and are not counted.
+  std::int64_t micro_gradients = 0;
   // ZeRO-Offload: the optimizer state and its staging buffers in host memory (the run's host_mem), and the file
   // under offload_dir (host_mem.disk).
   std::int64_t host = 0, disk = 0;
   std::int64_t model_states() const { return params + grads + optimizer; }
-  std::int64_t device_total() const { return model_states() + activations + gathered + widened + gradient_scratch; }
+  std::int64_t device_total() const {
+    return model_states() + activations + gathered + widened + gradient_scratch + micro_gradients;
+  }
 };
 
 // What one rank of a pipeline stage sends per optimizer step, with activations of `element_bytes` each.

@@ -69,6 +69,11 @@ enum class Offload { kNone, kHost, kDisk };
 // How often ZeRO 3 gathers a stage's parameters: once per step (kept until their last use), or for every use
 // (each micro-batch's forward and backward; less memory, more traffic).
 enum class Zero3Gather { kStep, kMicroBatch };
+// How a dp rank's micro-batch gradients meet the other ranks' (parallel.grad_sum). kFast: each rank sums its own,
+// then the ranks' sums are reduced. kExact: with several micro-batches per rank, every micro-batch's gradient is
+// all-gathered and each rank sums them all in global micro-batch order, as one rank running them does, so any dp
+// layout gives the 1-rank run's bits (at the cost of gathering every micro-batch's gradient).
+enum class GradSum { kFast, kExact };
 
 struct ParallelConfig {
   int dp = 0;            // 0 = auto: world size / (tp * pp)
@@ -83,6 +88,7 @@ struct ParallelConfig {
   Offload offload = Offload::kNone;
   std::string offload_dir;       // offload: disk puts the optimizer state in files here
   Zero3Gather zero3_gather = Zero3Gather::kStep;
+  GradSum grad_sum = GradSum::kFast;
 };
 
 struct PrecisionConfig {

@@ -137,6 +137,8 @@ std::vector<KeySpec> build_schema() {
        .store = member(&C::parallel, &ParallelConfig::offload_dir)},
       {.section = "parallel", .name = "zero3_gather", .kind = K::kChoice, .choices = {"step", "microbatch"},
        .store = member(&C::parallel, &ParallelConfig::zero3_gather)},
+      {.section = "parallel", .name = "grad_sum", .kind = K::kChoice, .choices = {"fast", "exact"},
+       .store = member(&C::parallel, &ParallelConfig::grad_sum)},
 
       {.section = "precision", .name = "compute", .kind = K::kChoice, .choices = {"fp32", "bf16", "fp16"},
        .store = member(&C::precision, &PrecisionConfig::compute)},

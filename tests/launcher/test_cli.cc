@@ -158,3 +158,13 @@ TEST_CASE("a CPU training run never loads cuBLAS") {
   CHECK(run.output.find("file=libdnnl.so") != std::string::npos);
   CHECK(run.output.find("libcublas") == std::string::npos);
 }
+
+// An exact gradient sum where it cannot run is refused before anything trains, naming what to change.
+TEST_CASE("parallel.grad_sum exact with a pipeline or with offload is exit 2 naming the reason") {
+  const auto offloaded = run_weft("train " + tiny() + " --set parallel.grad_sum=exact --set parallel.offload=host");
+  CHECK(offloaded.exit_code == 2);
+  CHECK(offloaded.output.find("parallel.grad_sum = exact: needs parallel.offload: none") != std::string::npos);
+  const auto piped = run_weft("plan " + tiny() + " -n 2 --set parallel.pp=2 --set parallel.grad_sum=exact");
+  CHECK(piped.exit_code == 2);
+  CHECK(piped.output.find("parallel.grad_sum = exact: needs pp = 1") != std::string::npos);
+}

@@ -77,6 +77,19 @@ TEST_CASE("over MPI, dp=4 with one micro-batch per rank is bit-identical to one 
   }
 }
 
+TEST_CASE("over MPI, parallel.grad_sum exact makes dp=2 with four micro-batches per rank bit-identical to one rank "
+          "(bf16, ZeRO 0 and 3)") {
+  const std::string set = "--set precision.compute=bf16 --set train.micro_batch=2";
+  const Run one = launch(1, set);
+  REQUIRE(one.losses.size() == 20);
+  for (const char* zero : {"0", "3"}) {
+    const Run two = launch(2, set + " --set parallel.grad_sum=exact --set parallel.zero=" + zero);
+    INFO("ZeRO " << zero);
+    REQUIRE(two.exit_code == 0);
+    CHECK(two.losses == one.losses);
+  }
+}
+
 TEST_CASE("over MPI, overlap on and off give identical losses and a repeated run is bit-identical") {
   const Run on = launch(2, "--set comm.overlap=true");
   const Run off = launch(2, "--set comm.overlap=false");

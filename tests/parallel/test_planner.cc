@@ -13,18 +13,22 @@ TEST_CASE("weft plan's per-rank memory and dp bytes equal the measured metrics f
   for (const char* precision : {"fp32", "bf16"}) {
     for (int zero = 0; zero <= 3; ++zero) {
       for (int dp : {2, 4})
-      for (const char* gather : {"step", "microbatch"}) {
+      for (const char* gather : {"step", "microbatch"})
+      for (const char* grad_sum : {"fast", "exact"}) {
         if (zero < 3 && std::string(gather) == "microbatch") continue;
-        // micro_batch 2 so every layout accumulates micro-batches (ZeRO 2/3 reduce per micro-batch).
+        // micro_batch 2 so every layout accumulates micro-batches (ZeRO 2/3 reduce per micro-batch; an exact sum
+        // all-gathers them).
         const std::vector<ConfigOverride> overrides = {{"precision.compute", precision},
                                                        {"parallel.zero", std::to_string(zero)},
                                                        {"parallel.zero3_gather", gather},
+                                                       {"parallel.grad_sum", grad_sum},
                                                        {"train.micro_batch", "2"},
                                                        {"comm.bucket_mb", "0.1"}};
         const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, dp);
         const Plan plan = make_plan(config, dp);
         const RunResult run = train_on_threads(dp, 2, overrides);
-        INFO(precision << ", zero = " << zero << ", dp = " << dp << ", zero3_gather = " << gather);
+        INFO(precision << ", zero = " << zero << ", dp = " << dp << ", zero3_gather = " << gather << ", grad_sum = "
+                       << grad_sum);
         CHECK(run.memory.of(MemoryCategory::kParams) == plan.memory.params);
         CHECK(run.memory.of(MemoryCategory::kGrads) == plan.memory.grads);
         CHECK(run.memory.of(MemoryCategory::kOptimizer) == plan.memory.optimizer);
@@ -51,6 +55,28 @@ TEST_CASE("weft plan's device total is a rank's peak, gradient scratch included 
           // Several micro-batches, or 16-bit gradients, are written apart from the stored gradients.
           CHECK((plan.memory.gradient_scratch > 0) == (std::string(precision) == "bf16" || accumulation > 1));
         }
+}
+
+TEST_CASE("with grad_sum exact the device total counts every micro-batch's kept gradients and the gathers in flight "
+          "come on top") {
+  for (const char* precision : {"fp32", "bf16"})
+    for (const char* bucket_mb : {"25", "0.1"}) {
+      const std::vector<ConfigOverride> overrides = {{"precision.compute", precision},
+                                                     {"train.micro_batch", "2"},
+                                                     {"parallel.grad_sum", "exact"},
+                                                     {"comm.bucket_mb", bucket_mb}};
+      const Config config = load_config(std::string(WEFT_SOURCE_DIR) + "/configs/tiny.yaml", overrides, 2);
+      const Plan plan = make_plan(config, 2);
+      const RunResult run = train_on_threads(2, 2, overrides);
+      INFO(precision << ", bucket_mb " << bucket_mb);
+      // Four micro-batches per rank: four copies of the gradients in the storage type.
+      CHECK(plan.memory.micro_gradients == 4 * plan.memory.grads);
+      // At most every bucket's gather (both ranks' kept gradients) and the two fp32 buffers of one sum in flight.
+      const std::int64_t in_flight = 2 * plan.memory.micro_gradients + 2 * 4 * plan.memory.grads /
+                                         static_cast<std::int64_t>(dtype_size(config.precision.compute));
+      CHECK(run.memory.total_peak >= plan.memory.device_total());
+      CHECK(run.memory.total_peak <= plan.memory.device_total() + in_flight);
+    }
 }
 
 TEST_CASE("ZeRO 1 and 2 send what plain data parallelism sends, ZeRO 3 1x or about 1.5x (no accumulation)") {
