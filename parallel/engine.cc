@@ -236,6 +236,20 @@ double Trainer::global_gradient_norm() {
   return std::sqrt(group_sum(*groups_.host.pp, group_sum(*groups_.host.tp, over_dp)));
 }
 
+double Trainer::global_loss_sum(const PendingStep& pending) {
+  Communicator& dp = *groups_.host.dp;
+  const std::size_t micro_batches = pending.micro_losses.size();
+  if (config_.parallel.grad_sum != GradSum::kExact || dp.size() == 1 || micro_batches < 2)
+    return dp_sum(group_sum(*groups_.host.pp, pending.loss_sum));
+  // grad_sum: exact (no pipeline): every micro-batch's loss, gathered and added in global micro-batch order as one
+  // rank adds its own, so the logged loss has the same bits in every dp layout, as the model does.
+  std::vector<double> all(micro_batches * static_cast<std::size_t>(dp.size()));
+  dp.all_gather(pending.micro_losses.data(), all.data(), 2 * micro_batches, DType::kF32)->wait();
+  double total = 0.0;
+  for (double loss : all) total += loss;
+  return total;
+}
+
 double Trainer::group_sum(Communicator& dp, double local) {
   if (dp.size() == 1) return local;
   // Gather the exact doubles and add them in rank order, so every rank gets the same bits.
@@ -341,7 +355,7 @@ void Trainer::backward(int step) {
   gradients_held_ = true;
   gradient_scale_ = scaler_.scale();
   device_.synchronize();
-  pending_ = PendingStep{step, loss_sum, elapsed_ms(start)};
+  pending_ = PendingStep{step, loss_sum, elapsed_ms(start), micro_losses_};
 }
 
 StepRecord Trainer::apply() {
@@ -349,13 +363,12 @@ StepRecord Trainer::apply() {
   const PendingStep pending = *pending_;
   pending_.reset();
   const int step = pending.step;
-  const double loss_sum = pending.loss_sum;
   const auto start = Clock::now();
   const TrainConfig& train = config_.train;
 
   // The norm (and so clipping and fp16's overflow check) sees the gradients as they are now, written ones included.
   const double scaled_norm = global_gradient_norm();
-  const double global_loss = dp_sum(group_sum(*groups_.host.pp, loss_sum)) / static_cast<double>(tokens_per_step());
+  const double global_loss = global_loss_sum(pending) / static_cast<double>(tokens_per_step());
   // fp32/bf16 have no loss scale to back off: a non-finite loss or gradient stops the run before the update.
   if (config_.precision.compute != DType::kF16 && (!std::isfinite(scaled_norm) || !std::isfinite(global_loss)))
     stop_on_non_finite(step, global_loss, scaled_norm);

@@ -159,7 +159,11 @@ class Trainer {
     int step = 0;
     double loss_sum = 0.0;
     double backward_ms = 0.0;
+    std::vector<double> micro_losses;  // each micro-batch's loss sum, in micro-batch order
   };
+  // The step's loss sum over the ranks (see engine.cc).
+  double global_loss_sum(const PendingStep& pending);
+  std::vector<double> micro_losses_;  // the last program run's losses, one per head forward, in order
   std::optional<PendingStep> pending_;
   bool gradients_held_ = false;   // a backward has run: the reduced gradients are readable
   double gradient_scale_ = 1.0;   // the loss scale the held gradients carry (fp16)

@@ -60,7 +60,9 @@ void Trainer::run_compute(const StepAction& a, const SampleSource& source, int s
     case StepOp::kHeadForward: {
       // fp16 scales the loss (and so every gradient) up so small gradients survive; the update divides it out.
       const float grad_scale = static_cast<float>(scaler_.scale() / static_cast<double>(tokens_per_step()));
-      loss_sum += model.head_forward_loss(params_.acquire(head), tied, grad_scale);
+      const double loss = model.head_forward_loss(params_.acquire(head), tied, grad_scale);
+      loss_sum += loss;
+      micro_losses_.push_back(loss);
       break;
     }
     case StepOp::kHeadBackward:
@@ -94,6 +96,7 @@ double Trainer::run_program(const StepProgram& program, const SampleSource& sour
   const std::size_t elements = model.stream_elements();
   const int stages = pp.size(), chunks = stages * config_.parallel.virtual_stages;
   double loss_sum = 0.0;
+  micro_losses_.clear();
   // Sends complete in the background; the gradient is copied first because the next backward reuses its buffer.
   std::vector<std::pair<std::unique_ptr<Work>, Tensor>> sends;
   // Gradients a compute action completed are handed to the reducer after the releases that follow it, so a

@@ -72,6 +72,12 @@ TEST_CASE("parallel.grad_sum exact: dp=2 and dp=4 with several micro-batches per
         CHECK(exact.ranks_agree);
       }
   }
+  // Beside tensor parallelism: dp=2 x tp=2 against tp=2 alone (the same tp split, every micro-batch on one dp rank).
+  std::vector<ConfigOverride> tp = cases[1];
+  tp.push_back({"parallel.tp", "2"});
+  const RunResult tp_alone = train_on_threads(2, 6, tp);
+  tp.push_back({"parallel.grad_sum", "exact"});
+  check_same_model(train_on_threads(4, 6, tp), tp_alone);
   // The default sums each rank's micro-batches first, which rounds in other places: not the same bits in bf16.
   const RunResult one = train_on_threads(1, 6, cases[1]);
   const RunResult fast = train_with_zero(2, 6, cases[1], 0);
