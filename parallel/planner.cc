@@ -41,10 +41,11 @@ DpTraffic dp_traffic(const Config& config, const ParamLayout& params, const Buck
   const auto element = static_cast<std::int64_t>(dtype_size(config.precision.compute));
   const std::int64_t exact_double = n * 8;  // dp_sum: 8 bytes per rank, all-gathered
   DpTraffic t;
-  t.per_step = bus(OpKind::kAllGather, exact_double, n);  // the step's loss
+  const bool ordered = ordered_grad_sum(config, n);
+  // The step's loss: each rank's sum, or with an exact sum every micro-batch's (Trainer::global_loss_sum).
+  t.per_step = bus(OpKind::kAllGather, exact_double * (ordered ? config.accumulation_steps() : 1), n);
   if (zero.optimizer_sharded) t.per_step += bus(OpKind::kAllGather, exact_double, n);  // the gradient norm
   if (config.precision.compute == DType::kF16) t.per_step += bus(OpKind::kAllGather, exact_double, n);  // overflow
-  const bool ordered = ordered_grad_sum(config, n);
   for (const Bucket& b : layout.buckets()) {
     const std::int64_t bytes = b.padded_size * element;
     if (ordered) {
