@@ -197,13 +197,18 @@ void GradientReducer::sum_in_global_order(std::size_t bucket, const Tensor& gath
   const auto& k = kernels::kernels_for(device_.type());
   const auto ctx = kernels::context_for(device_);
   Tensor sum = Tensor::uninitialized(device_, {count}, DType::kF32, MemoryCategory::kComm);
-  Tensor widened = Tensor::uninitialized(device_, {count}, DType::kF32, MemoryCategory::kComm);
+  Tensor widened;  // a 16-bit row widened to fp32
+  if (type_ != DType::kF32) widened = Tensor::uninitialized(device_, {count}, DType::kF32, MemoryCategory::kComm);
   // Row r x K + m holds rank r's micro-batch m: global micro-batch order. The first row starts the fp32 sum, each
   // later one is widened and added, and the sum is rounded once, as sum_micro_batch does on one rank (in fp32: the
   // first micro-batch's gradient, then each later one added).
   const int rows = dp_.size() * micro_batches_;
   for (int row = 0; row < rows; ++row) {
     const void* part = gathered.at(row * b.padded_size + begin);
+    if (row > 0 && type_ == DType::kF32) {  // fp32 rows are added as they are
+      k.add(ctx, sum.f32(), sum.f32(), static_cast<const float*>(part), n);
+      continue;
+    }
     k.cast(ctx, row == 0 ? sum.f32() : widened.f32(), DType::kF32, part, type_, n);
     if (row > 0) k.add(ctx, sum.f32(), sum.f32(), widened.f32(), n);
   }
