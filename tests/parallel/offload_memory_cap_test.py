@@ -56,6 +56,20 @@ def main():
               f"cgroup peak {peak >> 20} MiB, {kills} killed by the kernel")
         return done, steps, peak, kills
 
+    # A process must be able to join a new memory cgroup here (some containers let root make one but not enter it).
+    try:
+        probe = MemoryCap(cap_bytes)
+    except (OSError, SystemExit) as error:
+        print(f"skipped: cannot make a memory cgroup here ({error})")
+        return 77
+    try:
+        joined = probe.run(["true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    finally:
+        probe.remove()
+    if not joined:
+        print("skipped: a process cannot join a new memory cgroup here")
+        return 77
+
     failures = []
     with tempfile.TemporaryDirectory() as work:
         done, steps, peak, kills = train("disk", work)
