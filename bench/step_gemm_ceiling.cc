@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -235,12 +236,13 @@ int main(int argc, char** argv) {
   // Each call's operands under --operands (see the file comment).
   std::vector<Operands> placed;
   std::vector<Buffers> own;
-  StepMemory step(operands == "step" ? recorded : std::vector<GemmCall>{}, recorded_addresses);
+  std::optional<StepMemory> step;
+  if (operands == "step") step.emplace(recorded, recorded_addresses);
   for (std::size_t i = 0; i < recorded.size(); ++i) {
     if (operands == "own") own.emplace_back(std::vector<GemmCall>{recorded[i]});
     placed.push_back(operands == "shared" ? buffers.operands()
                      : operands == "own"  ? own.back().operands()
-                                          : step.operands(recorded_addresses[i]));
+                                          : step->operands(recorded_addresses[i]));
   }
   std::vector<double> times;
   for (int r = 0; r < repeats + 1; ++r) {

@@ -91,6 +91,9 @@ class DecoderBase : public Model {
   const std::int32_t* targets() const { return slots_[static_cast<std::size_t>(slot_index_)].targets; }
   // Which of a slot's stored block activations `layer` uses (one set shared when recomputing).
   std::size_t stored_block(int layer) const;
+  // Where attention_forward writes its fp32 scores: the kept fp32 probabilities, or, where only rounded ones are
+  // kept, the backward's d(probabilities) scratch (free during the forward).
+  float* attention_scores(float* kept_probs) const { return kept_probs != nullptr ? kept_probs : d_probs_; }
 
   ModelConfig model_;
   SoloTpGroup solo_;

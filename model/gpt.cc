@@ -107,9 +107,8 @@ void GptModel::block_forward(const BlockParams& p, int layer) {
     // is (the backward's wide scratch, free during forward, serves where the rounding takes a pass of its own).
     layers_.column_forward_rounded(a.qkv, d_wide_, a.ln1, p.matrix(w.qkv_w), p.at(w.qkv_b), d, 3 * local);
   }
-  // With only rounded probabilities kept, the fp32 scores go to the backward's scratch (free during forward).
-  float* scores = a.probs != nullptr ? a.probs : d_probs_;
-  kernels::attention_forward(kernels_, ctx_, a.attn, scores, a.qkv, attention_shape_, {{}, {}, a.probs16});
+  kernels::attention_forward(kernels_, ctx_, a.attn, attention_scores(a.probs), a.qkv, attention_shape_,
+                             {{}, {}, a.probs16});
   layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.attn_proj_w), p.at(w.attn_proj_b), local, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 

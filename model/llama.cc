@@ -108,9 +108,8 @@ void LlamaModel::block_forward(const BlockParams& p, int layer) {
   layers_.rmsnorm_forward(a.norm1, a.rstd1, x, p.at(w.input_norm), eps);
   layers_.column_forward(a.qkv, a.norm1, p.matrix(w.qkv), nullptr, d, qkv);
   kernels_.rope_forward(ctx_, a.qkv, rope_shape_);
-  // With only rounded probabilities kept, the fp32 scores go to the backward's scratch (free during forward).
-  float* scores = a.probs != nullptr ? a.probs : d_probs_;
-  kernels::attention_forward(kernels_, ctx_, a.attn, scores, a.qkv, attention_shape_, {rounded_qkv_, {}, a.probs16});
+  kernels::attention_forward(kernels_, ctx_, a.attn, attention_scores(a.probs), a.qkv, attention_shape_,
+                             {rounded_qkv_, {}, a.probs16});
   layers_.row_forward(a.residual_mid, a.attn, p.matrix(w.o_proj), nullptr, q, d);
   kernels_.add(ctx_, a.residual_mid, a.residual_mid, x, n);
 

@@ -27,6 +27,12 @@ inline Accumulation accumulation_for(const ParallelConfig& parallel) {
   return parallel.pp > 1 ? Accumulation::kPerStep : Accumulation::kPerMicroBatch;
 }
 
+// Whether GradSum::kExact changes anything: several dp ranks, several micro-batches each, outside a pipeline (one
+// micro-batch per rank, or one rank, already sums in global order). The reducer and the planner both ask here.
+inline bool sums_in_global_order(GradSum sum, int dp, int micro_batches, Accumulation accumulation) {
+  return sum == GradSum::kExact && dp > 1 && micro_batches > 1 && accumulation == Accumulation::kPerMicroBatch;
+}
+
 // Where reduced gradients live between backward and the update. kKept: in buffers allocated once, which the
 // optimizer reads after backward. kHandedOver (ZeRO-Offload): a bucket's buffer is allocated when backward first
 // writes it, and the on_bucket_ready hook take()s it to stream it to the host, so the device holds only the
@@ -86,6 +92,8 @@ class GradientReducer {
   Tensor take(std::size_t bucket);
 
   DType type() const { return type_; }
+  // This step sums every micro-batch in global order (GradSum::kExact with several ranks and micro-batches).
+  bool sums_in_global_order() const { return ordered(); }
   // The reduced gradients AdamW reads for bucket b (in type()), at the first element of `update`.
   const void* update_view(const Bucket& b, const ParamRange& update);
   // This rank's chunk of bucket `bucket`'s reduced gradients (layout.chunk() elements in type(), padding included):
@@ -122,10 +130,7 @@ class GradientReducer {
   bool per_micro_batch_reductions() const {
     return plan_.gradients_sharded && accumulation_ == Accumulation::kPerMicroBatch && !ordered();
   }
-  // GradSum::kExact where it changes anything: several ranks with several micro-batches each (see the class comment).
-  bool ordered() const {
-    return sum_ == GradSum::kExact && dp_.size() > 1 && micro_batches_ > 1 && accumulation_ == Accumulation::kPerMicroBatch;
-  }
+  bool ordered() const { return weft::sums_in_global_order(sum_, dp_.size(), micro_batches_, accumulation_); }
   // The gradients of `micro` (or of the whole step) are complete for a bucket: round or narrow them.
   void bucket_complete(std::size_t bucket, int micro);
   // 16-bit ZeRO 0/1: adds a micro-batch's complete bucket, rounded, to the step's fp32 sum (kWholeStep scratch),

@@ -237,12 +237,11 @@ double Trainer::global_gradient_norm() {
 }
 
 double Trainer::global_loss_sum(const PendingStep& pending) {
+  if (!grads_.sums_in_global_order()) return dp_sum(group_sum(*groups_.host.pp, pending.loss_sum));
+  // As the gradients were (grad_sum: exact): every micro-batch's loss, gathered and added in global micro-batch order
+  // as one rank adds its own, so the logged loss has the same bits in every dp layout, as the model does.
   Communicator& dp = *groups_.host.dp;
   const std::size_t micro_batches = pending.micro_losses.size();
-  if (config_.parallel.grad_sum != GradSum::kExact || dp.size() == 1 || micro_batches < 2)
-    return dp_sum(group_sum(*groups_.host.pp, pending.loss_sum));
-  // grad_sum: exact (no pipeline): every micro-batch's loss, gathered and added in global micro-batch order as one
-  // rank adds its own, so the logged loss has the same bits in every dp layout, as the model does.
   std::vector<double> all(micro_batches * static_cast<std::size_t>(dp.size()));
   dp.all_gather(pending.micro_losses.data(), all.data(), 2 * micro_batches, DType::kF32)->wait();
   double total = 0.0;

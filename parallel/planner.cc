@@ -29,10 +29,10 @@ struct DpTraffic {
   std::int64_t per_step = 0, per_micro_batch = 0;
 };
 
-// GradientReducer::ordered(): parallel.grad_sum: exact where it changes what is sent and held.
+// What the reducer asks: parallel.grad_sum: exact where it changes what is sent and held.
 bool ordered_grad_sum(const Config& config, int dp) {
-  return config.parallel.grad_sum == GradSum::kExact && dp > 1 && config.accumulation_steps() > 1 &&
-         config.parallel.pp == 1;
+  return sums_in_global_order(config.parallel.grad_sum, dp, config.accumulation_steps(),
+                              accumulation_for(config.parallel));
 }
 
 // Rank 0's (the first pipeline stage's) data-parallel traffic.
@@ -162,7 +162,8 @@ std::int64_t gradient_scratch_bytes(const Config& config, const ParamLayout& par
   std::int64_t bytes = 0;
   if (sixteen_bit || zero.gradients_sharded || accumulates) bytes = 4 * writing;
   // An exact sum keeps the micro-batches' gradients rounded instead (MemoryPlan::micro_gradients).
-  if (sixteen_bit && accumulates && !zero.gradients_sharded && !ordered_grad_sum(config, layout.dp())) bytes += 4 * full;
+  if (sixteen_bit && accumulates && !zero.gradients_sharded && !ordered_grad_sum(config, layout.dp()))
+    bytes += 4 * full;
   return bytes;
 }
 

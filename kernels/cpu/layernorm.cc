@@ -1,6 +1,7 @@
 // CPU LayerNorm: two passes per row (mean, then variance about the mean) for accuracy. Rows are split over
 // the compute threads; the weight gradients are summed over the rows in order (over split columns when there are
-// several threads), so the result is the same on any thread count. One template over fp32 / bf16 activations (kernels/cpu/typed_access.h).
+// several threads), so the result is the same on any thread count. One template over fp32 / bf16 activations
+// (kernels/cpu/typed_access.h).
 #include "kernels/layernorm.h"
 
 #include <algorithm>

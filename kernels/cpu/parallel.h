@@ -18,9 +18,6 @@ inline void bind_compute_threads() {
   if (wanted > 0 && omp_get_max_threads() != wanted) omp_set_num_threads(wanted);
 }
 
-// body(begin, end) over [0, n), split into at most one contiguous range per compute thread, each at least
-// `grain` items (a fork costs a few microseconds). Every item is computed whole by one thread, so results do
-// not depend on the thread count.
 // How many ranges parallel_for(n, grain, ...) splits [0, n) into: 1 means the caller's thread runs it whole.
 inline std::int64_t parallel_ranges(std::int64_t n, std::int64_t grain) {
   if (n <= 0 || omp_in_parallel()) return 1;
@@ -29,6 +26,9 @@ inline std::int64_t parallel_ranges(std::int64_t n, std::int64_t grain) {
       1, std::min<std::int64_t>(omp_get_max_threads(), (n + grain - 1) / std::max<std::int64_t>(grain, 1)));
 }
 
+// body(begin, end) over [0, n), split into at most one contiguous range per compute thread, each at least
+// `grain` items (a fork costs a few microseconds). Every item is computed whole by one thread, so results do
+// not depend on the thread count.
 template <typename Body>
 void parallel_for(std::int64_t n, std::int64_t grain, const Body& body) {
   if (n <= 0) return;

@@ -21,9 +21,10 @@ cublasHandle_t handle_on_stream(const KernelContext& ctx) {
   auto handle = static_cast<cublasHandle_t>(ctx.blas);
   if (handle == nullptr)
     throw Error(ErrorKind::kInternal, "CUDA GEMM needs a KernelContext with a cuBLAS handle (use context_for)");
+  const cuda_detail::CublasLibrary& blas = cuda_detail::cublas();
   cudaStream_t bound = nullptr;
-  WEFT_CUBLAS_CHECK(cuda_detail::cublas().get_stream(handle, &bound));
-  if (bound != cuda_impl::stream_of(ctx)) WEFT_CUBLAS_CHECK(cuda_detail::cublas().set_stream(handle, cuda_impl::stream_of(ctx)));
+  WEFT_CUBLAS_CHECK(blas.get_stream(handle, &bound));
+  if (bound != cuda_impl::stream_of(ctx)) WEFT_CUBLAS_CHECK(blas.set_stream(handle, cuda_impl::stream_of(ctx)));
   return handle;
 }
 
@@ -70,14 +71,15 @@ void gemm_ex(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int
   cublasHandle_t handle = handle_on_stream(ctx);
   const cudaDataType_t in = to_cuda(a.type), out = to_cuda(c.type);
   // Operands swapped, as for every row-major GEMM here (see the file comment).
+  const cuda_detail::CublasLibrary& blas = cuda_detail::cublas();
   if (batch == 1) {
-    WEFT_CUBLAS_CHECK(cuda_detail::cublas().gemm_ex(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data, in, b.ld,
+    WEFT_CUBLAS_CHECK(blas.gemm_ex(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data, in, b.ld,
                                    a.data, in, a.ld, &beta, c.data, out, c.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
-  WEFT_CUBLAS_CHECK(cuda_detail::cublas().gemm_strided_batched_ex(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data,
-                                               in, b.ld, b.stride, a.data, in, a.ld, a.stride, &beta, c.data, out, c.ld,
-                                               c.stride, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  WEFT_CUBLAS_CHECK(blas.gemm_strided_batched_ex(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b.data,
+                                                 in, b.ld, b.stride, a.data, in, a.ld, a.stride, &beta, c.data, out,
+                                                 c.ld, c.stride, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k, float alpha,
@@ -91,8 +93,8 @@ void gemm(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m,
   }
   cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
-  WEFT_CUBLAS_CHECK(cuda_detail::cublas().sgemm(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb, a, lda, &beta,
-                                c, ldc));
+  WEFT_CUBLAS_CHECK(cuda_detail::cublas().sgemm(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb,
+                                                a, lda, &beta, c, ldc));
 }
 
 void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose trans_b, int m, int n, int k,
@@ -106,8 +108,9 @@ void gemm_strided_batched(const KernelContext& ctx, Transpose trans_a, Transpose
   }
   cuda_impl::StreamDeviceScope scope(ctx);
   cublasHandle_t handle = handle_on_stream(ctx);
-  WEFT_CUBLAS_CHECK(cuda_detail::cublas().sgemm_strided_batched(handle, to_cublas(trans_b), to_cublas(trans_a), n, m, k, &alpha, b, ldb,
-                                              stride_b, a, lda, stride_a, &beta, c, ldc, stride_c, batch));
+  WEFT_CUBLAS_CHECK(cuda_detail::cublas().sgemm_strided_batched(handle, to_cublas(trans_b), to_cublas(trans_a), n, m,
+                                                                k, &alpha, b, ldb, stride_b, a, lda, stride_a, &beta,
+                                                                c, ldc, stride_c, batch));
 }
 
 }  // namespace weft::kernels::cuda

@@ -109,10 +109,11 @@ class CudaDevice final : public Device {
     WEFT_CUDA_CHECK(cudaGetDeviceProperties(&properties, ordinal_));
     name_ = fmt::format("cuda:{} ({}, sm_{}{}, {:.1f} GiB)", ordinal_, properties.name, properties.major,
                         properties.minor, static_cast<double>(properties.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
-    WEFT_CUBLAS_CHECK(cuda_detail::cublas().create(&blas_));
-    WEFT_CUBLAS_CHECK(cuda_detail::cublas().set_stream(blas_, stream_.get()));
+    const cuda_detail::CublasLibrary& blas = cuda_detail::cublas();  // loads cuBLAS with the first device
+    WEFT_CUBLAS_CHECK(blas.create(&blas_));
+    WEFT_CUBLAS_CHECK(blas.set_stream(blas_, stream_.get()));
     // Plain fp32 GEMMs (no TF32 tensor-core shortcut), so results match the CPU engine to fp32 rounding.
-    WEFT_CUBLAS_CHECK(cuda_detail::cublas().set_math_mode(blas_, CUBLAS_DEFAULT_MATH));
+    WEFT_CUBLAS_CHECK(blas.set_math_mode(blas_, CUBLAS_DEFAULT_MATH));
     // Kernels take small scratch buffers with cudaMallocAsync; keep up to 256 MiB cached in the pool across
     // synchronizations instead of returning it to the driver at every one (the default threshold is 0).
     cudaMemPool_t pool = nullptr;

@@ -10,7 +10,7 @@ here is smaller than that.
 Skipped (exit 77) when not root or without a memory cgroup to write.
 Usage: offload_memory_cap_test.py WEFT SOURCE_DIR
 """
-import json
+import argparse
 import os
 import subprocess
 import sys
@@ -22,40 +22,13 @@ LAYERS, D_MODEL, RATIO = 24, 512, 2.5
 def main():
     weft, source_dir = sys.argv[1], sys.argv[2]
     sys.path.insert(0, os.path.join(source_dir, "bench"))
-    from offload_memory_cap import MemoryCap  # the bench's cgroup: one way to make it, tested here
+    from offload_memory_cap import MemoryCap, train  # the bench's cgroup and run, at a smaller size
 
     if os.geteuid() != 0:
         print("skipped: making a memory cgroup needs root")
         return 77
     params = LAYERS * (12 * D_MODEL * D_MODEL + 13 * D_MODEL) + (256 + 64 + 2) * D_MODEL
     cap_bytes = int(12 * params / RATIO) // 2**20 * 2**20
-
-    def train(offload, work):
-        try:
-            cap = MemoryCap(cap_bytes)
-        except (OSError, SystemExit) as error:
-            print(f"skipped: cannot make a memory cgroup here ({error})")
-            sys.exit(77)
-        metrics = os.path.join(work, f"{offload}.jsonl")
-        sets = [f"model.layers={LAYERS}", f"model.d_model={D_MODEL}", f"model.heads={D_MODEL // 64}",
-                "model.seq_len=64", "model.vocab_size=256", "train.global_batch=1", "train.micro_batch=1",
-                "train.steps=2", "train.log_every=1", "train.recompute=block", "train.threads=1",
-                "precision.compute=bf16", "comm.bucket_mb=4", f"parallel.offload={offload}",
-                f"parallel.offload_dir={work}"]
-        command = [weft, "train", os.path.join(source_dir, "configs/tiny.yaml"), "--metrics", metrics]
-        for s in sets:
-            command += ["--set", s]
-        try:
-            done = cap.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=240)
-            peak, kills = cap.peak(), cap.oom_kills()
-        finally:
-            cap.remove()
-        steps = [json.loads(line) for line in open(metrics)] if os.path.exists(metrics) else []
-        steps = [line for line in steps if "step" in line]
-        print(f"{offload} under a {cap_bytes >> 20} MiB cap: exit {done.returncode}, {len(steps)} steps, "
-              f"cgroup peak {peak >> 20} MiB, {kills} killed by the kernel")
-        return done, steps, peak, kills
-
     # A process must be able to join a new memory cgroup here (some containers let root make one but not enter it).
     try:
         probe = MemoryCap(cap_bytes)
@@ -70,19 +43,32 @@ def main():
         print("skipped: a process cannot join a new memory cgroup here")
         return 77
 
+    run_args = argparse.Namespace(build=os.path.dirname(os.path.abspath(weft)), layers=LAYERS, d_model=D_MODEL)
+
+    def capped(offload, work):
+        cap = MemoryCap(cap_bytes)
+        try:
+            code, steps, _, stderr = train(run_args, offload, 2, cap, work)
+            peak, kills = cap.peak(), cap.oom_kills()
+        finally:
+            cap.remove()
+        print(f"{offload} under a {cap_bytes >> 20} MiB cap: exit {code}, {len(steps)} steps, "
+              f"cgroup peak {peak >> 20} MiB, {kills} killed by the kernel")
+        return code, steps, peak, kills, stderr
+
     failures = []
     with tempfile.TemporaryDirectory() as work:
-        done, steps, peak, kills = train("disk", work)
-        if done.returncode != 0 or len(steps) != 2:
-            failures.append(f"disk offload did not train 2 steps under the cap: {done.stderr[-2000:]}")
+        code, steps, peak, kills, stderr = capped("disk", work)
+        if code != 0 or len(steps) != 2:
+            failures.append(f"disk offload did not train 2 steps under the cap: {stderr[-2000:]}")
         else:
             state = 12 * steps[-1]["mem"]["params"] // 2  # the run's bf16 parameter bytes, as 12 B a parameter
             if state < 2.4 * cap_bytes:
                 failures.append(f"the optimizer state ({state >> 20} MiB) is not 2.4x the cap: the test lost its point")
         if peak >= cap_bytes or kills:
             failures.append("disk offload reached the cap (the kernel then reclaims or kills)")
-        done, steps, _, kills = train("none", work)
-        if done.returncode == 0 or kills == 0:
+        code, steps, _, kills, _ = capped("none", work)
+        if code == 0 or kills == 0:
             failures.append("without offload the model was not killed under the cap: the cap does not bind")
     for failure in failures:
         print("FAIL:", failure)
