@@ -77,8 +77,8 @@ TEST_CASE("over MPI, dp=4 with one micro-batch per rank is bit-identical to one 
   }
 }
 
-TEST_CASE("over MPI, parallel.grad_sum exact makes dp=2 with four micro-batches per rank bit-identical to one rank "
-          "(bf16, ZeRO 0 and 3)") {
+TEST_CASE("over MPI, parallel.grad_sum exact makes dp=2 with four micro-batches per rank and dp=3 with two "
+          "bit-identical to one rank (bf16, ZeRO 0 and 3)") {
   const std::string set = "--set precision.compute=bf16 --set train.micro_batch=2";
   const Run one = launch(1, set);
   REQUIRE(one.losses.size() == 20);
@@ -88,6 +88,12 @@ TEST_CASE("over MPI, parallel.grad_sum exact makes dp=2 with four micro-batches 
     REQUIRE(two.exit_code == 0);
     CHECK(two.losses == one.losses);
   }
+  // An odd dp size (buckets padded to 3 chunks), two micro-batches per rank, ZeRO 3.
+  const std::string odd = "--set precision.compute=bf16 --set train.global_batch=12 --set train.micro_batch=2";
+  const Run one_of_six = launch(1, odd);
+  const Run three = launch(3, odd + " --set parallel.grad_sum=exact --set parallel.zero=3");
+  REQUIRE(three.exit_code == 0);
+  CHECK(three.losses == one_of_six.losses);
 }
 
 TEST_CASE("over MPI, overlap on and off give identical losses and a repeated run is bit-identical") {
